@@ -1,0 +1,35 @@
+/* dtype.h - storage dtypes of model tensors and their conversion to/from float64.
+ *
+ * All numerics in ailora's SVD and init path run in float64; tensors are stored
+ * as F32, F16, BF16 or F64 (safetensors names). Rounding float64 -> storage dtype
+ * is round-to-nearest-even, as torch's .to(dtype) does.
+ */
+#ifndef AILORA_DTYPE_H
+#define AILORA_DTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DTYPE_INVALID = 0, DTYPE_F64, DTYPE_F32, DTYPE_F16, DTYPE_BF16 } DType;
+
+/* "F64", "F32", "F16", "BF16" <-> DType; DTYPE_INVALID for anything else. */
+DType dtype_from_name(const char *name);
+const char *dtype_name(DType dt);
+/* torch_dtype strings of HF config.json: "float32", "bfloat16", "float16", "float64". */
+DType dtype_from_torch_name(const char *name);
+const char *dtype_torch_name(DType dt);
+size_t dtype_size(DType dt);  /* bytes per element, 0 for invalid */
+
+/* Convert count elements at src (dtype dt, little-endian, any alignment) to float64. */
+void dtype_to_f64(DType dt, const void *src, size_t count, double *dst);
+/* Round count float64 values to dtype dt and store them at dst (little-endian). */
+void dtype_from_f64(DType dt, const double *src, size_t count, void *dst);
+/* The float64 value of x after one rounding to dt (identity for F64). */
+double dtype_round(DType dt, double x);
+
+uint16_t f64_to_bf16(double x);
+double bf16_to_f64(uint16_t h);
+uint16_t f64_to_f16(double x);
+double f16_to_f64(uint16_t h);
+
+#endif

@@ -1,0 +1,77 @@
+/* error.h - one error convention for all of ailora.
+ *
+ * Every fallible function returns an int: AIL_OK (0) on success, or one of the
+ * AilErrorCode values. The first failure records a one-line message together with
+ * its call site; callers propagate with AIL_CHECK, which appends nothing but keeps
+ * the original message, so the user sees the root cause, not the unwinding.
+ *
+ *     int safetensors_open(const char *path, SafeTensors *st) {
+ *         if (fd < 0) return AIL_ERROR(AIL_ERR_IO, "%s: %s", path, strerror(errno));
+ *         AIL_CHECK(parse_header(st));
+ *         return AIL_OK;
+ *     }
+ *
+ * Programs print ail_error_message() (and the site with ail_error_site()) and exit
+ * with a non-zero status.
+ */
+#ifndef AILORA_ERROR_H
+#define AILORA_ERROR_H
+
+#include <mpi.h>
+
+typedef enum {
+    AIL_OK = 0,
+    AIL_ERR_ARG = 2,     /* bad argument, option or config value */
+    AIL_ERR_IO = 3,      /* file missing, unreadable, unwritable */
+    AIL_ERR_FORMAT = 4,  /* malformed file contents (safetensors, JSON, HDF5) */
+    AIL_ERR_MEM = 5,     /* allocation failed */
+    AIL_ERR_LIB = 6,     /* a library call failed (LAPACK, ScaLAPACK, HDF5) */
+    AIL_ERR_MPI = 7,     /* an MPI call failed or another rank reported an error */
+    AIL_ERR_NUMERIC = 8  /* NaN/Inf or a numerical breakdown */
+} AilErrorCode;
+
+/* Records the error (only if none is pending) and returns code. */
+int ail_error_set(int code, const char *file, int line, const char *func, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+const char *ail_error_message(void);  /* "" when no error is pending */
+const char *ail_error_site(void);     /* "src/file.c:123 (function)" */
+int ail_error_code(void);
+void ail_error_clear(void);
+
+/* Fills buf with "<prog>: error: <message> [at <site>]" for printing. */
+void ail_error_format(const char *prog, char *buf, int len);
+
+#define AIL_ERROR(code, ...) ail_error_set((code), __FILE__, __LINE__, __func__, __VA_ARGS__)
+
+#define AIL_CHECK(call)                 \
+    do {                                \
+        int ail_rc_ = (call);           \
+        if (ail_rc_ != AIL_OK) return ail_rc_; \
+    } while (0)
+
+/* Allocation that records an error naming what was being allocated. */
+#define AIL_MALLOC(ptr, count)                                                        \
+    do {                                                                              \
+        size_t ail_n_ = (size_t)(count);                                              \
+        (ptr) = ail_n_ ? malloc(ail_n_ * sizeof(*(ptr))) : NULL;                      \
+        if (ail_n_ && !(ptr))                                                         \
+            return AIL_ERROR(AIL_ERR_MEM, "out of memory allocating %zu bytes for %s", \
+                             ail_n_ * sizeof(*(ptr)), #ptr);                          \
+    } while (0)
+
+#define AIL_CALLOC(ptr, count)                                                        \
+    do {                                                                              \
+        size_t ail_n_ = (size_t)(count);                                              \
+        (ptr) = ail_n_ ? calloc(ail_n_, sizeof(*(ptr))) : NULL;                       \
+        if (ail_n_ && !(ptr))                                                         \
+            return AIL_ERROR(AIL_ERR_MEM, "out of memory allocating %zu bytes for %s", \
+                             ail_n_ * sizeof(*(ptr)), #ptr);                          \
+    } while (0)
+
+/* Collective over comm: every rank passes its own rc; if any failed, every rank
+ * returns the error of the lowest failing rank, message included. Lets all ranks
+ * leave a phase together and clean up instead of hanging or aborting. */
+int ail_error_agree(MPI_Comm comm, int rc);
+
+#endif

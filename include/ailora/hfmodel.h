@@ -1,0 +1,68 @@
+/* hfmodel.h - a Hugging Face model directory: config.json + safetensors shards.
+ *
+ * Supports the LLaMA family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
+ * shapes): a single model.safetensors, or shards model-0000X-of-0000Y.safetensors
+ * listed by model.safetensors.index.json ("weight_map": tensor -> shard file).
+ * Every shard is mapped read-only; tensors are looked up by their HF name.
+ */
+#ifndef AILORA_HFMODEL_H
+#define AILORA_HFMODEL_H
+
+#include "ailora/dtype.h"
+#include "ailora/safetensors.h"
+
+typedef struct {
+    int hidden_size;
+    int intermediate_size;
+    int num_hidden_layers;
+    int num_attention_heads;
+    int num_key_value_heads;  /* defaults to num_attention_heads */
+    int head_dim;             /* defaults to hidden_size / num_attention_heads */
+    int vocab_size;
+    int max_position_embeddings;
+    double rms_norm_eps;
+    double rope_theta;
+    int tie_word_embeddings;  /* 0/1, default 0 */
+    int attention_bias;       /* 0/1: q/k/v biases (Qwen2 sets it implicitly) */
+    DType torch_dtype;        /* storage dtype named in config.json, default F32 */
+    char model_type[32];      /* "llama", "mistral", "qwen2", ... */
+} ModelConfig;
+
+typedef struct {
+    char *dir;
+    ModelConfig config;
+    int nshards;
+    SafeTensors *shards;
+    char **shard_files;  /* file names relative to dir */
+} HFModel;
+
+/* Parses config.json (missing required keys are an error naming the key) and maps
+ * every shard. On error nothing stays open. */
+int hfmodel_open(const char *dir, HFModel *model);
+void hfmodel_close(HFModel *model);
+/* Parses a config.json file only. */
+int model_config_load(const char *path, ModelConfig *cfg);
+
+/* Finds a tensor by HF name; AIL_ERR_FORMAT naming the tensor and directory if absent. */
+int hfmodel_tensor(const HFModel *model, const char *name, const SafeTensor **tensor);
+/* Index of the shard holding name, -1 if absent. */
+int hfmodel_shard_of(const HFModel *model, const char *name);
+
+/* A target linear module: "model.layers.{i}.self_attn.q_proj" with its weight
+ * "<module>.weight" of shape [m, n] (out x in). */
+typedef struct {
+    char name[128];     /* module name, e.g. model.layers.3.self_attn.v_proj */
+    char suffix[32];    /* q_proj, v_proj, ... */
+    int layer;
+    int m, n;           /* out, in */
+    DType dtype;
+    const SafeTensor *weight;
+} TargetModule;
+
+/* Expands a comma-separated suffix list ("q_proj,v_proj") into the target modules
+ * of every layer, in layer order then list order. Unknown suffixes and missing or
+ * non-2-D weights are errors. *targets is malloc'ed. */
+int hfmodel_targets(const HFModel *model, const char *suffix_csv, TargetModule **targets,
+                    int *count);
+
+#endif

@@ -1,0 +1,84 @@
+/* svd.h - full-spectrum float64 SVDs of model weight matrices.
+ *
+ * For W [m, n] (row-major, out x in), k = min(m, n):  W = U diag(S) Vt with
+ * U [m, k] and Vt [k, n] row-major and S descending. Signs are canonical: each
+ * singular pair (U[:, j], Vt[j, :]) is flipped so that the entry of U[:, j] with
+ * the largest magnitude (the first one on ties) is positive. Backends:
+ *
+ *   lapack   one rank, LAPACK dgesdd (divide and conquer)
+ *   pdgesvd  ScaLAPACK on a BLACS grid of ranks (W^T distributed block-cyclically)
+ *   auto     a schedule over all ranks (svd_plan_make)
+ */
+#ifndef AILORA_SVD_H
+#define AILORA_SVD_H
+
+#include <mpi.h>
+
+#include "ailora/distmat.h"
+#include "ailora/hfmodel.h"
+
+typedef enum { SVD_BACKEND_AUTO = 0, SVD_BACKEND_LAPACK, SVD_BACKEND_PDGESVD } SvdBackend;
+
+int svd_backend_parse(const char *name, SvdBackend *backend);
+const char *svd_backend_name(SvdBackend backend);
+
+/* LAPACK dgesdd of w [m, n] row-major (destroyed). S [k], U [m, k], Vt [k, n]. */
+int svd_lapack(int m, int n, double *w, double *S, double *U, double *Vt);
+
+/* Flip signs of singular pairs to the canonical convention (see above). */
+void svd_canonical_signs(int m, int n, int k, double *U, double *Vt);
+
+/* Result of a distributed SVD of W, stored as ScaLAPACK returned it for W^T:
+ * vt_t = Vt^T... concretely, for a = W^T (n x m): a = P diag(S) Q^T, so
+ *   p  (n x k distributed) holds Vt^T: p(i, j) = Vt[j][i]
+ *   qt (k x m distributed) holds U^T:  qt(j, i) = U[i][j]
+ * Read as row-major arrays (dataset[j][i] = p(i, j)) they are Vt [k, n] and U [m, k]. */
+typedef struct {
+    int m, n, k;
+    double *S;      /* [k], replicated on every rank of the grid */
+    DistMatrix p;   /* n x k */
+    DistMatrix qt;  /* k x m */
+} DistSvd;
+
+/* pdgesvd of W (tensor w) on grid with block size nb; collective over grid->comm. */
+int svd_pdgesvd(const BlacsGrid *grid, const SafeTensor *w, int nb, DistSvd *out);
+void dist_svd_free(DistSvd *svd);
+
+/* ---- scheduling all target matrices over the ranks (svd_plan.c) ---------------- */
+
+/* One phase splits the ranks into groups of consecutive ranks; each group runs
+ * its matrices one after another, with dgesdd (group of 1, lapack) or pdgesvd. */
+typedef struct {
+    int ngroups;
+    int group_size;  /* all groups of a phase have the same size */
+} SvdPhase;
+
+typedef struct {
+    int phase;            /* which phase computes this matrix */
+    int group;            /* which group of that phase */
+    SvdBackend backend;   /* LAPACK or PDGESVD (never AUTO) */
+    int nprow, npcol;     /* grid of the group */
+} SvdTask;
+
+typedef struct {
+    int nphases;
+    SvdPhase phases[2];
+    int ntasks;
+    SvdTask *tasks;       /* one per target matrix, same order */
+} SvdPlan;
+
+/* pdgesvd is this many times slower than dgesdd per rank (measured with
+ * experiments/bench/svd_bench.sh: QR iteration versus divide and conquer), so
+ * auto splits a matrix over ranks only when enough ranks would otherwise idle. */
+#define SVD_PDGESVD_SLOWDOWN 12.0
+
+/* Deterministic: every rank computes the same plan. max_rank_bytes bounds the
+ * memory one rank may use for a dgesdd (W, U, Vt and workspace); larger matrices
+ * go to a phase that uses all ranks with pdgesvd. */
+int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                  double max_rank_bytes, SvdPlan *plan);
+void svd_plan_free(SvdPlan *plan);
+/* Bytes a dgesdd of an m x n matrix needs (inputs, outputs, workspace). */
+double svd_lapack_bytes(int m, int n);
+
+#endif

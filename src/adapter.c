@@ -1,0 +1,122 @@
+/* adapter.c - LoRA / PiSSA / MiLoRA / AILoRA / ratio initialization (see adapter.h). */
+#include "ailora/adapter.h"
+
+#include <blis.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ailora/error.h"
+#include "ailora/rng.h"
+
+static const char *const method_names[] = {"lora", "pissa", "milora", "ailora", "ratio"};
+
+int init_method_parse(const char *name, InitMethod *method) {
+    for (int i = 0; i < (int)(sizeof method_names / sizeof *method_names); i++)
+        if (strcmp(name, method_names[i]) == 0) {
+            *method = (InitMethod)i;
+            return AIL_OK;
+        }
+    return AIL_ERROR(AIL_ERR_ARG, "unknown init method \"%s\" (lora, pissa, milora, ailora, ratio)",
+                     name);
+}
+
+const char *init_method_name(InitMethod method) { return method_names[method]; }
+
+int init_spec_validate(InitSpec *spec) {
+    if (spec->rank <= 0) return AIL_ERROR(AIL_ERR_ARG, "rank must be positive (got %d)", spec->rank);
+    if (spec->alpha <= 0) spec->alpha = spec->rank;
+    if (!isfinite(spec->alpha)) return AIL_ERROR(AIL_ERR_ARG, "alpha must be a finite positive number");
+    const double ratios[3] = {spec->ratio_q, spec->ratio_v, spec->ratio_other};
+    const char *names[3] = {"ratio-q", "ratio-v", "ratio-other"};
+    for (int i = 0; i < 3; i++)
+        if (!(ratios[i] >= 0.0 && ratios[i] <= 1.0))
+            return AIL_ERROR(AIL_ERR_ARG, "%s must lie in [0, 1] (got %g)", names[i], ratios[i]);
+    return AIL_OK;
+}
+
+double init_principal_fraction(const InitSpec *spec, const char *suffix) {
+    int is_q = strcmp(suffix, "q_proj") == 0, is_v = strcmp(suffix, "v_proj") == 0;
+    switch (spec->method) {
+    case INIT_PISSA: return 1.0;
+    case INIT_MILORA: return 0.0;
+    case INIT_AILORA: return is_q ? 1.0 : is_v ? 0.0 : spec->ratio_other;
+    case INIT_RATIO: return is_q ? spec->ratio_q : is_v ? spec->ratio_v : spec->ratio_other;
+    default: return 0.0;  // lora selects nothing
+    }
+}
+
+int init_principal_count(double rho, int r) { return (int)floor(rho * r + 0.5); }
+
+void init_select(int k, int r, int p, int *selected) {
+    for (int i = 0; i < p; i++) selected[i] = i;
+    for (int i = p; i < r; i++) selected[i] = k - r + i;  // the last r - p indices
+}
+
+void adapter_from_svd(int m, int n, int r, double scale, const double *S_I, const double *U_I,
+                      const double *Vt_I, double *A, double *B) {
+    for (int j = 0; j < r; j++) {
+        double root = sqrt(S_I[j] / scale);
+        for (int c = 0; c < n; c++) A[(size_t)j * n + c] = root * Vt_I[(size_t)j * n + c];
+        for (int i = 0; i < m; i++) B[(size_t)i * r + j] = U_I[(size_t)i * r + j] * root;
+    }
+}
+
+void adapter_lora_random(const InitSpec *spec, const char *module, int m, int n, double *A,
+                         double *B) {
+    Rng rng;
+    rng_init(&rng, spec->seed, rng_stream_id(module));
+    int r = spec->rank;
+    // kaiming_uniform_(a=sqrt(5)) on A [r, n]: gain sqrt(2/(1+5)), bound gain*sqrt(3/n) = 1/sqrt(n)
+    double bound = 1.0 / sqrt((double)n), stdev = 1.0 / sqrt((double)r);
+    for (size_t i = 0; i < (size_t)r * n; i++)
+        A[i] = spec->lora_gaussian ? stdev * rng_normal(&rng) : bound * (2.0 * rng_uniform(&rng) - 1.0);
+    memset(B, 0, sizeof(double) * (size_t)m * r);
+}
+
+/* C [m, n] += alpha * B [m, r] A [r, n], row-major, through BLIS. */
+static void gemm_add_ba(int m, int n, int r, double alpha, const double *B, const double *A,
+                        double *C) {
+    double one = 1.0;
+    bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, r, &alpha, (double *)B, r, 1,
+              (double *)A, n, 1, &one, C, n, 1);
+}
+
+void adapter_residual(int m, int n, int r, double scale, const double *W, const double *A,
+                      const double *B, double *W_res) {
+    memcpy(W_res, W, sizeof(double) * (size_t)m * n);
+    if (r > 0) gemm_add_ba(m, n, r, -scale, B, A, W_res);
+}
+
+static double frobenius(const double *x, size_t count) {
+    double sum = 0.0;
+    for (size_t i = 0; i < count; i++) sum += x[i] * x[i];
+    return sqrt(sum);
+}
+
+void adapter_diagnostics(int m, int n, int r, double scale, const double *W, const double *W_res,
+                         const double *A, const double *B, DType dtype, const double *S, int k,
+                         const int *selected, AdapterDiagnostics *diag) {
+    double total = 0.0, captured = 0.0;
+    for (int i = 0; i < k; i++) total += S[i] * S[i];
+    for (int i = 0; i < r && selected; i++) captured += S[selected[i]] * S[selected[i]];
+    diag->energy = total > 0 ? captured / total : 0.0;
+
+    size_t count = (size_t)m * n;
+    double wnorm = frobenius(W, count);
+    double *err = malloc(sizeof(double) * count);
+    if (!err) {  // diagnostics only: report NaN rather than fail the init
+        diag->recon_err_f64 = diag->recon_err_rounded = NAN;
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        // err = W - W_res - s B A, with W_res as computed or rounded to the dtype
+        for (size_t i = 0; i < count; i++)
+            err[i] = W[i] - (pass ? dtype_round(dtype, W_res[i]) : W_res[i]);
+        if (r > 0) gemm_add_ba(m, n, r, -scale, B, A, err);
+        double rel = wnorm > 0 ? frobenius(err, count) / wnorm : 0.0;
+        if (pass) diag->recon_err_rounded = rel;
+        else diag->recon_err_f64 = rel;
+    }
+    free(err);
+}

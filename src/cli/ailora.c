@@ -1,0 +1,54 @@
+/* ailora.c - the `ailora` program: dispatch to subcommands under MPI. */
+#include <blis.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ailora/h5io.h"
+#include "cli.h"
+#include "config.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "ailora %s - SVD-initialized LoRA adapters for transformer LMs\n"
+            "\n"
+            "usage: [mpirun -np N] ailora COMMAND [options]\n"
+            "\n"
+            "commands:\n"
+            "  svd     full-spectrum SVDs of the target weights -> SVD cache (HDF5)\n"
+            "  init    LoRA / PiSSA / MiLoRA / AILoRA / ratio adapters -> INIT.h5\n"
+            "  synth   write a LLaMA-shaped HF model with prescribed singular spectra\n"
+            "\n"
+            "`ailora COMMAND --help` describes each command. Build: %s\n",
+            PACKAGE_VERSION,
+#ifdef AILORA_HAVE_CUDA
+            "CPU + CUDA"
+#else
+            "CPU"
+#endif
+    );
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    h5io_quiet();
+    int status;
+    const char *cmd = argc > 1 ? argv[1] : "";
+    if (strcmp(cmd, "svd") == 0) status = cmd_svd(argc - 1, argv + 1);
+    else if (strcmp(cmd, "init") == 0) status = cmd_init(argc - 1, argv + 1);
+    else if (strcmp(cmd, "synth") == 0) status = cmd_synth(argc - 1, argv + 1);
+    else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (cli_rank() == 0) usage(stdout);
+        status = 0;
+    } else if (strcmp(cmd, "--version") == 0) {
+        if (cli_rank() == 0) printf("ailora %s\n", PACKAGE_VERSION);
+        status = 0;
+    } else {
+        if (cli_rank() == 0) {
+            if (*cmd) fprintf(stderr, "ailora: error: unknown command \"%s\"\n", cmd);
+            usage(stderr);
+        }
+        status = 2;
+    }
+    MPI_Finalize();
+    return status;
+}

@@ -1,0 +1,101 @@
+/* distmat.c - BLACS grids on arbitrary communicators and block-cyclic matrices. */
+#include "ailora/distmat.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ailora/error.h"
+#include "lapack.h"
+
+void blacs_grid_shape(int nprocs, int *nprow, int *npcol) {
+    int r = 1;
+    for (int d = 1; d * d <= nprocs; d++)
+        if (nprocs % d == 0) r = d;
+    *nprow = r;
+    *npcol = nprocs / r;
+}
+
+int blacs_grid_create(MPI_Comm comm, int nprow, int npcol, BlacsGrid *grid) {
+    memset(grid, 0, sizeof *grid);
+    int size;
+    MPI_Comm_size(comm, &size);
+    if (nprow * npcol != size)
+        return AIL_ERROR(AIL_ERR_ARG, "grid %dx%d does not match %d ranks", nprow, npcol, size);
+    if (MPI_Comm_dup(comm, &grid->comm) != MPI_SUCCESS)
+        return AIL_ERROR(AIL_ERR_MPI, "MPI_Comm_dup failed");
+    // A BLACS system handle of our own communicator makes the grid collective over
+    // comm only, so sub-groups of ranks can build grids independently.
+    grid->sys_handle = Csys2blacs_handle(grid->comm);
+    grid->ctx = grid->sys_handle;
+    Cblacs_gridinit(&grid->ctx, "Row", nprow, npcol);  // returns void: check gridinfo
+    Cblacs_gridinfo(grid->ctx, &grid->nprow, &grid->npcol, &grid->myrow, &grid->mycol);
+    if (grid->nprow != nprow || grid->npcol != npcol || grid->myrow < 0)
+        return AIL_ERROR(AIL_ERR_LIB, "Cblacs_gridinit failed for a %dx%d grid", nprow, npcol);
+    return AIL_OK;
+}
+
+void blacs_grid_free(BlacsGrid *grid) {
+    if (grid->comm == MPI_COMM_NULL || grid->nprow == 0) return;
+    Cblacs_gridexit(grid->ctx);
+    Cfree_blacs_system_handle(grid->sys_handle);
+    MPI_Comm_free(&grid->comm);
+    memset(grid, 0, sizeof *grid);
+}
+
+int block_cyclic_count(int n, int nb, int iproc, int nprocs) {
+    int zero = 0;
+    return numroc_(&n, &nb, &iproc, &zero, &nprocs);
+}
+
+static int local_to_global(int iloc, int nb, int iproc, int nprocs) {
+    return (iloc / nb) * nprocs * nb + iproc * nb + iloc % nb;
+}
+
+int distmat_row_global(const DistMatrix *a, int iloc) {
+    return local_to_global(iloc, a->nb, a->grid->myrow, a->grid->nprow);
+}
+
+int distmat_col_global(const DistMatrix *a, int jloc) {
+    return local_to_global(jloc, a->nb, a->grid->mycol, a->grid->npcol);
+}
+
+int distmat_create(const BlacsGrid *grid, int m, int n, int nb, DistMatrix *a) {
+    memset(a, 0, sizeof *a);
+    a->grid = grid;
+    a->m = m;
+    a->n = n;
+    a->nb = nb;
+    a->mloc = block_cyclic_count(m, nb, grid->myrow, grid->nprow);
+    a->nloc = block_cyclic_count(n, nb, grid->mycol, grid->npcol);
+    a->lld = a->mloc > 1 ? a->mloc : 1;
+    int zero = 0, info;
+    descinit_(a->desc, &m, &n, &nb, &nb, &zero, &zero, &grid->ctx, &a->lld, &info);
+    if (info != 0) return AIL_ERROR(AIL_ERR_LIB, "descinit failed (info %d) for %dx%d", info, m, n);
+    AIL_CALLOC(a->local, (size_t)a->lld * (size_t)(a->nloc > 0 ? a->nloc : 1));
+    return AIL_OK;
+}
+
+void distmat_free(DistMatrix *a) {
+    free(a->local);
+    memset(a, 0, sizeof *a);
+}
+
+int distmat_load_weight_t(DistMatrix *a, const SafeTensor *w) {
+    if (w->ndim != 2 || w->shape[0] != a->n || w->shape[1] != a->m)
+        return AIL_ERROR(AIL_ERR_FORMAT, "tensor %s: shape does not match a %dx%d matrix", w->name,
+                         a->n, a->m);
+    size_t esize = dtype_size(w->dtype);
+    const char *bytes = w->data;
+    // local column jloc of W^T is (part of) row gj of W: contiguous in the file;
+    // its local rows come in runs of up to nb consecutive global rows.
+    for (int jloc = 0; jloc < a->nloc; jloc++) {
+        size_t row_start = (size_t)distmat_col_global(a, jloc) * (size_t)a->m;
+        for (int iloc = 0; iloc < a->mloc; iloc += a->nb) {
+            int run = a->mloc - iloc < a->nb ? a->mloc - iloc : a->nb;
+            size_t gi = (size_t)distmat_row_global(a, iloc);
+            dtype_to_f64(w->dtype, bytes + (row_start + gi) * esize, (size_t)run,
+                         a->local + (size_t)jloc * a->lld + iloc);
+        }
+    }
+    return AIL_OK;
+}

@@ -1,0 +1,323 @@
+/* hfmodel.c - config.json parsing and safetensors shard mapping for HF model dirs. */
+#include "ailora/hfmodel.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ailora/error.h"
+
+static int read_text_file(const char *path, char **text) {
+    *text = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return AIL_ERROR(AIL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return AIL_ERROR(AIL_ERR_IO, "cannot read %s", path);
+    }
+    long size = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)size + 1);
+    if (!buf) {
+        fclose(f);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s", path);
+    }
+    size_t got = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    if (got != (size_t)size) {
+        free(buf);
+        return AIL_ERROR(AIL_ERR_IO, "short read on %s", path);
+    }
+    buf[size] = '\0';
+    *text = buf;
+    return AIL_OK;
+}
+
+static int json_load(const char *path, cJSON **root) {
+    char *text;
+    AIL_CHECK(read_text_file(path, &text));
+    *root = cJSON_Parse(text);
+    free(text);
+    if (!*root || !cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: not a valid JSON object", path);
+    }
+    return AIL_OK;
+}
+
+/* Positive integer key: required ones are an error when missing. */
+static int json_int(const cJSON *root, const char *path, const char *key, int required,
+                    int fallback, int *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!item || cJSON_IsNull(item)) {
+        if (required) return AIL_ERROR(AIL_ERR_FORMAT, "%s: missing required key \"%s\"", path, key);
+        *out = fallback;
+        return AIL_OK;
+    }
+    double v = item->valuedouble;
+    if (!cJSON_IsNumber(item) || v != (double)(int)v || v <= 0)
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: \"%s\" must be a positive integer", path, key);
+    *out = (int)v;
+    return AIL_OK;
+}
+
+static int json_double(const cJSON *root, const char *path, const char *key, double fallback,
+                       double *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!item || cJSON_IsNull(item)) {
+        *out = fallback;
+        return AIL_OK;
+    }
+    if (!cJSON_IsNumber(item) || !(item->valuedouble > 0))
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: \"%s\" must be a positive number", path, key);
+    *out = item->valuedouble;
+    return AIL_OK;
+}
+
+static int json_bool(const cJSON *root, const char *path, const char *key, int fallback, int *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!item || cJSON_IsNull(item)) {
+        *out = fallback;
+        return AIL_OK;
+    }
+    if (!cJSON_IsBool(item))
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: \"%s\" must be true or false", path, key);
+    *out = cJSON_IsTrue(item);
+    return AIL_OK;
+}
+
+static int parse_config(const cJSON *root, const char *path, ModelConfig *c) {
+    memset(c, 0, sizeof *c);
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    snprintf(c->model_type, sizeof c->model_type, "%s",
+             cJSON_IsString(mt) ? mt->valuestring : "llama");
+    AIL_CHECK(json_int(root, path, "hidden_size", 1, 0, &c->hidden_size));
+    AIL_CHECK(json_int(root, path, "intermediate_size", 1, 0, &c->intermediate_size));
+    AIL_CHECK(json_int(root, path, "num_hidden_layers", 1, 0, &c->num_hidden_layers));
+    AIL_CHECK(json_int(root, path, "num_attention_heads", 1, 0, &c->num_attention_heads));
+    AIL_CHECK(json_int(root, path, "num_key_value_heads", 0, c->num_attention_heads,
+                       &c->num_key_value_heads));
+    AIL_CHECK(json_int(root, path, "head_dim", 0, c->hidden_size / c->num_attention_heads,
+                       &c->head_dim));
+    AIL_CHECK(json_int(root, path, "vocab_size", 1, 0, &c->vocab_size));
+    AIL_CHECK(json_int(root, path, "max_position_embeddings", 0, 2048,
+                       &c->max_position_embeddings));
+    AIL_CHECK(json_double(root, path, "rms_norm_eps", 1e-6, &c->rms_norm_eps));
+    // transformers >= 5 nests rope_theta in "rope_parameters"; older files keep it on top
+    const cJSON *rope = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    if (cJSON_IsObject(rope) && cJSON_GetObjectItemCaseSensitive(rope, "rope_theta"))
+        AIL_CHECK(json_double(rope, path, "rope_theta", 10000.0, &c->rope_theta));
+    else
+        AIL_CHECK(json_double(root, path, "rope_theta", 10000.0, &c->rope_theta));
+    AIL_CHECK(json_bool(root, path, "tie_word_embeddings", 0, &c->tie_word_embeddings));
+    // Qwen2 always has q/k/v biases without saying so in config.json
+    AIL_CHECK(json_bool(root, path, "attention_bias", strcmp(c->model_type, "qwen2") == 0,
+                        &c->attention_bias));
+    if (c->num_attention_heads % c->num_key_value_heads != 0)
+        return AIL_ERROR(AIL_ERR_FORMAT,
+                         "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+                         path, c->num_attention_heads, c->num_key_value_heads);
+    c->torch_dtype = DTYPE_F32;
+    // "torch_dtype" before transformers 5, "dtype" since
+    const cJSON *td = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!cJSON_IsString(td)) td = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    if (cJSON_IsString(td)) {
+        c->torch_dtype = dtype_from_torch_name(td->valuestring);
+        if (c->torch_dtype == DTYPE_INVALID)
+            return AIL_ERROR(AIL_ERR_FORMAT, "%s: unsupported torch_dtype \"%s\"", path,
+                             td->valuestring);
+    }
+    return AIL_OK;
+}
+
+int model_config_load(const char *path, ModelConfig *cfg) {
+    cJSON *root;
+    AIL_CHECK(json_load(path, &root));
+    int rc = parse_config(root, path, cfg);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Shard file names from model.safetensors.index.json, deduplicated, in first-seen order. */
+static int index_shard_files(const char *index_path, char ***files, int *count) {
+    cJSON *root;
+    AIL_CHECK(json_load(index_path, &root));
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(map)) {
+        cJSON_Delete(root);
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
+    }
+    int cap = cJSON_GetArraySize(map), n = 0;
+    char **names = calloc((size_t)(cap > 0 ? cap : 1), sizeof *names);
+    if (!names) {
+        cJSON_Delete(root);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s", index_path);
+    }
+    int rc = AIL_OK;
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, map) {
+        if (!cJSON_IsString(entry) || strchr(entry->valuestring, '/')) {
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: weight_map entry \"%s\" is not a file name",
+                           index_path, entry->string);
+            break;
+        }
+        int seen = 0;
+        for (int i = 0; i < n && !seen; i++) seen = strcmp(names[i], entry->valuestring) == 0;
+        if (!seen) names[n++] = strdup(entry->valuestring);
+    }
+    cJSON_Delete(root);
+    if (rc == AIL_OK && n == 0) rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: empty weight_map", index_path);
+    if (rc != AIL_OK) {
+        for (int i = 0; i < n; i++) free(names[i]);
+        free(names);
+        return rc;
+    }
+    *files = names;
+    *count = n;
+    return AIL_OK;
+}
+
+int hfmodel_open(const char *dir, HFModel *model) {
+    memset(model, 0, sizeof *model);
+    char path[4096];
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return AIL_ERROR(AIL_ERR_IO, "model directory %s does not exist", dir);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    AIL_CHECK(model_config_load(path, &model->config));
+
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (file_exists(path)) {
+        AIL_CHECK(index_shard_files(path, &model->shard_files, &model->nshards));
+    } else {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        if (!file_exists(path))
+            return AIL_ERROR(AIL_ERR_IO,
+                             "%s: neither model.safetensors nor model.safetensors.index.json found",
+                             dir);
+        model->nshards = 1;
+        model->shard_files = malloc(sizeof(char *));
+        if (!model->shard_files) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+        model->shard_files[0] = strdup("model.safetensors");
+    }
+    model->dir = strdup(dir);
+    model->shards = calloc((size_t)model->nshards, sizeof(SafeTensors));
+    if (!model->dir || !model->shards) {
+        hfmodel_close(model);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    }
+    for (int i = 0; i < model->nshards; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, model->shard_files[i]);
+        int rc = safetensors_open(path, &model->shards[i]);
+        if (rc != AIL_OK) {
+            hfmodel_close(model);
+            return rc;
+        }
+    }
+    return AIL_OK;
+}
+
+void hfmodel_close(HFModel *model) {
+    if (model->shards)
+        for (int i = 0; i < model->nshards; i++)
+            if (model->shards[i].map) safetensors_close(&model->shards[i]);
+    if (model->shard_files)
+        for (int i = 0; i < model->nshards; i++) free(model->shard_files[i]);
+    free(model->shards);
+    free(model->shard_files);
+    free(model->dir);
+    memset(model, 0, sizeof *model);
+}
+
+int hfmodel_shard_of(const HFModel *model, const char *name) {
+    for (int i = 0; i < model->nshards; i++)
+        if (safetensors_find(&model->shards[i], name)) return i;
+    return -1;
+}
+
+int hfmodel_tensor(const HFModel *model, const char *name, const SafeTensor **tensor) {
+    int shard = hfmodel_shard_of(model, name);
+    if (shard < 0)
+        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" not found in model %s", name, model->dir);
+    *tensor = safetensors_find(&model->shards[shard], name);
+    return AIL_OK;
+}
+
+/* The HF module path of a target suffix, or NULL if the suffix is not a linear
+ * module of a LLaMA-family layer. */
+static const char *module_block(const char *suffix) {
+    static const char *const attn[] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+    static const char *const mlp[] = {"gate_proj", "up_proj", "down_proj"};
+    for (size_t i = 0; i < sizeof attn / sizeof *attn; i++)
+        if (strcmp(suffix, attn[i]) == 0) return "self_attn";
+    for (size_t i = 0; i < sizeof mlp / sizeof *mlp; i++)
+        if (strcmp(suffix, mlp[i]) == 0) return "mlp";
+    return NULL;
+}
+
+int hfmodel_targets(const HFModel *model, const char *suffix_csv, TargetModule **targets,
+                    int *count) {
+    char suffixes[16][32];
+    int nsuffix = 0;
+    const char *p = suffix_csv;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= sizeof suffixes[0] || nsuffix == 16)
+            return AIL_ERROR(AIL_ERR_ARG, "bad target list \"%s\"", suffix_csv);
+        memcpy(suffixes[nsuffix], p, len);
+        suffixes[nsuffix][len] = '\0';
+        if (!module_block(suffixes[nsuffix]))
+            return AIL_ERROR(AIL_ERR_ARG,
+                             "unknown target module \"%s\" (known: q_proj k_proj v_proj o_proj "
+                             "gate_proj up_proj down_proj)",
+                             suffixes[nsuffix]);
+        for (int i = 0; i < nsuffix; i++)
+            if (strcmp(suffixes[i], suffixes[nsuffix]) == 0)
+                return AIL_ERROR(AIL_ERR_ARG, "target \"%s\" listed twice", suffixes[i]);
+        nsuffix++;
+        p += len + (comma ? 1 : 0);
+    }
+    if (nsuffix == 0) return AIL_ERROR(AIL_ERR_ARG, "empty target list");
+
+    int L = model->config.num_hidden_layers;
+    TargetModule *t = calloc((size_t)(L * nsuffix), sizeof *t);
+    if (!t) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int layer = 0; layer < L; layer++) {
+        for (int s = 0; s < nsuffix; s++) {
+            TargetModule *tm = &t[layer * nsuffix + s];
+            snprintf(tm->name, sizeof tm->name, "model.layers.%d.%s.%.31s", layer,
+                     module_block(suffixes[s]), suffixes[s]);
+            snprintf(tm->suffix, sizeof tm->suffix, "%.31s", suffixes[s]);
+            tm->layer = layer;
+            char wname[160];
+            snprintf(wname, sizeof wname, "%s.weight", tm->name);
+            int rc = hfmodel_tensor(model, wname, &tm->weight);
+            if (rc == AIL_OK && tm->weight->ndim != 2)
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has %d dimensions, expected 2",
+                               wname, model->dir, tm->weight->ndim);
+            if (rc == AIL_OK && (tm->weight->shape[0] <= 0 || tm->weight->shape[1] <= 0 ||
+                                 tm->weight->shape[0] > (1 << 30) || tm->weight->shape[1] > (1 << 30)))
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has an unusable shape", wname,
+                               model->dir);
+            if (rc != AIL_OK) {
+                free(t);
+                return rc;
+            }
+            tm->m = (int)tm->weight->shape[0];
+            tm->n = (int)tm->weight->shape[1];
+            tm->dtype = tm->weight->dtype;
+        }
+    }
+    *targets = t;
+    *count = L * nsuffix;
+    return AIL_OK;
+}

@@ -1,0 +1,43 @@
+/* lapack.h - prototypes for the Fortran LAPACK, BLACS and ScaLAPACK routines we call.
+ *
+ * Debian ships no C headers for ScaLAPACK (and we avoid LAPACKE for three calls).
+ * Fortran passes everything by reference; every CHARACTER argument adds a hidden
+ * size_t length at the end of the argument list (gfortran >= 8).
+ */
+#ifndef AILORA_LAPACK_H
+#define AILORA_LAPACK_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+/* LAPACK */
+void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda, double *s,
+             double *u, const int *ldu, double *vt, const int *ldvt, double *work,
+             const int *lwork, int *iwork, int *info, size_t jobz_len);
+void dgeqrf_(const int *m, const int *n, double *a, const int *lda, double *tau, double *work,
+             const int *lwork, int *info);
+void dorgqr_(const int *m, const int *n, const int *k, double *a, const int *lda,
+             const double *tau, double *work, const int *lwork, int *info);
+
+/* BLACS (C interface, part of libscalapack) */
+void Cblacs_pinfo(int *mypnum, int *nprocs);
+void Cblacs_get(int context, int request, int *value);
+int Csys2blacs_handle(MPI_Comm comm);
+void Cfree_blacs_system_handle(int handle);
+void Cblacs_gridinit(int *context, const char *order, int nprow, int npcol);
+void Cblacs_gridinfo(int context, int *nprow, int *npcol, int *myrow, int *mycol);
+void Cblacs_gridexit(int context);
+
+/* ScaLAPACK tools */
+int numroc_(const int *n, const int *nb, const int *iproc, const int *isrcproc, const int *nprocs);
+void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *nb,
+               const int *irsrc, const int *icsrc, const int *ictxt, const int *lld, int *info);
+
+/* ScaLAPACK SVD: JOBU/JOBVT are 'V' or 'N'; MB must equal NB. */
+void pdgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, double *a,
+              const int *ia, const int *ja, const int *desca, double *s, double *u, const int *iu,
+              const int *ju, const int *descu, double *vt, const int *ivt, const int *jvt,
+              const int *descvt, double *work, const int *lwork, int *info, size_t jobu_len,
+              size_t jobvt_len);
+
+#endif

@@ -1,0 +1,156 @@
+/* svd.c - dgesdd and pdgesvd backends with canonical signs. */
+#include "ailora/svd.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ailora/error.h"
+#include "lapack.h"
+
+int svd_backend_parse(const char *name, SvdBackend *backend) {
+    if (strcmp(name, "auto") == 0) *backend = SVD_BACKEND_AUTO;
+    else if (strcmp(name, "lapack") == 0) *backend = SVD_BACKEND_LAPACK;
+    else if (strcmp(name, "pdgesvd") == 0) *backend = SVD_BACKEND_PDGESVD;
+    else return AIL_ERROR(AIL_ERR_ARG, "unknown SVD backend \"%s\" (auto, lapack, pdgesvd)", name);
+    return AIL_OK;
+}
+
+const char *svd_backend_name(SvdBackend backend) {
+    switch (backend) {
+    case SVD_BACKEND_LAPACK: return "lapack";
+    case SVD_BACKEND_PDGESVD: return "pdgesvd";
+    default: return "auto";
+    }
+}
+
+/* LAPACK's int workspace sizes come back as doubles; round up so a value just
+ * below an integer cannot under-allocate. */
+static int lwork_from_query(double q) { return (int)ceil(q * (1.0 + 1e-9)) + 1; }
+
+int svd_lapack(int m, int n, double *w, double *S, double *U, double *Vt) {
+    // Column-major, the row-major W [m, n] is A = W^T (n x m). dgesdd(A) gives
+    // A = Ua diag(S) VTa with Ua (n x k) = Vt read row-major, VTa (k x m) = U row-major.
+    int k = m < n ? m : n, rows = n, cols = m, info, lwork = -1;
+    int ldvt = k;
+    double query;
+    int *iwork = malloc(sizeof(int) * 8 * (size_t)k);
+    if (!iwork) return AIL_ERROR(AIL_ERR_MEM, "out of memory for dgesdd workspace");
+    dgesdd_("S", &rows, &cols, w, &rows, S, Vt, &rows, U, &ldvt, &query, &lwork, iwork, &info, 1);
+    lwork = lwork_from_query(query);
+    double *work = malloc(sizeof(double) * (size_t)lwork);
+    if (!work) {
+        free(iwork);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory for dgesdd workspace (%d doubles)", lwork);
+    }
+    dgesdd_("S", &rows, &cols, w, &rows, S, Vt, &rows, U, &ldvt, work, &lwork, iwork, &info, 1);
+    free(work);
+    free(iwork);
+    if (info != 0)
+        return AIL_ERROR(AIL_ERR_LIB, "dgesdd failed on a %dx%d matrix (info %d)", m, n, info);
+    svd_canonical_signs(m, n, k, U, Vt);
+    return AIL_OK;
+}
+
+void svd_canonical_signs(int m, int n, int k, double *U, double *Vt) {
+    for (int j = 0; j < k; j++) {
+        int imax = 0;
+        double vmax = -1.0;
+        for (int i = 0; i < m; i++)
+            if (fabs(U[(size_t)i * k + j]) > vmax) vmax = fabs(U[(size_t)i * k + j]), imax = i;
+        if (U[(size_t)imax * k + j] >= 0) continue;
+        for (int i = 0; i < m; i++) U[(size_t)i * k + j] = -U[(size_t)i * k + j];
+        for (int i = 0; i < n; i++) Vt[(size_t)j * n + i] = -Vt[(size_t)j * n + i];
+    }
+}
+
+/* Canonical signs for the distributed factors: U[:, j] is row j of qt, spread over
+ * a process row; find its largest-magnitude entry across the grid (MAXLOC picks
+ * the smallest index on ties, matching the serial rule), then flip qt row j and
+ * p column j where that entry is negative. */
+static int dist_canonical_signs(DistSvd *svd) {
+    int k = svd->k;
+    struct { double v; int i; } *best = malloc(sizeof *best * (size_t)k);
+    double *sign = calloc((size_t)k, sizeof *sign);
+    if (!best || !sign) {
+        free(best);
+        free(sign);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory for sign canonicalization");
+    }
+    for (int j = 0; j < k; j++) best[j].v = -1.0, best[j].i = INT_MAX;
+    DistMatrix *qt = &svd->qt;
+    for (int jl = 0; jl < qt->nloc; jl++) {
+        int gi = distmat_col_global(qt, jl);
+        for (int il = 0; il < qt->mloc; il++) {
+            int gj = distmat_row_global(qt, il);
+            double v = fabs(qt->local[(size_t)jl * qt->lld + il]);
+            if (v > best[gj].v || (v == best[gj].v && gi < best[gj].i)) best[gj].v = v, best[gj].i = gi;
+        }
+    }
+    MPI_Comm comm = qt->grid->comm;
+    MPI_Allreduce(MPI_IN_PLACE, best, k, MPI_DOUBLE_INT, MPI_MAXLOC, comm);
+    for (int jl = 0; jl < qt->nloc; jl++) {
+        int gi = distmat_col_global(qt, jl);
+        for (int il = 0; il < qt->mloc; il++) {
+            int gj = distmat_row_global(qt, il);
+            if (best[gj].i == gi) sign[gj] = qt->local[(size_t)jl * qt->lld + il] < 0 ? -1.0 : 1.0;
+        }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, sign, k, MPI_DOUBLE, MPI_SUM, comm);
+    for (int jl = 0; jl < qt->nloc; jl++)
+        for (int il = 0; il < qt->mloc; il++)
+            if (sign[distmat_row_global(qt, il)] < 0) qt->local[(size_t)jl * qt->lld + il] *= -1.0;
+    DistMatrix *p = &svd->p;
+    for (int jl = 0; jl < p->nloc; jl++)
+        if (sign[distmat_col_global(p, jl)] < 0)
+            for (int il = 0; il < p->mloc; il++) p->local[(size_t)jl * p->lld + il] *= -1.0;
+    free(best);
+    free(sign);
+    return AIL_OK;
+}
+
+int svd_pdgesvd(const BlacsGrid *grid, const SafeTensor *w, int nb, DistSvd *out) {
+    memset(out, 0, sizeof *out);
+    int m = (int)w->shape[0], n = (int)w->shape[1], k = m < n ? m : n;
+    out->m = m, out->n = n, out->k = k;
+    DistMatrix a;  // W^T, n x m
+    AIL_CHECK(distmat_create(grid, n, m, nb, &a));
+    int rc = distmat_load_weight_t(&a, w);
+    if (rc == AIL_OK) rc = distmat_create(grid, n, k, nb, &out->p);
+    if (rc == AIL_OK) rc = distmat_create(grid, k, m, nb, &out->qt);
+    if (rc == AIL_OK && !(out->S = malloc(sizeof(double) * (size_t)k)))
+        rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    double *work = NULL;
+    if (rc == AIL_OK) {
+        int one = 1, lwork = -1, info;
+        double query;
+        pdgesvd_("V", "V", &n, &m, a.local, &one, &one, a.desc, out->S, out->p.local, &one, &one,
+                 out->p.desc, out->qt.local, &one, &one, out->qt.desc, &query, &lwork, &info, 1, 1);
+        // pdgesvd's query can differ across ranks; everyone uses the largest
+        lwork = lwork_from_query(query);
+        MPI_Allreduce(MPI_IN_PLACE, &lwork, 1, MPI_INT, MPI_MAX, grid->comm);
+        if (!(work = malloc(sizeof(double) * (size_t)lwork))) {
+            rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for pdgesvd workspace (%d doubles)", lwork);
+        } else {
+            pdgesvd_("V", "V", &n, &m, a.local, &one, &one, a.desc, out->S, out->p.local, &one,
+                     &one, out->p.desc, out->qt.local, &one, &one, out->qt.desc, work, &lwork, &info,
+                     1, 1);
+            if (info != 0)
+                rc = AIL_ERROR(AIL_ERR_LIB, "pdgesvd failed on %s (%dx%d, info %d)", w->name, m, n,
+                               info);
+        }
+    }
+    free(work);
+    distmat_free(&a);
+    if (rc == AIL_OK) rc = dist_canonical_signs(out);
+    if (rc != AIL_OK) dist_svd_free(out);
+    return rc;
+}
+
+void dist_svd_free(DistSvd *svd) {
+    free(svd->S);
+    distmat_free(&svd->p);
+    distmat_free(&svd->qt);
+    memset(svd, 0, sizeof *svd);
+}

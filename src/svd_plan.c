@@ -1,0 +1,107 @@
+/* svd_plan.c - scheduling the SVDs of all target matrices over the ranks.
+ *
+ * Cost of one SVD ~ m n k flops. Longest-processing-time-first (LPT): take the
+ * matrices from the most to the least expensive, give each to the least loaded
+ * group. Phase 0 holds the matrices one rank can hold; phase 1, if any matrix is
+ * too big for one rank, runs those on a grid of all ranks.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ailora/error.h"
+#include "ailora/svd.h"
+
+double svd_lapack_bytes(int m, int n) {
+    double k = m < n ? m : n, big = m > n ? m : n;
+    // W, U, Vt, and dgesdd's workspace of about 4k^2 + 7k + max(m,n)k doubles, plus iwork
+    return 8.0 * ((double)m * n + (double)m * k + k * n + 4.0 * k * k + 7.0 * k + big * k) + 32.0 * k;
+}
+
+static double task_cost(const TargetModule *t) {
+    double k = t->m < t->n ? t->m : t->n;
+    return (double)t->m * (double)t->n * k;
+}
+
+typedef struct {
+    double cost;
+    int index;
+} CostIndex;
+
+static int by_cost_desc(const void *a, const void *b) {
+    const CostIndex *x = a, *y = b;
+    if (x->cost != y->cost) return x->cost < y->cost ? 1 : -1;
+    return x->index - y->index;  // stable: same plan on every rank
+}
+
+/* Assign the tasks listed in order[] (by decreasing cost) to ngroups groups of phase. */
+static void assign_lpt(SvdPlan *plan, const CostIndex *order, int count, int phase, int ngroups,
+                       int group_size, SvdBackend backend) {
+    double *load = calloc((size_t)ngroups, sizeof *load);
+    int nprow, npcol;
+    blacs_grid_shape(group_size, &nprow, &npcol);
+    for (int t = 0; t < count; t++) {
+        int g = 0;
+        for (int i = 1; i < ngroups; i++)
+            if (load[i] < load[g]) g = i;
+        load[g] += order[t].cost;
+        SvdTask *task = &plan->tasks[order[t].index];
+        task->phase = phase;
+        task->group = g;
+        task->backend = backend;
+        task->nprow = nprow;
+        task->npcol = npcol;
+    }
+    plan->phases[phase].ngroups = ngroups;
+    plan->phases[phase].group_size = group_size;
+    free(load);
+}
+
+int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                  double max_rank_bytes, SvdPlan *plan) {
+    memset(plan, 0, sizeof *plan);
+    AIL_CALLOC(plan->tasks, ntargets);
+    plan->ntasks = ntargets;
+    CostIndex *fits = malloc(sizeof *fits * (size_t)(ntargets ? ntargets : 1));
+    CostIndex *big = malloc(sizeof *big * (size_t)(ntargets ? ntargets : 1));
+    if (!fits || !big) {
+        free(fits);
+        free(big);
+        svd_plan_free(plan);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    }
+    int nfits = 0, nbig = 0;
+    for (int i = 0; i < ntargets; i++) {
+        CostIndex ci = {task_cost(&targets[i]), i};
+        int too_big = svd_lapack_bytes(targets[i].m, targets[i].n) > max_rank_bytes;
+        if (backend == SVD_BACKEND_PDGESVD || (backend == SVD_BACKEND_AUTO && too_big && nranks > 1))
+            big[nbig++] = ci;
+        else
+            fits[nfits++] = ci;
+    }
+    qsort(fits, (size_t)nfits, sizeof *fits, by_cost_desc);
+    qsort(big, (size_t)nbig, sizeof *big, by_cost_desc);
+
+    if (nfits > 0) {
+        // Split a matrix over g ranks only when pdgesvd on g ranks beats dgesdd
+        // on one, i.e. when g exceeds pdgesvd's per-rank slowdown.
+        int g = nranks / nfits;
+        if (backend == SVD_BACKEND_AUTO && g > SVD_PDGESVD_SLOWDOWN)
+            assign_lpt(plan, fits, nfits, plan->nphases, nranks / g, g, SVD_BACKEND_PDGESVD);
+        else
+            assign_lpt(plan, fits, nfits, plan->nphases, nranks < nfits ? nranks : nfits, 1,
+                       SVD_BACKEND_LAPACK);
+        plan->nphases++;
+    }
+    if (nbig > 0) {
+        assign_lpt(plan, big, nbig, plan->nphases, 1, nranks, SVD_BACKEND_PDGESVD);
+        plan->nphases++;
+    }
+    free(fits);
+    free(big);
+    return AIL_OK;
+}
+
+void svd_plan_free(SvdPlan *plan) {
+    free(plan->tasks);
+    memset(plan, 0, sizeof *plan);
+}

@@ -1,0 +1,244 @@
+/* svdcache.c - compute all target SVDs by plan and write the SVD cache. */
+#include "ailora/svdcache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ailora/error.h"
+#include "ailora/h5io.h"
+#include "config.h"
+
+double svd_default_rank_bytes(MPI_Comm comm) {
+    MPI_Comm node;
+    int per_node;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &per_node);
+    MPI_Comm_free(&node);
+    double bytes = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    double mine = 0.5 * bytes / per_node, least;
+    MPI_Allreduce(&mine, &least, 1, MPI_DOUBLE, MPI_MIN, comm);  // same plan everywhere
+    return least;
+}
+
+typedef struct {
+    hid_t group, S, U, Vt;
+} ModuleSets;
+
+static int create_module_sets(hid_t file, const TargetModule *t, ModuleSets *sets) {
+    char path[256];
+    hsize_t k = (hsize_t)(t->m < t->n ? t->m : t->n);
+    hsize_t dS[1] = {k}, dU[2] = {(hsize_t)t->m, k}, dVt[2] = {k, (hsize_t)t->n};
+    snprintf(path, sizeof path, "/modules/%s/S", t->name);
+    AIL_CHECK(h5io_dataset_create(file, path, H5T_IEEE_F64LE, 1, dS, &sets->S));
+    snprintf(path, sizeof path, "/modules/%s/U", t->name);
+    AIL_CHECK(h5io_dataset_create(file, path, H5T_IEEE_F64LE, 2, dU, &sets->U));
+    snprintf(path, sizeof path, "/modules/%s/Vt", t->name);
+    AIL_CHECK(h5io_dataset_create(file, path, H5T_IEEE_F64LE, 2, dVt, &sets->Vt));
+    snprintf(path, sizeof path, "/modules/%s", t->name);
+    sets->group = H5Gopen2(file, path, H5P_DEFAULT);
+    return sets->group < 0 ? AIL_ERROR(AIL_ERR_IO, "cannot open group %s", path) : AIL_OK;
+}
+
+static void close_module_sets(ModuleSets *sets) {
+    hid_t *ids[4] = {&sets->S, &sets->U, &sets->Vt, &sets->group};
+    for (int i = 0; i < 4; i++) {
+        if (*ids[i] > 0) (i == 3 ? H5Gclose : H5Dclose)(*ids[i]);
+        *ids[i] = 0;
+    }
+}
+
+/* One matrix on one rank with dgesdd: read it whole from the mapping, decompose, write. */
+static int run_lapack(const TargetModule *t, ModuleSets *sets) {
+    int m = t->m, n = t->n, k = m < n ? m : n;
+    double *w, *S, *U, *Vt;
+    AIL_MALLOC(w, (size_t)m * n);
+    dtype_to_f64(t->dtype, t->weight->data, (size_t)m * n, w);
+    S = malloc(sizeof(double) * (size_t)k);
+    U = malloc(sizeof(double) * (size_t)m * k);
+    Vt = malloc(sizeof(double) * (size_t)k * n);
+    int rc = (S && U && Vt) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for the SVD of %s", t->name);
+    if (rc == AIL_OK) rc = svd_lapack(m, n, w, S, U, Vt);
+    if (rc == AIL_OK) rc = h5io_write_all(sets->S, H5T_NATIVE_DOUBLE, S);
+    if (rc == AIL_OK) rc = h5io_write_all(sets->U, H5T_NATIVE_DOUBLE, U);
+    if (rc == AIL_OK) rc = h5io_write_all(sets->Vt, H5T_NATIVE_DOUBLE, Vt);
+    free(w);
+    free(S);
+    free(U);
+    free(Vt);
+    return rc;
+}
+
+/* One matrix on the group's grid with pdgesvd; every rank writes its own blocks. */
+static int run_pdgesvd(const BlacsGrid *grid, const TargetModule *t, int nb, ModuleSets *sets) {
+    DistSvd svd;
+    AIL_CHECK(svd_pdgesvd(grid, t->weight, nb, &svd));
+    int grank, rc = AIL_OK;
+    MPI_Comm_rank(grid->comm, &grank);
+    if (grank == 0) rc = h5io_write_all(sets->S, H5T_NATIVE_DOUBLE, svd.S);
+    if (rc == AIL_OK) rc = h5io_write_dist_t(sets->Vt, &svd.p);
+    if (rc == AIL_OK) rc = h5io_write_dist_t(sets->U, &svd.qt);
+    dist_svd_free(&svd);
+    return rc;
+}
+
+/* This rank's part of one phase of the plan. seconds[t] gets the wall time of the
+ * tasks this rank led (group rank 0). */
+static int run_phase(MPI_Comm comm, const SvdPlan *plan, int phase, const TargetModule *targets,
+                     const SvdOptions *opt, ModuleSets *sets, double *seconds) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    const SvdPhase *ph = &plan->phases[phase];
+    int group = rank / ph->group_size;
+    int member = group < ph->ngroups;
+    MPI_Comm gcomm;
+    MPI_Comm_split(comm, member ? group : MPI_UNDEFINED, rank, &gcomm);
+    if (!member) return AIL_OK;
+
+    int rc = AIL_OK, grank, use_grid = 0;
+    MPI_Comm_rank(gcomm, &grank);
+    BlacsGrid grid = {0};
+    for (int i = 0; i < plan->ntasks; i++) {
+        const SvdTask *task = &plan->tasks[i];
+        if (task->phase == phase && task->group == group && task->backend == SVD_BACKEND_PDGESVD)
+            use_grid = 1;
+    }
+    if (use_grid) {
+        const SvdTask *any = NULL;
+        for (int i = 0; i < plan->ntasks && !any; i++)
+            if (plan->tasks[i].phase == phase) any = &plan->tasks[i];
+        rc = blacs_grid_create(gcomm, any->nprow, any->npcol, &grid);
+    }
+    for (int i = 0; i < plan->ntasks && rc == AIL_OK; i++) {
+        const SvdTask *task = &plan->tasks[i];
+        if (task->phase != phase || task->group != group) continue;
+        double t0 = MPI_Wtime();
+        rc = task->backend == SVD_BACKEND_LAPACK ? run_lapack(&targets[i], &sets[i])
+                                                  : run_pdgesvd(&grid, &targets[i], opt->block_size, &sets[i]);
+        if (grank == 0) {
+            seconds[i] = MPI_Wtime() - t0;
+            if (opt->verbose)
+                printf("  svd %-40s %5dx%-5d %-7s grid %dx%d  %8.3f s\n", targets[i].name,
+                       targets[i].m, targets[i].n, svd_backend_name(task->backend), task->nprow,
+                       task->npcol, seconds[i]);
+        }
+    }
+    if (use_grid) blacs_grid_free(&grid);
+    MPI_Comm_free(&gcomm);
+    return rc;
+}
+
+static int write_attributes(hid_t file, const HFModel *model, const TargetModule *targets,
+                            int ntargets, const SvdPlan *plan, const SvdOptions *opt, int nranks,
+                            const double *seconds, double total, ModuleSets *sets) {
+    char targets_csv[256] = "", grid[32];
+    for (int i = 0; i < ntargets; i++) {
+        if (strstr(targets_csv, targets[i].suffix)) continue;
+        if (targets_csv[0]) strncat(targets_csv, ",", sizeof targets_csv - strlen(targets_csv) - 1);
+        strncat(targets_csv, targets[i].suffix, sizeof targets_csv - strlen(targets_csv) - 1);
+    }
+    AIL_CHECK(h5io_attr_str(file, "format", SVDCACHE_FORMAT));
+    AIL_CHECK(h5io_attr_str(file, "version", PACKAGE_VERSION));
+    AIL_CHECK(h5io_attr_str(file, "model", model->dir));
+    AIL_CHECK(h5io_attr_str(file, "targets", targets_csv));
+    AIL_CHECK(h5io_attr_str(file, "backend", svd_backend_name(opt->backend)));
+    AIL_CHECK(h5io_attr_int(file, "nranks", nranks));
+    AIL_CHECK(h5io_attr_int(file, "block_size", opt->block_size));
+    AIL_CHECK(h5io_attr_double(file, "wall_time_s", total));
+    for (int i = 0; i < ntargets; i++) {
+        const TargetModule *t = &targets[i];
+        const SvdTask *task = &plan->tasks[i];
+        snprintf(grid, sizeof grid, "%dx%d", task->nprow, task->npcol);
+        AIL_CHECK(h5io_attr_int(sets[i].group, "m", t->m));
+        AIL_CHECK(h5io_attr_int(sets[i].group, "n", t->n));
+        AIL_CHECK(h5io_attr_int(sets[i].group, "k", t->m < t->n ? t->m : t->n));
+        AIL_CHECK(h5io_attr_str(sets[i].group, "source_dtype", dtype_name(t->dtype)));
+        AIL_CHECK(h5io_attr_str(sets[i].group, "backend", svd_backend_name(task->backend)));
+        AIL_CHECK(h5io_attr_str(sets[i].group, "grid", grid));
+        AIL_CHECK(h5io_attr_double(sets[i].group, "wall_time_s", seconds[i]));
+    }
+    return AIL_OK;
+}
+
+int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targets, int ntargets,
+                   const SvdOptions *opt, const char *out_path) {
+    int rank, nranks;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &nranks);
+    double t_start = MPI_Wtime();
+    SvdPlan plan;
+    AIL_CHECK(svd_plan_make(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes, &plan));
+    if (opt->verbose && rank == 0)
+        for (int p = 0; p < plan.nphases; p++)
+            printf("svd plan: phase %d: %d group(s) of %d rank(s)\n", p, plan.phases[p].ngroups,
+                   plan.phases[p].group_size);
+
+    char partial[4096];
+    h5io_partial_path(out_path, partial, sizeof partial);
+    hid_t file = -1;
+    ModuleSets *sets = calloc((size_t)ntargets, sizeof *sets);
+    double *seconds = calloc((size_t)ntargets, sizeof *seconds);
+    int rc = (sets && seconds) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    rc = ail_error_agree(comm, rc);
+    if (rc == AIL_OK) rc = ail_error_agree(comm, h5io_create_parallel(partial, comm, &file));
+    for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = create_module_sets(file, &targets[i], &sets[i]);
+    rc = ail_error_agree(comm, rc);
+    for (int p = 0; p < plan.nphases && rc == AIL_OK; p++)
+        rc = ail_error_agree(comm, run_phase(comm, &plan, p, targets, opt, sets, seconds));
+    if (rc == AIL_OK) {
+        MPI_Allreduce(MPI_IN_PLACE, seconds, ntargets, MPI_DOUBLE, MPI_MAX, comm);
+        double total = MPI_Wtime() - t_start;
+        MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_DOUBLE, MPI_MAX, comm);
+        rc = ail_error_agree(comm, write_attributes(file, model, targets, ntargets, &plan, opt,
+                                                    nranks, seconds, total, sets));
+    }
+    for (int i = 0; i < ntargets && sets; i++) close_module_sets(&sets[i]);
+    if (file >= 0 && H5Fclose(file) < 0 && rc == AIL_OK)
+        rc = AIL_ERROR(AIL_ERR_IO, "closing %s failed", partial);
+    rc = ail_error_agree(comm, rc);
+    if (rank == 0) {
+        if (rc == AIL_OK) rc = h5io_commit(out_path);
+        else remove(partial);
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
+    if (rc != AIL_OK) rc = ail_error_agree(comm, rc);
+    free(sets);
+    free(seconds);
+    svd_plan_free(&plan);
+    return rc;
+}
+
+int svdcache_open(const char *path, const TargetModule *targets, int ntargets, hid_t *file) {
+    AIL_CHECK(h5io_open_read(path, file));
+    char format[64] = "";
+    int rc = h5io_attr_read_str(*file, "format", format, sizeof format);
+    if (rc != AIL_OK || strcmp(format, SVDCACHE_FORMAT) != 0) {
+        H5Fclose(*file);
+        ail_error_clear();
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s is not an ailora SVD cache (format attribute \"%s\")",
+                         path, format);
+    }
+    for (int i = 0; i < ntargets; i++) {
+        char dpath[256];
+        snprintf(dpath, sizeof dpath, "/modules/%s/U", targets[i].name);
+        hid_t dset = H5Lexists(*file, "/modules", H5P_DEFAULT) > 0 &&
+                             H5Lexists(*file, dpath, H5P_DEFAULT) > 0
+                         ? H5Dopen2(*file, dpath, H5P_DEFAULT)
+                         : -1;
+        hsize_t dims[2] = {0, 0};
+        if (dset >= 0) {
+            hid_t space = H5Dget_space(dset);
+            H5Sget_simple_extent_dims(space, dims, NULL);
+            H5Sclose(space);
+            H5Dclose(dset);
+        }
+        int k = targets[i].m < targets[i].n ? targets[i].m : targets[i].n;
+        if (dset < 0 || dims[0] != (hsize_t)targets[i].m || dims[1] != (hsize_t)k) {
+            H5Fclose(*file);
+            return AIL_ERROR(AIL_ERR_FORMAT, "%s: no SVD of %s (%dx%d) in the cache", path,
+                             targets[i].name, targets[i].m, targets[i].n);
+        }
+    }
+    return AIL_OK;
+}
