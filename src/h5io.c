@@ -116,7 +116,7 @@ static int attr_write(hid_t obj, const char *name, hid_t type, hid_t space, cons
 int h5io_attr_str(hid_t obj, const char *name, const char *value) {
     hid_t type = H5Tcopy(H5T_C_S1);
     H5Tset_size(type, strlen(value) > 0 ? strlen(value) : 1);
-    H5Tset_strpad(type, H5T_STR_NULLTERM);
+    H5Tset_strpad(type, H5T_STR_NULLPAD);  // exactly strlen bytes, as h5py writes
     H5Tset_cset(type, H5T_CSET_UTF8);
     int rc = attr_write(obj, name, type, H5Screate(H5S_SCALAR), strlen(value) ? value : "");
     H5Tclose(type);
@@ -145,8 +145,9 @@ int h5io_attr_read_str(hid_t obj, const char *name, char *buf, size_t len) {
     if (H5Tget_class(ftype) != H5T_STRING || H5Tis_variable_str(ftype) || size + 1 > len) {
         rc = AIL_ERROR(AIL_ERR_FORMAT, "HDF5 attribute %s is not a short fixed-length string", name);
     } else {
-        hid_t mtype = H5Tcopy(H5T_C_S1);
+        hid_t mtype = H5Tcopy(ftype);  // same character set, one byte more for the NUL
         H5Tset_size(mtype, size + 1);
+        H5Tset_strpad(mtype, H5T_STR_NULLTERM);
         if (H5Aread(attr, mtype, buf) < 0) rc = AIL_ERROR(AIL_ERR_IO, "cannot read attribute %s", name);
         H5Tclose(mtype);
     }

@@ -390,8 +390,6 @@ static int layout_check_specs(const char *path, int count, const SafeTensorSpec 
                 return AIL_ERROR(AIL_ERR_ARG, "%s: tensor '%s': size overflows size_t", path, s->name);
             n *= v;
         }
-        if (n && !s->data)
-            return AIL_ERROR(AIL_ERR_ARG, "%s: tensor '%s': no data", path, s->name);
         nbytes[i] = n;
     }
     return AIL_OK;
@@ -536,6 +534,13 @@ static void sync_parent_dir(const char *path) {
 int safetensors_write(const char *path, int count, const SafeTensorSpec *specs,
                       int metadata_count, const char *const *metadata_keys,
                       const char *const *metadata_values) {
+    // the header-only writer takes specs without data; this one needs it all
+    for (int i = 0; i < count; i++)
+        if (!specs[i].data && specs[i].name) {
+            size_t numel = 1;
+            for (int d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+            if (numel) return AIL_ERROR(AIL_ERR_ARG, "%s: tensor '%s': no data", path, specs[i].name);
+        }
     Layout l;
     int rc = layout_build(path, count, specs, metadata_count, metadata_keys, metadata_values, &l);
     if (rc != AIL_OK) {

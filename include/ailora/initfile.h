@@ -1,0 +1,45 @@
+/* initfile.h - `ailora init`: adapters and residuals for one method, rank and
+ * ratio, written to INIT.h5 (DESIGN.md section 4) and optionally as an HF model
+ * directory with the residual weights plus a PEFT adapter that loads on top.
+ *
+ *   /adapters/<module>/lora_A    [r, n]   float64
+ *   /adapters/<module>/lora_B    [m, r]
+ *   /adapters/<module>/selected  [r] int64 indices into S ([0] for lora)
+ *   /spectra/<module>/S          [k]
+ *   attributes of /adapters/<module>: m, n, k, n_principal, principal_fraction,
+ *     energy, recon_err_f64, recon_err_rounded, residual_dtype
+ *   root attributes: format, version, method, rank, alpha, scale, ratio_q, ratio_v,
+ *     ratio_other, seed, lora_init, model, targets, svd_cache
+ *
+ * Residual directory (--residual-out DIR): config.json, model.safetensors with
+ * every tensor of the model and W_res in place of each target weight (float64
+ * rounded once to the model's dtype), and DIR/adapter/ with adapter_config.json +
+ * adapter_model.safetensors (PEFT LoRA format, float32), so that
+ * PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(DIR), DIR + "/adapter")
+ * reproduces the original model's outputs at initialization.
+ */
+#ifndef AILORA_INITFILE_H
+#define AILORA_INITFILE_H
+
+#include <mpi.h>
+
+#include "ailora/adapter.h"
+#include "ailora/hfmodel.h"
+#include "ailora/svdcache.h"
+
+#define INITFILE_FORMAT "ailora-init/1"
+
+typedef struct {
+    InitSpec spec;
+    const char *svd_path;      /* SVD cache to read; NULL: compute the SVDs first */
+    SvdOptions svd;            /* how to compute them when svd_path is NULL */
+    const char *residual_dir;  /* NULL: no residual model directory */
+    int verbose;
+} InitOptions;
+
+/* Collective over comm. Validates everything before writing; writes out_path
+ * (and residual_dir) completely or not at all. */
+int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targets, int ntargets,
+                   const InitOptions *opt, const char *out_path);
+
+#endif
