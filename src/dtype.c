@@ -24,6 +24,12 @@ static const struct {
     {DTYPE_F32, "F32", "float32", 4},
     {DTYPE_F16, "F16", "float16", 2},
     {DTYPE_BF16, "BF16", "bfloat16", 2},
+    {DTYPE_I64, "I64", "int64", 8},
+    {DTYPE_I32, "I32", "int32", 4},
+    {DTYPE_I16, "I16", "int16", 2},
+    {DTYPE_I8, "I8", "int8", 1},
+    {DTYPE_U8, "U8", "uint8", 1},
+    {DTYPE_BOOL, "BOOL", "bool", 1},
 };
 #define DTYPE_COUNT (int)(sizeof dtype_table / sizeof dtype_table[0])
 
@@ -51,6 +57,10 @@ const char *dtype_torch_name(DType dt) {
     for (int i = 0; i < DTYPE_COUNT; i++)
         if (dtype_table[i].dt == dt) return dtype_table[i].torch_name;
     return "invalid";
+}
+
+int dtype_is_float(DType dt) {
+    return dt == DTYPE_F64 || dt == DTYPE_F32 || dt == DTYPE_F16 || dt == DTYPE_BF16;
 }
 
 size_t dtype_size(DType dt) {
@@ -137,7 +147,13 @@ double dtype_round(DType dt, double x) {
     case DTYPE_F32: return (double)(float)x;
     case DTYPE_F16: return f16_to_f64(f64_to_f16(x));
     case DTYPE_BF16: return bf16_to_f64(f64_to_bf16(x));
-    default: return x;
+    case DTYPE_F64: return x;
+    default: {
+        double v;
+        dtype_from_f64(dt, &x, 1, &v);  // an 8-byte scratch holds any integer dtype
+        dtype_to_f64(dt, &v, 1, &x);
+        return x;
+    }
     }
 }
 
@@ -162,8 +178,24 @@ void dtype_to_f64(DType dt, const void *src, size_t count, double *dst) {
     case DTYPE_BF16:
         for (size_t i = 0; i < count; i++) dst[i] = bf16_to_f64((uint16_t)load_le(p + 2 * i, 2));
         break;
+    case DTYPE_I64: case DTYPE_I32: case DTYPE_I16: case DTYPE_I8: {
+        int size = (int)dtype_size(dt), shift = 64 - 8 * size;
+        for (size_t i = 0; i < count; i++)  // sign-extend through the top bits
+            dst[i] = (double)((int64_t)(load_le(p + (size_t)size * i, size) << shift) >> shift);
+        break;
+    }
+    case DTYPE_U8: case DTYPE_BOOL:
+        for (size_t i = 0; i < count; i++) dst[i] = (double)p[i];
+        break;
     default: break;
     }
+}
+
+/* Nearest integer, saturated to [lo, hi] (NaN -> 0). */
+static int64_t to_int(double x, double lo, double hi) {
+    if (isnan(x)) return 0;
+    x = nearbyint(x);
+    return (int64_t)(x < lo ? lo : x > hi ? hi : x);
 }
 
 void dtype_from_f64(DType dt, const double *src, size_t count, void *dst) {
@@ -184,6 +216,20 @@ void dtype_from_f64(DType dt, const double *src, size_t count, void *dst) {
         break;
     case DTYPE_BF16:
         for (size_t i = 0; i < count; i++) store_le(p + 2 * i, f64_to_bf16(src[i]), 2);
+        break;
+    case DTYPE_I64: case DTYPE_I32: case DTYPE_I16: case DTYPE_I8: {
+        int size = (int)dtype_size(dt);
+        double hi = ldexp(1.0, 8 * size - 1), lo = -hi;
+        if (size == 8) hi = 9223372036854774784.0;  // largest double below 2^63
+        else hi -= 1.0;
+        for (size_t i = 0; i < count; i++) store_le(p + (size_t)size * i, (uint64_t)to_int(src[i], lo, hi), size);
+        break;
+    }
+    case DTYPE_U8:
+        for (size_t i = 0; i < count; i++) p[i] = (unsigned char)to_int(src[i], 0, 255);
+        break;
+    case DTYPE_BOOL:
+        for (size_t i = 0; i < count; i++) p[i] = src[i] != 0.0;
         break;
     default: break;
     }

@@ -126,7 +126,7 @@ static int parse_config(const cJSON *root, const char *path, ModelConfig *c) {
     if (!cJSON_IsString(td)) td = cJSON_GetObjectItemCaseSensitive(root, "dtype");
     if (cJSON_IsString(td)) {
         c->torch_dtype = dtype_from_torch_name(td->valuestring);
-        if (c->torch_dtype == DTYPE_INVALID)
+        if (!dtype_is_float(c->torch_dtype))
             return AIL_ERROR(AIL_ERR_FORMAT, "%s: unsupported torch_dtype \"%s\"", path,
                              td->valuestring);
     }
@@ -304,6 +304,9 @@ int hfmodel_targets(const HFModel *model, const char *suffix_csv, TargetModule *
             if (rc == AIL_OK && tm->weight->ndim != 2)
                 rc = AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has %d dimensions, expected 2",
                                wname, model->dir, tm->weight->ndim);
+            if (rc == AIL_OK && !dtype_is_float(tm->weight->dtype))
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has integer dtype %s", wname,
+                               model->dir, dtype_name(tm->weight->dtype));
             if (rc == AIL_OK && (tm->weight->shape[0] <= 0 || tm->weight->shape[1] <= 0 ||
                                  tm->weight->shape[0] > (1 << 30) || tm->weight->shape[1] > (1 << 30)))
                 rc = AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has an unusable shape", wname,

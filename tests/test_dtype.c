@@ -11,14 +11,31 @@ static void test_names(void) {
     TU_CHECK(dtype_from_name("F32") == DTYPE_F32, "F32");
     TU_CHECK(dtype_from_name("F16") == DTYPE_F16, "F16");
     TU_CHECK(dtype_from_name("BF16") == DTYPE_BF16, "BF16");
-    TU_CHECK(dtype_from_name("I64") == DTYPE_INVALID, "I64 unsupported");
+    TU_CHECK(dtype_from_name("I64") == DTYPE_I64 && dtype_size(DTYPE_I64) == 8, "I64");
+    TU_CHECK(dtype_from_name("C64") == DTYPE_INVALID, "complex unsupported");
+    TU_CHECK(!dtype_is_float(DTYPE_I32) && dtype_is_float(DTYPE_BF16), "dtype_is_float");
+    {   // integers: exact round trip, sign extension, rounding and saturation
+        const double in[5] = {-3.0, 2.6, -2.5, 1e30, -1e30};
+        const double want8[5] = {-3.0, 3.0, -2.0, 127.0, -128.0};
+        const double want64[5] = {-3.0, 3.0, -2.0, 9223372036854774784.0, -9223372036854775808.0};
+        unsigned char buf[40];
+        double out[5];
+        dtype_from_f64(DTYPE_I8, in, 5, buf);
+        dtype_to_f64(DTYPE_I8, buf, 5, out);
+        for (int i = 0; i < 5; i++) TU_CHECK(out[i] == want8[i], "I8 %g -> %g", in[i], out[i]);
+        dtype_from_f64(DTYPE_I64, in, 5, buf);
+        dtype_to_f64(DTYPE_I64, buf, 5, out);
+        for (int i = 0; i < 5; i++) TU_CHECK(out[i] == want64[i], "I64 %g -> %g", in[i], out[i]);
+        TU_CHECK(dtype_round(DTYPE_I32, -7.4) == -7.0, "I32 round");
+        TU_CHECK(dtype_round(DTYPE_U8, -5.0) == 0.0 && dtype_round(DTYPE_U8, 300.0) == 255.0, "U8 saturates");
+    }
     TU_CHECK(dtype_from_name("bf16") == DTYPE_INVALID, "names are case-sensitive");
     TU_CHECK(dtype_from_name(NULL) == DTYPE_INVALID, "NULL");
     TU_CHECK(dtype_from_torch_name("bfloat16") == DTYPE_BF16, "bfloat16");
     TU_CHECK(dtype_from_torch_name("float16") == DTYPE_F16, "float16");
     TU_CHECK(dtype_from_torch_name("float32") == DTYPE_F32, "float32");
     TU_CHECK(dtype_from_torch_name("float64") == DTYPE_F64, "float64");
-    TU_CHECK(dtype_from_torch_name("int8") == DTYPE_INVALID, "int8");
+    TU_CHECK(dtype_from_torch_name("int8") == DTYPE_I8, "int8");
     TU_CHECK(strcmp(dtype_name(DTYPE_BF16), "BF16") == 0, "%s", dtype_name(DTYPE_BF16));
     TU_CHECK(strcmp(dtype_torch_name(DTYPE_F16), "float16") == 0, "%s", dtype_torch_name(DTYPE_F16));
     TU_CHECK(dtype_size(DTYPE_F64) == 8 && dtype_size(DTYPE_F32) == 4, "sizes");

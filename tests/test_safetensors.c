@@ -125,8 +125,8 @@ static void test_malformed(void) {
     EXPECT_FAIL(p, "non-string dtype");
     write_json(p, "{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
     EXPECT_FAIL(p, "non-string dtype");
-    write_json(p, "{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8);
-    EXPECT_FAIL(p, "unknown dtype 'I64'");
+    write_json(p, "{\"a\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8);
+    EXPECT_FAIL(p, "unknown dtype 'C64'");
     write_json(p, "{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4);
     EXPECT_FAIL(p, "non-array shape");
     write_json(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4);

@@ -10,9 +10,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { DTYPE_INVALID = 0, DTYPE_F64, DTYPE_F32, DTYPE_F16, DTYPE_BF16 } DType;
+/* Floating dtypes hold weights; integer dtypes appear as buffers in some checkpoints
+ * (and as index fixtures) and convert exactly to float64 up to 2^53. */
+typedef enum {
+    DTYPE_INVALID = 0,
+    DTYPE_F64, DTYPE_F32, DTYPE_F16, DTYPE_BF16,
+    DTYPE_I64, DTYPE_I32, DTYPE_I16, DTYPE_I8, DTYPE_U8, DTYPE_BOOL
+} DType;
 
-/* "F64", "F32", "F16", "BF16" <-> DType; DTYPE_INVALID for anything else. */
+/* "F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL" <-> DType;
+ * DTYPE_INVALID for anything else. */
 DType dtype_from_name(const char *name);
 const char *dtype_name(DType dt);
 /* torch_dtype strings of HF config.json: "float32", "bfloat16", "float16", "float64". */
@@ -22,7 +29,8 @@ size_t dtype_size(DType dt);  /* bytes per element, 0 for invalid */
 
 /* Convert count elements at src (dtype dt, little-endian, any alignment) to float64. */
 void dtype_to_f64(DType dt, const void *src, size_t count, double *dst);
-/* Round count float64 values to dtype dt and store them at dst (little-endian). */
+int dtype_is_float(DType dt);
+/* Round count float64 values to dtype dt (integers: nearest, saturating) and store them at dst (little-endian). */
 void dtype_from_f64(DType dt, const double *src, size_t count, void *dst);
 /* The float64 value of x after one rounding to dt (identity for F64). */
 double dtype_round(DType dt, double x);

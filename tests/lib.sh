@@ -1,0 +1,59 @@
+# lib.sh - shared helpers of the shell tests (sourced). Exit 0 = pass, 1 = fail, 77 = skip.
+set -u
+: "${top_builddir:=.}" "${top_srcdir:=.}" "${MPIEXEC:=mpirun}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+AILORA="$top_builddir/ailora"
+H5COMPARE="$top_builddir/tests/h5compare"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ailora-test-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+FAILED=0
+CHECKS=0
+
+fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+pass() { CHECKS=$((CHECKS + 1)); }
+
+# run_np N CMD...: CMD under mpirun on N ranks (oversubscribed, unbound: 2 cores here)
+run_np() {
+    local n=$1
+    shift
+    "$MPIEXEC" -np "$n" --oversubscribe --bind-to none "$@"
+}
+
+# check CMD...: CMD must succeed
+check() {
+    CHECKS=$((CHECKS + 1))
+    if ! "$@" > "$WORK/last.out" 2>&1; then
+        fail "command failed: $*"
+        sed 's/^/    /' "$WORK/last.out" | tail -20
+    fi
+}
+
+# expect_error SUBSTRING OUTPUT CMD...: CMD must fail with exactly one error line
+# containing SUBSTRING on stderr, and leave neither OUTPUT nor OUTPUT.partial.
+expect_error() {
+    local want=$1 output=$2
+    shift 2
+    CHECKS=$((CHECKS + 1))
+    local rc=0
+    "$@" > "$WORK/err.out" 2> "$WORK/err.txt" || rc=$?
+    local lines
+    lines=$(grep -c "error:" "$WORK/err.txt" || true)
+    if [ "$rc" -eq 0 ]; then
+        fail "expected failure (\"$want\") but exit 0: $*"
+    elif ! grep -qF -- "$want" "$WORK/err.txt"; then
+        fail "error for \"$want\" not reported: $*"
+        sed 's/^/    /' "$WORK/err.txt" | head -5
+    elif [ "$lines" -ne 1 ]; then
+        fail "expected one error line, got $lines: $*"
+        sed 's/^/    /' "$WORK/err.txt" | head -5
+    elif [ -n "$output" ] && { [ -e "$output" ] || [ -e "$output.partial" ]; }; then
+        fail "failed run left $output or $output.partial behind: $*"
+    else
+        echo "ok: $(grep 'error:' "$WORK/err.txt" | head -1)"
+    fi
+}
+
+finish() {
+    echo "$(basename "$0"): $CHECKS checks, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}

@@ -1,0 +1,3 @@
+# SVD accuracy (every backend) on 4 MPI rank(s): see tests/test_svd.c
+. "${top_srcdir:-.}/tests/lib.sh"
+run_np 4 "$top_builddir/tests/test_svd"

@@ -1,0 +1,166 @@
+/* test_adapter.c - closed-form checks of the adapter initializations (adapter.h).
+ *
+ *   - selection: principal / minor / ratio index sets, p = floor(rho r + 1/2)
+ *   - method -> principal fraction per module (ailora: q principal, v minor)
+ *   - s B A equals the truncated SVD U_I S_I Vt_I for any alpha (1e-14 relative:
+ *     a handful of float64 roundings)
+ *   - W_res + s B A = W in float64 (1e-15), and the rounded-residual error equals an
+ *     independent computation of ||round(W_res) - W_res|| / ||W||
+ *   - captured energy = sum S_I^2 / sum S^2 for a known spectrum
+ *   - lora: A in (-1/sqrt(n), 1/sqrt(n)) with variance 1/(3n), B = 0, same numbers
+ *     for the same (seed, module) and different ones otherwise
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ailora/adapter.h"
+#include "ailora/error.h"
+#include "ailora/synth.h"
+#include "testutil.h"
+
+static void test_selection(void) {
+    int sel[8];
+    init_select(64, 8, 8, sel);
+    for (int i = 0; i < 8; i++) TU_CHECK(sel[i] == i, "pissa index %d = %d", i, sel[i]);
+    init_select(64, 8, 0, sel);
+    for (int i = 0; i < 8; i++) TU_CHECK(sel[i] == 56 + i, "milora index %d = %d", i, sel[i]);
+    init_select(32, 8, 2, sel);
+    const int want[8] = {0, 1, 26, 27, 28, 29, 30, 31};
+    for (int i = 0; i < 8; i++) TU_CHECK(sel[i] == want[i], "ratio index %d = %d", i, sel[i]);
+    init_select(8, 8, 3, sel);  // r = k: every index exactly once
+    for (int i = 0; i < 8; i++) TU_CHECK(sel[i] == i, "r = k index %d = %d", i, sel[i]);
+
+    TU_CHECK(init_principal_count(0.5, 5) == 3, "floor(2.5 + .5) = 3");
+    TU_CHECK(init_principal_count(0.25, 8) == 2, "floor(2 + .5) = 2");
+    TU_CHECK(init_principal_count(0.3, 8) == 2, "floor(2.4 + .5) = 2");
+    TU_CHECK(init_principal_count(1.0, 8) == 8 && init_principal_count(0.0, 8) == 0, "ends");
+
+    InitSpec s = {.method = INIT_AILORA, .rank = 8, .ratio_other = 1.0};
+    TU_CHECK(init_principal_fraction(&s, "q_proj") == 1.0, "ailora q principal");
+    TU_CHECK(init_principal_fraction(&s, "v_proj") == 0.0, "ailora v minor");
+    TU_CHECK(init_principal_fraction(&s, "o_proj") == 1.0, "ailora other default principal");
+    s.method = INIT_RATIO, s.ratio_q = 0.75, s.ratio_v = 0.25, s.ratio_other = 0.5;
+    TU_CHECK(init_principal_fraction(&s, "q_proj") == 0.75, "ratio q");
+    TU_CHECK(init_principal_fraction(&s, "v_proj") == 0.25, "ratio v");
+    TU_CHECK(init_principal_fraction(&s, "up_proj") == 0.5, "ratio other");
+    s.method = INIT_PISSA;
+    TU_CHECK(init_principal_fraction(&s, "v_proj") == 1.0, "pissa");
+    s.method = INIT_MILORA;
+    TU_CHECK(init_principal_fraction(&s, "q_proj") == 0.0, "milora");
+
+    InitSpec bad = {.method = INIT_RATIO, .rank = 4, .ratio_q = 1.5};
+    TU_CHECK(init_spec_validate(&bad) == AIL_ERR_ARG && strstr(ail_error_message(), "ratio-q"),
+             "ratio outside [0,1] rejected: %s", ail_error_message());
+    ail_error_clear();
+    InitSpec def = {.method = INIT_PISSA, .rank = 4, .alpha = -1, .ratio_other = 1};
+    TU_CHECK(init_spec_validate(&def) == AIL_OK && def.alpha == 4.0, "alpha defaults to r");
+    InitMethod mth;
+    TU_CHECK(init_method_parse("foo", &mth) == AIL_ERR_ARG, "unknown method rejected");
+    ail_error_clear();
+}
+
+static void test_svd_adapters(void) {
+    const int m = 40, n = 30, k = 30, r = 6;
+    double S[30], *W = malloc(sizeof(double) * m * n), *U = malloc(sizeof(double) * m * k);
+    double *Vt = malloc(sizeof(double) * k * n);
+    spectrum_fill(SPECTRUM_GEOMETRIC, k, 2.0, 3.0, S);
+    TU_CHECK(synth_matrix(m, n, S, 5, 1, W, U, Vt) == AIL_OK, "synth");
+    const double alphas[3] = {3.0, 6.0, 24.0};  // s = 0.5, 1, 4
+    for (int ai = 0; ai < 3; ai++) {
+        double scale = alphas[ai] / r;
+        int sel[6];
+        init_select(k, r, 2, sel);
+        double S_I[6], *U_I = malloc(sizeof(double) * m * r), *Vt_I = malloc(sizeof(double) * r * n);
+        for (int j = 0; j < r; j++) {
+            S_I[j] = S[sel[j]];
+            for (int i = 0; i < m; i++) U_I[i * r + j] = U[i * k + sel[j]];
+            for (int i = 0; i < n; i++) Vt_I[j * n + i] = Vt[sel[j] * n + i];
+        }
+        double *A = malloc(sizeof(double) * r * n), *B = malloc(sizeof(double) * m * r);
+        adapter_from_svd(m, n, r, scale, S_I, U_I, Vt_I, A, B);
+        // s B A against the truncated SVD built directly
+        double worst = 0.0;
+        for (int i = 0; i < m; i++)
+            for (int c = 0; c < n; c++) {
+                double sba = 0.0, trunc = 0.0;
+                for (int j = 0; j < r; j++) {
+                    sba += scale * B[i * r + j] * A[j * n + c];
+                    trunc += U_I[i * r + j] * S_I[j] * Vt_I[j * n + c];
+                }
+                worst = fmax(worst, fabs(sba - trunc));
+            }
+        TU_CLOSE(worst / S[0], 0.0, 1e-14, "s B A == U_I S_I Vt_I");
+        // B's column norms are sqrt(S_I / s): the scale moves into the factors
+        for (int j = 0; j < r; j++) {
+            double norm = 0.0;
+            for (int i = 0; i < m; i++) norm += B[i * r + j] * B[i * r + j];
+            TU_CLOSE(sqrt(norm), sqrt(S_I[j] / scale), 1e-14, "||B[:, j]|| = sqrt(S_j / s)");
+        }
+        double *W_res = malloc(sizeof(double) * m * n);
+        adapter_residual(m, n, r, scale, W, A, B, W_res);
+        AdapterDiagnostics d;
+        adapter_diagnostics(m, n, r, scale, W, W_res, A, B, DTYPE_BF16, S, k, sel, &d);
+        double e_num = 0.0, e_den = 0.0;
+        for (int i = 0; i < k; i++) e_den += S[i] * S[i];
+        for (int j = 0; j < r; j++) e_num += S_I[j] * S_I[j];
+        TU_CLOSE(d.energy, e_num / e_den, 1e-14, "captured energy");
+        TU_CLOSE(d.recon_err_f64, 0.0, 1e-15, "float64 reconstruction error");
+        double num = 0.0, den = 0.0;
+        for (int i = 0; i < m * n; i++) {
+            double rounded = bf16_to_f64(f64_to_bf16(W_res[i]));
+            num += (rounded - W_res[i]) * (rounded - W_res[i]);
+            den += W[i] * W[i];
+        }
+        TU_CLOSE(d.recon_err_rounded, sqrt(num / den), 1e-12 * sqrt(num / den), "bf16 rounding error");
+        TU_CHECK(d.recon_err_rounded > 1e-4, "bf16 residual loses ~2^-9 relative (got %.3g)",
+                 d.recon_err_rounded);
+        free(U_I), free(Vt_I), free(A), free(B), free(W_res);
+    }
+    free(W), free(U), free(Vt);
+}
+
+static void test_lora_random(void) {
+    const int m = 64, n = 256, r = 16;
+    InitSpec s = {.method = INIT_LORA, .rank = r, .seed = 3};
+    double *A = malloc(sizeof(double) * r * n), *B = malloc(sizeof(double) * m * r);
+    double *A2 = malloc(sizeof(double) * r * n);
+    for (int i = 0; i < m * r; i++) B[i] = 1.0;
+    adapter_lora_random(&s, "model.layers.0.self_attn.q_proj", m, n, A, B);
+    double bound = 1.0 / sqrt(n), mean = 0.0, var = 0.0, bmax = 0.0;
+    int inside = 1;
+    for (int i = 0; i < r * n; i++) {
+        inside &= fabs(A[i]) < bound;
+        mean += A[i];
+        var += A[i] * A[i];
+    }
+    for (int i = 0; i < m * r; i++) bmax = fmax(bmax, fabs(B[i]));
+    mean /= r * n;
+    var /= r * n;
+    TU_CHECK(inside, "kaiming-uniform A inside (-1/sqrt(n), 1/sqrt(n))");
+    TU_CHECK(bmax == 0.0, "B = 0");
+    // 4096 samples: the variance estimate has relative std ~ sqrt(0.8/4096) ~ 1.4%; allow 6 sigma
+    TU_CLOSE(var / (bound * bound / 3.0), 1.0, 0.09, "kaiming variance bound^2/3");
+    TU_CLOSE(mean / bound, 0.0, 6 * sqrt(1.0 / 3.0 / (r * n)), "kaiming mean 0");
+    adapter_lora_random(&s, "model.layers.0.self_attn.q_proj", m, n, A2, B);
+    TU_CHECK(memcmp(A, A2, sizeof(double) * r * n) == 0, "same seed and module: same A");
+    adapter_lora_random(&s, "model.layers.0.self_attn.v_proj", m, n, A2, B);
+    TU_CHECK(memcmp(A, A2, sizeof(double) * r * n) != 0, "another module: another A");
+    s.lora_gaussian = 1;
+    adapter_lora_random(&s, "model.layers.0.self_attn.q_proj", m, n, A, B);
+    var = 0.0;
+    for (int i = 0; i < r * n; i++) var += A[i] * A[i];
+    TU_CLOSE(var / (r * n) * r, 1.0, 6 * sqrt(2.0 / (r * n)), "gaussian variance 1/r");
+    free(A), free(B), free(A2);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    test_selection();
+    test_svd_adapters();
+    test_lora_random();
+    int status = tu_finish("test_adapter");
+    MPI_Finalize();
+    return status;
+}
