@@ -324,3 +324,14 @@ int hfmodel_targets(const HFModel *model, const char *suffix_csv, TargetModule *
     *count = L * nsuffix;
     return AIL_OK;
 }
+
+void target_suffixes(const TargetModule *targets, int count, char *buf, size_t len) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < count; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = strcmp(targets[j].suffix, targets[i].suffix) == 0;
+        if (!seen && used < len)
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? "," : "", targets[i].suffix);
+    }
+}

@@ -168,12 +168,8 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
                             int ntargets, const InitOptions *opt, const double *diag,
                             InitSets *sets) {
     const InitSpec *spec = &opt->spec;
-    char targets_csv[256] = "";
-    for (int i = 0; i < ntargets; i++) {
-        if (strstr(targets_csv, targets[i].suffix)) continue;
-        if (targets_csv[0]) strncat(targets_csv, ",", sizeof targets_csv - strlen(targets_csv) - 1);
-        strncat(targets_csv, targets[i].suffix, sizeof targets_csv - strlen(targets_csv) - 1);
-    }
+    char targets_csv[256];
+    target_suffixes(targets, ntargets, targets_csv, sizeof targets_csv);
     AIL_CHECK(h5io_attr_str(file, "format", INITFILE_FORMAT));
     AIL_CHECK(h5io_attr_str(file, "version", PACKAGE_VERSION));
     AIL_CHECK(h5io_attr_str(file, "method", init_method_name(spec->method)));
@@ -271,11 +267,10 @@ static int write_peft_config(const char *path, const char *base_dir, const Targe
     cJSON_AddBoolToObject(root, "use_rslora", 0);
     cJSON_AddBoolToObject(root, "init_lora_weights", 1);
     cJSON *tm = cJSON_AddArrayToObject(root, "target_modules");
-    for (int i = 0; i < ntargets; i++) {
-        int seen = 0;
-        for (int j = 0; j < i; j++) seen |= strcmp(targets[j].suffix, targets[i].suffix) == 0;
-        if (!seen) cJSON_AddItemToArray(tm, cJSON_CreateString(targets[i].suffix));
-    }
+    char csv[256];
+    target_suffixes(targets, ntargets, csv, sizeof csv);
+    for (char *tok = strtok(csv, ","); tok; tok = strtok(NULL, ","))
+        cJSON_AddItemToArray(tm, cJSON_CreateString(tok));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     FILE *f = fopen(path, "w");

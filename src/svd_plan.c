@@ -57,8 +57,11 @@ static void assign_lpt(SvdPlan *plan, const CostIndex *order, int count, int pha
 }
 
 int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
-                  double max_rank_bytes, SvdPlan *plan) {
+                  double max_rank_bytes, int group_ranks, SvdPlan *plan) {
     memset(plan, 0, sizeof *plan);
+    if (group_ranks < 0 || group_ranks > nranks)
+        return AIL_ERROR(AIL_ERR_ARG, "sub-grids of %d ranks impossible with %d ranks", group_ranks,
+                         nranks);
     AIL_CALLOC(plan->tasks, ntargets);
     plan->ntasks = ntargets;
     CostIndex *fits = malloc(sizeof *fits * (size_t)(ntargets ? ntargets : 1));
@@ -84,8 +87,8 @@ int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets,
     if (nfits > 0) {
         // Split a matrix over g ranks only when pdgesvd on g ranks beats dgesdd
         // on one, i.e. when g exceeds pdgesvd's per-rank slowdown.
-        int g = nranks / nfits;
-        if (backend == SVD_BACKEND_AUTO && g > SVD_PDGESVD_SLOWDOWN)
+        int g = group_ranks > 0 ? group_ranks : nranks / nfits;
+        if (backend == SVD_BACKEND_AUTO && (group_ranks > 0 || g > SVD_PDGESVD_SLOWDOWN))
             assign_lpt(plan, fits, nfits, plan->nphases, nranks / g, g, SVD_BACKEND_PDGESVD);
         else
             assign_lpt(plan, fits, nfits, plan->nphases, nranks < nfits ? nranks : nfits, 1,

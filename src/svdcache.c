@@ -132,12 +132,8 @@ static int run_phase(MPI_Comm comm, const SvdPlan *plan, int phase, const Target
 static int write_attributes(hid_t file, const HFModel *model, const TargetModule *targets,
                             int ntargets, const SvdPlan *plan, const SvdOptions *opt, int nranks,
                             const double *seconds, double total, ModuleSets *sets) {
-    char targets_csv[256] = "", grid[32];
-    for (int i = 0; i < ntargets; i++) {
-        if (strstr(targets_csv, targets[i].suffix)) continue;
-        if (targets_csv[0]) strncat(targets_csv, ",", sizeof targets_csv - strlen(targets_csv) - 1);
-        strncat(targets_csv, targets[i].suffix, sizeof targets_csv - strlen(targets_csv) - 1);
-    }
+    char targets_csv[256], grid[32];
+    target_suffixes(targets, ntargets, targets_csv, sizeof targets_csv);
     AIL_CHECK(h5io_attr_str(file, "format", SVDCACHE_FORMAT));
     AIL_CHECK(h5io_attr_str(file, "version", PACKAGE_VERSION));
     AIL_CHECK(h5io_attr_str(file, "model", model->dir));
@@ -168,7 +164,8 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     MPI_Comm_size(comm, &nranks);
     double t_start = MPI_Wtime();
     SvdPlan plan;
-    AIL_CHECK(svd_plan_make(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes, &plan));
+    AIL_CHECK(svd_plan_make(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes,
+                            opt->group_ranks, &plan));
     if (opt->verbose && rank == 0)
         for (int p = 0; p < plan.nphases; p++)
             printf("svd plan: phase %d: %d group(s) of %d rank(s)\n", p, plan.phases[p].ngroups,

@@ -14,6 +14,17 @@ for np in 1 2 4; do
         check "$H5COMPARE" "$WORK/ref.h5" "$out" --svd --tol 1e-12
     done
 done
+# auto's other schedules: pdgesvd on two sub-grids of 2 ranks side by side, and a
+# memory cap that sends the larger matrices (q_proj) to a grid of all ranks
+check run_np 4 "$AILORA" svd --model "$M" --grid-ranks 2 --block 8 --out "$WORK/sub.h5"
+CHECKS=$((CHECKS + 1))
+grep -q "phase 0: 2 group(s) of 2 rank(s)" "$WORK/last.out" || fail "auto --grid-ranks 2 did not plan 2 sub-grids"
+check "$H5COMPARE" "$WORK/ref.h5" "$WORK/sub.h5" --svd --tol 1e-12
+check run_np 2 "$AILORA" svd --model "$M" --max-rank-mem 0.0003 --block 16 --out "$WORK/cap.h5"
+CHECKS=$((CHECKS + 1))
+grep -q "phase 1: 1 group(s) of 2 rank(s)" "$WORK/last.out" || fail "--max-rank-mem did not plan an all-rank phase"
+check "$H5COMPARE" "$WORK/ref.h5" "$WORK/cap.h5" --svd --tol 1e-12
+
 # an odd block size, and every linear module of a BF16 model with GQA
 check run_np 4 "$AILORA" svd --model "$M" --backend pdgesvd --block 7 --out "$WORK/b7.h5" --quiet
 check "$H5COMPARE" "$WORK/ref.h5" "$WORK/b7.h5" --svd --tol 1e-12

@@ -64,5 +64,7 @@ typedef struct {
  * non-2-D weights are errors. *targets is malloc'ed. */
 int hfmodel_targets(const HFModel *model, const char *suffix_csv, TargetModule **targets,
                     int *count);
+/* The distinct suffixes of targets, in first-seen order, as "q_proj,v_proj". */
+void target_suffixes(const TargetModule *targets, int count, char *buf, size_t len);
 
 #endif

@@ -22,6 +22,7 @@ typedef struct {
     SvdBackend backend;
     int block_size;         /* ScaLAPACK block size nb (MB = NB) */
     double max_rank_bytes;  /* memory one rank may use for one dgesdd */
+    int group_ranks;        /* auto: force pdgesvd sub-grids of this many ranks (0: plan) */
     int verbose;            /* rank 0 prints the plan and per-matrix timings */
 } SvdOptions;
 

@@ -5,6 +5,8 @@
 #include <getopt.h>
 #include <mpi.h>
 
+#include "ailora/hfmodel.h"
+
 int cmd_svd(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
@@ -20,5 +22,9 @@ int cli_bad_option(const char *prog, char **argv);
 /* Error for a required option that was not given. */
 int cli_require(const char *value, const char *opt);
 int cli_rank(void);
+/* Opens an HF model directory and expands the target list on every rank, errors
+ * agreed across ranks; on failure nothing stays open. */
+int cli_open_model(const char *dir, const char *targets_csv, HFModel *model,
+                   TargetModule **targets, int *count);
 
 #endif

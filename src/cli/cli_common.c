@@ -52,3 +52,11 @@ int cli_require(const char *value, const char *opt) {
     if (!value || !*value) return AIL_ERROR(AIL_ERR_ARG, "missing required option %s", opt);
     return AIL_OK;
 }
+
+int cli_open_model(const char *dir, const char *targets_csv, HFModel *model,
+                   TargetModule **targets, int *count) {
+    AIL_CHECK(ail_error_agree(MPI_COMM_WORLD, hfmodel_open(dir, model)));
+    int rc = ail_error_agree(MPI_COMM_WORLD, hfmodel_targets(model, targets_csv, targets, count));
+    if (rc != AIL_OK) hfmodel_close(model);
+    return rc;
+}

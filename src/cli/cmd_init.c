@@ -99,16 +99,13 @@ int cmd_init(int argc, char **argv) {
     if (rc != AIL_OK) return cli_fail("ailora init");
 
     HFModel model;
-    TargetModule *targets = NULL;
-    int ntargets = 0;
-    rc = ail_error_agree(MPI_COMM_WORLD, hfmodel_open(model_dir, &model));
-    if (rc != AIL_OK) return cli_fail("ailora init");
-    rc = ail_error_agree(MPI_COMM_WORLD, hfmodel_targets(&model, targets_csv, &targets, &ntargets));
-    if (rc == AIL_OK) {
-        if (!opt.svd_path) opt.svd.max_rank_bytes = svd_default_rank_bytes(MPI_COMM_WORLD);
-        rc = initfile_write(MPI_COMM_WORLD, &model, targets, ntargets, &opt, out);
-        if (rc == AIL_OK && opt.verbose && cli_rank() == 0) printf("wrote %s\n", out);
-    }
+    TargetModule *targets;
+    int ntargets;
+    if (cli_open_model(model_dir, targets_csv, &model, &targets, &ntargets) != AIL_OK)
+        return cli_fail("ailora init");
+    if (!opt.svd_path) opt.svd.max_rank_bytes = svd_default_rank_bytes(MPI_COMM_WORLD);
+    rc = initfile_write(MPI_COMM_WORLD, &model, targets, ntargets, &opt, out);
+    if (rc == AIL_OK && opt.verbose && cli_rank() == 0) printf("wrote %s\n", out);
     free(targets);
     hfmodel_close(&model);
     return rc == AIL_OK ? 0 : cli_fail("ailora init");

@@ -23,6 +23,9 @@ static const char *const svd_help =
     "                        lapack: dgesdd, matrices spread over ranks;\n"
     "                        pdgesvd: ScaLAPACK on a grid of all ranks, one matrix at a time\n"
     "  --block NB            ScaLAPACK block size (default 64)\n"
+    "  --grid-ranks G        auto: run pdgesvd on sub-grids of G ranks, several matrices\n"
+    "                        at once (default: only when ranks outnumber matrices by\n"
+    "                        more than pdgesvd's slowdown, 16x)\n"
     "  --max-rank-mem GIB    memory one rank may use for one dgesdd (default: half of\n"
     "                        the node's memory / ranks on the node)\n"
     "  --quiet               no progress output\n";
@@ -32,6 +35,7 @@ int cmd_svd(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},   {"out", required_argument, 0, 'o'},
         {"targets", required_argument, 0, 't'}, {"backend", required_argument, 0, 'b'},
         {"block", required_argument, 0, 'B'},   {"max-rank-mem", required_argument, 0, 'M'},
+        {"grid-ranks", required_argument, 0, 'g'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *model_dir = NULL, *out = NULL, *targets_csv = "q_proj,v_proj";
@@ -55,6 +59,10 @@ int cmd_svd(int argc, char **argv) {
             rc = cli_double("--max-rank-mem", optarg, &max_gib);
             if (rc == AIL_OK && max_gib <= 0) rc = AIL_ERROR(AIL_ERR_ARG, "--max-rank-mem must be positive");
             break;
+        case 'g':
+            rc = cli_int("--grid-ranks", optarg, 1, 1 << 20, &v);
+            opt.group_ranks = (int)v;
+            break;
         case 'q': opt.verbose = 0; break;
         case 'h':
             if (cli_rank() == 0) fputs(svd_help, stdout);
@@ -69,21 +77,18 @@ int cmd_svd(int argc, char **argv) {
     if (rc != AIL_OK) return cli_fail("ailora svd");
 
     HFModel model;
-    TargetModule *targets = NULL;
-    int ntargets = 0;
-    rc = ail_error_agree(MPI_COMM_WORLD, hfmodel_open(model_dir, &model));
-    if (rc != AIL_OK) return cli_fail("ailora svd");
-    rc = ail_error_agree(MPI_COMM_WORLD, hfmodel_targets(&model, targets_csv, &targets, &ntargets));
-    if (rc == AIL_OK) {
-        opt.max_rank_bytes = max_gib > 0 ? max_gib * 1073741824.0 : svd_default_rank_bytes(MPI_COMM_WORLD);
-        int nranks;
-        MPI_Comm_size(MPI_COMM_WORLD, &nranks);
-        if (opt.verbose && cli_rank() == 0)
-            printf("ailora svd: %d target matrices of %s on %d rank(s), backend %s\n", ntargets,
-                   model_dir, nranks, svd_backend_name(opt.backend));
-        rc = svdcache_write(MPI_COMM_WORLD, &model, targets, ntargets, &opt, out);
-        if (rc == AIL_OK && opt.verbose && cli_rank() == 0) printf("wrote %s\n", out);
-    }
+    TargetModule *targets;
+    int ntargets;
+    if (cli_open_model(model_dir, targets_csv, &model, &targets, &ntargets) != AIL_OK)
+        return cli_fail("ailora svd");
+    opt.max_rank_bytes = max_gib > 0 ? max_gib * 1073741824.0 : svd_default_rank_bytes(MPI_COMM_WORLD);
+    int nranks;
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    if (opt.verbose && cli_rank() == 0)
+        printf("ailora svd: %d target matrices of %s on %d rank(s), backend %s\n", ntargets,
+               model_dir, nranks, svd_backend_name(opt.backend));
+    rc = svdcache_write(MPI_COMM_WORLD, &model, targets, ntargets, &opt, out);
+    if (rc == AIL_OK && opt.verbose && cli_rank() == 0) printf("wrote %s\n", out);
     free(targets);
     hfmodel_close(&model);
     return rc == AIL_OK ? 0 : cli_fail("ailora svd");

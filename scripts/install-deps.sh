@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# install-deps.sh - the Debian packages ailora builds and tests with (Debian 12).
+# Installs only what is missing; uses sudo when not root.
+set -euo pipefail
+packages=(
+    build-essential autoconf automake libtool pkg-config gfortran
+    openmpi-bin libopenmpi-dev              # MPI (mpicc, mpirun)
+    libscalapack-openmpi-dev                # ScaLAPACK + BLACS (pdgesvd)
+    libblis-dev liblapack-dev               # BLIS (BLAS), reference LAPACK (dgesdd)
+    libhdf5-openmpi-dev hdf5-tools          # parallel HDF5, h5dump / h5ls
+    libcjson-dev                            # config.json, safetensors headers
+    libinih-dev                             # INI-style training configs
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} Debian packages present"
+    exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
