@@ -1,0 +1,117 @@
+/* llama.h - a LLaMA-family decoder with LoRA adapters: forward and hand-written
+ * backward on the CPU (BLIS GEMMs, OpenMP loops), llm.c style.
+ *
+ *   x = embed[tokens]                                      (B, T, H)
+ *   per layer:
+ *     h = rmsnorm(x) * ln1
+ *     q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)   (+ s (h A^T) B^T if adapted)
+ *     q, k = rope(q), rope(k)            HF rotate-half: pairs (i, i + hd/2)
+ *     y = causal softmax(q k^T / sqrt(hd)) v               grouped-query: kv head = h / (nh / nkv)
+ *     x = x + y Wo^T
+ *     h2 = rmsnorm(x) * ln2
+ *     x = x + (silu(h2 Wg^T) * h2 Wu^T) Wd^T
+ *   logits = rmsnorm(x) * norm  W_head^T                   (B, T, V), W_head = embed if tied
+ *
+ * Loss: labels aligned with tokens (HF convention): position t predicts
+ * labels[t + 1]; -100 is not scored. llama_forward returns the SUM of the token
+ * cross-entropies; callers divide by the scored-token count of the global batch,
+ * which llama_backward takes as loss_scale = 1 / count, so data-parallel ranks
+ * weight their shares exactly as one rank on the whole batch would.
+ *
+ * Only adapters get gradients (frozen weights cost no gradient memory). Attention
+ * keeps only the per-row log-sum-exp and recomputes probabilities in backward.
+ *
+ * Build with -DAILORA_REAL_DOUBLE for a float64 copy (names end in _f64), used by
+ * the finite-difference gradient tests.
+ */
+#ifndef AILORA_LLAMA_H
+#define AILORA_LLAMA_H
+
+#include <stdint.h>
+
+#include "ailora/hfmodel.h"
+
+#ifdef AILORA_REAL_DOUBLE
+typedef double real;
+#define llama_load llama_load_f64
+#define llama_free llama_free_f64
+#define llama_adapter_attach llama_adapter_attach_f64
+#define llama_acts_alloc llama_acts_alloc_f64
+#define llama_acts_free llama_acts_free_f64
+#define llama_forward llama_forward_f64
+#define llama_backward llama_backward_f64
+#define llama_zero_grads llama_zero_grads_f64
+#define llama_linear_index llama_linear_index_f64
+#else
+typedef float real;
+#endif
+
+/* The seven linear modules of a layer, in this order. */
+enum { LIN_Q = 0, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
+/* LIN_* index of a suffix ("q_proj" ...), -1 if none. */
+int llama_linear_index(const char *suffix);
+
+typedef struct {
+    int m, n, r;     /* base weight (m, n); rank r */
+    real scale;      /* alpha / r */
+    real *A, *B;     /* (r, n), (m, r) trainable */
+    real *dA, *dB;   /* gradients, same shapes */
+} LoraAdapter;
+
+typedef struct {
+    real *ln1, *ln2;            /* (H) */
+    real *w[LIN_COUNT];         /* (out, in) */
+    real *bias[3];              /* q, k, v biases (out) or NULL */
+    LoraAdapter *lora[LIN_COUNT];  /* NULL where not adapted */
+} LlamaLayer;
+
+typedef struct {
+    ModelConfig cfg;
+    int H, I, V, L, nh, nkv, hd;  /* hidden, intermediate, vocab, layers, heads, kv heads, head dim */
+    real *embed;                  /* (V, H) */
+    real *final_norm;             /* (H) */
+    real *lm_head;                /* (V, H); == embed when tied */
+    LlamaLayer *layers;
+    real *rope_cos, *rope_sin;    /* (max_pos, hd/2) */
+    real *storage;                /* one allocation behind every frozen tensor */
+} Llama;
+
+/* Activations of one forward pass over N = B * T tokens, kept for backward. */
+typedef struct {
+    int B, T;
+    real *x;          /* (L + 1, N, H) residual stream entering each layer, and the final one */
+    real *h1, *rstd1; /* (L, N, H), (L, N) */
+    real *q, *k, *v;  /* (L, N, nh*hd), (L, N, nkv*hd) x 2: after rope */
+    real *lse;        /* (L, B, nh, T) attention log-sum-exp */
+    real *y;          /* (L, N, nh*hd) attention output */
+    real *xm;         /* (L, N, H) residual after attention */
+    real *h2, *rstd2; /* (L, N, H), (L, N) */
+    real *g, *u;      /* (L, N, I) gate and up projections */
+    real *xf, *rstdf; /* (N, H), (N) final norm */
+    real *logits;     /* (N, V); softmax probabilities after the forward */
+    real *lora_t;     /* (L, LIN_COUNT, N, rmax): h A^T of each adapter */
+    int rmax;
+    real *scratch;    /* per-thread scratch for attention (T x T each) */
+    int nthreads;
+} LlamaActs;
+
+/* Loads every frozen tensor of model (any dtype) into real precision. */
+int llama_load(const HFModel *model, Llama *llm);
+void llama_free(Llama *llm);
+/* Adds an adapter of rank r, scale s on layer `layer`, module lin; A and B
+ * (float64, (r, n) and (m, r)) are copied. */
+int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, const double *A,
+                         const double *B);
+int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *acts);
+void llama_acts_free(LlamaActs *acts);
+
+/* Forward over tokens (B, T). With labels, *loss_sum gets the summed cross
+ * entropy over scored positions and *scored their count; labels may be NULL. */
+int llama_forward(const Llama *llm, LlamaActs *acts, const int32_t *tokens, const int32_t *labels,
+                  double *loss_sum, long *scored);
+/* After llama_forward on the same acts: accumulates the adapter gradients of
+ * loss_scale * loss_sum into dA, dB. */
+int llama_backward(Llama *llm, LlamaActs *acts, const int32_t *labels, double loss_scale);
+void llama_zero_grads(Llama *llm);
+
+#endif

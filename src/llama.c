@@ -1,0 +1,543 @@
+/* llama.c - LLaMA decoder with LoRA: forward, backward (see llama.h).
+ *
+ * Row-major everywhere: activations (N, C) with N = B * T tokens, weights
+ * (out, in). Compiled twice: float (the library) and double (-DAILORA_REAL_DOUBLE,
+ * tests only).
+ */
+#include "ailora/llama.h"
+
+#include <blis.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ailora/error.h"
+
+#ifdef AILORA_REAL_DOUBLE
+#define GEMM_EX bli_dgemm_ex
+#define RSQRT(x) (1.0 / sqrt(x))
+#define EXP exp
+#define LOG log
+#else
+#define GEMM_EX bli_sgemm_ex
+#define RSQRT(x) (1.0f / sqrtf(x))
+#define EXP expf
+#define LOG logf
+#endif
+
+/* ---- GEMM --------------------------------------------------------------------- */
+
+/* C (M, N) = alpha A (M, K) B (K, N) + beta C, any strides. Inside OpenMP loops
+ * (single = 1) BLIS runs one thread so the loops do not oversubscribe the cores. */
+static void gemm(int M, int N, int K, real alpha, const real *A, inc_t rsa, inc_t csa,
+                 const real *B, inc_t rsb, inc_t csb, real beta, real *C, inc_t rsc, inc_t csc,
+                 int single) {
+    if (M == 0 || N == 0) return;
+    rntm_t rntm;
+    bli_rntm_init(&rntm);
+    if (single) bli_rntm_set_num_threads(1, &rntm);
+    GEMM_EX(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &alpha, (real *)A, rsa, csa, (real *)B,
+            rsb, csb, &beta, C, rsc, csc, NULL, single ? &rntm : NULL);
+}
+
+/* out (N, m) = in (N, n) W^T (+ bias), W (m, n); beta 1 accumulates into out. */
+static void linear_forward(real *out, const real *in, const real *W, const real *bias, int N,
+                           int m, int n, real beta) {
+    if (bias) {
+#pragma omp parallel for
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < m; j++) out[(size_t)i * m + j] = beta * out[(size_t)i * m + j] + bias[j];
+        beta = 1;
+    }
+    gemm(N, m, n, 1, in, n, 1, W, 1, n, beta, out, m, 1, 0);
+}
+
+/* din (N, n) += dout (N, m) W (m, n): the input gradient of a frozen linear. */
+static void linear_backward_input(real *din, const real *dout, const real *W, int N, int m, int n,
+                                  real beta) {
+    gemm(N, n, m, 1, dout, m, 1, W, n, 1, beta, din, n, 1, 0);
+}
+
+/* ---- LoRA ------------------------------------------------------------------------ */
+
+/* t (N, r) = in A^T;  out (N, m) += s t B^T */
+static void lora_forward(const LoraAdapter *ad, const real *in, real *out, real *t, int N) {
+    gemm(N, ad->r, ad->n, 1, in, ad->n, 1, ad->A, 1, ad->n, 0, t, ad->r, 1, 0);
+    gemm(N, ad->m, ad->r, ad->scale, t, ad->r, 1, ad->B, 1, ad->r, 1, out, ad->m, 1, 0);
+}
+
+/* dB += s dout^T t;  dt = s dout B;  dA += dt^T in;  din += dt A */
+static void lora_backward(LoraAdapter *ad, const real *in, const real *t, const real *dout,
+                          real *din, real *dt, int N) {
+    int m = ad->m, n = ad->n, r = ad->r;
+    gemm(m, r, N, ad->scale, dout, 1, m, t, r, 1, 1, ad->dB, r, 1, 0);
+    gemm(N, r, m, ad->scale, dout, m, 1, ad->B, r, 1, 0, dt, r, 1, 0);
+    gemm(r, n, N, 1, dt, 1, r, in, n, 1, 1, ad->dA, n, 1, 0);
+    gemm(N, n, r, 1, dt, r, 1, ad->A, n, 1, 1, din, n, 1, 0);
+}
+
+/* ---- RMSNorm ------------------------------------------------------------------------ */
+
+/* out = x / sqrt(mean(x^2) + eps) * w, per row of (N, C) */
+static void rmsnorm_forward(real *out, real *rstd, const real *x, const real *w, int N, int C,
+                            double eps) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const real *xi = x + (size_t)i * C;
+        real ss = 0;
+        for (int c = 0; c < C; c++) ss += xi[c] * xi[c];
+        real r = RSQRT(ss / C + (real)eps);
+        rstd[i] = r;
+        for (int c = 0; c < C; c++) out[(size_t)i * C + c] = xi[c] * r * w[c];
+    }
+}
+
+/* dx (+)= d/dx of the above given dout; accumulate selects += or = */
+static void rmsnorm_backward(real *dx, const real *dout, const real *x, const real *rstd,
+                             const real *w, int N, int C, int accumulate) {
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const real *xi = x + (size_t)i * C, *di = dout + (size_t)i * C;
+        real r = rstd[i], dot = 0;
+        for (int c = 0; c < C; c++) dot += w[c] * di[c] * xi[c];
+        real k = dot * r * r * r / C;
+        for (int c = 0; c < C; c++) {
+            real g = r * w[c] * di[c] - k * xi[c];
+            dx[(size_t)i * C + c] = accumulate ? dx[(size_t)i * C + c] + g : g;
+        }
+    }
+}
+
+/* ---- rotary embeddings (HF rotate-half) ------------------------------------------ */
+
+/* x (N, nheads * hd) in place; position of row i is i % T. inverse = 1 applies the
+ * transposed rotation (backward). */
+static void rope_apply(real *x, const Llama *llm, int N, int T, int nheads, int inverse) {
+    int hd = llm->hd, half = hd / 2;
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) {
+        const real *cs = llm->rope_cos + (size_t)(i % T) * half;
+        const real *sn = llm->rope_sin + (size_t)(i % T) * half;
+        for (int h = 0; h < nheads; h++) {
+            real *v = x + (size_t)i * nheads * hd + (size_t)h * hd;
+            for (int j = 0; j < half; j++) {
+                real a = v[j], b = v[j + half], s = inverse ? -sn[j] : sn[j];
+                v[j] = a * cs[j] - b * s;
+                v[j + half] = b * cs[j] + a * s;
+            }
+        }
+    }
+}
+
+/* ---- causal grouped-query attention ------------------------------------------------ */
+
+/* y (N, nh*hd) from q (N, nh*hd), k, v (N, nkv*hd); lse (B, nh, T). One (batch,
+ * head) per iteration; S = q k^T / sqrt(hd) in a T x T scratch. */
+static void attention_forward(const Llama *llm, LlamaActs *a, real *y, real *lse, const real *q,
+                              const real *k, const real *v) {
+    int B = a->B, T = a->T, nh = llm->nh, nkv = llm->nkv, hd = llm->hd, group = nh / nkv;
+    int qs = nh * hd, ks = nkv * hd;
+    real scale = (real)(1.0 / sqrt((double)hd));
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < nh; h++) {
+            real *S = a->scratch + (size_t)omp_get_thread_num() * 2 * T * T;
+            const real *qh = q + (size_t)b * T * qs + (size_t)h * hd;
+            const real *kh = k + (size_t)b * T * ks + (size_t)(h / group) * hd;
+            const real *vh = v + (size_t)b * T * ks + (size_t)(h / group) * hd;
+            gemm(T, T, hd, scale, qh, qs, 1, kh, 1, ks, 0, S, T, 1, 1);  // (T, T)
+            real *l = lse + ((size_t)b * nh + h) * T;
+            for (int t = 0; t < T; t++) {
+                real *row = S + (size_t)t * T, mx = row[0], sum = 0;
+                for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+                for (int j = 0; j <= t; j++) sum += (row[j] = EXP(row[j] - mx));
+                for (int j = 0; j <= t; j++) row[j] /= sum;
+                for (int j = t + 1; j < T; j++) row[j] = 0;
+                l[t] = mx + LOG(sum);
+            }
+            gemm(T, hd, T, 1, S, T, 1, vh, ks, 1, 0, y + (size_t)b * T * qs + (size_t)h * hd, qs, 1, 1);
+        }
+}
+
+/* dq (N, nh*hd) =, dk, dv (N, nkv*hd) = from dy. Probabilities are recomputed from
+ * lse; one (batch, kv head) per iteration so the heads sharing a kv head add into
+ * dk, dv without races. */
+static void attention_backward(const Llama *llm, LlamaActs *a, real *dq, real *dk, real *dv,
+                               const real *dy, const real *q, const real *k, const real *v,
+                               const real *lse) {
+    int B = a->B, T = a->T, nh = llm->nh, nkv = llm->nkv, hd = llm->hd, group = nh / nkv;
+    int qs = nh * hd, ks = nkv * hd;
+    real scale = (real)(1.0 / sqrt((double)hd));
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < nkv; g++) {
+            real *P = a->scratch + (size_t)omp_get_thread_num() * 2 * T * T, *dP = P + (size_t)T * T;
+            const real *kh = k + (size_t)b * T * ks + (size_t)g * hd;
+            const real *vh = v + (size_t)b * T * ks + (size_t)g * hd;
+            real *dkh = dk + (size_t)b * T * ks + (size_t)g * hd;
+            real *dvh = dv + (size_t)b * T * ks + (size_t)g * hd;
+            for (int t = 0; t < T; t++)
+                for (int c = 0; c < hd; c++) dkh[(size_t)t * ks + c] = dvh[(size_t)t * ks + c] = 0;
+            for (int h = g * group; h < (g + 1) * group; h++) {
+                const real *qh = q + (size_t)b * T * qs + (size_t)h * hd;
+                const real *dyh = dy + (size_t)b * T * qs + (size_t)h * hd;
+                const real *l = lse + ((size_t)b * nh + h) * T;
+                gemm(T, T, hd, scale, qh, qs, 1, kh, 1, ks, 0, P, T, 1, 1);
+                for (int t = 0; t < T; t++)
+                    for (int j = 0; j < T; j++)
+                        P[(size_t)t * T + j] = j <= t ? EXP(P[(size_t)t * T + j] - l[t]) : 0;
+                gemm(T, T, hd, 1, dyh, qs, 1, vh, 1, ks, 0, dP, T, 1, 1);  // dP = dy v^T
+                for (int t = 0; t < T; t++) {  // dS = P (dP - rowsum(P dP))
+                    real *pr = P + (size_t)t * T, *dr = dP + (size_t)t * T, dot = 0;
+                    for (int j = 0; j <= t; j++) dot += pr[j] * dr[j];
+                    for (int j = 0; j < T; j++) dr[j] = j <= t ? pr[j] * (dr[j] - dot) : 0;
+                }
+                gemm(T, hd, T, 1, P, 1, T, dyh, qs, 1, 1, dvh, ks, 1, 1);  // dv += P^T dy
+                gemm(T, hd, T, scale, dP, T, 1, kh, ks, 1, 0, dq + (size_t)b * T * qs + (size_t)h * hd,
+                     qs, 1, 1);                                         // dq = dS k / sqrt(hd)
+                gemm(T, hd, T, scale, dP, 1, T, qh, qs, 1, 1, dkh, ks, 1, 1);  // dk += dS^T q
+            }
+        }
+}
+
+/* ---- model --------------------------------------------------------------------------- */
+
+static const char *const lin_suffix[LIN_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                  "gate_proj", "up_proj", "down_proj"};
+
+int llama_linear_index(const char *suffix) {
+    for (int i = 0; i < LIN_COUNT; i++)
+        if (strcmp(suffix, lin_suffix[i]) == 0) return i;
+    return -1;
+}
+
+/* Copies tensor name (shape d0 x d1, d1 = 0 for 1-D) into dst, converting dtypes. */
+static int load_tensor(const HFModel *model, const char *name, int64_t d0, int64_t d1, real *dst) {
+    const SafeTensor *t;
+    AIL_CHECK(hfmodel_tensor(model, name, &t));
+    int ok = d1 ? (t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1)
+                : (t->ndim == 1 && t->shape[0] == d0);
+    if (!ok)
+        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has the wrong shape for config.json",
+                         name, model->dir);
+    if (!dtype_is_float(t->dtype))
+        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s is not floating point", name, model->dir);
+    size_t count = t->numel;
+    double buf[1 << 12];
+    for (size_t i = 0; i < count; i += sizeof buf / sizeof *buf) {
+        size_t n = count - i < sizeof buf / sizeof *buf ? count - i : sizeof buf / sizeof *buf;
+        dtype_to_f64(t->dtype, (const char *)t->data + i * dtype_size(t->dtype), n, buf);
+        for (size_t j = 0; j < n; j++) dst[i + j] = (real)buf[j];
+    }
+    return AIL_OK;
+}
+
+int llama_load(const HFModel *model, Llama *llm) {
+    memset(llm, 0, sizeof *llm);
+    const ModelConfig *c = &model->config;
+    llm->cfg = *c;
+    int H = llm->H = c->hidden_size, I = llm->I = c->intermediate_size, V = llm->V = c->vocab_size;
+    int L = llm->L = c->num_hidden_layers, hd = llm->hd = c->head_dim;
+    int nh = llm->nh = c->num_attention_heads, nkv = llm->nkv = c->num_key_value_heads;
+    if (hd % 2) return AIL_ERROR(AIL_ERR_FORMAT, "%s: head_dim %d is odd (RoPE needs pairs)", model->dir, hd);
+    const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};
+    const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};
+    size_t per_layer = 2 * (size_t)H + (c->attention_bias ? (size_t)(nh + 2 * nkv) * hd : 0);
+    for (int i = 0; i < LIN_COUNT; i++) per_layer += (size_t)out[i] * in[i];
+    size_t total = (size_t)V * H * (c->tie_word_embeddings ? 1 : 2) + H + (size_t)L * per_layer;
+    AIL_MALLOC(llm->storage, total);
+    llm->layers = calloc((size_t)L, sizeof *llm->layers);
+    if (!llm->layers) {
+        llama_free(llm);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    }
+    real *p = llm->storage;
+    int rc = AIL_OK;
+    char name[160];
+    llm->embed = p, p += (size_t)V * H;
+    rc = load_tensor(model, "model.embed_tokens.weight", V, H, llm->embed);
+    llm->final_norm = p, p += H;
+    if (rc == AIL_OK) rc = load_tensor(model, "model.norm.weight", H, 0, llm->final_norm);
+    if (c->tie_word_embeddings) {
+        llm->lm_head = llm->embed;
+    } else {
+        llm->lm_head = p, p += (size_t)V * H;
+        if (rc == AIL_OK) rc = load_tensor(model, "lm_head.weight", V, H, llm->lm_head);
+    }
+    for (int l = 0; l < L && rc == AIL_OK; l++) {
+        LlamaLayer *ly = &llm->layers[l];
+        ly->ln1 = p, p += H;
+        ly->ln2 = p, p += H;
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        rc = load_tensor(model, name, H, 0, ly->ln1);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        if (rc == AIL_OK) rc = load_tensor(model, name, H, 0, ly->ln2);
+        for (int i = 0; i < LIN_COUNT && rc == AIL_OK; i++) {
+            ly->w[i] = p, p += (size_t)out[i] * in[i];
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, i < LIN_GATE ? "self_attn" : "mlp",
+                     lin_suffix[i]);
+            rc = load_tensor(model, name, out[i], in[i], ly->w[i]);
+            if (rc == AIL_OK && c->attention_bias && i <= LIN_V) {
+                ly->bias[i] = p, p += out[i];
+                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, lin_suffix[i]);
+                rc = load_tensor(model, name, out[i], 0, ly->bias[i]);
+            }
+        }
+    }
+    // RoPE tables as HF computes them: inverse frequencies and angles in float32
+    int P = c->max_position_embeddings, half = hd / 2;
+    llm->rope_cos = malloc(sizeof(real) * (size_t)P * half);
+    llm->rope_sin = malloc(sizeof(real) * (size_t)P * half);
+    if (rc == AIL_OK && (!llm->rope_cos || !llm->rope_sin)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int pos = 0; pos < P && rc == AIL_OK; pos++)
+        for (int j = 0; j < half; j++) {
+            float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * j) / (float)hd);
+            float ang = (float)pos * inv;
+            llm->rope_cos[(size_t)pos * half + j] = (real)cosf(ang);
+            llm->rope_sin[(size_t)pos * half + j] = (real)sinf(ang);
+        }
+    if (rc != AIL_OK) llama_free(llm);
+    return rc;
+}
+
+void llama_free(Llama *llm) {
+    for (int l = 0; llm->layers && l < llm->L; l++)
+        for (int i = 0; i < LIN_COUNT; i++) {
+            LoraAdapter *ad = llm->layers[l].lora[i];
+            if (!ad) continue;
+            free(ad->A), free(ad->B), free(ad->dA), free(ad->dB), free(ad);
+        }
+    free(llm->layers);
+    free(llm->storage);
+    free(llm->rope_cos);
+    free(llm->rope_sin);
+    memset(llm, 0, sizeof *llm);
+}
+
+int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, const double *A,
+                         const double *B) {
+    if (layer < 0 || layer >= llm->L || lin < 0 || lin >= LIN_COUNT || r <= 0)
+        return AIL_ERROR(AIL_ERR_ARG, "no module %d in layer %d for an adapter of rank %d", lin, layer, r);
+    const int out[LIN_COUNT] = {llm->nh * llm->hd, llm->nkv * llm->hd, llm->nkv * llm->hd, llm->H,
+                                llm->I, llm->I, llm->H};
+    const int in[LIN_COUNT] = {llm->H, llm->H, llm->H, llm->nh * llm->hd, llm->H, llm->H, llm->I};
+    LoraAdapter *ad = calloc(1, sizeof *ad);
+    if (!ad) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    ad->m = out[lin], ad->n = in[lin], ad->r = r, ad->scale = (real)scale;
+    size_t na = (size_t)r * ad->n, nb = (size_t)ad->m * r;
+    ad->A = malloc(sizeof(real) * na), ad->dA = calloc(na, sizeof(real));
+    ad->B = malloc(sizeof(real) * nb), ad->dB = calloc(nb, sizeof(real));
+    if (!ad->A || !ad->B || !ad->dA || !ad->dB) {
+        free(ad->A), free(ad->B), free(ad->dA), free(ad->dB), free(ad);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory for an adapter");
+    }
+    for (size_t i = 0; i < na; i++) ad->A[i] = (real)A[i];
+    for (size_t i = 0; i < nb; i++) ad->B[i] = (real)B[i];
+    LoraAdapter **slot = &llm->layers[layer].lora[lin];
+    if (*slot) free((*slot)->A), free((*slot)->B), free((*slot)->dA), free((*slot)->dB), free(*slot);
+    *slot = ad;
+    return AIL_OK;
+}
+
+void llama_zero_grads(Llama *llm) {
+    for (int l = 0; l < llm->L; l++)
+        for (int i = 0; i < LIN_COUNT; i++) {
+            LoraAdapter *ad = llm->layers[l].lora[i];
+            if (!ad) continue;
+            memset(ad->dA, 0, sizeof(real) * (size_t)ad->r * ad->n);
+            memset(ad->dB, 0, sizeof(real) * (size_t)ad->m * ad->r);
+        }
+}
+
+int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
+    memset(a, 0, sizeof *a);
+    if (T > llm->cfg.max_position_embeddings)
+        return AIL_ERROR(AIL_ERR_ARG, "sequence length %d exceeds max_position_embeddings %d", T,
+                         llm->cfg.max_position_embeddings);
+    a->B = B, a->T = T;
+    size_t N = (size_t)B * T, L = (size_t)llm->L, H = (size_t)llm->H, I = (size_t)llm->I;
+    size_t qd = (size_t)llm->nh * llm->hd, kd = (size_t)llm->nkv * llm->hd;
+    for (int l = 0; l < llm->L; l++)
+        for (int i = 0; i < LIN_COUNT; i++)
+            if (llm->layers[l].lora[i] && llm->layers[l].lora[i]->r > a->rmax) a->rmax = llm->layers[l].lora[i]->r;
+    a->nthreads = omp_get_max_threads();
+    struct { real **p; size_t n; } bufs[] = {
+        {&a->x, (L + 1) * N * H}, {&a->h1, L * N * H}, {&a->rstd1, L * N}, {&a->q, L * N * qd},
+        {&a->k, L * N * kd},      {&a->v, L * N * kd}, {&a->lse, L * N * llm->nh}, {&a->y, L * N * qd},
+        {&a->xm, L * N * H},      {&a->h2, L * N * H}, {&a->rstd2, L * N},    {&a->g, L * N * I},
+        {&a->u, L * N * I},       {&a->xf, N * H},     {&a->rstdf, N},        {&a->logits, N * llm->V},
+        {&a->lora_t, L * LIN_COUNT * N * (size_t)(a->rmax ? a->rmax : 1)},
+        {&a->scratch, (size_t)a->nthreads * 2 * T * T},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (!(*bufs[i].p = malloc(sizeof(real) * bufs[i].n))) {
+            llama_acts_free(a);
+            return AIL_ERROR(AIL_ERR_MEM, "out of memory for activations (%d x %d tokens)", B, T);
+        }
+    return AIL_OK;
+}
+
+void llama_acts_free(LlamaActs *a) {
+    real *bufs[] = {a->x, a->h1, a->rstd1, a->q, a->k, a->v, a->lse, a->y, a->xm, a->h2,
+                    a->rstd2, a->g, a->u, a->xf, a->rstdf, a->logits, a->lora_t, a->scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    memset(a, 0, sizeof *a);
+}
+
+static real silu(real x) { return x / (1 + EXP(-x)); }
+
+/* Target of position n of (B, T): labels[n + 1] within the same sequence. */
+static int target_of(const int32_t *labels, int n, int T) {
+    return (n % T) + 1 < T ? labels[n + 1] : -100;
+}
+
+/* y (N, m) = linear(in) with its adapter, if any */
+static void adapted_linear(const LlamaLayer *ly, int lin, const real *in, real *out, real *t,
+                           int N, int m, int n, real beta) {
+    linear_forward(out, in, ly->w[lin], lin <= LIN_V ? ly->bias[lin] : NULL, N, m, n, beta);
+    if (ly->lora[lin]) lora_forward(ly->lora[lin], in, out, t, N);
+}
+
+int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const int32_t *labels,
+                  double *loss_sum, long *scored) {
+    int N = a->B * a->T, T = a->T, H = llm->H, I = llm->I, V = llm->V;
+    int qd = llm->nh * llm->hd, kd = llm->nkv * llm->hd, r = a->rmax ? a->rmax : 1;
+    double eps = llm->cfg.rms_norm_eps;
+    for (int i = 0; i < N; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return AIL_ERROR(AIL_ERR_ARG, "token id %d outside the vocabulary (%d)", tokens[i], V);
+#pragma omp parallel for
+    for (int i = 0; i < N; i++) memcpy(a->x + (size_t)i * H, llm->embed + (size_t)tokens[i] * H, sizeof(real) * H);
+    real *act = malloc(sizeof(real) * (size_t)N * I);  // silu(g) * u, recomputed in backward
+    if (!act) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int l = 0; l < llm->L; l++) {
+        const LlamaLayer *ly = &llm->layers[l];
+        size_t o = (size_t)l * N;
+        real *x = a->x + o * H, *xn = a->x + (o + N) * H, *h1 = a->h1 + o * H, *xm = a->xm + o * H;
+        real *q = a->q + o * qd, *k = a->k + o * kd, *v = a->v + o * kd, *y = a->y + o * qd;
+        real *h2 = a->h2 + o * H, *g = a->g + o * I, *u = a->u + o * I;
+        real *t = a->lora_t + (size_t)l * LIN_COUNT * N * r;
+        rmsnorm_forward(h1, a->rstd1 + o, x, ly->ln1, N, H, eps);
+        adapted_linear(ly, LIN_Q, h1, q, t + (size_t)LIN_Q * N * r, N, qd, H, 0);
+        adapted_linear(ly, LIN_K, h1, k, t + (size_t)LIN_K * N * r, N, kd, H, 0);
+        adapted_linear(ly, LIN_V, h1, v, t + (size_t)LIN_V * N * r, N, kd, H, 0);
+        rope_apply(q, llm, N, T, llm->nh, 0);
+        rope_apply(k, llm, N, T, llm->nkv, 0);
+        attention_forward(llm, a, y, a->lse + o * llm->nh, q, k, v);
+        memcpy(xm, x, sizeof(real) * (size_t)N * H);
+        adapted_linear(ly, LIN_O, y, xm, t + (size_t)LIN_O * N * r, N, H, qd, 1);
+        rmsnorm_forward(h2, a->rstd2 + o, xm, ly->ln2, N, H, eps);
+        adapted_linear(ly, LIN_GATE, h2, g, t + (size_t)LIN_GATE * N * r, N, I, H, 0);
+        adapted_linear(ly, LIN_UP, h2, u, t + (size_t)LIN_UP * N * r, N, I, H, 0);
+#pragma omp parallel for
+        for (size_t i = 0; i < (size_t)N * I; i++) act[i] = silu(g[i]) * u[i];
+        memcpy(xn, xm, sizeof(real) * (size_t)N * H);
+        adapted_linear(ly, LIN_DOWN, act, xn, t + (size_t)LIN_DOWN * N * r, N, H, I, 1);
+    }
+    free(act);
+    rmsnorm_forward(a->xf, a->rstdf, a->x + (size_t)llm->L * N * H, llm->final_norm, N, H, eps);
+    linear_forward(a->logits, a->xf, llm->lm_head, NULL, N, V, H, 0);
+    if (!labels) return AIL_OK;
+    double sum = 0.0;
+    long count = 0;
+    int bad = 0;
+#pragma omp parallel for reduction(+ : sum, count, bad)
+    for (int n = 0; n < N; n++) {
+        int target = target_of(labels, n, T);
+        if (target == -100) continue;
+        if (target < 0 || target >= V) {
+            bad++;
+            continue;
+        }
+        const real *row = a->logits + (size_t)n * V;
+        double mx = row[0], s = 0.0;
+        for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+        for (int j = 0; j < V; j++) s += exp(row[j] - mx);
+        sum += mx + log(s) - row[target];
+        count++;
+    }
+    if (bad) return AIL_ERROR(AIL_ERR_ARG, "%d labels outside the vocabulary (%d) and not -100", bad, V);
+    *loss_sum = sum;
+    *scored = count;
+    return AIL_OK;
+}
+
+/* dout of a frozen linear into din, plus its adapter's gradients */
+static void adapted_linear_backward(LlamaLayer *ly, int lin, const real *in, const real *t,
+                                    const real *dout, real *din, real *dt, int N, int m, int n,
+                                    real beta) {
+    linear_backward_input(din, dout, ly->w[lin], N, m, n, beta);
+    if (ly->lora[lin]) lora_backward(ly->lora[lin], in, t, dout, din, dt, N);
+}
+
+int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_scale) {
+    int N = a->B * a->T, T = a->T, H = llm->H, I = llm->I, V = llm->V;
+    int qd = llm->nh * llm->hd, kd = llm->nkv * llm->hd, r = a->rmax ? a->rmax : 1;
+    size_t big = (size_t)N * (V > 2 * I ? V : 2 * I);
+    real *dx = malloc(sizeof(real) * (size_t)N * H), *dxm = malloc(sizeof(real) * (size_t)N * H);
+    real *dh = malloc(sizeof(real) * (size_t)N * H), *dbig = malloc(sizeof(real) * big);
+    real *dq = malloc(sizeof(real) * (size_t)N * qd), *dy = malloc(sizeof(real) * (size_t)N * qd);
+    real *dk = malloc(sizeof(real) * (size_t)N * kd), *dv = malloc(sizeof(real) * (size_t)N * kd);
+    real *dt = malloc(sizeof(real) * (size_t)N * r), *act = malloc(sizeof(real) * (size_t)N * I);
+    if (!dx || !dxm || !dh || !dbig || !dq || !dy || !dk || !dv || !dt || !act) {
+        free(dx), free(dxm), free(dh), free(dbig), free(dq), free(dy), free(dk), free(dv), free(dt), free(act);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory for the backward pass");
+    }
+
+    // dlogits = (softmax - onehot) * loss_scale on scored rows
+    real *dlogits = dbig;
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        real *d = dlogits + (size_t)n * V;
+        const real *row = a->logits + (size_t)n * V;
+        int target = target_of(labels, n, T);
+        if (target == -100) {
+            memset(d, 0, sizeof(real) * V);
+            continue;
+        }
+        double mx = row[0], s = 0.0;
+        for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+        for (int j = 0; j < V; j++) s += exp(row[j] - mx);
+        for (int j = 0; j < V; j++) d[j] = (real)(exp(row[j] - mx) / s * loss_scale);
+        d[target] -= (real)loss_scale;
+    }
+    linear_backward_input(dh, dlogits, llm->lm_head, N, V, H, 0);
+    rmsnorm_backward(dx, dh, a->x + (size_t)llm->L * N * H, a->rstdf, llm->final_norm, N, H, 0);
+
+    for (int l = llm->L - 1; l >= 0; l--) {
+        LlamaLayer *ly = &llm->layers[l];
+        size_t o = (size_t)l * N;
+        real *x = a->x + o * H, *h1 = a->h1 + o * H, *xm = a->xm + o * H;
+        real *q = a->q + o * qd, *k = a->k + o * kd, *v = a->v + o * kd, *y = a->y + o * qd;
+        real *h2 = a->h2 + o * H, *g = a->g + o * I, *u = a->u + o * I;
+        real *t = a->lora_t + (size_t)l * LIN_COUNT * N * r;
+        real *dg = dbig, *du = dbig + (size_t)N * I;
+        // MLP: x_next = xm + (silu(g) * u) Wd^T
+#pragma omp parallel for
+        for (size_t i = 0; i < (size_t)N * I; i++) act[i] = silu(g[i]) * u[i];
+        adapted_linear_backward(ly, LIN_DOWN, act, t + (size_t)LIN_DOWN * N * r, dx, dg, dt, N, H, I, 0);
+#pragma omp parallel for
+        for (size_t i = 0; i < (size_t)N * I; i++) {
+            real da = dg[i], sig = 1 / (1 + EXP(-g[i]));
+            du[i] = da * g[i] * sig;
+            dg[i] = da * u[i] * sig * (1 + g[i] * (1 - sig));
+        }
+        adapted_linear_backward(ly, LIN_GATE, h2, t + (size_t)LIN_GATE * N * r, dg, dh, dt, N, I, H, 0);
+        adapted_linear_backward(ly, LIN_UP, h2, t + (size_t)LIN_UP * N * r, du, dh, dt, N, I, H, 1);
+        memcpy(dxm, dx, sizeof(real) * (size_t)N * H);
+        rmsnorm_backward(dxm, dh, xm, a->rstd2 + o, ly->ln2, N, H, 1);
+        // attention: xm = x + y Wo^T
+        adapted_linear_backward(ly, LIN_O, y, t + (size_t)LIN_O * N * r, dxm, dy, dt, N, H, qd, 0);
+        attention_backward(llm, a, dq, dk, dv, dy, q, k, v, a->lse + o * llm->nh);
+        rope_apply(dq, llm, N, T, llm->nh, 1);
+        rope_apply(dk, llm, N, T, llm->nkv, 1);
+        adapted_linear_backward(ly, LIN_Q, h1, t + (size_t)LIN_Q * N * r, dq, dh, dt, N, qd, H, 0);
+        adapted_linear_backward(ly, LIN_K, h1, t + (size_t)LIN_K * N * r, dk, dh, dt, N, kd, H, 1);
+        adapted_linear_backward(ly, LIN_V, h1, t + (size_t)LIN_V * N * r, dv, dh, dt, N, kd, H, 1);
+        memcpy(dx, dxm, sizeof(real) * (size_t)N * H);
+        rmsnorm_backward(dx, dh, x, a->rstd1 + o, ly->ln1, N, H, 1);
+    }
+    free(dx), free(dxm), free(dh), free(dbig), free(dq), free(dy), free(dk), free(dv), free(dt), free(act);
+    return AIL_OK;
+}
