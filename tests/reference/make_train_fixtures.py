@@ -648,5 +648,53 @@ def main():
             print(f"  {hashlib.sha256(f.read()).hexdigest()[:16]}  {os.path.getsize(p):>9}  {os.path.relpath(p, HERE)}")
 
 
+def sensitivity():
+    """`--sensitivity`: how much plausible optimizer/loss bugs move the stored
+    trajectories (report only, reads the files written by a normal run)."""
+    fx = safetensors.numpy.load_file(FIXTURE)
+    with h5py.File(DATA, "r") as f:
+        ids = torch.from_numpy(f["input_ids"][...]).long()
+        labels = torch.from_numpy(f["labels"][...]).long()
+
+    def mean_of_row_means(logits, y):
+        lp = torch.log_softmax(logits[:, :-1].float(), -1)
+        lb = y[:, 1:]
+        m = lb != -100
+        nll = -lp.gather(-1, lb.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return ((nll * m).sum(1) / m.sum(1)).mean()
+
+    variants = [("no clipping", dict(clip=0.0)), ("no weight decay", dict(wd=0.0)),
+                ("beta2 = 0.99", dict(betas=(BETAS[0], 0.99))),
+                ("mean of row means", dict(lossfn=mean_of_row_means))]
+    for kind, case in (("llama", "lora"), ("qwen2", "pissa")):
+        for label, kw in variants:
+            pm, mods, params = make_peft(kind, case)
+            lossfn = kw.get("lossfn")
+            opt = torch.optim.AdamW(params, lr=LR, betas=kw.get("betas", BETAS), eps=ADAM_EPS,
+                                    weight_decay=kw.get("wd", WD))
+            L = []
+            for i in range(STEPS):
+                a, b = batch_rows(i)
+                if lossfn is None:
+                    loss = pm(input_ids=ids[a:b], labels=labels[a:b]).loss
+                else:
+                    loss = lossfn(pm(input_ids=ids[a:b]).logits, labels[a:b])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if kw.get("clip", CLIP) > 0:
+                    torch.nn.utils.clip_grad_norm_(params, kw.get("clip", CLIP))
+                opt.step()
+                L.append(loss.item())
+            p = f"{kind}.{case}."
+            dl = float(np.max(np.abs(np.array(L) - fx[p + "losses"]) / fx[p + "losses"]))
+            dp = max(float(np.abs(v - fx[p + k]).max()) for k, v in lora_state(mods, "final").items())
+            print(f"{kind}.{case} {label:18s}: max rel |d losses| {dl:.2e}   max |d final| {dp:.2e}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--sensitivity"]:
+        sensitivity()
+    elif sys.argv[1:]:
+        sys.exit("usage: make_train_fixtures.py [--sensitivity]")
+    else:
+        main()
