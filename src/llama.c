@@ -286,16 +286,23 @@ int llama_load(const HFModel *model, Llama *llm) {
         }
     }
     // RoPE tables as HF computes them: inverse frequencies and angles in float32
+    // (the float64 build computes them in float64, like a true float64 reference)
     int P = c->max_position_embeddings, half = hd / 2;
     llm->rope_cos = malloc(sizeof(real) * (size_t)P * half);
     llm->rope_sin = malloc(sizeof(real) * (size_t)P * half);
     if (rc == AIL_OK && (!llm->rope_cos || !llm->rope_sin)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int pos = 0; pos < P && rc == AIL_OK; pos++)
         for (int j = 0; j < half; j++) {
+#ifdef AILORA_REAL_DOUBLE
+            double ang = pos * (1.0 / pow(c->rope_theta, (double)(2 * j) / hd));
+            llm->rope_cos[(size_t)pos * half + j] = cos(ang);
+            llm->rope_sin[(size_t)pos * half + j] = sin(ang);
+#else
             float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * j) / (float)hd);
             float ang = (float)pos * inv;
-            llm->rope_cos[(size_t)pos * half + j] = (real)cosf(ang);
-            llm->rope_sin[(size_t)pos * half + j] = (real)sinf(ang);
+            llm->rope_cos[(size_t)pos * half + j] = cosf(ang);
+            llm->rope_sin[(size_t)pos * half + j] = sinf(ang);
+#endif
         }
     if (rc != AIL_OK) llama_free(llm);
     return rc;
