@@ -14,22 +14,12 @@
 #include "ailora/h5io.h"
 #include "config.h"
 
-typedef struct {
-    int k, nsel, p;
-    double rho;
-    int *selected;   /* [nsel] */
-    double *S;       /* [k] */
-    double *A, *B;   /* [r, n], [m, r] */
-    void *residual;  /* W_res rounded to the model dtype, when a residual dir is written */
-    AdapterDiagnostics diag;
-} ModuleInit;
-
-static void module_init_free(ModuleInit *mi) {
+void module_init_free(ModuleInit *mi) {
     free(mi->selected);
     free(mi->S);
     free(mi->A);
     free(mi->B);
-    free(mi->residual);
+    free(mi->W_res);
     memset(mi, 0, sizeof *mi);
 }
 
@@ -61,9 +51,9 @@ static int validate(const TargetModule *targets, int ntargets, const InitOptions
 }
 
 /* Adapters, residual and diagnostics of one module, from the cache. */
-static int compute_module(hid_t cache, const TargetModule *t, const InitOptions *opt,
-                          int keep_residual, ModuleInit *mi) {
-    const InitSpec *spec = &opt->spec;
+int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int keep_residual,
+                ModuleInit *mi) {
+    memset(mi, 0, sizeof *mi);
     int m = t->m, n = t->n, r = spec->rank;
     double scale = spec->alpha / spec->rank;
     char path[256];
@@ -108,15 +98,10 @@ static int compute_module(hid_t cache, const TargetModule *t, const InitOptions 
     adapter_residual(m, n, r, scale, W, mi->A, mi->B, W_res);
     adapter_diagnostics(m, n, r, scale, W, W_res, mi->A, mi->B, t->dtype, mi->S, mi->k,
                         mi->selected, &mi->diag);
-    int rc = AIL_OK;
-    if (keep_residual) {
-        mi->residual = malloc((size_t)m * n * dtype_size(t->dtype));
-        if (!mi->residual) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for the residual of %s", t->name);
-        else dtype_from_f64(t->dtype, W_res, (size_t)m * n, mi->residual);
-    }
+    if (keep_residual) mi->W_res = W_res;
+    else free(W_res);
     free(W);
-    free(W_res);
-    return rc;
+    return AIL_OK;
 }
 
 typedef struct {
@@ -296,7 +281,8 @@ static int write_residual_dir(MPI_Comm comm, const HFModel *model, const TargetM
     for (int s = 0; s < model->nshards; s++) total += model->shards[s].count;
     SafeTensorSpec *specs = calloc((size_t)total, sizeof *specs);
     int *owner = calloc((size_t)total, sizeof *owner);
-    if (!specs || !owner) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    void **owned = calloc((size_t)total, sizeof *owned);  // residual bytes this rank writes
+    if (!specs || !owner || !owned) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int s = 0, i = 0; s < model->nshards && rc == AIL_OK; s++) {
         for (int j = 0; j < model->shards[s].count; j++, i++) {
             const SafeTensor *t = &model->shards[s].tensors[j];
@@ -306,13 +292,26 @@ static int write_residual_dir(MPI_Comm comm, const HFModel *model, const TargetM
             for (int k = 0; k < ntargets; k++)
                 if (targets[k].weight == t) {
                     owner[i] = k % nranks;
-                    specs[i].data = mods[k].residual;  // NULL on ranks that do not own it
+                    specs[i].data = NULL;  // filled below on the owning rank
+                    if (owner[i] != rank) continue;
+                    size_t count = (size_t)targets[k].m * targets[k].n;
+                    void *bytes = malloc(count * dtype_size(t->dtype));
+                    if (!bytes) {
+                        rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for the residual of %s", targets[k].name);
+                        break;
+                    }
+                    dtype_from_f64(t->dtype, mods[k].W_res, count, bytes);  // one rounding
+                    specs[i].data = bytes;
+                    owned[i] = bytes;
                 }
         }
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    rc = ail_error_agree(comm, rc);
     if (rc == AIL_OK) rc = write_safetensors_parallel(comm, path, total, specs, owner, 0, NULL, NULL);
+    for (int i = 0; owned && i < total; i++) free(owned[i]);
+    free(owned);
     free(specs);
     free(owner);
     AIL_CHECK(rc);
@@ -412,7 +411,7 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     // modules dealt round-robin: adapters are cheap next to the SVDs
     for (int i = 0; i < ntargets && rc == AIL_OK; i++) {
         if (i % nranks != rank) continue;
-        rc = compute_module(cache, &targets[i], &opt, opt.residual_dir != NULL, &mods[i]);
+        rc = init_module(cache, &targets[i], &opt.spec, opt.residual_dir != NULL, &mods[i]);
         double *d = diag + (size_t)i * D_COUNT;
         d[D_ENERGY] = mods[i].diag.energy;
         d[D_ERR64] = mods[i].diag.recon_err_f64;

@@ -377,8 +377,9 @@ int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
         {&a->lora_t, L * LIN_COUNT * N * (size_t)(a->rmax ? a->rmax : 1)},
         {&a->scratch, (size_t)a->nthreads * 2 * T * T},
     };
+    a->row_loss = malloc(sizeof(double) * N);
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        if (!(*bufs[i].p = malloc(sizeof(real) * bufs[i].n))) {
+        if (!(*bufs[i].p = malloc(sizeof(real) * bufs[i].n)) || !a->row_loss) {
             llama_acts_free(a);
             return AIL_ERROR(AIL_ERR_MEM, "out of memory for activations (%d x %d tokens)", B, T);
         }
@@ -389,6 +390,7 @@ void llama_acts_free(LlamaActs *a) {
     real *bufs[] = {a->x, a->h1, a->rstd1, a->q, a->k, a->v, a->lse, a->y, a->xm, a->h2,
                     a->rstd2, a->g, a->u, a->xf, a->rstdf, a->logits, a->lora_t, a->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(a->row_loss);
     memset(a, 0, sizeof *a);
 }
 
@@ -446,25 +448,33 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
     rmsnorm_forward(a->xf, a->rstdf, a->x + (size_t)llm->L * N * H, llm->final_norm, N, H, eps);
     linear_forward(a->logits, a->xf, llm->lm_head, NULL, N, V, H, 0);
     if (!labels) return AIL_OK;
-    double sum = 0.0;
-    long count = 0;
-    int bad = 0;
-#pragma omp parallel for reduction(+ : sum, count, bad)
+    // per-row losses, then a sequential sum: the same bits for any thread count
+    double *row_loss = a->row_loss;
+#pragma omp parallel for
     for (int n = 0; n < N; n++) {
         int target = target_of(labels, n, T);
+        row_loss[n] = 0.0;
         if (target == -100) continue;
         if (target < 0 || target >= V) {
-            bad++;
+            row_loss[n] = NAN;
             continue;
         }
         const real *row = a->logits + (size_t)n * V;
         double mx = row[0], s = 0.0;
         for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
         for (int j = 0; j < V; j++) s += exp(row[j] - mx);
-        sum += mx + log(s) - row[target];
+        row_loss[n] = mx + log(s) - row[target];
+    }
+    double sum = 0.0;
+    long count = 0;
+    for (int n = 0; n < N; n++) {
+        int target = target_of(labels, n, T);
+        if (target == -100) continue;
+        if (target < 0 || target >= V)
+            return AIL_ERROR(AIL_ERR_ARG, "label %d outside the vocabulary (%d) and not -100", target, V);
+        sum += row_loss[n];
         count++;
     }
-    if (bad) return AIL_ERROR(AIL_ERR_ARG, "%d labels outside the vocabulary (%d) and not -100", bad, V);
     *loss_sum = sum;
     *scored = count;
     return AIL_OK;

@@ -21,6 +21,7 @@
 #ifndef AILORA_INITFILE_H
 #define AILORA_INITFILE_H
 
+#include <hdf5.h>
 #include <mpi.h>
 
 #include "ailora/adapter.h"
@@ -36,6 +37,23 @@ typedef struct {
     const char *residual_dir;  /* NULL: no residual model directory */
     int verbose;
 } InitOptions;
+
+/* One module's initialization, computed from the SVD cache in float64. */
+typedef struct {
+    int k, nsel, p;      /* spectrum length, selected count (0 for lora), principal count */
+    double rho;          /* principal fraction used */
+    int *selected;       /* [nsel] ascending indices into S */
+    double *S;           /* [k] */
+    double *A, *B;       /* [r, n], [m, r] */
+    double *W_res;       /* [m, n] W - s B A, when keep_residual was set */
+    AdapterDiagnostics diag;
+} ModuleInit;
+
+/* Reads S and the selected singular vectors of t from cache and builds its
+ * adapters (spec), residual and diagnostics. Serial; any rank may call it. */
+int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int keep_residual,
+                ModuleInit *mi);
+void module_init_free(ModuleInit *mi);
 
 /* Collective over comm. Validates everything before writing; writes out_path
  * (and residual_dir) completely or not at all. */

@@ -91,7 +91,8 @@ typedef struct {
     real *logits;     /* (N, V); softmax probabilities after the forward */
     real *lora_t;     /* (L, LIN_COUNT, N, rmax): h A^T of each adapter */
     int rmax;
-    real *scratch;    /* per-thread scratch for attention (T x T each) */
+    double *row_loss; /* (N) per-position cross entropy */
+    real *scratch;    /* per-thread scratch for attention (2 T x T each) */
     int nthreads;
 } LlamaActs;
 
