@@ -1,6 +1,4 @@
 /* config.c - the table of `ailora train` keys, their parsing and printing. */
-#include <stdio.h>
-
 #include "ailora/config.h"
 
 #include <errno.h>
@@ -61,6 +59,8 @@ static const Key keys[] = {
     {"checkpoint_every", K_INT, F(checkpoint_every), 0, "0", "steps between checkpoints (0: only at the end)"},
     {"tp", K_INT, F(tp), 0, "1", "tensor-parallel ranks"},
     {"dp", K_INT, F(dp), 0, "0", "data-parallel ranks (0: world size / tp)"},
+    {"preempt_at_step", K_INT, F(preempt_at_step), 0, "0",
+     "act as if SIGUSR1 arrived after this step (requeue drills, tests; 0 = off)"},
 };
 #undef F
 #undef S

@@ -16,6 +16,7 @@ static void usage(FILE *out) {
             "commands:\n"
             "  svd     full-spectrum SVDs of the target weights -> SVD cache (HDF5)\n"
             "  init    LoRA / PiSSA / MiLoRA / AILoRA / ratio adapters -> INIT.h5\n"
+            "  train   fine-tune adapters (data-parallel) -> HDF5 run file + checkpoint\n"
             "  synth   write a LLaMA-shaped HF model with prescribed singular spectra\n"
             "\n"
             "`ailora COMMAND --help` describes each command. Build: %s\n",
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "svd") == 0) status = cmd_svd(argc - 1, argv + 1);
     else if (strcmp(cmd, "init") == 0) status = cmd_init(argc - 1, argv + 1);
     else if (strcmp(cmd, "synth") == 0) status = cmd_synth(argc - 1, argv + 1);
+    else if (strcmp(cmd, "train") == 0) status = cmd_train(argc - 1, argv + 1);
     else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         if (cli_rank() == 0) usage(stdout);
         status = 0;

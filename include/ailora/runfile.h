@@ -1,0 +1,59 @@
+/* runfile.h - the HDF5 run file of `ailora train`, and its checkpoints.
+ *
+ * Run file (DESIGN.md section 4), rewritten whole at every flush through
+ * "<path>.partial" + rename, so a killed job leaves the last flushed file intact:
+ *   /spectra/<module>/S [k]        /adapters/<module>/selected [r] int64
+ *   /init/<module>/lora_A, lora_B  initial adapters (float64)
+ *   /adapters/<module>/lora_A, lora_B  current / final adapters
+ *   /train/step (int64), loss, lr, grad_norm, tokens_per_s
+ *   /eval/step (int64), loss, ppl, exact_match (NaN when not measured)
+ *   root attributes: format, version, method, rank, alpha, ratio_q, ratio_v,
+ *     ratio_other, seed, task, model, targets, steps_done, config (resolved text)
+ * Checkpoint ("<out>.ckpt.h5"): the same plus /optimizer/<i>/m, v (float32) and
+ * attributes optimizer_step, tp, dp, world; adapters stored exactly (float32 values
+ * in float64), so a resumed run continues bit for bit.
+ */
+#ifndef AILORA_RUNFILE_H
+#define AILORA_RUNFILE_H
+
+#include "ailora/config.h"
+#include "ailora/initfile.h"
+#include "ailora/llama.h"
+#include "ailora/optim.h"
+
+typedef struct {
+    int count, cap;
+    double *step, *loss, *lr, *grad_norm, *tokens_per_s;
+} TrainLog;
+
+typedef struct {
+    int count, cap;
+    double *step, *loss, *ppl, *exact_match;
+} EvalLog;
+
+int trainlog_append(TrainLog *log, long step, double loss, double lr, double grad_norm, double tps);
+int evallog_append(EvalLog *log, long step, double loss, double exact_match);
+void trainlog_free(TrainLog *log);
+void evallog_free(EvalLog *log);
+
+typedef struct {
+    const TrainConfig *cfg;
+    const char *config_text;
+    const TargetModule *targets;
+    int ntargets;
+    const ModuleInit *init;  /* [ntargets]: spectra, selected, initial adapters */
+    Llama *llm;              /* current adapters */
+    AdamW *opt;
+    TrainLog train;
+    EvalLog eval;
+    long step;               /* optimizer steps completed */
+    int tp, dp;
+} RunState;
+
+/* Writes path atomically (one rank, serial HDF5). with_optimizer: a checkpoint. */
+int runfile_write(const char *path, const RunState *st, int with_optimizer);
+/* Restores adapters, optimizer state, logs and step from a checkpoint written by
+ * the same configuration; a different rank layout or method is refused. */
+int checkpoint_read(const char *path, RunState *st);
+
+#endif

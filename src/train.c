@@ -1,0 +1,381 @@
+/* train.c - the training loop of `ailora train` (see train.h). */
+#include "ailora/train.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ailora/dataset.h"
+#include "ailora/error.h"
+#include "ailora/runfile.h"
+#include "ailora/svdcache.h"
+
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+void train_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+void train_checkpoint_path(const char *out, char *buf, size_t len) { snprintf(buf, len, "%s.ckpt.h5", out); }
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, dp;
+    const TrainConfig *cfg;
+    HFModel model;
+    TargetModule *targets;
+    int ntargets;
+    Llama llm;
+    ModuleInit *init;
+    Dataset train, eval;
+    LlamaActs acts;
+    int micro;       /* sequences per rank per micro-batch */
+    AdamW opt;
+    RunState st;
+    char *config_text;
+    real *flat;      /* gradient all-reduce buffer */
+    size_t nflat;
+} Trainer;
+
+/* Every adapter gradient into one buffer, one MPI_Allreduce, back. */
+static int allreduce_grads(Trainer *tr) {
+    if (tr->dp == 1) return AIL_OK;
+    size_t k = 0;
+    for (int i = 0; i < tr->opt.count; i++) {
+        memcpy(tr->flat + k, tr->opt.params[i].g, sizeof(real) * tr->opt.params[i].n);
+        k += tr->opt.params[i].n;
+    }
+    if (MPI_Allreduce(MPI_IN_PLACE, tr->flat, (int)tr->nflat, MPI_FLOAT, MPI_SUM, tr->comm) != MPI_SUCCESS)
+        return AIL_ERROR(AIL_ERR_MPI, "gradient all-reduce failed");
+    k = 0;
+    for (int i = 0; i < tr->opt.count; i++) {
+        memcpy(tr->opt.params[i].g, tr->flat + k, sizeof(real) * tr->opt.params[i].n);
+        k += tr->opt.params[i].n;
+    }
+    return AIL_OK;
+}
+
+/* Adapters and residuals from the SVD cache (computed first if none is given). */
+static int setup_adapters(Trainer *tr) {
+    const TrainConfig *c = tr->cfg;
+    char cache_path[1100];
+    if (c->svd_cache[0]) {
+        snprintf(cache_path, sizeof cache_path, "%s", c->svd_cache);
+    } else {  // computed once next to the run file and reused by resumes
+        snprintf(cache_path, sizeof cache_path, "%s.svd.h5", c->out);
+        struct stat sb;
+        int have = stat(cache_path, &sb) == 0;
+        MPI_Bcast(&have, 1, MPI_INT, 0, tr->comm);
+        if (!have) {
+            SvdOptions so = {.backend = SVD_BACKEND_AUTO, .block_size = 64,
+                             .max_rank_bytes = svd_default_rank_bytes(tr->comm)};
+            AIL_CHECK(svdcache_write(tr->comm, &tr->model, tr->targets, tr->ntargets, &so, cache_path));
+        }
+    }
+    InitSpec spec = {.method = c->method, .rank = c->rank, .alpha = c->alpha, .ratio_q = c->ratio_q,
+                     .ratio_v = c->ratio_v, .ratio_other = c->ratio_other, .seed = (uint64_t)c->seed,
+                     .lora_gaussian = strcmp(c->lora_init, "gaussian") == 0};
+    AIL_CHECK(init_spec_validate(&spec));
+    for (int i = 0; i < tr->ntargets; i++) {
+        int k = tr->targets[i].m < tr->targets[i].n ? tr->targets[i].m : tr->targets[i].n;
+        if (spec.rank > k)
+            return AIL_ERROR(AIL_ERR_ARG, "rank %d exceeds min(m, n) = %d of %s", spec.rank, k, tr->targets[i].name);
+    }
+    hid_t cache;
+    AIL_CHECK(svdcache_open(cache_path, tr->targets, tr->ntargets, &cache));
+    AIL_CALLOC(tr->init, tr->ntargets);
+    int rc = AIL_OK;
+    for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
+        const TargetModule *t = &tr->targets[i];
+        ModuleInit *mi = &tr->init[i];
+        rc = init_module(cache, t, &spec, 1, mi);
+        if (rc != AIL_OK) break;
+        // the frozen weight becomes the residual, rounded once to our compute precision
+        int lin = llama_linear_index(t->suffix);
+        real *w = tr->llm.layers[t->layer].w[lin];
+        for (size_t j = 0; j < (size_t)t->m * t->n; j++) w[j] = (real)mi->W_res[j];
+        free(mi->W_res);
+        mi->W_res = NULL;
+        rc = llama_adapter_attach(&tr->llm, t->layer, lin, spec.rank, spec.alpha / spec.rank, mi->A, mi->B);
+    }
+    H5Fclose(cache);
+    return rc;
+}
+
+/* Fills tokens / labels of this rank's part of micro-batch j of optimizer step s. */
+static void fill_micro(const Trainer *tr, long step, int j, int32_t *tok, int32_t *lab) {
+    const TrainConfig *c = tr->cfg;
+    const Dataset *d = &tr->train;
+    long long base = (long long)step * c->batch_size + (long long)j * (c->batch_size / c->grad_accum) +
+                     (long long)tr->rank * tr->micro;
+    for (int b = 0; b < tr->micro; b++) {
+        int idx = dataset_index(d, base + b, (uint64_t)c->seed, c->shuffle);
+        memcpy(tok + (size_t)b * d->T, d->input_ids + (size_t)idx * d->T, sizeof(int32_t) * d->T);
+        memcpy(lab + (size_t)b * d->T, d->labels + (size_t)idx * d->T, sizeof(int32_t) * d->T);
+    }
+}
+
+/* Scored tokens of the whole global batch of step s (every rank counts them all). */
+static long global_scored(const Trainer *tr, long step) {
+    long total = 0;
+    for (int b = 0; b < tr->cfg->batch_size; b++)
+        total += dataset_scored(&tr->train, dataset_index(&tr->train, (long long)step * tr->cfg->batch_size + b,
+                                                          (uint64_t)tr->cfg->seed, tr->cfg->shuffle));
+    return total;
+}
+
+/* Greedy decoding of the labelled span of eval sequence idx: 1 if every answer
+ * token is reproduced. Without a KV cache: one forward per generated token. */
+static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *buf) {
+    const Dataset *d = &tr->eval;
+    const int32_t *ids = d->input_ids + (size_t)idx * d->T, *lab = d->labels + (size_t)idx * d->T;
+    int first = -1, last = -1;
+    for (int t = 1; t < d->T; t++)
+        if (lab[t] != -100) {
+            if (first < 0) first = t;
+            last = t;
+        }
+    if (first < 0 || last - first + 1 > tr->cfg->max_new_tokens) return 0;
+    memcpy(buf, ids, sizeof(int32_t) * first);
+    int len = first, T_alloc = one->T, ok = 1;
+    for (int t = first; t <= last && ok; t++) {
+        double sum;
+        long count;
+        one->T = len;
+        if (llama_forward(&tr->llm, one, buf, NULL, &sum, &count) != AIL_OK) ok = 0;
+        const real *row = one->logits + (size_t)(len - 1) * tr->llm.V;
+        int best = 0;
+        for (int v = 1; v < tr->llm.V; v++) best = row[v] > row[best] ? v : best;
+        ok &= best == lab[t];
+        buf[len++] = best;
+    }
+    one->T = T_alloc;
+    return ok;
+}
+
+/* Mean eval loss over (the first eval_batches x dp x micro of) the eval set, and
+ * the exact-match rate when max_new_tokens > 0. Sequences are dealt round-robin. */
+static int evaluate(Trainer *tr, double *loss, double *em) {
+    const Dataset *d = &tr->eval;
+    int limit = d->n;
+    if (tr->cfg->eval_batches > 0 && tr->cfg->eval_batches * tr->micro * tr->dp < limit)
+        limit = tr->cfg->eval_batches * tr->micro * tr->dp;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
+    if (!tok || !lab) {
+        free(tok), free(lab);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    }
+    double sums[4] = {0, 0, 0, 0};  // loss sum, scored, exact matches, sequences
+    int rc = AIL_OK;
+    LlamaActs one = {0};
+    if (tr->cfg->max_new_tokens > 0) rc = llama_acts_alloc(&tr->llm, 1, d->T, &one);
+    for (int start = tr->rank * tr->micro; start < limit && rc == AIL_OK; start += tr->micro * tr->dp) {
+        int nb = limit - start < tr->micro ? limit - start : tr->micro;
+        for (int b = 0; b < tr->micro; b++) {  // pad a short last batch with unscored copies
+            int idx = start + (b < nb ? b : 0);
+            memcpy(tok + (size_t)b * d->T, d->input_ids + (size_t)idx * d->T, sizeof(int32_t) * d->T);
+            for (int t = 0; t < d->T; t++)
+                lab[(size_t)b * d->T + t] = b < nb ? d->labels[(size_t)idx * d->T + t] : -100;
+        }
+        double s;
+        long count;
+        rc = llama_forward(&tr->llm, &tr->acts, tok, lab, &s, &count);
+        sums[0] += s, sums[1] += (double)count;
+        for (int b = 0; b < nb && tr->cfg->max_new_tokens > 0 && rc == AIL_OK; b++) {
+            sums[2] += exact_match(tr, &one, start + b, tok);
+            sums[3] += 1;
+        }
+    }
+    llama_acts_free(&one);
+    free(tok), free(lab);
+    AIL_CHECK(ail_error_agree(tr->comm, rc));
+    MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, tr->comm);
+    *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    *em = sums[3] > 0 ? sums[2] / sums[3] : NAN;
+    return AIL_OK;
+}
+
+static int save(Trainer *tr, int checkpoint) {
+    int rc = AIL_OK;
+    if (tr->rank == 0) {
+        rc = runfile_write(tr->cfg->out, &tr->st, 0);
+        if (rc == AIL_OK && checkpoint) {
+            char path[1100];
+            train_checkpoint_path(tr->cfg->out, path, sizeof path);
+            rc = runfile_write(path, &tr->st, 1);
+        }
+    }
+    return ail_error_agree(tr->comm, rc);
+}
+
+static void format_eta(double seconds, char *buf, size_t len) {
+    long s = (long)(seconds + 0.5);
+    snprintf(buf, len, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+}
+
+static int setup(Trainer *tr) {
+    const TrainConfig *c = tr->cfg;
+    AIL_CHECK(ail_error_agree(tr->comm, hfmodel_open(c->model, &tr->model)));
+    AIL_CHECK(ail_error_agree(tr->comm, hfmodel_targets(&tr->model, c->targets, &tr->targets, &tr->ntargets)));
+    AIL_CHECK(ail_error_agree(tr->comm, llama_load(&tr->model, &tr->llm)));
+    AIL_CHECK(ail_error_agree(tr->comm, dataset_load(c->train_data, tr->llm.V, &tr->train)));
+    if (c->eval_data[0]) AIL_CHECK(ail_error_agree(tr->comm, dataset_load(c->eval_data, tr->llm.V, &tr->eval)));
+    if (tr->eval.n && tr->eval.T != tr->train.T)
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s has sequences of %d tokens, %s of %d", c->eval_data, tr->eval.T,
+                         c->train_data, tr->train.T);
+    AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
+    tr->micro = c->batch_size / (tr->dp * c->grad_accum);
+    AIL_CHECK(ail_error_agree(tr->comm, llama_acts_alloc(&tr->llm, tr->micro, tr->train.T, &tr->acts)));
+    OptimConfig oc = c->optim;
+    oc.total_steps = c->steps;
+    AIL_CHECK(adamw_init(&tr->opt, &oc, &tr->llm));
+    for (int i = 0; i < tr->opt.count; i++) tr->nflat += tr->opt.params[i].n;
+    AIL_MALLOC(tr->flat, tr->nflat);
+    tr->st = (RunState){.cfg = c, .config_text = tr->config_text, .targets = tr->targets,
+                        .ntargets = tr->ntargets, .init = tr->init, .llm = &tr->llm, .opt = &tr->opt,
+                        .tp = c->tp, .dp = tr->dp};
+    if (c->resume) {
+        char path[1100];
+        train_checkpoint_path(c->out, path, sizeof path);
+        int rc = AIL_OK;
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+            rc = AIL_ERROR(AIL_ERR_IO, "resume=true but there is no checkpoint %s", path);
+        if (rc == AIL_OK) rc = checkpoint_read(path, &tr->st);
+        AIL_CHECK(ail_error_agree(tr->comm, rc));
+        if (tr->rank == 0) printf("resuming %s at step %ld\n", c->out, tr->st.step);
+    }
+    return AIL_OK;
+}
+
+static void teardown(Trainer *tr) {
+    for (int i = 0; tr->init && i < tr->ntargets; i++) module_init_free(&tr->init[i]);
+    free(tr->init);
+    trainlog_free(&tr->st.train);
+    evallog_free(&tr->st.eval);
+    free(tr->flat);
+    adamw_free(&tr->opt);
+    llama_acts_free(&tr->acts);
+    dataset_free(&tr->train);
+    dataset_free(&tr->eval);
+    llama_free(&tr->llm);
+    free(tr->targets);
+    if (tr->model.shards) hfmodel_close(&tr->model);
+    free(tr->config_text);
+}
+
+static int record_eval(Trainer *tr, long step) {
+    if (!tr->eval.n) return AIL_OK;
+    double loss = NAN, em = NAN;
+    AIL_CHECK(evaluate(tr, &loss, &em));
+    if (tr->rank == 0) {
+        printf("eval step %ld | loss %.4f | ppl %.3f", step, loss, exp(loss));
+        if (!isnan(em)) printf(" | exact match %.4f", em);
+        printf("\n");
+        fflush(stdout);
+    }
+    return evallog_append(&tr->st.eval, step, loss, em);
+}
+
+static int train_loop(Trainer *tr, int *status) {
+    const TrainConfig *c = tr->cfg;
+    int T = tr->train.T;
+    size_t per = (size_t)tr->micro * T;
+    int32_t *tok = malloc(sizeof(int32_t) * per), *lab = malloc(sizeof(int32_t) * per);
+    if (!tok || !lab) {
+        free(tok), free(lab);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    }
+    double t_begin = MPI_Wtime();
+    long first = tr->st.step;
+    int rc = AIL_OK;
+    *status = TRAIN_DONE;
+    while (tr->st.step < c->steps && rc == AIL_OK) {
+        long step = tr->st.step;
+        double t0 = MPI_Wtime(), loss_sum = 0.0;
+        long total = global_scored(tr, step);
+        llama_zero_grads(&tr->llm);
+        for (int j = 0; j < c->grad_accum && rc == AIL_OK; j++) {
+            fill_micro(tr, step, j, tok, lab);
+            double s;
+            long count;
+            rc = llama_forward(&tr->llm, &tr->acts, tok, lab, &s, &count);
+            if (rc == AIL_OK && total > 0) rc = llama_backward(&tr->llm, &tr->acts, lab, 1.0 / total);
+            loss_sum += s;
+        }
+        rc = ail_error_agree(tr->comm, rc);
+        if (rc == AIL_OK) rc = ail_error_agree(tr->comm, allreduce_grads(tr));
+        if (rc != AIL_OK) break;
+        MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, tr->comm);
+        double loss = total > 0 ? loss_sum / total : 0.0;
+        double norm = adamw_grad_norm(&tr->opt), lr = optim_lr(&tr->opt.cfg, (int)tr->opt.step);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            // the adapters still hold the last good step: keep them
+            if (tr->rank == 0)
+                fprintf(stderr, "ailora train: error: loss is %s at step %ld (grad norm %g); stopped, "
+                        "checkpoint of step %ld kept\n", isfinite(loss) ? "finite but the gradient is not" : "NaN/Inf",
+                        step + 1, norm, step);
+            rc = save(tr, 1);
+            *status = TRAIN_NAN;
+            break;
+        }
+        adamw_step(&tr->opt, norm);
+        tr->st.step = step + 1;
+        double dt = MPI_Wtime() - t0, tps = (double)c->batch_size * T / dt;
+        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, tr->comm);
+        rc = trainlog_append(&tr->st.train, tr->st.step, loss, lr, norm, tps);
+        long done = tr->st.step;
+        if (rc == AIL_OK && tr->rank == 0 && (done % c->log_every == 0 || done == c->steps || done == first + 1)) {
+            char eta[32];
+            format_eta((MPI_Wtime() - t_begin) / (double)(done - first) * (double)(c->steps - done), eta, sizeof eta);
+            printf("step %ld/%d | loss %.4f | lr %.3e | grad norm %.4f | %.0f tok/s | ETA %s\n", done, c->steps,
+                   loss, lr, norm, tps, eta);
+            fflush(stdout);
+        }
+        if (rc == AIL_OK && c->eval_every > 0 && done % c->eval_every == 0 && done < c->steps)
+            rc = record_eval(tr, done);
+        int stop = g_stop_signal ? g_stop_signal : (done == c->preempt_at_step ? SIGUSR1 : 0);
+        MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, tr->comm);
+        int ckpt = (c->checkpoint_every > 0 && done % c->checkpoint_every == 0) || stop;
+        if (rc == AIL_OK && (ckpt || done % c->log_every == 0)) rc = save(tr, ckpt);
+        if (rc == AIL_OK && stop && done < c->steps) {
+            if (tr->rank == 0)
+                fprintf(stderr, "ailora train: signal %d: checkpointed at step %ld; resume with resume=true\n", stop, done);
+            *status = TRAIN_PREEMPTED;
+            break;
+        }
+    }
+    free(tok), free(lab);
+    if (rc == AIL_OK && *status == TRAIN_DONE) {
+        rc = record_eval(tr, tr->st.step);
+        if (rc == AIL_OK) rc = save(tr, 1);
+    }
+    return rc;
+}
+
+int train_run(MPI_Comm comm, const TrainConfig *cfg) {
+    Trainer tr = {.comm = comm, .cfg = cfg};
+    int world;
+    MPI_Comm_rank(comm, &tr.rank);
+    MPI_Comm_size(comm, &world);
+    int status = TRAIN_ERROR;
+    int rc = ail_error_agree(comm, config_validate(cfg, world));
+    if (rc == AIL_OK && cfg->tp != 1)
+        rc = AIL_ERROR(AIL_ERR_ARG, "tp = %d: tensor parallelism is not implemented yet (use tp = 1)", cfg->tp);
+    tr.dp = world;
+    tr.config_text = config_dump(cfg);
+    if (rc == AIL_OK) rc = setup(&tr);
+    if (rc == AIL_OK) rc = train_loop(&tr, &status);
+    teardown(&tr);
+    return rc == AIL_OK ? status : TRAIN_ERROR;
+}

@@ -1,0 +1,73 @@
+# `ailora train` end to end on the reference tiny LLaMA (tests/reference):
+#  - data parallelism: 1, 2 and 4 ranks (and gradient accumulation) give the same
+#    loss curve within 1e-5 of its scale over 20 steps
+#  - preemption and resume: a run stopped at step 7 (exit 75) and resumed gives
+#    bit-identical losses and adapters to an uninterrupted run
+#  - a real SIGUSR1 checkpoints and exits 75; a NaN loss exits 3 keeping the last
+#    good checkpoint; bad config keys and missing files are one-line errors
+. "${top_srcdir:-.}/tests/lib.sh"
+R="$top_srcdir/tests/reference"
+BASE="model=$R/train_llama train_data=$R/train_data.h5 eval_data=$R/train_data.h5 rank=4 lr=2e-3 log_every=5"
+check "$AILORA" svd --model "$R/train_llama" --out "$WORK/svd.h5" --quiet
+BASE="$BASE svd_cache=$WORK/svd.h5"
+for method in lora ailora; do
+    # shellcheck disable=SC2086
+    check "$AILORA" train $BASE method=$method steps=20 batch_size=8 out="$WORK/${method}_np1.h5"
+    # shellcheck disable=SC2086
+    check "$AILORA" train $BASE method=$method steps=20 batch_size=8 grad_accum=2 out="$WORK/${method}_acc2.h5"
+    for np in 2 4; do
+        # shellcheck disable=SC2086
+        check run_np $np "$AILORA" train $BASE method=$method steps=20 batch_size=8 out="$WORK/${method}_np$np.h5"
+    done
+    for other in acc2 np2 np4; do
+        check "$H5COMPARE" "$WORK/${method}_np1.h5" "$WORK/${method}_$other.h5" --only /train/loss --tol 1e-5
+    done
+done
+
+# resume: uninterrupted vs preempted at step 7 then resumed, linear schedule with warmup
+SCHED="$BASE method=pissa steps=12 batch_size=4 schedule=linear warmup_steps=3 weight_decay=0.01 eval_every=4"
+# shellcheck disable=SC2086
+check run_np 2 "$AILORA" train $SCHED out="$WORK/full.h5"
+CHECKS=$((CHECKS + 1))
+rc=0
+# shellcheck disable=SC2086
+run_np 2 "$AILORA" train $SCHED out="$WORK/part.h5" preempt_at_step=7 > "$WORK/pre.out" 2>&1 || rc=$?
+[ "$rc" -eq 75 ] || fail "preempted run exited $rc, expected 75"
+[ "$("$H5COMPARE" --attr "$WORK/part.h5.ckpt.h5" / steps_done)" = 7 ] || fail "checkpoint not at step 7"
+# shellcheck disable=SC2086
+check run_np 2 "$AILORA" train $SCHED out="$WORK/part.h5" resume=true
+for d in /train/step /train/loss /train/lr /train/grad_norm; do
+    check "$H5COMPARE" "$WORK/full.h5" "$WORK/part.h5" --tol 0 --only $d
+done
+check "$H5COMPARE" "$WORK/full.h5" "$WORK/part.h5" --tol 0 --only /adapters/
+check "$H5COMPARE" "$WORK/full.h5" "$WORK/part.h5" --tol 0 --only /eval/
+# resuming on another layout is refused
+expect_error "resume it on the same layout" "" run_np 1 "$AILORA" train $SCHED out="$WORK/part.h5" resume=true
+
+# a real signal: checkpoint at the next step boundary and exit 75
+# shellcheck disable=SC2086
+"$AILORA" train $BASE method=lora steps=1000000 batch_size=4 out="$WORK/sig.h5" > "$WORK/sig.out" 2>&1 &
+pid=$!
+for _ in $(seq 100); do [ -f "$WORK/sig.h5" ] && break; sleep 0.1; done
+kill -USR1 "$pid"
+rc=0
+wait "$pid" || rc=$?
+CHECKS=$((CHECKS + 1))
+[ "$rc" -eq 75 ] && [ -f "$WORK/sig.h5.ckpt.h5" ] || fail "SIGUSR1: exit $rc, checkpoint $(ls "$WORK"/sig.h5.ckpt.h5 2>&1)"
+
+# NaN: an absurd learning rate blows the adapters up; exit 3, last good checkpoint kept
+rc=0
+# shellcheck disable=SC2086
+"$AILORA" train $BASE method=pissa steps=10 batch_size=4 lr=1e30 grad_clip=0 out="$WORK/nan.h5" > "$WORK/nan.out" 2>&1 || rc=$?
+CHECKS=$((CHECKS + 1))
+[ "$rc" -eq 3 ] || fail "NaN run exited $rc, expected 3"
+grep -q "loss is NaN/Inf" "$WORK/nan.out" || fail "NaN run did not say why"
+[ -f "$WORK/nan.h5.ckpt.h5" ] || fail "NaN run left no checkpoint"
+
+expect_error "unknown config key \"learning_rate\"" "$WORK/x.h5" "$AILORA" train $BASE learning_rate=1 out="$WORK/x.h5"
+expect_error "batch_size 6 is not divisible" "$WORK/x.h5" run_np 4 "$AILORA" train $BASE batch_size=6 out="$WORK/x.h5"
+expect_error "cannot open $WORK/none.h5" "$WORK/x.h5" "$AILORA" train $BASE train_data="$WORK/none.h5" out="$WORK/x.h5"
+printf 'rank = 4\nbogus_key = 1\n' > "$WORK/bad.ini"
+expect_error "bad.ini:2: unknown config key \"bogus_key\"" "$WORK/x.h5" "$AILORA" train "$WORK/bad.ini" $BASE out="$WORK/x.h5"
+expect_error "resume=true but there is no checkpoint" "$WORK/y.h5" "$AILORA" train $BASE resume=true out="$WORK/y.h5"
+finish
