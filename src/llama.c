@@ -67,14 +67,14 @@ static void lora_forward(const LoraAdapter *ad, const real *in, real *out, real 
     gemm(N, ad->m, ad->r, ad->scale, t, ad->r, 1, ad->B, 1, ad->r, 1, out, ad->m, 1, 0);
 }
 
-/* dB += s dout^T t;  dt = s dout B;  dA += dt^T in;  din += dt A */
+/* dB += s dout^T t;  dt = s dout B;  dA += dt^T in;  din += dt A (din NULL: not needed) */
 static void lora_backward(LoraAdapter *ad, const real *in, const real *t, const real *dout,
                           real *din, real *dt, int N) {
     int m = ad->m, n = ad->n, r = ad->r;
     gemm(m, r, N, ad->scale, dout, 1, m, t, r, 1, 1, ad->dB, r, 1, 0);
     gemm(N, r, m, ad->scale, dout, m, 1, ad->B, r, 1, 0, dt, r, 1, 0);
     gemm(r, n, N, 1, dt, 1, r, in, n, 1, 1, ad->dA, n, 1, 0);
-    gemm(N, n, r, 1, dt, r, 1, ad->A, n, 1, 1, din, n, 1, 0);
+    if (din) gemm(N, n, r, 1, dt, r, 1, ad->A, n, 1, 1, din, n, 1, 0);
 }
 
 /* ---- RMSNorm ------------------------------------------------------------------------ */
@@ -375,7 +375,7 @@ int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
         {&a->xm, L * N * H},      {&a->h2, L * N * H}, {&a->rstd2, L * N},    {&a->g, L * N * I},
         {&a->u, L * N * I},       {&a->xf, N * H},     {&a->rstdf, N},        {&a->logits, N * llm->V},
         {&a->lora_t, L * LIN_COUNT * N * (size_t)(a->rmax ? a->rmax : 1)},
-        {&a->scratch, (size_t)a->nthreads * 2 * T * T},
+        {&a->scratch, (size_t)a->nthreads * 2 * T * T}, {&a->row_lse, N}, {&a->act, N * I},
     };
     a->row_loss = malloc(sizeof(double) * N);
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
@@ -387,8 +387,9 @@ int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
 }
 
 void llama_acts_free(LlamaActs *a) {
-    real *bufs[] = {a->x, a->h1, a->rstd1, a->q, a->k, a->v, a->lse, a->y, a->xm, a->h2,
-                    a->rstd2, a->g, a->u, a->xf, a->rstdf, a->logits, a->lora_t, a->scratch};
+    real *bufs[] = {a->x,  a->h1, a->rstd1, a->q,      a->k,      a->v,        a->lse,
+                    a->y,  a->xm, a->h2,    a->rstd2,  a->g,      a->u,        a->xf,
+                    a->rstdf, a->logits, a->lora_t, a->scratch, a->row_lse, a->act, a->grad};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(a->row_loss);
     memset(a, 0, sizeof *a);
@@ -418,8 +419,7 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
             return AIL_ERROR(AIL_ERR_ARG, "token id %d outside the vocabulary (%d)", tokens[i], V);
 #pragma omp parallel for
     for (int i = 0; i < N; i++) memcpy(a->x + (size_t)i * H, llm->embed + (size_t)tokens[i] * H, sizeof(real) * H);
-    real *act = malloc(sizeof(real) * (size_t)N * I);  // silu(g) * u, recomputed in backward
-    if (!act) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    real *act = a->act;  // silu(g) * u, rebuilt in backward
     for (int l = 0; l < llm->L; l++) {
         const LlamaLayer *ly = &llm->layers[l];
         size_t o = (size_t)l * N;
@@ -444,7 +444,6 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
         memcpy(xn, xm, sizeof(real) * (size_t)N * H);
         adapted_linear(ly, LIN_DOWN, act, xn, t + (size_t)LIN_DOWN * N * r, N, H, I, 1);
     }
-    free(act);
     rmsnorm_forward(a->xf, a->rstdf, a->x + (size_t)llm->L * N * H, llm->final_norm, N, H, eps);
     linear_forward(a->logits, a->xf, llm->lm_head, NULL, N, V, H, 0);
     if (!labels) return AIL_OK;
@@ -460,10 +459,12 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
             continue;
         }
         const real *row = a->logits + (size_t)n * V;
-        double mx = row[0], s = 0.0;
+        real mx = row[0];
+        double s = 0.0;
         for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
-        for (int j = 0; j < V; j++) s += exp(row[j] - mx);
-        row_loss[n] = mx + log(s) - row[target];
+        for (int j = 0; j < V; j++) s += EXP(row[j] - mx);
+        a->row_lse[n] = mx + (real)log(s);  // backward's softmax is exp(logit - lse)
+        row_loss[n] = (double)mx + log(s) - row[target];
     }
     double sum = 0.0;
     long count = 0;
@@ -484,7 +485,7 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
 static void adapted_linear_backward(LlamaLayer *ly, int lin, const real *in, const real *t,
                                     const real *dout, real *din, real *dt, int N, int m, int n,
                                     real beta) {
-    linear_backward_input(din, dout, ly->w[lin], N, m, n, beta);
+    if (din) linear_backward_input(din, dout, ly->w[lin], N, m, n, beta);
     if (ly->lora[lin]) lora_backward(ly->lora[lin], in, t, dout, din, dt, N);
 }
 
@@ -492,15 +493,18 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
     int N = a->B * a->T, T = a->T, H = llm->H, I = llm->I, V = llm->V;
     int qd = llm->nh * llm->hd, kd = llm->nkv * llm->hd, r = a->rmax ? a->rmax : 1;
     size_t big = (size_t)N * (V > 2 * I ? V : 2 * I);
-    real *dx = malloc(sizeof(real) * (size_t)N * H), *dxm = malloc(sizeof(real) * (size_t)N * H);
-    real *dh = malloc(sizeof(real) * (size_t)N * H), *dbig = malloc(sizeof(real) * big);
-    real *dq = malloc(sizeof(real) * (size_t)N * qd), *dy = malloc(sizeof(real) * (size_t)N * qd);
-    real *dk = malloc(sizeof(real) * (size_t)N * kd), *dv = malloc(sizeof(real) * (size_t)N * kd);
-    real *dt = malloc(sizeof(real) * (size_t)N * r), *act = malloc(sizeof(real) * (size_t)N * I);
-    if (!dx || !dxm || !dh || !dbig || !dq || !dy || !dk || !dv || !dt || !act) {
-        free(dx), free(dxm), free(dh), free(dbig), free(dq), free(dy), free(dk), free(dv), free(dt), free(act);
-        return AIL_ERROR(AIL_ERR_MEM, "out of memory for the backward pass");
+    size_t sizes[9] = {(size_t)N * H, (size_t)N * H, (size_t)N * H, big, (size_t)N * qd, (size_t)N * qd,
+                       (size_t)N * kd, (size_t)N * kd, (size_t)N * r};
+    if (!a->grad) {  // kept for the next steps: no page faults in the hot loop
+        size_t total = 0;
+        for (int i = 0; i < 9; i++) total += sizes[i];
+        if (!(a->grad = malloc(sizeof(real) * total)))
+            return AIL_ERROR(AIL_ERR_MEM, "out of memory for the backward pass");
     }
+    real *bufs[9], *p = a->grad;
+    for (int i = 0; i < 9; i++) bufs[i] = p, p += sizes[i];
+    real *dx = bufs[0], *dxm = bufs[1], *dh = bufs[2], *dbig = bufs[3], *dq = bufs[4], *dy = bufs[5];
+    real *dk = bufs[6], *dv = bufs[7], *dt = bufs[8], *act = a->act;
 
     // dlogits = (softmax - onehot) * loss_scale on scored rows
     real *dlogits = dbig;
@@ -513,11 +517,9 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
             memset(d, 0, sizeof(real) * V);
             continue;
         }
-        double mx = row[0], s = 0.0;
-        for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
-        for (int j = 0; j < V; j++) s += exp(row[j] - mx);
-        for (int j = 0; j < V; j++) d[j] = (real)(exp(row[j] - mx) / s * loss_scale);
-        d[target] -= (real)loss_scale;
+        real lse = a->row_lse[n], scale = (real)loss_scale;
+        for (int j = 0; j < V; j++) d[j] = EXP(row[j] - lse) * scale;
+        d[target] -= scale;
     }
     linear_backward_input(dh, dlogits, llm->lm_head, N, V, H, 0);
     rmsnorm_backward(dx, dh, a->x + (size_t)llm->L * N * H, a->rstdf, llm->final_norm, N, H, 0);
@@ -549,12 +551,14 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
         attention_backward(llm, a, dq, dk, dv, dy, q, k, v, a->lse + o * llm->nh);
         rope_apply(dq, llm, N, T, llm->nh, 1);
         rope_apply(dk, llm, N, T, llm->nkv, 1);
-        adapted_linear_backward(ly, LIN_Q, h1, t + (size_t)LIN_Q * N * r, dq, dh, dt, N, qd, H, 0);
-        adapted_linear_backward(ly, LIN_K, h1, t + (size_t)LIN_K * N * r, dk, dh, dt, N, kd, H, 1);
-        adapted_linear_backward(ly, LIN_V, h1, t + (size_t)LIN_V * N * r, dv, dh, dt, N, kd, H, 1);
+        // below layer 0 there is nothing to train: skip its input gradients
+        real *din = l > 0 ? dh : NULL;
+        adapted_linear_backward(ly, LIN_Q, h1, t + (size_t)LIN_Q * N * r, dq, din, dt, N, qd, H, 0);
+        adapted_linear_backward(ly, LIN_K, h1, t + (size_t)LIN_K * N * r, dk, din, dt, N, kd, H, 1);
+        adapted_linear_backward(ly, LIN_V, h1, t + (size_t)LIN_V * N * r, dv, din, dt, N, kd, H, 1);
+        if (l == 0) break;
         memcpy(dx, dxm, sizeof(real) * (size_t)N * H);
         rmsnorm_backward(dx, dh, x, a->rstd1 + o, ly->ln1, N, H, 1);
     }
-    free(dx), free(dxm), free(dh), free(dbig), free(dq), free(dy), free(dk), free(dv), free(dt), free(act);
     return AIL_OK;
 }

@@ -331,8 +331,9 @@ static int train_loop(Trainer *tr, int *status) {
         }
         adamw_step(&tr->opt, norm);
         tr->st.step = step + 1;
-        double dt = MPI_Wtime() - t0, tps = (double)c->batch_size * T / dt;
-        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, tr->comm);
+        double dt = MPI_Wtime() - t0;
+        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, tr->comm);  // the slowest rank sets the pace
+        double tps = (double)c->batch_size * T / dt;
         rc = trainlog_append(&tr->st.train, tr->st.step, loss, lr, norm, tps);
         long done = tr->st.step;
         if (rc == AIL_OK && tr->rank == 0 && (done % c->log_every == 0 || done == c->steps || done == first + 1)) {
@@ -356,7 +357,9 @@ static int train_loop(Trainer *tr, int *status) {
         }
     }
     free(tok), free(lab);
-    if (rc == AIL_OK && *status == TRAIN_DONE) {
+    if (rc == AIL_OK && *status == TRAIN_DONE && first == c->steps) {
+        if (tr->rank == 0) printf("%s already holds all %d steps: nothing to do\n", c->out, c->steps);
+    } else if (rc == AIL_OK && *status == TRAIN_DONE) {
         rc = record_eval(tr, tr->st.step);
         if (rc == AIL_OK) rc = save(tr, 1);
     }

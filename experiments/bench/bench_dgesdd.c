@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ailora/cpu.h"
 #include "ailora/error.h"
 #include "ailora/hfmodel.h"
 #include "ailora/svd.h"
 
 int main(int argc, char **argv) {
+    cpu_tune_blis();  // the same BLIS kernels as ailora
     MPI_Init(&argc, &argv);
     if (argc < 2) {
         fprintf(stderr, "usage: bench_dgesdd MODEL_DIR [TARGETS]\n");

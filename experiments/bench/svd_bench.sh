@@ -18,7 +18,7 @@ WORK=${BENCH_WORK:-$(mktemp -d /tmp/ailora-bench-XXXXXX)}
 mkdir -p "$WORK" "$B/experiments/bench/results"
 OUT="$B/experiments/bench/results/svd_$(date +%Y%m%d_%H%M%S).txt"
 exec > >(tee "$OUT") 2>&1
-echo "# ailora SVD benchmark $(date -u +%FT%TZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+echo "# ailora SVD benchmark $(date -u +%FT%TZ) on $(getconf _NPROCESSORS_ONLN) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 
 [ -d "$WORK/A" ] || "$AILORA" synth --out "$WORK/A" --hidden 1024 --heads 16 --kv-heads 16 --layers 12 \
     --intermediate 256 --vocab 256 --decades 6 --seed 1 > /dev/null

@@ -92,6 +92,9 @@ typedef struct {
     real *lora_t;     /* (L, LIN_COUNT, N, rmax): h A^T of each adapter */
     int rmax;
     double *row_loss; /* (N) per-position cross entropy */
+    real *row_lse;    /* (N) log-sum-exp of each logits row */
+    real *act;        /* (N, I) silu(g) * u, rebuilt per layer */
+    real *grad;       /* backward work space, allocated by the first backward */
     real *scratch;    /* per-thread scratch for attention (2 T x T each) */
     int nthreads;
 } LlamaActs;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ailora/cpu.h"
 #include "ailora/h5io.h"
 #include "cli.h"
 #include "config.h"
@@ -30,6 +31,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    cpu_tune_blis();  // before any BLIS call
     MPI_Init(&argc, &argv);
     h5io_quiet();
     int status;
@@ -42,7 +44,7 @@ int main(int argc, char **argv) {
         if (cli_rank() == 0) usage(stdout);
         status = 0;
     } else if (strcmp(cmd, "--version") == 0) {
-        if (cli_rank() == 0) printf("ailora %s\n", PACKAGE_VERSION);
+        if (cli_rank() == 0) printf("ailora %s (BLIS kernels: %s)\n", PACKAGE_VERSION, cpu_tune_blis());
         status = 0;
     } else {
         if (cli_rank() == 0) {
