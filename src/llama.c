@@ -562,3 +562,22 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
     }
     return AIL_OK;
 }
+
+int llama_generate_greedy(const Llama *llm, LlamaActs *a, int32_t *tokens, int len, int n_new) {
+    int T_alloc = a->T, rc = AIL_OK;
+    if (a->B != 1 || len < 1 || len + n_new - 1 > T_alloc)
+        return AIL_ERROR(AIL_ERR_ARG, "greedy decoding of %d + %d tokens needs activations for 1 x %d", len,
+                         n_new, len + n_new - 1);
+    for (int i = 0; i < n_new && rc == AIL_OK; i++) {
+        a->T = len + i;  // the buffers were sized for T_alloc >= this
+        double unused_sum;
+        long unused_count;
+        rc = llama_forward(llm, a, tokens, NULL, &unused_sum, &unused_count);
+        const real *row = a->logits + (size_t)(len + i - 1) * llm->V;
+        int best = 0;
+        for (int v = 1; v < llm->V; v++) best = row[v] > row[best] ? v : best;
+        tokens[len + i] = best;
+    }
+    a->T = T_alloc;
+    return rc;
+}

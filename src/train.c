@@ -133,8 +133,8 @@ static long global_scored(const Trainer *tr, long step) {
     return total;
 }
 
-/* Greedy decoding of the labelled span of eval sequence idx: 1 if every answer
- * token is reproduced. Without a KV cache: one forward per generated token. */
+/* Greedy decoding of the labelled span of eval sequence idx (positions first..last
+ * with labels): 1 if every answer token is reproduced exactly. */
 static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *buf) {
     const Dataset *d = &tr->eval;
     const int32_t *ids = d->input_ids + (size_t)idx * d->T, *lab = d->labels + (size_t)idx * d->T;
@@ -146,20 +146,11 @@ static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *buf) {
         }
     if (first < 0 || last - first + 1 > tr->cfg->max_new_tokens) return 0;
     memcpy(buf, ids, sizeof(int32_t) * first);
-    int len = first, T_alloc = one->T, ok = 1;
-    for (int t = first; t <= last && ok; t++) {
-        double sum;
-        long count;
-        one->T = len;
-        if (llama_forward(&tr->llm, one, buf, NULL, &sum, &count) != AIL_OK) ok = 0;
-        const real *row = one->logits + (size_t)(len - 1) * tr->llm.V;
-        int best = 0;
-        for (int v = 1; v < tr->llm.V; v++) best = row[v] > row[best] ? v : best;
-        ok &= best == lab[t];
-        buf[len++] = best;
-    }
-    one->T = T_alloc;
-    return ok;
+    int n = last - first + 1;
+    if (llama_generate_greedy(&tr->llm, one, buf, first, n) != AIL_OK) return 0;
+    for (int j = 0; j < n; j++)
+        if (buf[first + j] != lab[first + j]) return 0;
+    return 1;
 }
 
 /* Mean eval loss over (the first eval_batches x dp x micro of) the eval set, and

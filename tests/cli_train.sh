@@ -25,7 +25,7 @@ for method in lora ailora; do
 done
 
 # resume: uninterrupted vs preempted at step 7 then resumed, linear schedule with warmup
-SCHED="$BASE method=pissa steps=12 batch_size=4 schedule=linear warmup_steps=3 weight_decay=0.01 eval_every=4"
+SCHED="$BASE method=pissa steps=12 batch_size=4 schedule=linear warmup_steps=3 weight_decay=0.01 eval_every=4 max_new_tokens=11"
 # shellcheck disable=SC2086
 check run_np 2 "$AILORA" train $SCHED out="$WORK/full.h5"
 CHECKS=$((CHECKS + 1))
@@ -41,6 +41,9 @@ for d in /train/step /train/loss /train/lr /train/grad_norm; do
 done
 check "$H5COMPARE" "$WORK/full.h5" "$WORK/part.h5" --tol 0 --only /adapters/
 check "$H5COMPARE" "$WORK/full.h5" "$WORK/part.h5" --tol 0 --only /eval/
+CHECKS=$((CHECKS + 1))
+# exact match was measured (a number in [0, 1], not NaN) at each evaluation
+h5dump -d /eval/exact_match "$WORK/full.h5" | grep -qE '\(0\): [01]' || fail "no exact-match values in the run file"
 # resuming on another layout is refused
 expect_error "resume it on the same layout" "" run_np 1 "$AILORA" train $SCHED out="$WORK/part.h5" resume=true
 

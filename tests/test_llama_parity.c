@@ -100,6 +100,36 @@ static void run_case(const char *srcdir, const char *model, const char *init) {
     fixture_close(&f);
 }
 
+/* Greedy decoding agrees with teacher forcing: after generating 6 tokens from a
+ * 6-token prompt, one forward over the whole sequence has its argmax at each
+ * position equal to the next generated token. */
+static void check_generation(const char *srcdir) {
+    Fixture f = {0};
+    if (fixture_open(&f, srcdir, "llama", "lora") != AIL_OK) {
+        TU_CHECK(0, "%s", ail_error_message());
+        return;
+    }
+    enum { PROMPT = 6, NEW = 6 };
+    int32_t seq[PROMPT + NEW];
+    memcpy(seq, f.data.input_ids, sizeof(int32_t) * PROMPT);
+    LlamaActs one, full;
+    TU_CHECK(llama_acts_alloc(&f.llm, 1, PROMPT + NEW - 1, &one) == AIL_OK, "%s", ail_error_message());
+    TU_CHECK(llama_generate_greedy(&f.llm, &one, seq, PROMPT, NEW) == AIL_OK, "%s", ail_error_message());
+    TU_CHECK(llama_acts_alloc(&f.llm, 1, PROMPT + NEW, &full) == AIL_OK, "%s", ail_error_message());
+    double sum;
+    long count;
+    llama_forward(&f.llm, &full, seq, NULL, &sum, &count);
+    for (int t = PROMPT - 1; t < PROMPT + NEW - 1; t++) {
+        const real *row = full.logits + (size_t)t * f.llm.V;
+        int best = 0;
+        for (int v = 1; v < f.llm.V; v++) best = row[v] > row[best] ? v : best;
+        TU_CHECK(best == seq[t + 1], "position %d: teacher-forced argmax %d, generated %d", t, best, seq[t + 1]);
+    }
+    llama_acts_free(&one);
+    llama_acts_free(&full);
+    fixture_close(&f);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     const char *srcdir = getenv("top_srcdir") ? getenv("top_srcdir") : ".";
@@ -107,6 +137,7 @@ int main(int argc, char **argv) {
     run_case(srcdir, "llama", "pissa");
     run_case(srcdir, "qwen2", "lora");
     run_case(srcdir, "qwen2", "pissa");
+    check_generation(srcdir);
     int status = tu_finish("test_llama_parity");
     MPI_Finalize();
     return status;

@@ -42,6 +42,7 @@ typedef double real;
 #define llama_backward llama_backward_f64
 #define llama_zero_grads llama_zero_grads_f64
 #define llama_linear_index llama_linear_index_f64
+#define llama_generate_greedy llama_generate_greedy_f64
 #else
 typedef float real;
 #endif
@@ -117,5 +118,9 @@ int llama_forward(const Llama *llm, LlamaActs *acts, const int32_t *tokens, cons
  * loss_scale * loss_sum into dA, dB. */
 int llama_backward(Llama *llm, LlamaActs *acts, const int32_t *labels, double loss_scale);
 void llama_zero_grads(Llama *llm);
+/* Greedy decoding: tokens[0..len) is the prompt; appends n_new argmax tokens into
+ * tokens[len..len+n_new). acts must be allocated for B = 1 and T >= len + n_new - 1.
+ * No KV cache: one forward over the growing sequence per new token. */
+int llama_generate_greedy(const Llama *llm, LlamaActs *acts, int32_t *tokens, int len, int n_new);
 
 #endif
