@@ -16,7 +16,7 @@
 #ifndef AILORA_RUNFILE_H
 #define AILORA_RUNFILE_H
 
-#include "ailora/config.h"
+#include "ailora/trainconfig.h"
 #include "ailora/initfile.h"
 #include "ailora/llama.h"
 #include "ailora/optim.h"

@@ -13,7 +13,7 @@
 
 #include <mpi.h>
 
-#include "ailora/config.h"
+#include "ailora/trainconfig.h"
 
 enum { TRAIN_DONE = 0, TRAIN_ERROR = 1, TRAIN_NAN = 3, TRAIN_PREEMPTED = 75 };
 

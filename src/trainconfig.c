@@ -1,5 +1,5 @@
-/* config.c - the table of `ailora train` keys, their parsing and printing. */
-#include "ailora/config.h"
+/* trainconfig.c - the table of `ailora train` keys, their parsing and printing. */
+#include "ailora/trainconfig.h"
 
 #include <errno.h>
 #include <ini.h>

@@ -1,0 +1,41 @@
+/* trainconfig.h - `ailora train` configuration: an INI-style file (inih) of flat
+ * key = value lines, every key overridable as key=value on the command line.
+ * Unknown keys and malformed values are errors naming the key (and the file line).
+ * Sections ([data], [optim], ...) may group keys for readability; they are ignored.
+ * config_help() lists every key with its default and meaning.
+ */
+#ifndef AILORA_TRAINCONFIG_H
+#define AILORA_TRAINCONFIG_H
+
+#include <stdio.h>
+
+#include "ailora/adapter.h"
+#include "ailora/optim.h"
+
+typedef struct {
+    char model[1024], svd_cache[1024], train_data[1024], eval_data[1024], out[1024];
+    char targets[128], task[64], lora_init[16];
+    int resume, shuffle;
+    InitMethod method;
+    int rank;
+    double alpha, ratio_q, ratio_v, ratio_other;
+    long long seed;
+    int steps, batch_size, grad_accum;
+    OptimConfig optim;
+    int log_every, eval_every, checkpoint_every, eval_batches, max_new_tokens;
+    int tp, dp;
+    int preempt_at_step;
+} TrainConfig;
+
+void config_defaults(TrainConfig *cfg);
+/* Reads path (if not NULL), then applies the key=value overrides in order. */
+int config_load(const char *path, int noverrides, char **overrides, TrainConfig *cfg);
+/* Sets one key from text; errors name the key. */
+int config_set(TrainConfig *cfg, const char *key, const char *value);
+/* Consistency checks (batch divisible, rank > 0, ...). */
+int config_validate(const TrainConfig *cfg, int world_size);
+/* The fully resolved configuration as "key = value" lines (malloc'ed). */
+char *config_dump(const TrainConfig *cfg);
+void config_help(FILE *out);
+
+#endif
