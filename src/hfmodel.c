@@ -335,3 +335,20 @@ void target_suffixes(const TargetModule *targets, int count, char *buf, size_t l
             used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? "," : "", targets[i].suffix);
     }
 }
+
+int json_file_write(const char *path, const cJSON *root) {
+    char *text = cJSON_Print(root);
+    if (!text) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f && fclose(f) != 0) ok = 0;
+    free(text);
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return AIL_ERROR(AIL_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    }
+    return AIL_OK;
+}
+

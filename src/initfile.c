@@ -256,13 +256,9 @@ static int write_peft_config(const char *path, const char *base_dir, const Targe
     target_suffixes(targets, ntargets, csv, sizeof csv);
     for (char *tok = strtok(csv, ","); tok; tok = strtok(NULL, ","))
         cJSON_AddItemToArray(tm, cJSON_CreateString(tok));
-    char *text = cJSON_Print(root);
+    int rc = json_file_write(path, root);
     cJSON_Delete(root);
-    FILE *f = fopen(path, "w");
-    int ok = f && text && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0) ok = 0;
-    free(text);
-    return ok ? AIL_OK : AIL_ERROR(AIL_ERR_IO, "cannot write %s", path);
+    return rc;
 }
 
 static int write_residual_dir(MPI_Comm comm, const HFModel *model, const TargetModule *targets,

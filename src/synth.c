@@ -218,22 +218,6 @@ static int build_tensors(const SynthSpec *spec, TensorList *list) {
     return rc;
 }
 
-static int write_json(const char *path, cJSON *root) {
-    char *text = cJSON_Print(root);
-    if (!text) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f) != 0) ok = 0;
-    free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return AIL_ERROR(AIL_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-    return AIL_OK;
-}
-
 static int write_config(const char *dir, const SynthSpec *spec) {
     const ModelConfig *c = &spec->config;
     cJSON *root = cJSON_CreateObject();
@@ -260,7 +244,7 @@ static int write_config(const char *dir, const SynthSpec *spec) {
     cJSON_AddStringToObject(root, "torch_dtype", dtype_torch_name(spec->dtype));
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    int rc = write_json(path, root);
+    int rc = json_file_write(path, root);
     cJSON_Delete(root);
     return rc;
 }
@@ -293,7 +277,7 @@ static int write_shards(const char *dir, const SynthSpec *spec, const TensorList
     free(subset);
     cJSON_AddNumberToObject(meta, "total_size", (double)total);
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (rc == AIL_OK) rc = write_json(path, index);
+    if (rc == AIL_OK) rc = json_file_write(path, index);
     cJSON_Delete(index);
     return rc;
 }

@@ -64,6 +64,11 @@ typedef struct {
  * non-2-D weights are errors. *targets is malloc'ed. */
 int hfmodel_targets(const HFModel *model, const char *suffix_csv, TargetModule **targets,
                     int *count);
+struct cJSON;
+/* Writes a JSON document to path (through path.tmp + rename), as HF tools write
+ * config files. */
+int json_file_write(const char *path, const struct cJSON *root);
+
 /* The distinct suffixes of targets, in first-seen order, as "q_proj,v_proj". */
 void target_suffixes(const TargetModule *targets, int count, char *buf, size_t len);
 
