@@ -14,6 +14,39 @@
 
 #include "ailora/error.h"
 
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+/* Copies config.json into dir with "torch_dtype"/"dtype" set to float32. */
+static int config_json_rewrite(const char *from, const char *dir) {
+    FILE *f = fopen(from, "rb");
+    if (!f) return AIL_ERROR(AIL_ERR_IO, "cannot open %s", from);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    char *text = malloc((size_t)size + 1);
+    size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
+    fclose(f);
+    if (!text || got != (size_t)size) {
+        free(text);
+        return AIL_ERROR(AIL_ERR_IO, "cannot read %s", from);
+    }
+    text[size] = '\0';
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root) return AIL_ERROR(AIL_ERR_FORMAT, "%s: not valid JSON", from);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "dtype");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
+    cJSON_AddStringToObject(root, "torch_dtype", "float32");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int rc = json_file_write(path, root);
+    cJSON_Delete(root);
+    return rc;
+}
+
 #ifdef AILORA_REAL_DOUBLE
 #define GEMM_EX bli_dgemm_ex
 #define RSQRT(x) (1.0 / sqrt(x))
@@ -59,6 +92,20 @@ static void linear_backward_input(real *din, const real *dout, const real *W, in
     gemm(N, n, m, 1, dout, m, 1, W, n, 1, beta, din, n, 1, 0);
 }
 
+/* Gradient of a base tensor (same offset in grad_storage); NULL when base tensors
+ * are frozen. */
+static real *base_grad(const Llama *llm, const real *p) {
+    return llm->grad_storage && p ? llm->grad_storage + (p - llm->storage) : NULL;
+}
+
+/* dW (m, n) += dout^T (m, N) in (N, n);  db (m) += column sums of dout */
+static void linear_backward_weight(real *dW, real *db, const real *dout, const real *in, int N, int m, int n) {
+    gemm(m, n, N, 1, dout, 1, m, in, n, 1, 1, dW, n, 1, 0);
+    if (db)
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < m; j++) db[j] += dout[(size_t)i * m + j];
+}
+
 /* ---- LoRA ------------------------------------------------------------------------ */
 
 /* t (N, r) = in A^T;  out (N, m) += s t B^T */
@@ -91,6 +138,13 @@ static void rmsnorm_forward(real *out, real *rstd, const real *x, const real *w,
         rstd[i] = r;
         for (int c = 0; c < C; c++) out[(size_t)i * C + c] = xi[c] * r * w[c];
     }
+}
+
+/* dw (C) += sum over rows of dout * x * rstd (the weight gradient; dw may be NULL) */
+static void rmsnorm_backward_weight(real *dw, const real *dout, const real *x, const real *rstd, int N, int C) {
+    if (!dw) return;
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) dw[c] += dout[(size_t)i * C + c] * x[(size_t)i * C + c] * rstd[i];
 }
 
 /* dx (+)= d/dx of the above given dout; accumulate selects += or = */
@@ -233,6 +287,51 @@ static int load_tensor(const HFModel *model, const char *name, int64_t d0, int64
     return AIL_OK;
 }
 
+/* Every base tensor: its HF name, shape (d1 = 0 for vectors) and place in storage. */
+typedef struct {
+    char name[160];
+    real *p;
+    int64_t d0, d1;
+} TensorSlot;
+
+/* Lays the tensors out in llm->storage (setting llm's pointers) and, when slots is
+ * not NULL, lists them; *count gets the number of distinct tensors. */
+static int tensor_slots(Llama *llm, const ModelConfig *c, TensorSlot *slots, int *count) {
+    int H = llm->H, I = llm->I, V = llm->V, hd = llm->hd, nh = llm->nh, nkv = llm->nkv, n = 0;
+    const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};
+    const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};
+    real *p = llm->storage;
+#define SLOT(ptr, d0_, d1_, ...)                                                          \
+    do {                                                                                  \
+        (ptr) = p, p += (size_t)(d0_) * ((d1_) ? (size_t)(d1_) : 1);                     \
+        if (slots) {                                                                      \
+            snprintf(slots[n].name, sizeof slots[n].name, __VA_ARGS__);                   \
+            slots[n].p = (ptr), slots[n].d0 = (d0_), slots[n].d1 = (d1_);                 \
+        }                                                                                 \
+        n++;                                                                              \
+    } while (0)
+    SLOT(llm->embed, V, H, "model.embed_tokens.weight");
+    SLOT(llm->final_norm, H, 0, "model.norm.weight");
+    if (c->tie_word_embeddings) llm->lm_head = llm->embed;
+    else SLOT(llm->lm_head, V, H, "lm_head.weight");
+    for (int l = 0; l < llm->L; l++) {
+        LlamaLayer *ly = &llm->layers[l];
+        SLOT(ly->ln1, H, 0, "model.layers.%d.input_layernorm.weight", l);
+        SLOT(ly->ln2, H, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        for (int i = 0; i < LIN_COUNT; i++) {
+            SLOT(ly->w[i], out[i], in[i], "model.layers.%d.%s.%s.weight", l, i < LIN_GATE ? "self_attn" : "mlp",
+                 lin_suffix[i]);
+            if (c->attention_bias && i <= LIN_V)
+                SLOT(ly->bias[i], out[i], 0, "model.layers.%d.self_attn.%s.bias", l, lin_suffix[i]);
+        }
+    }
+#undef SLOT
+    *count = n;
+    return (size_t)(p - llm->storage) == llm->storage_size
+               ? AIL_OK
+               : AIL_ERROR(AIL_ERR_FORMAT, "internal: tensor layout does not fill the storage");
+}
+
 int llama_load(const HFModel *model, Llama *llm) {
     memset(llm, 0, sizeof *llm);
     const ModelConfig *c = &model->config;
@@ -242,49 +341,24 @@ int llama_load(const HFModel *model, Llama *llm) {
     int nh = llm->nh = c->num_attention_heads, nkv = llm->nkv = c->num_key_value_heads;
     if (hd % 2) return AIL_ERROR(AIL_ERR_FORMAT, "%s: head_dim %d is odd (RoPE needs pairs)", model->dir, hd);
     const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};
-    const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};
+    const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};  // (out, in) of each linear
     size_t per_layer = 2 * (size_t)H + (c->attention_bias ? (size_t)(nh + 2 * nkv) * hd : 0);
     for (int i = 0; i < LIN_COUNT; i++) per_layer += (size_t)out[i] * in[i];
     size_t total = (size_t)V * H * (c->tie_word_embeddings ? 1 : 2) + H + (size_t)L * per_layer;
     AIL_MALLOC(llm->storage, total);
+    llm->storage_size = total;
     llm->layers = calloc((size_t)L, sizeof *llm->layers);
     if (!llm->layers) {
         llama_free(llm);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
-    real *p = llm->storage;
-    int rc = AIL_OK;
-    char name[160];
-    llm->embed = p, p += (size_t)V * H;
-    rc = load_tensor(model, "model.embed_tokens.weight", V, H, llm->embed);
-    llm->final_norm = p, p += H;
-    if (rc == AIL_OK) rc = load_tensor(model, "model.norm.weight", H, 0, llm->final_norm);
-    if (c->tie_word_embeddings) {
-        llm->lm_head = llm->embed;
-    } else {
-        llm->lm_head = p, p += (size_t)V * H;
-        if (rc == AIL_OK) rc = load_tensor(model, "lm_head.weight", V, H, llm->lm_head);
-    }
-    for (int l = 0; l < L && rc == AIL_OK; l++) {
-        LlamaLayer *ly = &llm->layers[l];
-        ly->ln1 = p, p += H;
-        ly->ln2 = p, p += H;
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        rc = load_tensor(model, name, H, 0, ly->ln1);
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        if (rc == AIL_OK) rc = load_tensor(model, name, H, 0, ly->ln2);
-        for (int i = 0; i < LIN_COUNT && rc == AIL_OK; i++) {
-            ly->w[i] = p, p += (size_t)out[i] * in[i];
-            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, i < LIN_GATE ? "self_attn" : "mlp",
-                     lin_suffix[i]);
-            rc = load_tensor(model, name, out[i], in[i], ly->w[i]);
-            if (rc == AIL_OK && c->attention_bias && i <= LIN_V) {
-                ly->bias[i] = p, p += out[i];
-                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, lin_suffix[i]);
-                rc = load_tensor(model, name, out[i], 0, ly->bias[i]);
-            }
-        }
-    }
+    int count, rc = tensor_slots(llm, c, NULL, &count);
+    TensorSlot *slots = malloc(sizeof *slots * (size_t)count);
+    if (!slots) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    if (rc == AIL_OK) tensor_slots(llm, c, slots, &count);
+    for (int i = 0; i < count && rc == AIL_OK; i++)
+        rc = load_tensor(model, slots[i].name, slots[i].d0, slots[i].d1, slots[i].p);
+    free(slots);
     // RoPE tables as HF computes them: inverse frequencies and angles in float32
     // (the float64 build computes them in float64, like a true float64 reference)
     int P = c->max_position_embeddings, half = hd / 2;
@@ -317,6 +391,7 @@ void llama_free(Llama *llm) {
         }
     free(llm->layers);
     free(llm->storage);
+    free(llm->grad_storage);
     free(llm->rope_cos);
     free(llm->rope_sin);
     memset(llm, 0, sizeof *llm);
@@ -347,7 +422,13 @@ int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, co
     return AIL_OK;
 }
 
+int llama_enable_base_grads(Llama *llm) {
+    if (!llm->grad_storage) AIL_CALLOC(llm->grad_storage, llm->storage_size);
+    return AIL_OK;
+}
+
 void llama_zero_grads(Llama *llm) {
+    if (llm->grad_storage) memset(llm->grad_storage, 0, sizeof(real) * llm->storage_size);
     for (int l = 0; l < llm->L; l++)
         for (int i = 0; i < LIN_COUNT; i++) {
             LoraAdapter *ad = llm->layers[l].lora[i];
@@ -417,6 +498,7 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
     for (int i = 0; i < N; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return AIL_ERROR(AIL_ERR_ARG, "token id %d outside the vocabulary (%d)", tokens[i], V);
+    a->tokens = tokens;
 #pragma omp parallel for
     for (int i = 0; i < N; i++) memcpy(a->x + (size_t)i * H, llm->embed + (size_t)tokens[i] * H, sizeof(real) * H);
     real *act = a->act;  // silu(g) * u, rebuilt in backward
@@ -482,10 +564,13 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
 }
 
 /* dout of a frozen linear into din, plus its adapter's gradients */
-static void adapted_linear_backward(LlamaLayer *ly, int lin, const real *in, const real *t,
-                                    const real *dout, real *din, real *dt, int N, int m, int n,
-                                    real beta) {
+static void adapted_linear_backward(const Llama *llm, LlamaLayer *ly, int lin, const real *in,
+                                    const real *t, const real *dout, real *din, real *dt, int N,
+                                    int m, int n, real beta) {
     if (din) linear_backward_input(din, dout, ly->w[lin], N, m, n, beta);
+    if (llm->grad_storage)
+        linear_backward_weight(base_grad(llm, ly->w[lin]), base_grad(llm, lin <= LIN_V ? ly->bias[lin] : NULL),
+                               dout, in, N, m, n);
     if (ly->lora[lin]) lora_backward(ly->lora[lin], in, t, dout, din, dt, N);
 }
 
@@ -522,6 +607,8 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
         d[target] -= scale;
     }
     linear_backward_input(dh, dlogits, llm->lm_head, N, V, H, 0);
+    if (llm->grad_storage) linear_backward_weight(base_grad(llm, llm->lm_head), NULL, dlogits, a->xf, N, V, H);
+    rmsnorm_backward_weight(base_grad(llm, llm->final_norm), dh, a->x + (size_t)llm->L * N * H, a->rstdf, N, H);
     rmsnorm_backward(dx, dh, a->x + (size_t)llm->L * N * H, a->rstdf, llm->final_norm, N, H, 0);
 
     for (int l = llm->L - 1; l >= 0; l--) {
@@ -535,31 +622,37 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
         // MLP: x_next = xm + (silu(g) * u) Wd^T
 #pragma omp parallel for
         for (size_t i = 0; i < (size_t)N * I; i++) act[i] = silu(g[i]) * u[i];
-        adapted_linear_backward(ly, LIN_DOWN, act, t + (size_t)LIN_DOWN * N * r, dx, dg, dt, N, H, I, 0);
+        adapted_linear_backward(llm, ly, LIN_DOWN, act, t + (size_t)LIN_DOWN * N * r, dx, dg, dt, N, H, I, 0);
 #pragma omp parallel for
         for (size_t i = 0; i < (size_t)N * I; i++) {
             real da = dg[i], sig = 1 / (1 + EXP(-g[i]));
             du[i] = da * g[i] * sig;
             dg[i] = da * u[i] * sig * (1 + g[i] * (1 - sig));
         }
-        adapted_linear_backward(ly, LIN_GATE, h2, t + (size_t)LIN_GATE * N * r, dg, dh, dt, N, I, H, 0);
-        adapted_linear_backward(ly, LIN_UP, h2, t + (size_t)LIN_UP * N * r, du, dh, dt, N, I, H, 1);
+        adapted_linear_backward(llm, ly, LIN_GATE, h2, t + (size_t)LIN_GATE * N * r, dg, dh, dt, N, I, H, 0);
+        adapted_linear_backward(llm, ly, LIN_UP, h2, t + (size_t)LIN_UP * N * r, du, dh, dt, N, I, H, 1);
         memcpy(dxm, dx, sizeof(real) * (size_t)N * H);
+        rmsnorm_backward_weight(base_grad(llm, ly->ln2), dh, xm, a->rstd2 + o, N, H);
         rmsnorm_backward(dxm, dh, xm, a->rstd2 + o, ly->ln2, N, H, 1);
         // attention: xm = x + y Wo^T
-        adapted_linear_backward(ly, LIN_O, y, t + (size_t)LIN_O * N * r, dxm, dy, dt, N, H, qd, 0);
+        adapted_linear_backward(llm, ly, LIN_O, y, t + (size_t)LIN_O * N * r, dxm, dy, dt, N, H, qd, 0);
         attention_backward(llm, a, dq, dk, dv, dy, q, k, v, a->lse + o * llm->nh);
         rope_apply(dq, llm, N, T, llm->nh, 1);
         rope_apply(dk, llm, N, T, llm->nkv, 1);
-        // below layer 0 there is nothing to train: skip its input gradients
-        real *din = l > 0 ? dh : NULL;
-        adapted_linear_backward(ly, LIN_Q, h1, t + (size_t)LIN_Q * N * r, dq, din, dt, N, qd, H, 0);
-        adapted_linear_backward(ly, LIN_K, h1, t + (size_t)LIN_K * N * r, dk, din, dt, N, kd, H, 1);
-        adapted_linear_backward(ly, LIN_V, h1, t + (size_t)LIN_V * N * r, dv, din, dt, N, kd, H, 1);
-        if (l == 0) break;
+        // below layer 0 only the embedding may train: else skip its input gradients
+        real *din = l > 0 || llm->grad_storage ? dh : NULL;
+        adapted_linear_backward(llm, ly, LIN_Q, h1, t + (size_t)LIN_Q * N * r, dq, din, dt, N, qd, H, 0);
+        adapted_linear_backward(llm, ly, LIN_K, h1, t + (size_t)LIN_K * N * r, dk, din, dt, N, kd, H, 1);
+        adapted_linear_backward(llm, ly, LIN_V, h1, t + (size_t)LIN_V * N * r, dv, din, dt, N, kd, H, 1);
+        if (!din) break;
         memcpy(dx, dxm, sizeof(real) * (size_t)N * H);
+        rmsnorm_backward_weight(base_grad(llm, ly->ln1), dh, x, a->rstd1 + o, N, H);
         rmsnorm_backward(dx, dh, x, a->rstd1 + o, ly->ln1, N, H, 1);
     }
+    real *dembed = base_grad(llm, llm->embed);
+    if (dembed)  // scatter-add in token order: deterministic
+        for (int i = 0; i < N; i++)
+            for (int c = 0; c < H; c++) dembed[(size_t)a->tokens[i] * H + c] += dx[(size_t)i * H + c];
     return AIL_OK;
 }
 
@@ -579,5 +672,45 @@ int llama_generate_greedy(const Llama *llm, LlamaActs *a, int32_t *tokens, int l
         tokens[len + i] = best;
     }
     a->T = T_alloc;
+    return rc;
+}
+
+int llama_save(const Llama *llm, const HFModel *model, const char *dir) {
+    char partial[4096], path[4200];
+    snprintf(partial, sizeof partial, "%s.partial", dir);
+    if (mkdir(partial, 0755) != 0 && errno != EEXIST)
+        return AIL_ERROR(AIL_ERR_IO, "cannot create %s: %s", partial, strerror(errno));
+    int count, rc = tensor_slots((Llama *)llm, &llm->cfg, NULL, &count);
+    TensorSlot *slots = malloc(sizeof *slots * (size_t)count);
+    SafeTensorSpec *specs = calloc((size_t)count, sizeof *specs);
+    float **data = calloc((size_t)count, sizeof *data);
+    if (!slots || !specs || !data) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    if (rc == AIL_OK) {
+        // tensor_slots only re-derives the pointers llama_load set: same layout
+        Llama copy = *llm;
+        tensor_slots(&copy, &llm->cfg, slots, &count);
+    }
+    for (int i = 0; i < count && rc == AIL_OK; i++) {
+        size_t n = (size_t)slots[i].d0 * (slots[i].d1 ? (size_t)slots[i].d1 : 1);
+        if (!(data[i] = malloc(sizeof(float) * n))) {
+            rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+            break;
+        }
+        for (size_t j = 0; j < n; j++) data[i][j] = (float)slots[i].p[j];
+        specs[i] = (SafeTensorSpec){.name = slots[i].name, .dtype = DTYPE_F32, .ndim = slots[i].d1 ? 2 : 1,
+                                    .data = data[i]};
+        specs[i].shape[0] = slots[i].d0, specs[i].shape[1] = slots[i].d1;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", partial);
+    if (rc == AIL_OK) rc = safetensors_write(path, count, specs, 0, NULL, NULL);
+    if (rc == AIL_OK) {  // the original config.json, with the dtype we wrote
+        char cfgpath[4200];
+        snprintf(cfgpath, sizeof cfgpath, "%s/config.json", model->dir);
+        rc = config_json_rewrite(cfgpath, partial);
+    }
+    for (int i = 0; data && i < count; i++) free(data[i]);
+    free(data), free(specs), free(slots);
+    if (rc == AIL_OK && rename(partial, dir) != 0)
+        rc = AIL_ERROR(AIL_ERR_IO, "cannot rename %s to %s: %s (does it exist already?)", partial, dir, strerror(errno));
     return rc;
 }

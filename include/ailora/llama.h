@@ -18,7 +18,9 @@
  * which llama_backward takes as loss_scale = 1 / count, so data-parallel ranks
  * weight their shares exactly as one rank on the whole batch would.
  *
- * Only adapters get gradients (frozen weights cost no gradient memory). Attention
+ * Only adapters get gradients (frozen weights cost no gradient memory), unless
+ * llama_enable_base_grads turns on full-parameter training (pretraining): then
+ * every base tensor gets a gradient at the same offset in grad_storage. Attention
  * keeps only the per-row log-sum-exp and recomputes probabilities in backward.
  *
  * Build with -DAILORA_REAL_DOUBLE for a float64 copy (names end in _f64), used by
@@ -43,6 +45,8 @@ typedef double real;
 #define llama_zero_grads llama_zero_grads_f64
 #define llama_linear_index llama_linear_index_f64
 #define llama_generate_greedy llama_generate_greedy_f64
+#define llama_enable_base_grads llama_enable_base_grads_f64
+#define llama_save llama_save_f64
 #else
 typedef float real;
 #endif
@@ -74,7 +78,9 @@ typedef struct {
     real *lm_head;                /* (V, H); == embed when tied */
     LlamaLayer *layers;
     real *rope_cos, *rope_sin;    /* (max_pos, hd/2) */
-    real *storage;                /* one allocation behind every frozen tensor */
+    real *storage;                /* one allocation behind every base tensor */
+    size_t storage_size;          /* elements in storage */
+    real *grad_storage;           /* same layout: base gradients, NULL unless enabled */
 } Llama;
 
 /* Activations of one forward pass over N = B * T tokens, kept for backward. */
@@ -96,6 +102,7 @@ typedef struct {
     real *row_lse;    /* (N) log-sum-exp of each logits row */
     real *act;        /* (N, I) silu(g) * u, rebuilt per layer */
     real *grad;       /* backward work space, allocated by the first backward */
+    const int32_t *tokens;  /* the forward's tokens (for the embedding gradient) */
     real *scratch;    /* per-thread scratch for attention (2 T x T each) */
     int nthreads;
 } LlamaActs;
@@ -118,6 +125,11 @@ int llama_forward(const Llama *llm, LlamaActs *acts, const int32_t *tokens, cons
  * loss_scale * loss_sum into dA, dB. */
 int llama_backward(Llama *llm, LlamaActs *acts, const int32_t *labels, double loss_scale);
 void llama_zero_grads(Llama *llm);
+/* Full-parameter training: allocates (zeroed) gradients for every base tensor. */
+int llama_enable_base_grads(Llama *llm);
+/* Writes the base weights as an HF model directory (config.json from `model`,
+ * model.safetensors in F32) through dir.partial + rename. */
+int llama_save(const Llama *llm, const HFModel *model, const char *dir);
 /* Greedy decoding: tokens[0..len) is the prompt; appends n_new argmax tokens into
  * tokens[len..len+n_new). acts must be allocated for B = 1 and T >= len + n_new - 1.
  * No KV cache: one forward over the growing sequence per new token. */
