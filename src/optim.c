@@ -36,8 +36,11 @@ int adamw_init(AdamW *opt, const OptimConfig *cfg, Llama *llm) {
     opt->cfg = *cfg;
     for (int l = 0; l < llm->L; l++)
         for (int i = 0; i < LIN_COUNT; i++) opt->count += llm->layers[l].lora[i] ? 2 : 0;
+    opt->count += llm->grad_storage ? 1 : 0;
     AIL_CALLOC(opt->params, opt->count);
     int k = 0;
+    if (llm->grad_storage)  // full-parameter training: every base tensor, as one array
+        opt->params[k++] = (OptimParam){.p = llm->storage, .g = llm->grad_storage, .n = llm->storage_size};
     for (int l = 0; l < llm->L; l++)
         for (int i = 0; i < LIN_COUNT; i++) {
             LoraAdapter *ad = llm->layers[l].lora[i];

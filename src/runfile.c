@@ -104,7 +104,7 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
     target_suffixes(st->targets, st->ntargets, targets_csv, sizeof targets_csv);
     AIL_CHECK(h5io_attr_str(f, "format", RUNFILE_FORMAT));
     AIL_CHECK(h5io_attr_str(f, "version", PACKAGE_VERSION));
-    AIL_CHECK(h5io_attr_str(f, "method", init_method_name(c->method)));
+    AIL_CHECK(h5io_attr_str(f, "method", config_method_name(c)));
     AIL_CHECK(h5io_attr_int(f, "rank", c->rank));
     AIL_CHECK(h5io_attr_double(f, "alpha", c->alpha > 0 ? c->alpha : c->rank));
     AIL_CHECK(h5io_attr_double(f, "ratio_q", c->ratio_q));
@@ -149,6 +149,10 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
     AIL_CHECK(write_doubles(f, "/eval/ppl", e->count, e->ppl));
     AIL_CHECK(write_doubles(f, "/eval/exact_match", e->count, e->exact_match));
     if (!with_optimizer) return AIL_OK;
+    if (st->llm->grad_storage) {  // full-parameter training: the weights themselves
+        hsize_t dim = st->llm->storage_size;
+        AIL_CHECK(write_array(f, "/base/weights", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, &dim, st->llm->storage));
+    }
     AIL_CHECK(h5io_attr_int(f, "optimizer_step", st->opt->step));
     AIL_CHECK(h5io_attr_int(f, "tp", st->tp));
     AIL_CHECK(h5io_attr_int(f, "dp", st->dp));
@@ -186,6 +190,22 @@ static int read_log(hid_t f, const char *path, int *count, double **out) {
     return AIL_OK;
 }
 
+/* A float32 dataset of exactly n elements into out. */
+static int read_floats(hid_t f, const char *file, const char *path, float *out, size_t n) {
+    char group[64];
+    snprintf(group, sizeof group, "%.*s", (int)(strchr(path + 1, '/') - path), path);
+    hid_t d = H5Lexists(f, group, H5P_DEFAULT) > 0 && H5Lexists(f, path, H5P_DEFAULT) > 0
+                  ? H5Dopen2(f, path, H5P_DEFAULT) : -1;
+    hid_t s = d >= 0 ? H5Dget_space(d) : -1;
+    int rc = AIL_OK;
+    if (d < 0 || (size_t)H5Sget_simple_extent_npoints(s) != n ||
+        H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+        rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s missing or of the wrong size", file, path);
+    if (s >= 0) H5Sclose(s);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
 static long long attr_int(hid_t f, const char *name) {
     long long v = -1;
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
@@ -199,9 +219,9 @@ int checkpoint_read(const char *path, RunState *st) {
     char method[32] = "";
     int rc = h5io_attr_read_str(f, "method", method, sizeof method);
     long long tp = attr_int(f, "tp"), dp = attr_int(f, "dp"), rank = attr_int(f, "rank");
-    if (rc == AIL_OK && strcmp(method, init_method_name(st->cfg->method)) != 0)
+    if (rc == AIL_OK && strcmp(method, config_method_name(st->cfg)) != 0)
         rc = AIL_ERROR(AIL_ERR_ARG, "%s was written with method %s, the config says %s", path, method,
-                       init_method_name(st->cfg->method));
+                       config_method_name(st->cfg));
     if (rc == AIL_OK && rank != st->cfg->rank)
         rc = AIL_ERROR(AIL_ERR_ARG, "%s was written with rank %lld, the config says %d", path, rank, st->cfg->rank);
     if (rc == AIL_OK && (tp != st->tp || dp != st->dp))
@@ -223,18 +243,13 @@ int checkpoint_read(const char *path, RunState *st) {
             free(x);
         }
     }
+    if (rc == AIL_OK && st->llm->grad_storage)
+        rc = read_floats(f, path, "/base/weights", st->llm->storage, st->llm->storage_size);
     for (int i = 0; i < st->opt->count && rc == AIL_OK; i++) {
         OptimParam *q = &st->opt->params[i];
         for (int mv = 0; mv < 2 && rc == AIL_OK; mv++) {
             snprintf(p, sizeof p, "/optimizer/%d/%c", i, mv ? 'v' : 'm');
-            hid_t d = H5Lexists(f, "/optimizer", H5P_DEFAULT) > 0 && H5Lexists(f, p, H5P_DEFAULT) > 0
-                          ? H5Dopen2(f, p, H5P_DEFAULT) : -1;
-            hid_t s = d >= 0 ? H5Dget_space(d) : -1;
-            if (d < 0 || (size_t)H5Sget_simple_extent_npoints(s) != q->n ||
-                H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mv ? q->v : q->m) < 0)
-                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: optimizer state %s missing or of the wrong size", path, p);
-            if (s >= 0) H5Sclose(s);
-            if (d >= 0) H5Dclose(d);
+            rc = read_floats(f, path, p, mv ? q->v : q->m, q->n);
         }
     }
     if (rc == AIL_OK) {

@@ -217,14 +217,21 @@ static void format_eta(double seconds, char *buf, size_t len) {
 static int setup(Trainer *tr) {
     const TrainConfig *c = tr->cfg;
     AIL_CHECK(ail_error_agree(tr->comm, hfmodel_open(c->model, &tr->model)));
-    AIL_CHECK(ail_error_agree(tr->comm, hfmodel_targets(&tr->model, c->targets, &tr->targets, &tr->ntargets)));
+    if (!c->train_base)
+        AIL_CHECK(ail_error_agree(tr->comm, hfmodel_targets(&tr->model, c->targets, &tr->targets, &tr->ntargets)));
     AIL_CHECK(ail_error_agree(tr->comm, llama_load(&tr->model, &tr->llm)));
+    if (c->train_base) {
+        struct stat sb;
+        int rc = stat(c->out_model, &sb) == 0 ? AIL_ERROR(AIL_ERR_IO, "out_model %s already exists", c->out_model)
+                                              : llama_enable_base_grads(&tr->llm);
+        AIL_CHECK(ail_error_agree(tr->comm, rc));
+    }
     AIL_CHECK(ail_error_agree(tr->comm, dataset_load(c->train_data, tr->llm.V, &tr->train)));
     if (c->eval_data[0]) AIL_CHECK(ail_error_agree(tr->comm, dataset_load(c->eval_data, tr->llm.V, &tr->eval)));
     if (tr->eval.n && tr->eval.T != tr->train.T)
         return AIL_ERROR(AIL_ERR_FORMAT, "%s has sequences of %d tokens, %s of %d", c->eval_data, tr->eval.T,
                          c->train_data, tr->train.T);
-    AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
+    if (!c->train_base) AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
     tr->micro = c->batch_size / (tr->dp * c->grad_accum);
     AIL_CHECK(ail_error_agree(tr->comm, llama_acts_alloc(&tr->llm, tr->micro, tr->train.T, &tr->acts)));
     OptimConfig oc = c->optim;
@@ -353,6 +360,9 @@ static int train_loop(Trainer *tr, int *status) {
     } else if (rc == AIL_OK && *status == TRAIN_DONE) {
         rc = record_eval(tr, tr->st.step);
         if (rc == AIL_OK) rc = save(tr, 1);
+        if (rc == AIL_OK && c->train_base)
+            rc = ail_error_agree(tr->comm, tr->rank == 0 ? llama_save(&tr->llm, &tr->model, c->out_model) : AIL_OK);
+        if (rc == AIL_OK && c->train_base && tr->rank == 0) printf("wrote the trained model to %s\n", c->out_model);
     }
     return rc;
 }

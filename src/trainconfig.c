@@ -31,6 +31,8 @@ static const Key keys[] = {
     {"out", K_STR, F(out), S(out), "", "run file to write (HDF5); checkpoints go next to it"},
     {"resume", K_BOOL, F(resume), 0, "false", "continue the run in `out` from its latest checkpoint"},
     {"task", K_STR, F(task), S(task), "", "task name recorded in the run file"},
+    {"train_base", K_BOOL, F(train_base), 0, "false", "train every base weight (pretraining) instead of adapters"},
+    {"out_model", K_STR, F(out_model), S(out_model), "", "train_base: write the trained model here (HF directory)"},
     {"targets", K_STR, F(targets), S(targets), "q_proj,v_proj", "adapted module suffixes"},
     {"method", K_METHOD, F(method), 0, "ailora", "lora | pissa | milora | ailora | ratio"},
     {"rank", K_INT, F(rank), 0, "8", "adapter rank r"},
@@ -168,6 +170,8 @@ int config_validate(const TrainConfig *c, int world) {
     for (int i = 0; i < 3; i++)
         if (!required[i][0]) return AIL_ERROR(AIL_ERR_ARG, "config key %s is required", names[i]);
     if (c->rank <= 0) return AIL_ERROR(AIL_ERR_ARG, "rank must be positive");
+    if (c->train_base && !c->out_model[0])
+        return AIL_ERROR(AIL_ERR_ARG, "train_base = true needs out_model (where to write the trained model)");
     if (c->steps <= 0 || c->batch_size <= 0 || c->grad_accum <= 0)
         return AIL_ERROR(AIL_ERR_ARG, "steps, batch_size and grad_accum must be positive");
     int dp = c->dp ? c->dp : world / c->tp;
@@ -217,4 +221,8 @@ void config_help(FILE *out) {
     fprintf(out, "config keys (file: key = value lines; command line: key=value):\n");
     for (int i = 0; i < NKEYS; i++)
         fprintf(out, "  %-17s %-14s %s\n", keys[i].name, keys[i].fallback[0] ? keys[i].fallback : "\"\"", keys[i].doc);
+}
+
+const char *config_method_name(const TrainConfig *cfg) {
+    return cfg->train_base ? "full" : init_method_name(cfg->method);
 }

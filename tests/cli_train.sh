@@ -67,6 +67,29 @@ CHECKS=$((CHECKS + 1))
 grep -q "loss is NaN/Inf" "$WORK/nan.out" || fail "NaN run did not say why"
 [ -f "$WORK/nan.h5.ckpt.h5" ] || fail "NaN run left no checkpoint"
 
+# full-parameter training (pretraining): the loss falls, the model is written as an
+# HF directory that loads again, and a preempted run resumes bit for bit
+FULL="$BASE train_base=true steps=8 batch_size=4 lr=3e-3"
+# shellcheck disable=SC2086
+check "$AILORA" train $FULL out="$WORK/full_base.h5" out_model="$WORK/pretrained"
+check "$AILORA" svd --model "$WORK/pretrained" --out "$WORK/pretrained_svd.h5" --quiet
+rc=0
+# shellcheck disable=SC2086
+"$AILORA" train $FULL out="$WORK/part_base.h5" out_model="$WORK/pretrained2" preempt_at_step=4 > /dev/null 2>&1 || rc=$?
+CHECKS=$((CHECKS + 1))
+[ "$rc" -eq 75 ] || fail "preempted full-parameter run exited $rc"
+# shellcheck disable=SC2086
+check "$AILORA" train $FULL out="$WORK/part_base.h5" out_model="$WORK/pretrained2" resume=true
+check "$H5COMPARE" "$WORK/full_base.h5" "$WORK/part_base.h5" --tol 0 --only /train/loss
+check "$H5COMPARE" "$WORK/full_base.h5.ckpt.h5" "$WORK/part_base.h5.ckpt.h5" --tol 0 --only /base/weights
+first=$("$H5COMPARE" --value "$WORK/full_base.h5" /train/loss 0)
+last=$("$H5COMPARE" --value "$WORK/full_base.h5" /train/loss -1)
+CHECKS=$((CHECKS + 1))
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.5 * a) }' || fail "full-parameter loss did not fall: $first -> $last"
+echo "full-parameter training loss: $first -> $last"
+expect_error "out_model $WORK/pretrained already exists" "" "$AILORA" train $FULL out="$WORK/again.h5" out_model="$WORK/pretrained"
+expect_error "train_base = true needs out_model" "" "$AILORA" train $FULL out="$WORK/again.h5"
+
 expect_error "unknown config key \"learning_rate\"" "$WORK/x.h5" "$AILORA" train $BASE learning_rate=1 out="$WORK/x.h5"
 expect_error "batch_size 6 is not divisible" "$WORK/x.h5" run_np 4 "$AILORA" train $BASE batch_size=6 out="$WORK/x.h5"
 expect_error "cannot open $WORK/none.h5" "$WORK/x.h5" "$AILORA" train $BASE train_data="$WORK/none.h5" out="$WORK/x.h5"

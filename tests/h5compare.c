@@ -10,6 +10,7 @@
  * Prints one line per dataset over tolerance; exit 0 if all agree, 1 otherwise.
  *
  *   h5compare --attr FILE OBJECT NAME   prints a numeric attribute (for shell tests)
+ *   h5compare --value FILE DATASET I    prints element I of a dataset (-1: the last)
  */
 #include <hdf5.h>
 #include <math.h>
@@ -138,6 +139,22 @@ static int print_attr(const char *file, const char *obj, const char *name) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "--value") == 0) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        hid_t f = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
+        int nd, isint;
+        hsize_t dims[8];
+        double *x = f >= 0 ? read_all(f, argv[3], &nd, dims, &isint) : NULL;
+        long n = 1, i = atol(argv[4]);
+        for (int d = 0; x && d < nd; d++) n *= (long)dims[d];
+        if (i < 0) i += n;
+        int ok = x && i >= 0 && i < n;
+        if (ok) printf("%.17g\n", x[i]);
+        else fprintf(stderr, "h5compare: no element %s of %s in %s\n", argv[4], argv[3], argv[2]);
+        free(x);
+        if (f >= 0) H5Fclose(f);
+        return ok ? 0 : 2;
+    }
     if (argc == 5 && strcmp(argv[1], "--attr") == 0) {
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
         return print_attr(argv[2], argv[3], argv[4]);

@@ -44,7 +44,8 @@ typedef struct {
     long step;     /* optimizer steps taken */
 } AdamW;
 
-/* One OptimParam per adapter A and B of llm, in layer, module, A-then-B order. */
+/* One OptimParam for all base weights when llm trains them (llama_enable_base_grads),
+ * then one per adapter A and B, in layer, module, A-then-B order. */
 int adamw_init(AdamW *opt, const OptimConfig *cfg, Llama *llm);
 void adamw_free(AdamW *opt);
 /* Global L2 norm of all gradients (float64 accumulation). */

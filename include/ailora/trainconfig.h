@@ -14,8 +14,8 @@
 
 typedef struct {
     char model[1024], svd_cache[1024], train_data[1024], eval_data[1024], out[1024];
-    char targets[128], task[64], lora_init[16];
-    int resume, shuffle;
+    char targets[128], task[64], lora_init[16], out_model[1024];
+    int resume, shuffle, train_base;
     InitMethod method;
     int rank;
     double alpha, ratio_q, ratio_v, ratio_other;
@@ -34,6 +34,8 @@ int config_load(const char *path, int noverrides, char **overrides, TrainConfig 
 int config_set(TrainConfig *cfg, const char *key, const char *value);
 /* Consistency checks (batch divisible, rank > 0, ...). */
 int config_validate(const TrainConfig *cfg, int world_size);
+/* "full" for full-parameter training, else the adapter init method's name. */
+const char *config_method_name(const TrainConfig *cfg);
 /* The fully resolved configuration as "key = value" lines (malloc'ed). */
 char *config_dump(const TrainConfig *cfg);
 void config_help(FILE *out);
