@@ -2,6 +2,7 @@
 #include "ailora/dataset.h"
 
 #include <hdf5.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,54 +10,93 @@
 #include "ailora/h5io.h"
 #include "ailora/rng.h"
 
-static int read_ints(hid_t file, const char *path, const char *name, hsize_t *dims, int32_t **out) {
-    if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
-        return AIL_ERROR(AIL_ERR_FORMAT, "%s: dataset %s not found", path, name);
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT), s = H5Dget_space(d), t = H5Dget_type(d);
+static int open_2d(const Dataset *ds, const char *name, hid_t *dset, hsize_t *dims) {
+    if (H5Lexists(ds->file, name, H5P_DEFAULT) <= 0)
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: dataset %s not found", ds->path, name);
+    *dset = H5Dopen2(ds->file, name, H5P_DEFAULT);
+    hid_t s = H5Dget_space(*dset), t = H5Dget_type(*dset);
     int nd = H5Sget_simple_extent_ndims(s), is_int = H5Tget_class(t) == H5T_INTEGER;
     if (nd == 2) H5Sget_simple_extent_dims(s, dims, NULL);
     H5Tclose(t), H5Sclose(s);
-    int rc = AIL_OK;
-    if (nd != 2 || !is_int) rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s must be a 2-D integer array", path, name);
-    else if (!(*out = malloc(sizeof(int32_t) * (size_t)(dims[0] * dims[1] > 0 ? dims[0] * dims[1] : 1))))
-        rc = AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s", path);
-    else if (H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-        rc = AIL_ERROR(AIL_ERR_IO, "%s: cannot read %s", path, name);
-    H5Dclose(d);
-    return rc;
+    if (nd != 2 || !is_int) return AIL_ERROR(AIL_ERR_FORMAT, "%s: %s must be a 2-D integer array", ds->path, name);
+    return AIL_OK;
+}
+
+/* rows [first, first + count) of dset into out */
+static int read_block(const Dataset *ds, hid_t dset, int first, int count, int32_t *out) {
+    hid_t fs = H5Dget_space(dset);
+    hsize_t start[2] = {(hsize_t)first, 0}, cnt[2] = {(hsize_t)count, (hsize_t)ds->T};
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    hid_t ms = H5Screate_simple(2, cnt, NULL);
+    herr_t st = H5Dread(dset, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out);
+    H5Sclose(ms), H5Sclose(fs);
+    return st < 0 ? AIL_ERROR(AIL_ERR_IO, "%s: read failed", ds->path) : AIL_OK;
 }
 
 int dataset_load(const char *path, int vocab, Dataset *ds) {
     memset(ds, 0, sizeof *ds);
-    hid_t file;
-    AIL_CHECK(h5io_open_read(path, &file));
+    ds->file = ds->ids = ds->labels = -1;
+    snprintf(ds->path, sizeof ds->path, "%s", path);
+    AIL_CHECK(h5io_open_read(path, &ds->file));
     hsize_t di[2], dl[2];
-    int rc = read_ints(file, path, "/input_ids", di, &ds->input_ids);
-    if (rc == AIL_OK) rc = read_ints(file, path, "/labels", dl, &ds->labels);
-    H5Fclose(file);
+    int rc = open_2d(ds, "/input_ids", &ds->ids, di);
+    if (rc == AIL_OK) rc = open_2d(ds, "/labels", &ds->labels, dl);
     if (rc == AIL_OK && (di[0] != dl[0] || di[1] != dl[1]))
         rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: /input_ids and /labels differ in shape", path);
-    if (rc == AIL_OK && (di[0] == 0 || di[1] < 2))
-        rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: needs at least one sequence of 2 tokens", path);
+    if (rc == AIL_OK && (di[0] == 0 || di[1] < 2 || di[0] > 0x7fffffff || di[1] > 0x7fffffff))
+        rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: needs 1 to 2^31 sequences of at least 2 tokens", path);
     if (rc == AIL_OK) {
         ds->n = (int)di[0], ds->T = (int)di[1];
-        for (size_t i = 0; i < (size_t)(di[0] * di[1]) && rc == AIL_OK; i++) {
-            if (ds->input_ids[i] < 0 || ds->input_ids[i] >= vocab)
-                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: token id %d at sequence %zu outside the vocabulary (%d)",
-                               path, ds->input_ids[i], i / (size_t)di[1], vocab);
-            else if (ds->labels[i] != -100 && (ds->labels[i] < 0 || ds->labels[i] >= vocab))
-                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: label %d at sequence %zu is neither -100 nor a token id",
-                               path, ds->labels[i], i / (size_t)di[1]);
+        if (!(ds->scored = calloc((size_t)ds->n, sizeof *ds->scored)))
+            rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", path);
+    }
+    // one streaming pass: validate every id and label, count scored positions
+    int chunk = rc == AIL_OK ? (int)(1048576 / ds->T + 1) : 0;
+    int32_t *ids = NULL, *lab = NULL;
+    if (rc == AIL_OK && (!(ids = malloc(sizeof(int32_t) * (size_t)chunk * ds->T)) ||
+                         !(lab = malloc(sizeof(int32_t) * (size_t)chunk * ds->T))))
+        rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", path);
+    for (int first = 0; first < ds->n && rc == AIL_OK; first += chunk) {
+        int count = ds->n - first < chunk ? ds->n - first : chunk;
+        rc = read_block(ds, ds->ids, first, count, ids);
+        if (rc == AIL_OK) rc = read_block(ds, ds->labels, first, count, lab);
+        for (size_t i = 0; i < (size_t)count * ds->T && rc == AIL_OK; i++) {
+            int row = first + (int)(i / ds->T), t = (int)(i % ds->T);
+            if (ids[i] < 0 || ids[i] >= vocab)
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: token id %d at sequence %d outside the vocabulary (%d)",
+                               path, ids[i], row, vocab);
+            else if (lab[i] != -100 && (lab[i] < 0 || lab[i] >= vocab))
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: label %d at sequence %d is neither -100 nor a token id",
+                               path, lab[i], row);
+            else if (t >= 1 && lab[i] != -100)
+                ds->scored[row]++;
         }
     }
+    free(ids), free(lab);
     if (rc != AIL_OK) dataset_free(ds);
     return rc;
 }
 
 void dataset_free(Dataset *ds) {
-    free(ds->input_ids);
-    free(ds->labels);
+    if (ds->ids >= 0) H5Dclose(ds->ids);
+    if (ds->labels >= 0) H5Dclose(ds->labels);
+    if (ds->file >= 0) H5Fclose(ds->file);
+    free(ds->scored);
     memset(ds, 0, sizeof *ds);
+    ds->file = ds->ids = ds->labels = -1;
+}
+
+int dataset_read_rows(const Dataset *ds, const int *rows, int count, int32_t *ids, int32_t *labels) {
+    // HDF5 returns a union of rows in file order; read them one by one into place
+    // (rows of one batch are few, and the chunk cache keeps this cheap)
+    int rc = AIL_OK;
+    for (int i = 0; i < count && rc == AIL_OK; i++) {
+        if (rows[i] < 0 || rows[i] >= ds->n)
+            return AIL_ERROR(AIL_ERR_ARG, "%s: row %d out of range", ds->path, rows[i]);
+        if (ids) rc = read_block(ds, ds->ids, rows[i], 1, ids + (size_t)i * ds->T);
+        if (rc == AIL_OK && labels) rc = read_block(ds, ds->labels, rows[i], 1, labels + (size_t)i * ds->T);
+    }
+    return rc;
 }
 
 int dataset_index(const Dataset *ds, long long pos, uint64_t seed, int shuffle) {
@@ -82,11 +122,4 @@ int dataset_index(const Dataset *ds, long long pos, uint64_t seed, int shuffle) 
         }
     }
     return perm[i];
-}
-
-int dataset_scored(const Dataset *ds, int index) {
-    const int32_t *lab = ds->labels + (size_t)index * ds->T;
-    int count = 0;
-    for (int t = 1; t < ds->T; t++) count += lab[t] != -100;
-    return count;
 }

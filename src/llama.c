@@ -79,8 +79,9 @@ static void linear_forward(real *out, const real *in, const real *W, const real 
                            int m, int n, real beta) {
     if (bias) {
 #pragma omp parallel for
-        for (int i = 0; i < N; i++)
-            for (int j = 0; j < m; j++) out[(size_t)i * m + j] = beta * out[(size_t)i * m + j] + bias[j];
+        for (int i = 0; i < N; i++)  // beta 0 must overwrite: out may hold NaN garbage
+            for (int j = 0; j < m; j++)
+                out[(size_t)i * m + j] = beta != 0 ? beta * out[(size_t)i * m + j] + bias[j] : bias[j];
         beta = 1;
     }
     gemm(N, m, n, 1, in, n, 1, W, 1, n, beta, out, m, 1, 0);

@@ -111,25 +111,21 @@ static int setup_adapters(Trainer *tr) {
     return rc;
 }
 
-/* Fills tokens / labels of this rank's part of micro-batch j of optimizer step s. */
-static void fill_micro(const Trainer *tr, long step, int j, int32_t *tok, int32_t *lab) {
+/* Reads tokens / labels of this rank's part of micro-batch j of optimizer step s. */
+static int fill_micro(const Trainer *tr, long step, int j, int *rows, int32_t *tok, int32_t *lab) {
     const TrainConfig *c = tr->cfg;
-    const Dataset *d = &tr->train;
     long long base = (long long)step * c->batch_size + (long long)j * (c->batch_size / c->grad_accum) +
                      (long long)tr->rank * tr->micro;
-    for (int b = 0; b < tr->micro; b++) {
-        int idx = dataset_index(d, base + b, (uint64_t)c->seed, c->shuffle);
-        memcpy(tok + (size_t)b * d->T, d->input_ids + (size_t)idx * d->T, sizeof(int32_t) * d->T);
-        memcpy(lab + (size_t)b * d->T, d->labels + (size_t)idx * d->T, sizeof(int32_t) * d->T);
-    }
+    for (int b = 0; b < tr->micro; b++) rows[b] = dataset_index(&tr->train, base + b, (uint64_t)c->seed, c->shuffle);
+    return dataset_read_rows(&tr->train, rows, tr->micro, tok, lab);
 }
 
 /* Scored tokens of the whole global batch of step s (every rank counts them all). */
 static long global_scored(const Trainer *tr, long step) {
     long total = 0;
     for (int b = 0; b < tr->cfg->batch_size; b++)
-        total += dataset_scored(&tr->train, dataset_index(&tr->train, (long long)step * tr->cfg->batch_size + b,
-                                                          (uint64_t)tr->cfg->seed, tr->cfg->shuffle));
+        total += tr->train.scored[dataset_index(&tr->train, (long long)step * tr->cfg->batch_size + b,
+                                                (uint64_t)tr->cfg->seed, tr->cfg->shuffle)];
     return total;
 }
 
@@ -137,7 +133,8 @@ static long global_scored(const Trainer *tr, long step) {
  * with labels): 1 if every answer token is reproduced exactly. */
 static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *buf) {
     const Dataset *d = &tr->eval;
-    const int32_t *ids = d->input_ids + (size_t)idx * d->T, *lab = d->labels + (size_t)idx * d->T;
+    int32_t ids[d->T], lab[d->T];
+    if (dataset_read_rows(d, &idx, 1, ids, lab) != AIL_OK) return 0;
     int first = -1, last = -1;
     for (int t = 1; t < d->T; t++)
         if (lab[t] != -100) {
@@ -171,13 +168,11 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
     LlamaActs one = {0};
     if (tr->cfg->max_new_tokens > 0) rc = llama_acts_alloc(&tr->llm, 1, d->T, &one);
     for (int start = tr->rank * tr->micro; start < limit && rc == AIL_OK; start += tr->micro * tr->dp) {
-        int nb = limit - start < tr->micro ? limit - start : tr->micro;
-        for (int b = 0; b < tr->micro; b++) {  // pad a short last batch with unscored copies
-            int idx = start + (b < nb ? b : 0);
-            memcpy(tok + (size_t)b * d->T, d->input_ids + (size_t)idx * d->T, sizeof(int32_t) * d->T);
-            for (int t = 0; t < d->T; t++)
-                lab[(size_t)b * d->T + t] = b < nb ? d->labels[(size_t)idx * d->T + t] : -100;
-        }
+        int nb = limit - start < tr->micro ? limit - start : tr->micro, rows[tr->micro];
+        for (int b = 0; b < tr->micro; b++) rows[b] = start + (b < nb ? b : 0);
+        rc = dataset_read_rows(d, rows, tr->micro, tok, lab);
+        for (size_t i = (size_t)nb * d->T; i < (size_t)tr->micro * d->T; i++) lab[i] = -100;  // padding rows
+        if (rc != AIL_OK) break;
         double s;
         long count;
         rc = llama_forward(&tr->llm, &tr->acts, tok, lab, &s, &count);
@@ -290,8 +285,9 @@ static int train_loop(Trainer *tr, int *status) {
     int T = tr->train.T;
     size_t per = (size_t)tr->micro * T;
     int32_t *tok = malloc(sizeof(int32_t) * per), *lab = malloc(sizeof(int32_t) * per);
-    if (!tok || !lab) {
-        free(tok), free(lab);
+    int *rows = malloc(sizeof(int) * (size_t)tr->micro);
+    if (!tok || !lab || !rows) {
+        free(tok), free(lab), free(rows);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
     double t_begin = MPI_Wtime();
@@ -304,7 +300,8 @@ static int train_loop(Trainer *tr, int *status) {
         long total = global_scored(tr, step);
         llama_zero_grads(&tr->llm);
         for (int j = 0; j < c->grad_accum && rc == AIL_OK; j++) {
-            fill_micro(tr, step, j, tok, lab);
+            rc = fill_micro(tr, step, j, rows, tok, lab);
+            if (rc != AIL_OK) break;
             double s;
             long count;
             rc = llama_forward(&tr->llm, &tr->acts, tok, lab, &s, &count);
@@ -354,7 +351,7 @@ static int train_loop(Trainer *tr, int *status) {
             break;
         }
     }
-    free(tok), free(lab);
+    free(tok), free(lab), free(rows);
     if (rc == AIL_OK && *status == TRAIN_DONE && first == c->steps) {
         if (tr->rank == 0) printf("%s already holds all %d steps: nothing to do\n", c->out, c->steps);
     } else if (rc == AIL_OK && *status == TRAIN_DONE) {

@@ -24,10 +24,9 @@
 enum { BATCH = 4 };
 
 static void batch_rows(const Dataset *d, int first, int32_t *tok, int32_t *lab) {
-    for (int b = 0; b < BATCH; b++) {
-        memcpy(tok + (size_t)b * d->T, d->input_ids + (size_t)((first + b) % d->n) * d->T, sizeof(int32_t) * d->T);
-        memcpy(lab + (size_t)b * d->T, d->labels + (size_t)((first + b) % d->n) * d->T, sizeof(int32_t) * d->T);
-    }
+    int rows[BATCH];
+    for (int b = 0; b < BATCH; b++) rows[b] = (first + b) % d->n;
+    TU_CHECK(dataset_read_rows(d, rows, BATCH, tok, lab) == AIL_OK, "%s", ail_error_message());
 }
 
 static void check_adapters(Fixture *f, const char *what, int grads, double tol_rel, double tol_abs) {
@@ -111,7 +110,10 @@ static void check_generation(const char *srcdir) {
     }
     enum { PROMPT = 6, NEW = 6 };
     int32_t seq[PROMPT + NEW];
-    memcpy(seq, f.data.input_ids, sizeof(int32_t) * PROMPT);
+    int32_t row0[64];
+    int zero = 0;
+    dataset_read_rows(&f.data, &zero, 1, row0, NULL);
+    memcpy(seq, row0, sizeof(int32_t) * PROMPT);
     LlamaActs one, full;
     TU_CHECK(llama_acts_alloc(&f.llm, 1, PROMPT + NEW - 1, &one) == AIL_OK, "%s", ail_error_message());
     TU_CHECK(llama_generate_greedy(&f.llm, &one, seq, PROMPT, NEW) == AIL_OK, "%s", ail_error_message());
