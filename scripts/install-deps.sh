@@ -10,6 +10,7 @@ packages=(
     libhdf5-openmpi-dev hdf5-tools          # parallel HDF5, h5dump / h5ls
     libcjson-dev                            # config.json, safetensors headers
     libinih-dev                             # INI-style training configs
+    python3-numpy python3-pandas python3-h5py python3-matplotlib python3-scipy  # analysis/, tasks
 )
 missing=()
 for p in "${packages[@]}"; do

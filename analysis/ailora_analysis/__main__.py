@@ -1,0 +1,37 @@
+"""python3 -m ailora_analysis SWEEP_DIR: summary table and figures of a sweep."""
+import argparse
+import os
+
+import matplotlib.pyplot as plt
+
+from . import load_runs, plot_learning_curves, plot_spectra, summarize
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("sweep_dir")
+    ap.add_argument("--by", default="method", help="comma-separated config keys to group by")
+    ap.add_argument("--metric", default="eval_loss")
+    ap.add_argument("--higher-is-better", action="store_true")
+    ap.add_argument("--out", help="folder for PNG figures")
+    args = ap.parse_args()
+    runs = load_runs(args.sweep_dir)
+    if runs.empty:
+        raise SystemExit(f"ailora_analysis: no run files under {args.sweep_dir}")
+    by = args.by.split(",")
+    table = summarize(runs, by=by, metric=args.metric, lower_is_better=not args.higher_is_better)
+    print(f"{args.metric} by {', '.join(by)} ({len(runs)} runs; 95% CI; within_noise: overlaps the best)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plot_learning_curves(runs, by=by[0], ax=ax)
+        fig.savefig(os.path.join(args.out, "learning_curves.png"), dpi=120, bbox_inches="tight")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plot_spectra(runs["path"].iloc[0], layer=0, ax=ax)
+        fig.savefig(os.path.join(args.out, "spectra_layer0.png"), dpi=120, bbox_inches="tight")
+        print(f"figures in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
