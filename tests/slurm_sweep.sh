@@ -42,17 +42,27 @@ method = lora,ailora
 seed = 0,1
 SPEC
 check $PY "$top_srcdir/slurm/sweep.py" submit "$WORK/spec.ini" --ailora "$AILORA"
-# wait for the array; requeued tasks are held ~2 min (BeginTime): release them
-for _ in $(seq 240); do
-    left=$(squeue -h | wc -l)
-    [ "$left" -eq 0 ] && break
+# wait until every run file is complete and the queue is empty (a requeued task can
+# be briefly out of squeue); requeued tasks are held ~2 min (BeginTime): release them
+done_runs() {
+    n=0
+    for f in "$WORK"/sweeps/tiny/runs/*_seed-?.h5; do
+        [ -f "$f" ] && [ "$("$H5COMPARE" --attr "$f" / steps_done 2> /dev/null)" = 6 ] && n=$((n + 1))
+    done
+    echo $n
+}
+for _ in $(seq 360); do
+    [ "$(done_runs)" -eq 4 ] && [ "$(squeue -h | wc -l)" -eq 0 ] && break
     for job in $(squeue -h -t PD -o "%i %r" | awk '$2 == "BeginTime" {print $1}'); do
         scontrol update JobId="$job" StartTime=now > /dev/null 2>&1
     done
     sleep 0.5
 done
 CHECKS=$((CHECKS + 1))
-[ "$(squeue -h | wc -l)" -eq 0 ] || fail "the job array did not finish within 2 minutes: $(squeue)"
+if [ "$(squeue -h | wc -l)" -ne 0 ] || [ "$(done_runs)" -ne 4 ]; then
+    fail "the job array did not finish within 3 minutes: $(squeue -h)"
+    tail -n 5 "$WORK"/sweeps/tiny/logs/*.out
+fi
 for f in "$WORK"/sweeps/tiny/runs/*_seed-?.h5; do
     CHECKS=$((CHECKS + 1))
     [ "$("$H5COMPARE" --attr "$f" / steps_done)" = 6 ] || fail "$f does not hold 6 steps"
