@@ -1,38 +1,46 @@
 #!/usr/bin/env bash
-# default.sh [BUILD_DIR] - the embedded default job: a LLaMA-shaped model generated
-# here (no downloads), its SVD cache over MPI, and the four initializations that
-# the AILoRA paper compares, with their diagnostics.
+# default.sh [BUILD_DIR] - the embedded default: everything made here, nothing downloaded.
 #
-# The model (experiments/default/model) is deterministic and rebuilt only when
-# missing: 4 layers, hidden 256, 8 heads, 2 KV heads (GQA: v_proj is 64 x 256),
-# BF16, singular values of every attention weight spread over 4 decades.
+#  1. procedural data (experiments/tasks/make_tasks.py): a pretraining corpus and
+#     three tasks (add: exact match, majority: accuracy, lookup: in-context retrieval)
+#  2. a tiny LLaMA (0.75M parameters, GQA) pretrained by ailora itself
+#     (train_base=true) on the corpus, saved as an HF model directory
+#  3. its SVD cache (ailora svd on the local ranks)
+#  4. the default ablation: LoRA, PiSSA, MiLoRA, AILoRA x 2 seeds on the majority
+#     task (slurm/sweep.py local), summary table and learning-curve figure
+#  5. pretrained versus random base: the same fine-tuning on all three tasks
+# Steps 1-3 are cached in experiments/default/ and rebuilt only when missing.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 B=$(cd "${1:-$SRC}" && pwd)
 AILORA="$B/ailora"
 D="$SRC/experiments/default"
+PY=/usr/bin/python3
 NP=${NP:-2}
-RANK=${RANK:-16}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1
 MPIRUN=(mpirun -np "$NP" --oversubscribe --bind-to none)
 mkdir -p "$D"
 
-if [ ! -f "$D/model/config.json" ]; then
-    "$AILORA" synth --out "$D/model" --hidden 256 --intermediate 688 --layers 4 --heads 8 \
-        --kv-heads 2 --vocab 1024 --dtype BF16 --decades 4 --seed 2026 \
-        --structured q_proj,k_proj,v_proj,o_proj
+[ -f "$D/data/pretrain.h5" ] || $PY "$SRC/experiments/tasks/make_tasks.py" "$D/data"
+if [ ! -f "$D/base/config.json" ]; then
+    [ -f "$D/random/config.json" ] || "$AILORA" synth --out "$D/random" --hidden 128 --intermediate 352 \
+        --layers 4 --heads 4 --kv-heads 2 --vocab 64 --structured none --seed 2026
+    rm -rf "$D/base.partial" "$D/pretrain.h5"*
+    echo "== pretraining the base model (about 2 minutes on 2 cores) =="
+    "${MPIRUN[@]}" "$AILORA" train model="$D/random" train_data="$D/data/pretrain.h5" out="$D/pretrain.h5" \
+        train_base=true out_model="$D/base" steps=600 batch_size=32 lr=3e-3 schedule=cosine \
+        warmup_steps=30 log_every=100
 fi
-if [ ! -f "$D/svd.h5" ]; then
-    "${MPIRUN[@]}" "$AILORA" svd --model "$D/model" --out "$D/svd.h5"
-fi
-for method in lora pissa milora ailora; do
-    echo
-    echo "== $method, rank $RANK =="
-    "${MPIRUN[@]}" "$AILORA" init --model "$D/model" --method "$method" --rank "$RANK" \
-        --svd "$D/svd.h5" --out "$D/init_$method.h5"
-done
-echo
-echo "Outputs in $D: svd.h5 (spectra and singular vectors), init_<method>.h5 (adapters,"
-echo "selected indices, energy and reconstruction errors per module). energy: the share of"
-echo "||W||_F^2 the adapter starts with; err_rounded: ||W - W_res - sBA||/||W|| after the"
-echo "residual is rounded to the model's BF16 (the float64 residual is exact)."
+[ -f "$D/svd.h5" ] || "${MPIRUN[@]}" "$AILORA" svd --model "$D/base" --out "$D/svd.h5" --quiet
+
+echo "== default ablation: majority task, 4 inits x 2 seeds =="
+$PY "$SRC/slurm/sweep.py" local "$SRC/experiments/sweeps/default_ablation.ini" --ailora "$AILORA" -j 1
+PYTHONPATH="$SRC/analysis" $PY -m ailora_analysis "$D/sweeps/default_ablation" --metric exact_match \
+    --higher-is-better --out "$D/figures"
+PYTHONPATH="$SRC/analysis" $PY -m ailora_analysis "$D/sweeps/default_ablation" --metric eval_loss
+
+echo "== pretrained versus random base (LoRA r=8, 200 steps) =="
+$PY "$SRC/slurm/sweep.py" local "$SRC/experiments/sweeps/base_vs_random.ini" --ailora "$AILORA" -j 1
+PYTHONPATH="$SRC/analysis" $PY -m ailora_analysis "$D/sweeps/base_vs_random" --by task,model \
+    --metric eval_loss
+echo "figures: $D/figures/learning_curves.png, $D/figures/spectra_layer0.png"

@@ -15,8 +15,8 @@ A spec is INI (Python's configparser):
     throttle = 8                 ; at most this many array tasks at once
     time = 01:00:00              ; Slurm time limit per run
     partition =                  ; Slurm partition (optional)
-    [base]                       ; key = value overrides of the base config
-    steps = 200
+    [base]                       ; key = value overrides of the base config; values
+    steps = 200                  ; may use grid keys: train_data = data/{task}_train.h5
     [grid]                       ; comma-separated values: the cartesian product
     method = lora,pissa,milora,ailora
     seed = 0,1
@@ -67,7 +67,8 @@ def expand(sweep, base, grid):
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values))
         name = "_".join(f"{k}-{v}" for k, v in point.items()).replace("/", "-")
-        overrides = dict(base)
+        # [base] values may name grid keys: train_data = data/{task}_train.h5
+        overrides = {k: v.format(**point) if "{" in v else v for k, v in base.items()}
         overrides.update(point)
         overrides["out"] = os.path.join(folder, "runs", name + ".h5")
         runs.append((name, overrides))
