@@ -11,6 +11,7 @@ packages=(
     libcjson-dev                            # config.json, safetensors headers
     libinih-dev                             # INI-style training configs
     python3-numpy python3-pandas python3-h5py python3-matplotlib python3-scipy  # analysis/, tasks
+    python3-nbclient python3-nbformat python3-ipykernel  # executing analysis/notebooks headless
     slurm-wlm munge                         # slurm/ sweeps and their single-node test cluster
 )
 missing=()

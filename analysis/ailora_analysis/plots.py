@@ -1,7 +1,10 @@
 """Figures of a sweep: learning curves with seed bands, spectra, ratio heatmaps."""
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # scripts and clusters: no display; notebooks keep inline
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
