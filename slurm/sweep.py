@@ -174,7 +174,11 @@ wait $child; rc=$?
 while kill -0 $child 2>/dev/null; do wait $child; rc=$?; done   # wait returns early on a trapped signal
 if [ "$rc" -eq 75 ]; then
     echo "run $name preempted: checkpointed, requeueing"
-    scontrol requeue "$SLURM_JOB_ID"
+    task="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+    for attempt in 1 2 3 4 5; do  # the controller can be busy: retry
+        scontrol requeue "$task" && break
+        sleep 2
+    done
 fi
 exit $rc
 """
