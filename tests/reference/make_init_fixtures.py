@@ -97,6 +97,7 @@ import shutil
 import sys
 
 import numpy as np
+from fixture_io import canonicalize_header
 import safetensors
 import safetensors.numpy
 import torch
@@ -283,32 +284,6 @@ def np_adapter(name, svd, method, r, alpha):
 
 
 # ---------------------------------------------------------------- output
-def canonicalize_header(path):
-    """Make the file byte-for-byte reproducible.
-
-    safetensors' Rust serializer writes the __metadata__ map in hash order,
-    which changes from run to run. Rewrite the JSON header with __metadata__
-    first (keys sorted) and the tensors in data-offset order, compact
-    separators, space padding to a multiple of 8 bytes (as safetensors does).
-    The data section is left untouched, so offsets stay valid.
-    """
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    meta = header.pop("__metadata__", None)
-    out = {}
-    if meta is not None:
-        out["__metadata__"] = {k: meta[k] for k in sorted(meta)}
-    for k in sorted(header, key=lambda k: (header[k]["data_offsets"][0], k)):
-        out[k] = header[k]
-    text = json.dumps(out, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little") + text + data)
-
-
 # ---------------------------------------------------------------- main
 def main():
     versions = {

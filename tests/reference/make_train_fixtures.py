@@ -127,6 +127,7 @@ import sys
 
 import h5py
 import numpy as np
+from fixture_io import canonicalize_header
 import safetensors
 import safetensors.numpy
 import torch
@@ -495,25 +496,6 @@ def ablation_checks(kind, ids, labels, checks):
 
 
 # ---------------------------------------------------------------- output
-def canonicalize_header(path):
-    """Same as make_init_fixtures.py: sorted __metadata__, tensors in offset order."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    meta = header.pop("__metadata__", None)
-    out = {}
-    if meta is not None:
-        out["__metadata__"] = {k: meta[k] for k in sorted(meta)}
-    for k in sorted(header, key=lambda k: (header[k]["data_offsets"][0], k)):
-        out[k] = header[k]
-    text = json.dumps(out, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little") + text + data)
-
-
 def rel_err(x, y):
     """max |x - y| / max |y| and max elementwise |x - y| / |y|."""
     x = np.asarray(x, np.float64)
