@@ -1,5 +1,9 @@
 """Helpers shared by the fixture generators of this folder."""
 import json
+import os
+
+import numpy as np
+import safetensors.numpy
 
 
 def canonicalize_header(path):
@@ -26,3 +30,19 @@ def canonicalize_header(path):
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
         f.write(len(text).to_bytes(8, "little") + text + data)
+
+
+def save_fixture(path, tensors, meta, versions):
+    """Writes tensors (name sorted) with meta plus version_<package> keys,
+    canonicalizes the header, reads the file back and checks every tensor's dtype,
+    shape and values. Returns the file size."""
+    meta = dict(meta)
+    for key, v in versions.items():
+        meta["version_" + key] = v
+    safetensors.numpy.save_file(dict(sorted(tensors.items())), path, metadata=meta)
+    canonicalize_header(path)
+    back = safetensors.numpy.load_file(path)
+    assert set(back) == set(tensors) and all(
+        back[k].dtype == v.dtype and back[k].shape == v.shape and np.array_equal(back[k], v)
+        for k, v in tensors.items())
+    return os.path.getsize(path)

@@ -97,7 +97,7 @@ import shutil
 import sys
 
 import numpy as np
-from fixture_io import canonicalize_header
+from fixture_io import save_fixture
 import safetensors
 import safetensors.numpy
 import torch
@@ -369,15 +369,7 @@ def main():
         "dtypes": "peft.* float32 (PEFT float32 SVD and float32 residual); np.* float64; *.selected int64",
         "versions": json.dumps(versions),
     }
-    for key, v in versions.items():
-        meta["version_" + key] = v
-
-    safetensors.numpy.save_file(dict(sorted(tensors.items())), FIXTURE, metadata=meta)
-    canonicalize_header(FIXTURE)
-    back = safetensors.numpy.load_file(FIXTURE)
-    assert set(back) == set(tensors) and all(
-        back[k].dtype == v.dtype and np.array_equal(back[k], v) for k, v in tensors.items())
-    size = os.path.getsize(FIXTURE)
+    size = save_fixture(FIXTURE, tensors, meta, versions)
     print(f"wrote {FIXTURE}: {len(tensors)} tensors, {size} bytes")
     assert size < 2 << 20, size
 

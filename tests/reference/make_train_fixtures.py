@@ -127,7 +127,7 @@ import sys
 
 import h5py
 import numpy as np
-from fixture_io import canonicalize_header
+from fixture_io import save_fixture
 import safetensors
 import safetensors.numpy
 import torch
@@ -611,17 +611,8 @@ def main():
         "checks": json.dumps({k: float(f"{v:.6g}") for k, v in sorted(checks.items())}, sort_keys=True),
         "versions": json.dumps(versions, sort_keys=True),
     }
-    for key, v in versions.items():
-        meta["version_" + key] = v
-
-    safetensors.numpy.save_file(dict(sorted(tensors.items())), FIXTURE, metadata=meta)
-    canonicalize_header(FIXTURE)
-    back = safetensors.numpy.load_file(FIXTURE)
-    assert set(back) == set(tensors) and all(
-        back[k].dtype == v.dtype and back[k].shape == v.shape and np.array_equal(back[k], v)
-        for k, v in tensors.items())
-    assert back["llama.lora.loss"].shape == () and back["llama.lora.f64.loss"].shape == ()
-    size = os.path.getsize(FIXTURE)
+    assert tensors["llama.lora.loss"].shape == () and tensors["llama.lora.f64.loss"].shape == ()
+    size = save_fixture(FIXTURE, tensors, meta, versions)
     print(f"wrote {FIXTURE}: {len(tensors)} tensors, {size} bytes")
     assert size < 3 << 20, size
     for p in [FIXTURE, DATA] + [os.path.join(MODEL_DIRS[k], f) for k in MODEL_DIRS
