@@ -20,6 +20,8 @@ int cli_int(const char *opt, const char *text, long long lo, long long hi, long 
 int cli_double(const char *opt, const char *text, double *out);
 /* Records "unknown option" / "missing argument" for getopt's '?' and ':' results. */
 int cli_bad_option(const char *prog, char **argv);
+/* Error for a positional argument left after the options (getopt's optind). */
+int cli_no_positional(int argc, char **argv);
 /* Error for a required option that was not given. */
 int cli_require(const char *value, const char *opt);
 int cli_rank(void);

@@ -48,6 +48,11 @@ int cli_bad_option(const char *prog, char **argv) {
     return AIL_ERROR(AIL_ERR_ARG, "bad option \"%s\" (see %s --help)", arg, prog);
 }
 
+int cli_no_positional(int argc, char **argv) {
+    if (optind < argc) return AIL_ERROR(AIL_ERR_ARG, "unexpected argument \"%s\"", argv[optind]);
+    return AIL_OK;
+}
+
 int cli_require(const char *value, const char *opt) {
     if (!value || !*value) return AIL_ERROR(AIL_ERR_ARG, "missing required option %s", opt);
     return AIL_OK;

@@ -88,8 +88,7 @@ int cmd_init(int argc, char **argv) {
         default: rc = cli_bad_option("ailora init", argv);
         }
     }
-    if (rc == AIL_OK && optind < argc)
-        rc = AIL_ERROR(AIL_ERR_ARG, "unexpected argument \"%s\"", argv[optind]);
+    if (rc == AIL_OK) rc = cli_no_positional(argc, argv);
     if (rc == AIL_OK) rc = cli_require(model_dir, "--model");
     if (rc == AIL_OK) rc = cli_require(method, "--method");
     if (rc == AIL_OK) rc = cli_require(out, "--out");
