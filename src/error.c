@@ -37,6 +37,7 @@ void ail_error_format(const char *prog, char *buf, int len) {
     snprintf(buf, (size_t)len, "%s: error: %s [at %s]", prog, g_message, g_site);
 }
 
+#ifndef AILORA_NO_MPI
 int ail_error_agree(MPI_Comm comm, int rc) {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -60,3 +61,4 @@ int ail_error_agree(MPI_Comm comm, int rc) {
     }
     return g_code;
 }
+#endif

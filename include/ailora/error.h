@@ -17,7 +17,11 @@
 #ifndef AILORA_ERROR_H
 #define AILORA_ERROR_H
 
+/* AILORA_NO_MPI: the error record alone, for code built where there is no MPI
+ * (the standalone GPU checks of experiments/bench/gpu.sh). */
+#ifndef AILORA_NO_MPI
 #include <mpi.h>
+#endif
 
 typedef enum {
     AIL_OK = 0,
@@ -72,6 +76,8 @@ void ail_error_format(const char *prog, char *buf, int len);
 /* Collective over comm: every rank passes its own rc; if any failed, every rank
  * returns the error of the lowest failing rank, message included. Lets all ranks
  * leave a phase together and clean up instead of hanging or aborting. */
+#ifndef AILORA_NO_MPI
 int ail_error_agree(MPI_Comm comm, int rc);
+#endif
 
 #endif
