@@ -50,9 +50,8 @@ static int validate(const TargetModule *targets, int ntargets, const InitOptions
     return AIL_OK;
 }
 
-/* Adapters, residual and diagnostics of one module, from the cache. */
-int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int keep_residual,
-                ModuleInit *mi) {
+/* S, the selection and the adapters of one module, from the cache. */
+int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spec, ModuleInit *mi) {
     memset(mi, 0, sizeof *mi);
     int m = t->m, n = t->n, r = spec->rank;
     double scale = spec->alpha / spec->rank;
@@ -87,6 +86,14 @@ int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int ke
         free(Vt_I);
         AIL_CHECK(rc);
     }
+    return AIL_OK;
+}
+
+int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int keep_residual,
+                ModuleInit *mi) {
+    AIL_CHECK(init_module_adapters(cache, t, spec, mi));
+    int m = t->m, n = t->n, r = spec->rank;
+    double scale = spec->alpha / spec->rank;
     double *W, *W_res;
     AIL_MALLOC(W, (size_t)m * n);
     W_res = malloc(sizeof(double) * (size_t)m * n);

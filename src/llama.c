@@ -48,11 +48,13 @@ static int config_json_rewrite(const char *from, const char *dir) {
 }
 
 #ifdef AILORA_REAL_DOUBLE
+#define MPI_REAL_T MPI_DOUBLE
 #define GEMM_EX bli_dgemm_ex
 #define RSQRT(x) (1.0 / sqrt(x))
 #define EXP exp
 #define LOG log
 #else
+#define MPI_REAL_T MPI_FLOAT
 #define GEMM_EX bli_sgemm_ex
 #define RSQRT(x) (1.0f / sqrtf(x))
 #define EXP expf
@@ -267,63 +269,75 @@ int llama_linear_index(const char *suffix) {
     return -1;
 }
 
-/* Copies tensor name (shape d0 x d1, d1 = 0 for 1-D) into dst, converting dtypes. */
-static int load_tensor(const HFModel *model, const char *name, int64_t d0, int64_t d1, real *dst) {
-    const SafeTensor *t;
-    AIL_CHECK(hfmodel_tensor(model, name, &t));
-    int ok = d1 ? (t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1)
-                : (t->ndim == 1 && t->shape[0] == d0);
-    if (!ok)
-        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has the wrong shape for config.json",
-                         name, model->dir);
-    if (!dtype_is_float(t->dtype))
-        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s is not floating point", name, model->dir);
-    size_t count = t->numel;
-    double buf[1 << 12];
-    for (size_t i = 0; i < count; i += sizeof buf / sizeof *buf) {
-        size_t n = count - i < sizeof buf / sizeof *buf ? count - i : sizeof buf / sizeof *buf;
-        dtype_to_f64(t->dtype, (const char *)t->data + i * dtype_size(t->dtype), n, buf);
-        for (size_t j = 0; j < n; j++) dst[i + j] = (real)buf[j];
-    }
-    return AIL_OK;
-}
-
-/* Every base tensor: its HF name, shape (d1 = 0 for vectors) and place in storage. */
+/* Every base tensor: its HF name, whole shape (D1 = 0 for vectors), this rank's
+ * block of it (rows r0.. r0 + d0, columns c0.. c0 + d1) and its place in storage. */
 typedef struct {
     char name[160];
     real *p;
-    int64_t d0, d1;
+    int64_t d0, d1, D0, D1, r0, c0;
 } TensorSlot;
+
+/* Copies this rank's block of tensor slot->name into slot->p, converting dtypes. */
+static int load_tensor(const HFModel *model, const TensorSlot *slot) {
+    const SafeTensor *t;
+    AIL_CHECK(hfmodel_tensor(model, slot->name, &t));
+    int ok = slot->D1 ? (t->ndim == 2 && t->shape[0] == slot->D0 && t->shape[1] == slot->D1)
+                      : (t->ndim == 1 && t->shape[0] == slot->D0);
+    if (!ok)
+        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has the wrong shape for config.json",
+                         slot->name, model->dir);
+    if (!dtype_is_float(t->dtype))
+        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s is not floating point", slot->name, model->dir);
+    int64_t cols = slot->D1 ? slot->d1 : 1;
+    double *row = malloc(sizeof(double) * (size_t)cols);
+    if (!row) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int64_t i = 0; i < slot->d0; i++) {  // row by row: only the shard's bytes are read
+        safetensor_block_f64(t, slot->r0 + i, 1, slot->c0, cols, row);
+        for (int64_t j = 0; j < cols; j++) slot->p[i * cols + j] = (real)row[j];
+    }
+    free(row);
+    return AIL_OK;
+}
+
+static int is_row_parallel(int lin) { return lin == LIN_O || lin == LIN_DOWN; }
 
 /* Lays the tensors out in llm->storage (setting llm's pointers) and, when slots is
  * not NULL, lists them; *count gets the number of distinct tensors. */
 static int tensor_slots(Llama *llm, const ModelConfig *c, TensorSlot *slots, int *count) {
     int H = llm->H, I = llm->I, V = llm->V, hd = llm->hd, nh = llm->nh, nkv = llm->nkv, n = 0;
-    const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};
+    int tp = llm->tp_size, rk = llm->tp_rank;
+    const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};  // this rank's (out, in)
     const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};
     real *p = llm->storage;
-#define SLOT(ptr, d0_, d1_, ...)                                                          \
+#define SLOT(ptr, d0_, d1_, D0_, D1_, r0_, c0_, ...)                                      \
     do {                                                                                  \
         (ptr) = p, p += (size_t)(d0_) * ((d1_) ? (size_t)(d1_) : 1);                     \
         if (slots) {                                                                      \
+            slots[n] = (TensorSlot){.p = (ptr), .d0 = (d0_), .d1 = (d1_), .D0 = (D0_),    \
+                                    .D1 = (D1_), .r0 = (r0_), .c0 = (c0_)};               \
             snprintf(slots[n].name, sizeof slots[n].name, __VA_ARGS__);                   \
-            slots[n].p = (ptr), slots[n].d0 = (d0_), slots[n].d1 = (d1_);                 \
         }                                                                                 \
         n++;                                                                              \
     } while (0)
-    SLOT(llm->embed, V, H, "model.embed_tokens.weight");
-    SLOT(llm->final_norm, H, 0, "model.norm.weight");
+    SLOT(llm->embed, V, H, V, H, 0, 0, "model.embed_tokens.weight");
+    SLOT(llm->final_norm, H, 0, H, 0, 0, 0, "model.norm.weight");
     if (c->tie_word_embeddings) llm->lm_head = llm->embed;
-    else SLOT(llm->lm_head, V, H, "lm_head.weight");
+    else SLOT(llm->lm_head, V, H, V, H, 0, 0, "lm_head.weight");
     for (int l = 0; l < llm->L; l++) {
         LlamaLayer *ly = &llm->layers[l];
-        SLOT(ly->ln1, H, 0, "model.layers.%d.input_layernorm.weight", l);
-        SLOT(ly->ln2, H, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        SLOT(ly->ln1, H, 0, H, 0, 0, 0, "model.layers.%d.input_layernorm.weight", l);
+        SLOT(ly->ln2, H, 0, H, 0, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l);
         for (int i = 0; i < LIN_COUNT; i++) {
-            SLOT(ly->w[i], out[i], in[i], "model.layers.%d.%s.%s.weight", l, i < LIN_GATE ? "self_attn" : "mlp",
-                 lin_suffix[i]);
+            const char *block = i < LIN_GATE ? "self_attn" : "mlp";
+            if (is_row_parallel(i))  // this rank's columns
+                SLOT(ly->w[i], out[i], in[i], out[i], in[i] * tp, 0, in[i] * rk, "model.layers.%d.%s.%s.weight", l,
+                     block, lin_suffix[i]);
+            else  // this rank's rows
+                SLOT(ly->w[i], out[i], in[i], out[i] * tp, in[i], out[i] * rk, 0, "model.layers.%d.%s.%s.weight", l,
+                     block, lin_suffix[i]);
             if (c->attention_bias && i <= LIN_V)
-                SLOT(ly->bias[i], out[i], 0, "model.layers.%d.self_attn.%s.bias", l, lin_suffix[i]);
+                SLOT(ly->bias[i], out[i], 0, out[i] * tp, 0, out[i] * rk, 0, "model.layers.%d.self_attn.%s.bias", l,
+                     lin_suffix[i]);
         }
     }
 #undef SLOT
@@ -333,16 +347,29 @@ static int tensor_slots(Llama *llm, const ModelConfig *c, TensorSlot *slots, int
                : AIL_ERROR(AIL_ERR_FORMAT, "internal: tensor layout does not fill the storage");
 }
 
-int llama_load(const HFModel *model, Llama *llm) {
+int llama_load(const HFModel *model, Llama *llm) { return llama_load_tp(model, MPI_COMM_NULL, llm); }
+
+int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     memset(llm, 0, sizeof *llm);
     const ModelConfig *c = &model->config;
     llm->cfg = *c;
-    int H = llm->H = c->hidden_size, I = llm->I = c->intermediate_size, V = llm->V = c->vocab_size;
+    llm->tp_comm = tp_comm;
+    llm->tp_size = 1;
+    if (tp_comm != MPI_COMM_NULL) {
+        MPI_Comm_size(tp_comm, &llm->tp_size);
+        MPI_Comm_rank(tp_comm, &llm->tp_rank);
+    }
+    int tp = llm->tp_size;
+    if (c->num_attention_heads % tp || c->num_key_value_heads % tp || c->intermediate_size % tp)
+        return AIL_ERROR(AIL_ERR_ARG, "tp = %d must divide num_attention_heads (%d), num_key_value_heads (%d) "
+                         "and intermediate_size (%d) of %s", tp, c->num_attention_heads, c->num_key_value_heads,
+                         c->intermediate_size, model->dir);
+    int H = llm->H = c->hidden_size, I = llm->I = c->intermediate_size / tp, V = llm->V = c->vocab_size;
     int L = llm->L = c->num_hidden_layers, hd = llm->hd = c->head_dim;
-    int nh = llm->nh = c->num_attention_heads, nkv = llm->nkv = c->num_key_value_heads;
+    int nh = llm->nh = c->num_attention_heads / tp, nkv = llm->nkv = c->num_key_value_heads / tp;
     if (hd % 2) return AIL_ERROR(AIL_ERR_FORMAT, "%s: head_dim %d is odd (RoPE needs pairs)", model->dir, hd);
     const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};
-    const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};  // (out, in) of each linear
+    const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};  // (out, in) of each linear shard
     size_t per_layer = 2 * (size_t)H + (c->attention_bias ? (size_t)(nh + 2 * nkv) * hd : 0);
     for (int i = 0; i < LIN_COUNT; i++) per_layer += (size_t)out[i] * in[i];
     size_t total = (size_t)V * H * (c->tie_word_embeddings ? 1 : 2) + H + (size_t)L * per_layer;
@@ -357,8 +384,7 @@ int llama_load(const HFModel *model, Llama *llm) {
     TensorSlot *slots = malloc(sizeof *slots * (size_t)count);
     if (!slots) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     if (rc == AIL_OK) tensor_slots(llm, c, slots, &count);
-    for (int i = 0; i < count && rc == AIL_OK; i++)
-        rc = load_tensor(model, slots[i].name, slots[i].d0, slots[i].d1, slots[i].p);
+    for (int i = 0; i < count && rc == AIL_OK; i++) rc = load_tensor(model, &slots[i]);
     free(slots);
     // RoPE tables as HF computes them: inverse frequencies and angles in float32
     // (the float64 build computes them in float64, like a true float64 reference)
@@ -415,12 +441,23 @@ int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, co
         free(ad->A), free(ad->B), free(ad->dA), free(ad->dB), free(ad);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory for an adapter");
     }
-    for (size_t i = 0; i < na; i++) ad->A[i] = (real)A[i];
-    for (size_t i = 0; i < nb; i++) ad->B[i] = (real)B[i];
+    // this rank's shard: columns of A (row-parallel) or rows of B (column-parallel)
+    int tp = llm->tp_size, rk = llm->tp_rank, row_par = is_row_parallel(lin);
+    size_t n_full = (size_t)ad->n * (row_par ? tp : 1), c0 = row_par ? (size_t)ad->n * rk : 0;
+    size_t b0 = row_par ? 0 : (size_t)ad->m * rk;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < ad->n; j++) ad->A[(size_t)i * ad->n + j] = (real)A[(size_t)i * n_full + c0 + j];
+    for (size_t i = 0; i < nb; i++) ad->B[i] = (real)B[b0 * r + i];
     LoraAdapter **slot = &llm->layers[layer].lora[lin];
     if (*slot) free((*slot)->A), free((*slot)->B), free((*slot)->dA), free((*slot)->dB), free(*slot);
     *slot = ad;
     return AIL_OK;
+}
+
+int llama_adapter_tp_partial(const Llama *llm, int lin) { return llm->tp_size > 1 && !is_row_parallel(lin); }
+
+int llama_adapter_tp_sharded(const Llama *llm, int lin, int which) {
+    return llm->tp_size > 1 && (is_row_parallel(lin) ? which == 0 : which == 1);
 }
 
 int llama_enable_base_grads(Llama *llm) {
@@ -460,6 +497,10 @@ int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
         {&a->scratch, (size_t)a->nthreads * 2 * T * T}, {&a->row_lse, N}, {&a->act, N * I},
     };
     a->row_loss = malloc(sizeof(double) * N);
+    if (llm->tp_size > 1 && !(a->tp_partial = malloc(sizeof(real) * N * H))) {
+        llama_acts_free(a);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory for activations (%d x %d tokens)", B, T);
+    }
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (!(*bufs[i].p = malloc(sizeof(real) * bufs[i].n)) || !a->row_loss) {
             llama_acts_free(a);
@@ -474,6 +515,7 @@ void llama_acts_free(LlamaActs *a) {
                     a->rstdf, a->logits, a->lora_t, a->scratch, a->row_lse, a->act, a->grad};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(a->row_loss);
+    free(a->tp_partial);
     memset(a, 0, sizeof *a);
 }
 
@@ -484,11 +526,43 @@ static int target_of(const int32_t *labels, int n, int T) {
     return (n % T) + 1 < T ? labels[n + 1] : -100;
 }
 
+/* Sum of buf (count) over the tensor-parallel ranks, in place. */
+static int tp_allreduce(const Llama *llm, real *buf, size_t count) {
+    if (llm->tp_size == 1) return AIL_OK;
+    if (MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_REAL_T, MPI_SUM, llm->tp_comm) != MPI_SUCCESS)
+        return AIL_ERROR(AIL_ERR_MPI, "tensor-parallel all-reduce failed");
+    return AIL_OK;
+}
+
 /* y (N, m) = linear(in) with its adapter, if any */
 static void adapted_linear(const LlamaLayer *ly, int lin, const real *in, real *out, real *t,
                            int N, int m, int n, real beta) {
     linear_forward(out, in, ly->w[lin], lin <= LIN_V ? ly->bias[lin] : NULL, N, m, n, beta);
     if (ly->lora[lin]) lora_forward(ly->lora[lin], in, out, t, N);
+}
+
+/* out (N, H) += the row-parallel linear lin of in (N, n) (this rank's columns):
+ * partial products all-reduced over tp; the adapter's t = in A^T too, so that
+ * s t B^T is added once, with the whole t (kept for backward). */
+static int row_parallel_linear(const Llama *llm, LlamaActs *a, const LlamaLayer *ly, int lin, const real *in,
+                               real *out, real *t, int N, int n) {
+    int H = llm->H;
+    if (llm->tp_size == 1) {
+        adapted_linear(ly, lin, in, out, t, N, H, n, 1);
+        return AIL_OK;
+    }
+    real *part = a->tp_partial;
+    linear_forward(part, in, ly->w[lin], NULL, N, H, n, 0);
+    AIL_CHECK(tp_allreduce(llm, part, (size_t)N * H));
+#pragma omp parallel for
+    for (size_t i = 0; i < (size_t)N * H; i++) out[i] += part[i];
+    const LoraAdapter *ad = ly->lora[lin];
+    if (ad) {
+        gemm(N, ad->r, ad->n, 1, in, ad->n, 1, ad->A, 1, ad->n, 0, t, ad->r, 1, 0);
+        AIL_CHECK(tp_allreduce(llm, t, (size_t)N * ad->r));
+        gemm(N, ad->m, ad->r, ad->scale, t, ad->r, 1, ad->B, 1, ad->r, 1, out, ad->m, 1, 0);
+    }
+    return AIL_OK;
 }
 
 int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const int32_t *labels,
@@ -518,14 +592,14 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
         rope_apply(k, llm, N, T, llm->nkv, 0);
         attention_forward(llm, a, y, a->lse + o * llm->nh, q, k, v);
         memcpy(xm, x, sizeof(real) * (size_t)N * H);
-        adapted_linear(ly, LIN_O, y, xm, t + (size_t)LIN_O * N * r, N, H, qd, 1);
+        AIL_CHECK(row_parallel_linear(llm, a, ly, LIN_O, y, xm, t + (size_t)LIN_O * N * r, N, qd));
         rmsnorm_forward(h2, a->rstd2 + o, xm, ly->ln2, N, H, eps);
         adapted_linear(ly, LIN_GATE, h2, g, t + (size_t)LIN_GATE * N * r, N, I, H, 0);
         adapted_linear(ly, LIN_UP, h2, u, t + (size_t)LIN_UP * N * r, N, I, H, 0);
 #pragma omp parallel for
         for (size_t i = 0; i < (size_t)N * I; i++) act[i] = silu(g[i]) * u[i];
         memcpy(xn, xm, sizeof(real) * (size_t)N * H);
-        adapted_linear(ly, LIN_DOWN, act, xn, t + (size_t)LIN_DOWN * N * r, N, H, I, 1);
+        AIL_CHECK(row_parallel_linear(llm, a, ly, LIN_DOWN, act, xn, t + (size_t)LIN_DOWN * N * r, N, I));
     }
     rmsnorm_forward(a->xf, a->rstdf, a->x + (size_t)llm->L * N * H, llm->final_norm, N, H, eps);
     linear_forward(a->logits, a->xf, llm->lm_head, NULL, N, V, H, 0);
@@ -632,6 +706,7 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
         }
         adapted_linear_backward(llm, ly, LIN_GATE, h2, t + (size_t)LIN_GATE * N * r, dg, dh, dt, N, I, H, 0);
         adapted_linear_backward(llm, ly, LIN_UP, h2, t + (size_t)LIN_UP * N * r, du, dh, dt, N, I, H, 1);
+        AIL_CHECK(tp_allreduce(llm, dh, (size_t)N * H));  // column-parallel: partial input gradients
         memcpy(dxm, dx, sizeof(real) * (size_t)N * H);
         rmsnorm_backward_weight(base_grad(llm, ly->ln2), dh, xm, a->rstd2 + o, N, H);
         rmsnorm_backward(dxm, dh, xm, a->rstd2 + o, ly->ln2, N, H, 1);
@@ -646,6 +721,7 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
         adapted_linear_backward(llm, ly, LIN_K, h1, t + (size_t)LIN_K * N * r, dk, din, dt, N, kd, H, 1);
         adapted_linear_backward(llm, ly, LIN_V, h1, t + (size_t)LIN_V * N * r, dv, din, dt, N, kd, H, 1);
         if (!din) break;
+        AIL_CHECK(tp_allreduce(llm, dh, (size_t)N * H));
         memcpy(dx, dxm, sizeof(real) * (size_t)N * H);
         rmsnorm_backward_weight(base_grad(llm, ly->ln1), dh, x, a->rstd1 + o, N, H);
         rmsnorm_backward(dx, dh, x, a->rstd1 + o, ly->ln1, N, H, 1);
@@ -677,6 +753,8 @@ int llama_generate_greedy(const Llama *llm, LlamaActs *a, int32_t *tokens, int l
 }
 
 int llama_save(const Llama *llm, const HFModel *model, const char *dir) {
+    if (llm->tp_size > 1)
+        return AIL_ERROR(AIL_ERR_ARG, "saving a tensor-parallel model (tp = %d) is not supported", llm->tp_size);
     char partial[4096], path[4200];
     snprintf(partial, sizeof partial, "%s.partial", dir);
     if (mkdir(partial, 0755) != 0 && errno != EEXIST)

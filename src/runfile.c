@@ -224,10 +224,7 @@ int checkpoint_read(const char *path, RunState *st) {
                        config_method_name(st->cfg));
     if (rc == AIL_OK && rank != st->cfg->rank)
         rc = AIL_ERROR(AIL_ERR_ARG, "%s was written with rank %lld, the config says %d", path, rank, st->cfg->rank);
-    if (rc == AIL_OK && (tp != st->tp || dp != st->dp))
-        rc = AIL_ERROR(AIL_ERR_ARG,
-                       "%s was written on tp=%lld x dp=%lld; resume it on the same layout (now tp=%d x dp=%d)",
-                       path, tp, dp, st->tp, st->dp);
+    st->ckpt_tp = (int)tp, st->ckpt_dp = (int)dp;  // whole modules: any layout may resume it
     char p[256];
     for (int i = 0; i < st->ntargets && rc == AIL_OK; i++) {
         LoraAdapter *ad = adapter_of(st, i);

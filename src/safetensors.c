@@ -604,3 +604,11 @@ int safetensors_write_header(const char *path, int count, const SafeTensorSpec *
     layout_free(&l);
     return rc;
 }
+
+void safetensor_block_f64(const SafeTensor *t, int64_t r0, int64_t nr, int64_t c0, int64_t nc, double *out) {
+    int64_t cols = t->ndim == 2 ? t->shape[1] : 1;
+    size_t es = dtype_size(t->dtype);
+    for (int64_t i = 0; i < nr; i++)
+        dtype_to_f64(t->dtype, (const char *)t->data + ((size_t)(r0 + i) * (size_t)cols + (size_t)c0) * es, (size_t)nc,
+                     out + (size_t)i * (size_t)nc);
+}

@@ -12,6 +12,8 @@
 #include "ailora/error.h"
 #include "ailora/runfile.h"
 #include "ailora/svdcache.h"
+#include "ailora/safetensors.h"
+#include "ailora/adapter.h"
 
 static volatile sig_atomic_t g_stop_signal = 0;
 
@@ -28,40 +30,221 @@ void train_install_signal_handlers(void) {
 void train_checkpoint_path(const char *out, char *buf, size_t len) { snprintf(buf, len, "%s.ckpt.h5", out); }
 
 typedef struct {
-    MPI_Comm comm;
-    int rank, dp;
+    MPI_Comm comm;             /* world = tp x dp ranks; rank = dp_rank * tp + tp_rank */
+    MPI_Comm tp_comm, dp_comm; /* the ranks of one model replica; the replicas of one shard */
+    int rank, tp, dp, tp_rank, dp_rank;
     const TrainConfig *cfg;
     HFModel model;
     TargetModule *targets;
     int ntargets;
-    Llama llm;
+    Llama llm;                 /* this rank's shard */
     ModuleInit *init;
     Dataset train, eval;
     LlamaActs acts;
-    int micro;       /* sequences per rank per micro-batch */
+    int micro;       /* sequences per replica per micro-batch */
     AdamW opt;
+    Llama whole;     /* tp > 1: whole-module adapters, for run files and checkpoints */
+    AdamW whole_opt; /* tp > 1: whole-module moments, same order as opt */
     RunState st;
     char *config_text;
     real *flat;      /* gradient all-reduce buffer */
     size_t nflat;
 } Trainer;
 
-/* Every adapter gradient into one buffer, one MPI_Allreduce, back. */
-static int allreduce_grads(Trainer *tr) {
-    if (tr->dp == 1) return AIL_OK;
+#ifdef AILORA_REAL_DOUBLE
+#define MPI_REAL_T MPI_DOUBLE
+#else
+#define MPI_REAL_T MPI_FLOAT
+#endif
+
+/* The LIN_* module and A/B (0/1) of optimizer parameter i (adapters only). */
+static void param_module(const Trainer *tr, int i, int *lin, int *which) {
+    int k = 0;
+    for (int l = 0; l < tr->llm.L; l++)
+        for (int j = 0; j < LIN_COUNT; j++) {
+            if (!tr->llm.layers[l].lora[j]) continue;
+            if (k == i || k + 1 == i) {
+                *lin = j, *which = i - k;
+                return;
+            }
+            k += 2;
+        }
+    *lin = -1, *which = -1;
+}
+
+/* Sums the listed gradients over comm through tr->flat; select(i) picks them. */
+static int allreduce_some(Trainer *tr, MPI_Comm comm, int (*select)(const Trainer *, int)) {
     size_t k = 0;
-    for (int i = 0; i < tr->opt.count; i++) {
-        memcpy(tr->flat + k, tr->opt.params[i].g, sizeof(real) * tr->opt.params[i].n);
-        k += tr->opt.params[i].n;
-    }
-    if (MPI_Allreduce(MPI_IN_PLACE, tr->flat, (int)tr->nflat, MPI_FLOAT, MPI_SUM, tr->comm) != MPI_SUCCESS)
+    for (int i = 0; i < tr->opt.count; i++)
+        if (select(tr, i)) {
+            memcpy(tr->flat + k, tr->opt.params[i].g, sizeof(real) * tr->opt.params[i].n);
+            k += tr->opt.params[i].n;
+        }
+    if (k && MPI_Allreduce(MPI_IN_PLACE, tr->flat, (int)k, MPI_REAL_T, MPI_SUM, comm) != MPI_SUCCESS)
         return AIL_ERROR(AIL_ERR_MPI, "gradient all-reduce failed");
     k = 0;
-    for (int i = 0; i < tr->opt.count; i++) {
-        memcpy(tr->opt.params[i].g, tr->flat + k, sizeof(real) * tr->opt.params[i].n);
-        k += tr->opt.params[i].n;
-    }
+    for (int i = 0; i < tr->opt.count; i++)
+        if (select(tr, i)) {
+            memcpy(tr->opt.params[i].g, tr->flat + k, sizeof(real) * tr->opt.params[i].n);
+            k += tr->opt.params[i].n;
+        }
     return AIL_OK;
+}
+
+static int select_all(const Trainer *tr, int i) { return (void)tr, (void)i, 1; }
+
+/* A gradients of column-parallel adapters: partial sums over the tp ranks */
+static int select_tp_partial(const Trainer *tr, int i) {
+    int lin, which;
+    param_module(tr, i, &lin, &which);
+    return which == 0 && llama_adapter_tp_partial(&tr->llm, lin);
+}
+
+/* Completes the tensor-parallel partial sums, then sums over the data-parallel
+ * replicas (loss_scale already divided by the global scored count). */
+static int allreduce_grads(Trainer *tr) {
+    if (tr->tp > 1) AIL_CHECK(allreduce_some(tr, tr->tp_comm, select_tp_partial));
+    if (tr->dp > 1) AIL_CHECK(allreduce_some(tr, tr->dp_comm, select_all));
+    return AIL_OK;
+}
+
+/* Global gradient norm: shards summed over the tp ranks, replicated tensors once. */
+static double grad_norm(const Trainer *tr) {
+    if (tr->tp == 1) return adamw_grad_norm(&tr->opt);
+    double sq[2] = {0, 0};  // sharded, replicated
+    for (int i = 0; i < tr->opt.count; i++) {
+        int lin, which;
+        param_module(tr, i, &lin, &which);
+        const OptimParam *q = &tr->opt.params[i];
+        double s = 0;
+        for (size_t j = 0; j < q->n; j++) s += (double)q->g[j] * q->g[j];
+        sq[llama_adapter_tp_sharded(&tr->llm, lin, which) ? 0 : 1] += s;
+    }
+    MPI_Allreduce(MPI_IN_PLACE, sq, 1, MPI_DOUBLE, MPI_SUM, tr->tp_comm);
+    return sqrt(sq[0] + sq[1]);
+}
+
+/* ---- whole-module adapters under tensor parallelism ------------------------------ */
+
+/* Copies between this rank's shard (rows x cols of the local tensor) and the whole
+ * tensor: a tensor split by rows is the concatenation of the shards, one split by
+ * columns interleaves them. gather: all-gather into whole; else slice whole. */
+static int shard_copy(const Trainer *tr, int gather, int split_cols, int rows, int cols, real *local, real *whole) {
+    int tp = tr->tp, rk = tr->tp_rank;
+    size_t n = (size_t)rows * cols;
+    if (!split_cols) {
+        if (!gather) {
+            memcpy(local, whole + (size_t)rk * n, sizeof(real) * n);
+            return AIL_OK;
+        }
+        return MPI_Allgather(local, (int)n, MPI_REAL_T, whole, (int)n, MPI_REAL_T, tr->tp_comm) == MPI_SUCCESS
+                   ? AIL_OK : AIL_ERROR(AIL_ERR_MPI, "tensor-parallel gather failed");
+    }
+    size_t wc = (size_t)cols * tp;
+    if (!gather) {
+        for (int i = 0; i < rows; i++) memcpy(local + (size_t)i * cols, whole + i * wc + (size_t)rk * cols, sizeof(real) * cols);
+        return AIL_OK;
+    }
+    real *all = malloc(sizeof(real) * n * tp);
+    if (!all) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    int rc = MPI_Allgather(local, (int)n, MPI_REAL_T, all, (int)n, MPI_REAL_T, tr->tp_comm) == MPI_SUCCESS
+                 ? AIL_OK : AIL_ERROR(AIL_ERR_MPI, "tensor-parallel gather failed");
+    for (int p = 0; p < tp && rc == AIL_OK; p++)
+        for (int i = 0; i < rows; i++) memcpy(whole + i * wc + (size_t)p * cols, all + (size_t)p * n + (size_t)i * cols, sizeof(real) * cols);
+    free(all);
+    return rc;
+}
+
+/* Allocates tr->whole / tr->whole_opt: the adapters and moments at module shape. */
+static int whole_alloc(Trainer *tr) {
+    Llama *w = &tr->whole;
+    w->L = tr->llm.L;
+    AIL_CALLOC(w->layers, w->L);
+    AdamW *o = &tr->whole_opt;
+    o->count = tr->opt.count;
+    AIL_CALLOC(o->params, o->count);
+    int k = 0;
+    for (int l = 0; l < w->L; l++)
+        for (int j = 0; j < LIN_COUNT; j++) {
+            const LoraAdapter *ad = tr->llm.layers[l].lora[j];
+            if (!ad) continue;
+            LoraAdapter *wa;
+            AIL_CALLOC(wa, 1);
+            w->layers[l].lora[j] = wa;
+            *wa = (LoraAdapter){.m = ad->m * (llama_adapter_tp_sharded(&tr->llm, j, 1) ? tr->tp : 1),
+                                .n = ad->n * (llama_adapter_tp_sharded(&tr->llm, j, 0) ? tr->tp : 1),
+                                .r = ad->r, .scale = ad->scale};
+            AIL_MALLOC(wa->A, (size_t)wa->r * wa->n);
+            AIL_MALLOC(wa->B, (size_t)wa->m * wa->r);
+            for (int ab = 0; ab < 2; ab++, k++) {
+                OptimParam *q = &o->params[k];
+                q->n = ab ? (size_t)wa->m * wa->r : (size_t)wa->r * wa->n;
+                AIL_MALLOC(q->m, q->n);
+                AIL_MALLOC(q->v, q->n);
+            }
+        }
+    return AIL_OK;
+}
+
+static void whole_free(Trainer *tr) {
+    for (int l = 0; tr->whole.layers && l < tr->whole.L; l++)
+        for (int j = 0; j < LIN_COUNT; j++) {
+            LoraAdapter *wa = tr->whole.layers[l].lora[j];
+            if (wa) free(wa->A), free(wa->B), free(wa);
+        }
+    free(tr->whole.layers);
+    for (int i = 0; tr->whole_opt.params && i < tr->whole_opt.count; i++)
+        free(tr->whole_opt.params[i].m), free(tr->whole_opt.params[i].v);
+    free(tr->whole_opt.params);
+}
+
+/* gather: shards -> whole (collective over tp); else whole -> this rank's shards. */
+static int whole_sync(Trainer *tr, int gather) {
+    int k = 0;
+    for (int l = 0; l < tr->llm.L; l++)
+        for (int j = 0; j < LIN_COUNT; j++) {
+            LoraAdapter *ad = tr->llm.layers[l].lora[j], *wa = tr->whole.layers[l].lora[j];
+            if (!ad) continue;
+            for (int ab = 0; ab < 2; ab++, k++) {
+                int rows = ab ? ad->m : ad->r, cols = ab ? ad->r : ad->n;
+                int split_cols = ab == 0;  // A shards are columns (row-parallel), B shards rows
+                real *loc[3] = {ab ? ad->B : ad->A, tr->opt.params[k].m, tr->opt.params[k].v};
+                real *all[3] = {ab ? wa->B : wa->A, tr->whole_opt.params[k].m, tr->whole_opt.params[k].v};
+                for (int x = 0; x < 3; x++) {
+                    if (llama_adapter_tp_sharded(&tr->llm, j, ab))
+                        AIL_CHECK(shard_copy(tr, gather, split_cols, rows, cols, loc[x], all[x]));
+                    else if (gather)
+                        memcpy(all[x], loc[x], sizeof(real) * (size_t)rows * cols);
+                    else
+                        memcpy(loc[x], all[x], sizeof(real) * (size_t)rows * cols);
+                }
+            }
+        }
+    if (gather) tr->whole_opt.step = tr->opt.step;
+    else tr->opt.step = tr->whole_opt.step;
+    return AIL_OK;
+}
+
+/* The frozen weight of target t becomes its residual W - s B A, computed in float64
+ * from the file for this rank's block only and rounded once to our precision. */
+static int set_residual(Trainer *tr, const TargetModule *t, const ModuleInit *mi, int r, double scale) {
+    int lin = llama_linear_index(t->suffix);
+    int tp = tr->llm.tp_size, rk = tr->llm.tp_rank;
+    int row_par = lin == LIN_O || lin == LIN_DOWN;  // row-parallel: a block of columns
+    int nr = row_par ? t->m : t->m / tp, nc = row_par ? t->n / tp : t->n;
+    int r0 = row_par ? 0 : nr * rk, c0 = row_par ? nc * rk : 0;
+    double *W = malloc(sizeof(double) * (size_t)nr * nc), *Wres = malloc(sizeof(double) * (size_t)nr * nc);
+    double *A = malloc(sizeof(double) * (size_t)r * nc);
+    int rc = W && Wres && A ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for the residual of %s", t->name);
+    if (rc == AIL_OK) {
+        safetensor_block_f64(t->weight, r0, nr, c0, nc, W);
+        for (int i = 0; i < r; i++) memcpy(A + (size_t)i * nc, mi->A + (size_t)i * t->n + c0, sizeof(double) * nc);
+        adapter_residual(nr, nc, r, scale, W, A, mi->B + (size_t)r0 * r, Wres);
+        real *w = tr->llm.layers[t->layer].w[lin];
+        for (size_t j = 0; j < (size_t)nr * nc; j++) w[j] = (real)Wres[j];
+    }
+    free(W), free(Wres), free(A);
+    return rc;
 }
 
 /* Adapters and residuals from the SVD cache (computed first if none is given). */
@@ -97,15 +280,11 @@ static int setup_adapters(Trainer *tr) {
     for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
         const TargetModule *t = &tr->targets[i];
         ModuleInit *mi = &tr->init[i];
-        rc = init_module(cache, t, &spec, 1, mi);
-        if (rc != AIL_OK) break;
-        // the frozen weight becomes the residual, rounded once to our compute precision
-        int lin = llama_linear_index(t->suffix);
-        real *w = tr->llm.layers[t->layer].w[lin];
-        for (size_t j = 0; j < (size_t)t->m * t->n; j++) w[j] = (real)mi->W_res[j];
-        free(mi->W_res);
-        mi->W_res = NULL;
-        rc = llama_adapter_attach(&tr->llm, t->layer, lin, spec.rank, spec.alpha / spec.rank, mi->A, mi->B);
+        rc = init_module_adapters(cache, t, &spec, mi);
+        if (rc == AIL_OK) rc = set_residual(tr, t, mi, spec.rank, spec.alpha / spec.rank);
+        if (rc == AIL_OK)
+            rc = llama_adapter_attach(&tr->llm, t->layer, llama_linear_index(t->suffix), spec.rank,
+                                      spec.alpha / spec.rank, mi->A, mi->B);
     }
     H5Fclose(cache);
     return rc;
@@ -115,7 +294,7 @@ static int setup_adapters(Trainer *tr) {
 static int fill_micro(const Trainer *tr, long step, int j, int *rows, int32_t *tok, int32_t *lab) {
     const TrainConfig *c = tr->cfg;
     long long base = (long long)step * c->batch_size + (long long)j * (c->batch_size / c->grad_accum) +
-                     (long long)tr->rank * tr->micro;
+                     (long long)tr->dp_rank * tr->micro;
     for (int b = 0; b < tr->micro; b++) rows[b] = dataset_index(&tr->train, base + b, (uint64_t)c->seed, c->shuffle);
     return dataset_read_rows(&tr->train, rows, tr->micro, tok, lab);
 }
@@ -167,7 +346,7 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
     int rc = AIL_OK;
     LlamaActs one = {0};
     if (tr->cfg->max_new_tokens > 0) rc = llama_acts_alloc(&tr->llm, 1, d->T, &one);
-    for (int start = tr->rank * tr->micro; start < limit && rc == AIL_OK; start += tr->micro * tr->dp) {
+    for (int start = tr->dp_rank * tr->micro; start < limit && rc == AIL_OK; start += tr->micro * tr->dp) {
         int nb = limit - start < tr->micro ? limit - start : tr->micro, rows[tr->micro];
         for (int b = 0; b < tr->micro; b++) rows[b] = start + (b < nb ? b : 0);
         rc = dataset_read_rows(d, rows, tr->micro, tok, lab);
@@ -185,15 +364,15 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
     llama_acts_free(&one);
     free(tok), free(lab);
     AIL_CHECK(ail_error_agree(tr->comm, rc));
-    MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, tr->comm);
+    MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, tr->dp_comm);  // tp ranks hold the same sums
     *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     *em = sums[3] > 0 ? sums[2] / sums[3] : NAN;
     return AIL_OK;
 }
 
 static int save(Trainer *tr, int checkpoint) {
-    int rc = AIL_OK;
-    if (tr->rank == 0) {
+    int rc = tr->tp > 1 ? whole_sync(tr, 1) : AIL_OK;
+    if (rc == AIL_OK && tr->rank == 0) {
         rc = runfile_write(tr->cfg->out, &tr->st, 0);
         if (rc == AIL_OK && checkpoint) {
             char path[1100];
@@ -214,7 +393,7 @@ static int setup(Trainer *tr) {
     AIL_CHECK(ail_error_agree(tr->comm, hfmodel_open(c->model, &tr->model)));
     if (!c->train_base)
         AIL_CHECK(ail_error_agree(tr->comm, hfmodel_targets(&tr->model, c->targets, &tr->targets, &tr->ntargets)));
-    AIL_CHECK(ail_error_agree(tr->comm, llama_load(&tr->model, &tr->llm)));
+    AIL_CHECK(ail_error_agree(tr->comm, llama_load_tp(&tr->model, tr->tp_comm, &tr->llm)));
     if (c->train_base) {
         struct stat sb;
         int rc = stat(c->out_model, &sb) == 0 ? AIL_ERROR(AIL_ERR_IO, "out_model %s already exists", c->out_model)
@@ -227,16 +406,19 @@ static int setup(Trainer *tr) {
         return AIL_ERROR(AIL_ERR_FORMAT, "%s has sequences of %d tokens, %s of %d", c->eval_data, tr->eval.T,
                          c->train_data, tr->train.T);
     if (!c->train_base) AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
-    tr->micro = c->batch_size / (tr->dp * c->grad_accum);
+    tr->micro = c->batch_size / (tr->dp * c->grad_accum);  // every tp rank of a replica reads the same rows
     AIL_CHECK(ail_error_agree(tr->comm, llama_acts_alloc(&tr->llm, tr->micro, tr->train.T, &tr->acts)));
     OptimConfig oc = c->optim;
     oc.total_steps = c->steps;
     AIL_CHECK(adamw_init(&tr->opt, &oc, &tr->llm));
     for (int i = 0; i < tr->opt.count; i++) tr->nflat += tr->opt.params[i].n;
     AIL_MALLOC(tr->flat, tr->nflat);
+    if (tr->tp > 1) AIL_CHECK(ail_error_agree(tr->comm, whole_alloc(tr)));
+    // run files and checkpoints always hold whole modules, whatever the layout
     tr->st = (RunState){.cfg = c, .config_text = tr->config_text, .targets = tr->targets,
-                        .ntargets = tr->ntargets, .init = tr->init, .llm = &tr->llm, .opt = &tr->opt,
-                        .tp = c->tp, .dp = tr->dp};
+                        .ntargets = tr->ntargets, .init = tr->init,
+                        .llm = tr->tp > 1 ? &tr->whole : &tr->llm, .opt = tr->tp > 1 ? &tr->whole_opt : &tr->opt,
+                        .tp = tr->tp, .dp = tr->dp};
     if (c->resume) {
         char path[1100];
         train_checkpoint_path(c->out, path, sizeof path);
@@ -245,8 +427,12 @@ static int setup(Trainer *tr) {
         if (stat(path, &sb) != 0)
             rc = AIL_ERROR(AIL_ERR_IO, "resume=true but there is no checkpoint %s", path);
         if (rc == AIL_OK) rc = checkpoint_read(path, &tr->st);
+        if (rc == AIL_OK && tr->tp > 1) rc = whole_sync(tr, 0);
         AIL_CHECK(ail_error_agree(tr->comm, rc));
         if (tr->rank == 0) printf("resuming %s at step %ld\n", c->out, tr->st.step);
+        if (tr->rank == 0 && (tr->st.ckpt_tp != tr->tp || tr->st.ckpt_dp != tr->dp))
+            printf("note: the checkpoint was written on tp=%d x dp=%d, this run is tp=%d x dp=%d: the curve continues "
+                   "equal up to float rounding, not bit for bit\n", tr->st.ckpt_tp, tr->st.ckpt_dp, tr->tp, tr->dp);
     }
     return AIL_OK;
 }
@@ -257,6 +443,7 @@ static void teardown(Trainer *tr) {
     trainlog_free(&tr->st.train);
     evallog_free(&tr->st.eval);
     free(tr->flat);
+    whole_free(tr);
     adamw_free(&tr->opt);
     llama_acts_free(&tr->acts);
     dataset_free(&tr->train);
@@ -311,9 +498,9 @@ static int train_loop(Trainer *tr, int *status) {
         rc = ail_error_agree(tr->comm, rc);
         if (rc == AIL_OK) rc = ail_error_agree(tr->comm, allreduce_grads(tr));
         if (rc != AIL_OK) break;
-        MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, tr->comm);
+        MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, tr->dp_comm);
         double loss = total > 0 ? loss_sum / total : 0.0;
-        double norm = adamw_grad_norm(&tr->opt), lr = optim_lr(&tr->opt.cfg, (int)tr->opt.step);
+        double norm = grad_norm(tr), lr = optim_lr(&tr->opt.cfg, (int)tr->opt.step);
         if (!isfinite(loss) || !isfinite(norm)) {
             // the adapters still hold the last good step: keep them
             if (tr->rank == 0)
@@ -365,18 +552,26 @@ static int train_loop(Trainer *tr, int *status) {
 }
 
 int train_run(MPI_Comm comm, const TrainConfig *cfg) {
-    Trainer tr = {.comm = comm, .cfg = cfg};
+    Trainer tr = {.comm = comm, .cfg = cfg, .tp_comm = MPI_COMM_NULL, .dp_comm = MPI_COMM_NULL};
     int world;
     MPI_Comm_rank(comm, &tr.rank);
     MPI_Comm_size(comm, &world);
     int status = TRAIN_ERROR;
     int rc = ail_error_agree(comm, config_validate(cfg, world));
-    if (rc == AIL_OK && cfg->tp != 1)
-        rc = AIL_ERROR(AIL_ERR_ARG, "tp = %d: tensor parallelism is not implemented yet (use tp = 1)", cfg->tp);
-    tr.dp = world;
+    if (rc == AIL_OK && cfg->tp > 1 && cfg->train_base)
+        rc = AIL_ERROR(AIL_ERR_ARG, "train_base = true supports tp = 1 only (tp = %d given)", cfg->tp);
+    if (rc == AIL_OK) {
+        // consecutive ranks form one model replica: tensor parallelism stays within a node
+        tr.tp = cfg->tp, tr.dp = world / cfg->tp;
+        tr.tp_rank = tr.rank % tr.tp, tr.dp_rank = tr.rank / tr.tp;
+        MPI_Comm_split(comm, tr.dp_rank, tr.tp_rank, &tr.tp_comm);
+        MPI_Comm_split(comm, tr.tp_rank, tr.dp_rank, &tr.dp_comm);
+    }
     tr.config_text = config_dump(cfg);
     if (rc == AIL_OK) rc = setup(&tr);
     if (rc == AIL_OK) rc = train_loop(&tr, &status);
     teardown(&tr);
+    if (tr.tp_comm != MPI_COMM_NULL) MPI_Comm_free(&tr.tp_comm);
+    if (tr.dp_comm != MPI_COMM_NULL) MPI_Comm_free(&tr.dp_comm);
     return rc == AIL_OK ? status : TRAIN_ERROR;
 }

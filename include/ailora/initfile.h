@@ -53,6 +53,9 @@ typedef struct {
  * adapters (spec), residual and diagnostics. Serial; any rank may call it. */
 int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int keep_residual,
                 ModuleInit *mi);
+/* Only S, the selection and the whole module's A and B (no residual, no
+ * diagnostics): what a tensor-parallel rank needs besides its own residual block. */
+int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spec, ModuleInit *mi);
 void module_init_free(ModuleInit *mi);
 
 /* Collective over comm. Validates everything before writing; writes out_path

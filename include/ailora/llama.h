@@ -23,12 +23,25 @@
  * every base tensor gets a gradient at the same offset in grad_storage. Attention
  * keeps only the per-row log-sum-exp and recomputes probabilities in backward.
  *
+ * Tensor parallelism (Megatron layout) over llm->tp_comm of tp_size ranks:
+ *   column-parallel q, k, v, gate, up: each rank holds nh/tp query heads, nkv/tp kv
+ *     heads, I/tp MLP columns (rows of W, and of B); A is replicated and its
+ *     gradient is a partial sum over tp (llama_adapter_tp_partial says which)
+ *   row-parallel o, down: each rank holds the matching columns of W (and of A);
+ *     B is replicated. Forward all-reduces the partial outputs (and the adapter's
+ *     h A^T, so that B sees the whole projection)
+ *   backward all-reduces the input gradient of each column-parallel group (q,k,v
+ *     and gate,up) before the RMSNorm backward; embeddings, norms and the LM head
+ *     are replicated and computed by every rank.
+ * nh, nkv and I below are this rank's LOCAL counts; cfg holds the model's.
+ *
  * Build with -DAILORA_REAL_DOUBLE for a float64 copy (names end in _f64), used by
  * the finite-difference gradient tests.
  */
 #ifndef AILORA_LLAMA_H
 #define AILORA_LLAMA_H
 
+#include <mpi.h>
 #include <stdint.h>
 
 #include "ailora/hfmodel.h"
@@ -36,6 +49,9 @@
 #ifdef AILORA_REAL_DOUBLE
 typedef double real;
 #define llama_load llama_load_f64
+#define llama_load_tp llama_load_tp_f64
+#define llama_adapter_tp_sharded llama_adapter_tp_sharded_f64
+#define llama_adapter_tp_partial llama_adapter_tp_partial_f64
 #define llama_free llama_free_f64
 #define llama_adapter_attach llama_adapter_attach_f64
 #define llama_acts_alloc llama_acts_alloc_f64
@@ -72,7 +88,9 @@ typedef struct {
 
 typedef struct {
     ModelConfig cfg;
-    int H, I, V, L, nh, nkv, hd;  /* hidden, intermediate, vocab, layers, heads, kv heads, head dim */
+    int H, I, V, L, nh, nkv, hd;  /* hidden, intermediate (local), vocab, layers, heads (local), kv heads (local), head dim */
+    int tp_size, tp_rank;         /* tensor-parallel layout: 1, 0 without */
+    MPI_Comm tp_comm;             /* MPI_COMM_NULL without */
     real *embed;                  /* (V, H) */
     real *final_norm;             /* (H) */
     real *lm_head;                /* (V, H); == embed when tied */
@@ -104,14 +122,19 @@ typedef struct {
     real *grad;       /* backward work space, allocated by the first backward */
     const int32_t *tokens;  /* the forward's tokens (for the embedding gradient) */
     real *scratch;    /* per-thread scratch for attention (2 T x T each) */
+    real *tp_partial; /* (N, H) partial row-parallel output (tp > 1 only) */
     int nthreads;
 } LlamaActs;
 
 /* Loads every frozen tensor of model (any dtype) into real precision. */
 int llama_load(const HFModel *model, Llama *llm);
+/* The same, as this rank's tensor-parallel shard over tp_comm (MPI_COMM_NULL: the
+ * whole model): reads only the shard's rows or columns from the mapped files.
+ * The heads, kv heads and intermediate size must divide by the tp size. */
+int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm);
 void llama_free(Llama *llm);
-/* Adds an adapter of rank r, scale s on layer `layer`, module lin; A and B
- * (float64, (r, n) and (m, r)) are copied. */
+/* Adds an adapter of rank r, scale s on layer `layer`, module lin; A and B are
+ * the WHOLE module's (float64, (r, n) and (m, r)); this rank's shard is copied. */
 int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, const double *A,
                          const double *B);
 int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *acts);
@@ -125,6 +148,11 @@ int llama_forward(const Llama *llm, LlamaActs *acts, const int32_t *tokens, cons
  * loss_scale * loss_sum into dA, dB. */
 int llama_backward(Llama *llm, LlamaActs *acts, const int32_t *labels, double loss_scale);
 void llama_zero_grads(Llama *llm);
+/* 1 when module lin's A gradient is a partial sum over tp ranks (column-parallel
+ * with tp > 1): callers all-reduce it over tp_comm before the optimizer step. */
+int llama_adapter_tp_partial(const Llama *llm, int lin);
+/* 1 when module lin's A (which = 0) or B (which = 1) is split over tp ranks. */
+int llama_adapter_tp_sharded(const Llama *llm, int lin, int which);
 /* Full-parameter training: allocates (zeroed) gradients for every base tensor. */
 int llama_enable_base_grads(Llama *llm);
 /* Writes the base weights as an HF model directory (config.json from `model`,

@@ -10,8 +10,10 @@
  *   root attributes: format, version, method, rank, alpha, ratio_q, ratio_v,
  *     ratio_other, seed, task, model, targets, steps_done, config (resolved text)
  * Checkpoint ("<out>.ckpt.h5"): the same plus /optimizer/<i>/m, v (float32) and
- * attributes optimizer_step, tp, dp, world; adapters stored exactly (float32 values
- * in float64), so a resumed run continues bit for bit.
+ * attributes optimizer_step, tp, dp; adapters stored exactly (float32 values in
+ * float64), so a run resumed on the same layout continues bit for bit. Adapters and
+ * moments are stored at whole-module shape whatever the tensor-parallel layout, so
+ * a checkpoint resumes on any tp x dp (equal up to float rounding).
  */
 #ifndef AILORA_RUNFILE_H
 #define AILORA_RUNFILE_H
@@ -47,13 +49,14 @@ typedef struct {
     TrainLog train;
     EvalLog eval;
     long step;               /* optimizer steps completed */
-    int tp, dp;
+    int tp, dp;              /* this run's layout */
+    int ckpt_tp, ckpt_dp;    /* the layout of the checkpoint read, if any */
 } RunState;
 
 /* Writes path atomically (one rank, serial HDF5). with_optimizer: a checkpoint. */
 int runfile_write(const char *path, const RunState *st, int with_optimizer);
 /* Restores adapters, optimizer state, logs and step from a checkpoint written by
- * the same configuration; a different rank layout or method is refused. */
+ * the same configuration; a different method or rank is refused. */
 int checkpoint_read(const char *path, RunState *st);
 
 #endif

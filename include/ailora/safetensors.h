@@ -46,6 +46,10 @@ int safetensors_open(const char *path, SafeTensors *st);
 void safetensors_close(SafeTensors *st);
 /* NULL when absent. */
 const SafeTensor *safetensors_find(const SafeTensors *st, const char *name);
+/* Rows [r0, r0 + nr) x columns [c0, c0 + nc) of a 2-D floating-point tensor (a
+ * 1-D tensor of length d reads as (d, 1)) converted
+ * to float64 into out (nr, nc). Touches only those rows' bytes of the mapping. */
+void safetensor_block_f64(const SafeTensor *t, int64_t r0, int64_t nr, int64_t c0, int64_t nc, double *out);
 /* NULL when absent. */
 const char *safetensors_metadata(const SafeTensors *st, const char *key);
 
