@@ -59,7 +59,7 @@ static const Key keys[] = {
     {"eval_batches", K_INT, F(eval_batches), 0, "0", "evaluation batches (0: the whole eval set)"},
     {"max_new_tokens", K_INT, F(max_new_tokens), 0, "0", "greedy decoding budget for exact match (0: off)"},
     {"checkpoint_every", K_INT, F(checkpoint_every), 0, "0", "steps between checkpoints (0: only at the end)"},
-    {"tp", K_INT, F(tp), 0, "1", "tensor-parallel ranks"},
+    {"tp", K_INT, F(tp), 0, "1", "tensor-parallel ranks per model replica (Megatron layout)"},
     {"dp", K_INT, F(dp), 0, "0", "data-parallel ranks (0: world size / tp)"},
     {"preempt_at_step", K_INT, F(preempt_at_step), 0, "0",
      "act as if SIGUSR1 arrived after this step (requeue drills, tests; 0 = off)"},
