@@ -61,6 +61,8 @@ static const Key keys[] = {
     {"checkpoint_every", K_INT, F(checkpoint_every), 0, "0", "steps between checkpoints (0: only at the end)"},
     {"tp", K_INT, F(tp), 0, "1", "tensor-parallel ranks per model replica (Megatron layout)"},
     {"dp", K_INT, F(dp), 0, "0", "data-parallel ranks (0: world size / tp)"},
+    {"device", K_STR, F(device), S(device), "cpu", "cpu | cuda (one GPU per rank: ranks on a node take GPUs in turn)"},
+    {"precision", K_STR, F(precision), S(precision), "bf16", "cuda: bf16 (weights, activations; fp32 adapters) | fp32"},
     {"preempt_at_step", K_INT, F(preempt_at_step), 0, "0",
      "act as if SIGUSR1 arrived after this step (requeue drills, tests; 0 = off)"},
 };
@@ -185,6 +187,12 @@ int config_validate(const TrainConfig *c, int world) {
         return AIL_ERROR(AIL_ERR_ARG, "optimizer settings out of range (lr >= 0, 0 <= beta < 1, eps > 0)");
     if (strcmp(c->lora_init, "kaiming") && strcmp(c->lora_init, "gaussian"))
         return AIL_ERROR(AIL_ERR_ARG, "lora_init must be kaiming or gaussian");
+    if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda"))
+        return AIL_ERROR(AIL_ERR_ARG, "device must be cpu or cuda, got \"%s\"", c->device);
+    if (strcmp(c->precision, "bf16") && strcmp(c->precision, "fp32"))
+        return AIL_ERROR(AIL_ERR_ARG, "precision must be bf16 or fp32, got \"%s\"", c->precision);
+    if (!strcmp(c->device, "cuda") && c->train_base)
+        return AIL_ERROR(AIL_ERR_ARG, "train_base = true runs on device = cpu only");
     double ratios[3] = {c->ratio_q, c->ratio_v, c->ratio_other};
     for (int i = 0; i < 3; i++)
         if (!(ratios[i] >= 0 && ratios[i] <= 1)) return AIL_ERROR(AIL_ERR_ARG, "ratios must lie in [0, 1]");
