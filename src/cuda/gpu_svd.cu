@@ -1,5 +1,7 @@
 /* gpu_svd.cu - the cuSOLVER backend of `ailora svd` (see gpu_svd.h). */
+#ifndef AILORA_NO_MPI
 #define AILORA_NO_MPI  // only the error record is used: this file builds without MPI
+#endif
 #include "ailora/gpu_svd.h"
 
 #include <cublas_v2.h>
@@ -78,11 +80,12 @@ static int device_alloc(double **p, size_t count, const char *what) {
     return AIL_OK;
 }
 
-/* out (cols x rows) = in^T for column-major in (rows x cols). With beta = 0 the
- * second operand is not read; passing out untransposed with ldb = ldc is the
- * form cuBLAS documents as safe. */
+/* out (cols x rows) = in^T for column-major in (rows x cols), as geam's
+ * 1 * in^T + 0 * out: out untransposed with ldb = ldc is the in-place form cuBLAS
+ * documents, and zeroing it first keeps stale NaNs out of 0 * out. */
 static int transpose(cublasHandle_t h, int rows, int cols, const double *in, double *out) {
     const double one = 1.0, zero = 0.0;
+    CUDA_CHECK(cudaMemset(out, 0, sizeof(double) * (size_t)rows * cols), "cudaMemset");
     CUBLAS_CHECK(cublasDgeam(h, CUBLAS_OP_T, CUBLAS_OP_N, cols, rows, &one, in, rows, &zero, out,
                              cols, out, cols),
                  "cublasDgeam (transpose)");
