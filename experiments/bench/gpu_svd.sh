@@ -34,7 +34,7 @@ status=0
 failed() { echo "FAIL $*"; status=1; }
 T0=$(date +%s)
 
-echo "# ailora gpu_svd.sh $(date -u +%FT%TZ) on $(hostname), commit $(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo unknown)"
+echo "# ailora gpu_svd.sh $(date -u +%FT%TZ) on $(cat /proc/sys/kernel/hostname 2> /dev/null), commit $(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo unknown)"
 echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(getconf _NPROCESSORS_ONLN) cores"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | sed 's/^/# GPU: /'
 "$NVCC" --version 2>&1 | tail -2 | sed 's/^/# nvcc: /'
