@@ -15,6 +15,9 @@ for np in 1 2; do
         run_np "$np" env CUDA_VISIBLE_DEVICES= "$AILORA" svd --model "$M" --backend cusolver \
         --out "$WORK/out$np.h5"
 done
+# `ailora init` computing its SVD on the fly goes through the same path
+expect_error "$want" "$WORK/init.h5" env CUDA_VISIBLE_DEVICES= "$AILORA" init --model "$M" \
+    --method pissa --rank 4 --backend cusolver --out "$WORK/init.h5"
 # the name is known to the parser in every build, and listed in --help
 CHECKS=$((CHECKS + 1))
 "$AILORA" svd --help | grep -q "cusolver:" || fail "ailora svd --help does not mention cusolver"

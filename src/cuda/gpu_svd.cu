@@ -123,7 +123,8 @@ static int svd_on_device(GpuSvdWork *g, int m, int n, const double *w, double *S
                    "cusolverDnDgesvd");
     CUDA_CHECK(cudaMemcpy(&info, g->info, sizeof info, cudaMemcpyDeviceToHost), "gesvd info");
     if (info > 0)
-        return AIL_ERROR(AIL_ERR_NUMERIC, "cusolverDnDgesvd did not converge on a %dx%d matrix (%d superdiagonals left)",
+        return AIL_ERROR(AIL_ERR_NUMERIC,
+                         "cusolverDnDgesvd did not converge on a %dx%d matrix (%d superdiagonals left)",
                          m, n, info);
     if (info < 0)
         return AIL_ERROR(AIL_ERR_LIB, "cusolverDnDgesvd rejected parameter %d (%dx%d matrix)", -info,
