@@ -71,7 +71,7 @@ if [ "$built" -eq 1 ]; then
         echo "SKIP baselines: no $PYTHON"
     else
         rc=0
-        timeout 240 "$PYTHON" "$ROOT/experiments/bench/svd_baselines.py" "$BUILD" \
+        timeout 240 "$PYTHON" -u "$ROOT/experiments/bench/svd_baselines.py" "$BUILD" \
             --budget "${BASELINE_BUDGET:-15}" || rc=$?
         [ "$rc" -eq 0 ] || failed "svd_baselines.py exit status $rc$([ "$rc" -eq 124 ] && echo ' (timed out)')"
     fi

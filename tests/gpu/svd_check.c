@@ -330,6 +330,7 @@ done:
 int main(int argc, char **argv) {
     int N = 4096, reps = 3;
     const char *dump = NULL;
+    setvbuf(stdout, NULL, _IOLBF, 0);  // a run killed by timeout keeps its lines
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--time-n") == 0 && i + 1 < argc) N = atoi(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
