@@ -1,4 +1,4 @@
-/* svd.c - dgesdd and pdgesvd backends with canonical signs. */
+/* svd.c - dgesdd and pdgesvd backends with canonical signs (svd_signs.c). */
 #include "ailora/svd.h"
 
 #include <limits.h>
@@ -13,7 +13,8 @@ int svd_backend_parse(const char *name, SvdBackend *backend) {
     if (strcmp(name, "auto") == 0) *backend = SVD_BACKEND_AUTO;
     else if (strcmp(name, "lapack") == 0) *backend = SVD_BACKEND_LAPACK;
     else if (strcmp(name, "pdgesvd") == 0) *backend = SVD_BACKEND_PDGESVD;
-    else return AIL_ERROR(AIL_ERR_ARG, "unknown SVD backend \"%s\" (auto, lapack, pdgesvd)", name);
+    else if (strcmp(name, "cusolver") == 0) *backend = SVD_BACKEND_CUSOLVER;
+    else return AIL_ERROR(AIL_ERR_ARG, "unknown SVD backend \"%s\" (auto, lapack, pdgesvd, cusolver)", name);
     return AIL_OK;
 }
 
@@ -21,6 +22,7 @@ const char *svd_backend_name(SvdBackend backend) {
     switch (backend) {
     case SVD_BACKEND_LAPACK: return "lapack";
     case SVD_BACKEND_PDGESVD: return "pdgesvd";
+    case SVD_BACKEND_CUSOLVER: return "cusolver";
     default: return "auto";
     }
 }
@@ -51,18 +53,6 @@ int svd_lapack(int m, int n, double *w, double *S, double *U, double *Vt) {
         return AIL_ERROR(AIL_ERR_LIB, "dgesdd failed on a %dx%d matrix (info %d)", m, n, info);
     svd_canonical_signs(m, n, k, U, Vt);
     return AIL_OK;
-}
-
-void svd_canonical_signs(int m, int n, int k, double *U, double *Vt) {
-    for (int j = 0; j < k; j++) {
-        int imax = 0;
-        double vmax = -1.0;
-        for (int i = 0; i < m; i++)
-            if (fabs(U[(size_t)i * k + j]) > vmax) vmax = fabs(U[(size_t)i * k + j]), imax = i;
-        if (U[(size_t)imax * k + j] >= 0) continue;
-        for (int i = 0; i < m; i++) U[(size_t)i * k + j] = -U[(size_t)i * k + j];
-        for (int i = 0; i < n; i++) Vt[(size_t)j * n + i] = -Vt[(size_t)j * n + i];
-    }
 }
 
 /* Canonical signs for the distributed factors: U[:, j] is row j of qt, spread over

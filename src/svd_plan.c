@@ -90,9 +90,9 @@ int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets,
         int g = group_ranks > 0 ? group_ranks : nranks / nfits;
         if (backend == SVD_BACKEND_AUTO && (group_ranks > 0 || g > SVD_PDGESVD_SLOWDOWN))
             assign_lpt(plan, fits, nfits, plan->nphases, nranks / g, g, SVD_BACKEND_PDGESVD);
-        else
+        else  // one matrix per rank: dgesdd, or cuSOLVER on the rank's GPU
             assign_lpt(plan, fits, nfits, plan->nphases, nranks < nfits ? nranks : nfits, 1,
-                       SVD_BACKEND_LAPACK);
+                       backend == SVD_BACKEND_CUSOLVER ? SVD_BACKEND_CUSOLVER : SVD_BACKEND_LAPACK);
         plan->nphases++;
     }
     if (nbig > 0) {

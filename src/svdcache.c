@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ailora/error.h"
+#include "ailora/gpu_svd.h"
 #include "ailora/h5io.h"
 #include "config.h"
 
@@ -49,8 +50,27 @@ static void close_module_sets(ModuleSets *sets) {
     }
 }
 
-/* One matrix on one rank with dgesdd: read it whole from the mapping, decompose, write. */
-static int run_lapack(const TargetModule *t, ModuleSets *sets) {
+/* cusolver: one GPU per rank, ranks of a node taking the node's devices in turn.
+ * Collective; checked before the output file exists, so a failure leaves nothing. */
+static int cusolver_setup(MPI_Comm comm) {
+    MPI_Comm node;
+    int local, rc = AIL_OK;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &local);
+    MPI_Comm_free(&node);
+#ifdef AILORA_HAVE_CUDA
+    int count = gpu_svd_available();
+    if (count <= 0) rc = AIL_ERROR(AIL_ERR_ARG, "--backend cusolver: no CUDA device visible");
+    else rc = gpu_svd_set_device(local % count);
+#else
+    rc = AIL_ERROR(AIL_ERR_ARG, "--backend cusolver: built without CUDA (configure --with-cuda)");
+#endif
+    return ail_error_agree(comm, rc);
+}
+
+/* One matrix on one rank with dgesdd or cuSOLVER: read it whole from the mapping,
+ * decompose, write. */
+static int run_single(const TargetModule *t, SvdBackend backend, ModuleSets *sets) {
     int m = t->m, n = t->n, k = m < n ? m : n;
     double *w, *S, *U, *Vt;
     AIL_MALLOC(w, (size_t)m * n);
@@ -59,7 +79,9 @@ static int run_lapack(const TargetModule *t, ModuleSets *sets) {
     U = malloc(sizeof(double) * (size_t)m * k);
     Vt = malloc(sizeof(double) * (size_t)k * n);
     int rc = (S && U && Vt) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for the SVD of %s", t->name);
-    if (rc == AIL_OK) rc = svd_lapack(m, n, w, S, U, Vt);
+    if (rc == AIL_OK)
+        rc = backend == SVD_BACKEND_CUSOLVER ? gpu_svd_f64(m, n, w, S, U, Vt)
+                                             : svd_lapack(m, n, w, S, U, Vt);
     if (rc == AIL_OK) rc = h5io_write_all(sets->S, H5T_NATIVE_DOUBLE, S);
     if (rc == AIL_OK) rc = h5io_write_all(sets->U, H5T_NATIVE_DOUBLE, U);
     if (rc == AIL_OK) rc = h5io_write_all(sets->Vt, H5T_NATIVE_DOUBLE, Vt);
@@ -114,8 +136,9 @@ static int run_phase(MPI_Comm comm, const SvdPlan *plan, int phase, const Target
         const SvdTask *task = &plan->tasks[i];
         if (task->phase != phase || task->group != group) continue;
         double t0 = MPI_Wtime();
-        rc = task->backend == SVD_BACKEND_LAPACK ? run_lapack(&targets[i], &sets[i])
-                                                  : run_pdgesvd(&grid, &targets[i], opt->block_size, &sets[i]);
+        rc = task->backend == SVD_BACKEND_PDGESVD
+                 ? run_pdgesvd(&grid, &targets[i], opt->block_size, &sets[i])
+                 : run_single(&targets[i], task->backend, &sets[i]);
         if (grank == 0) {
             seconds[i] = MPI_Wtime() - t0;
             if (opt->verbose)
@@ -171,6 +194,13 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
             printf("svd plan: phase %d: %d group(s) of %d rank(s)\n", p, plan.phases[p].ngroups,
                    plan.phases[p].group_size);
 
+    if (opt->backend == SVD_BACKEND_CUSOLVER) {
+        int rc = cusolver_setup(comm);
+        if (rc != AIL_OK) {
+            svd_plan_free(&plan);
+            return rc;
+        }
+    }
     char partial[4096];
     h5io_partial_path(out_path, partial, sizeof partial);
     hid_t file = -1;

@@ -23,6 +23,10 @@
 #include <mpi.h>
 #endif
 
+#ifdef __cplusplus  /* CUDA sources (nvcc compiles them as C++) share the record */
+extern "C" {
+#endif
+
 typedef enum {
     AIL_OK = 0,
     AIL_ERR_ARG = 2,     /* bad argument, option or config value */
@@ -78,6 +82,10 @@ void ail_error_format(const char *prog, char *buf, int len);
  * leave a phase together and clean up instead of hanging or aborting. */
 #ifndef AILORA_NO_MPI
 int ail_error_agree(MPI_Comm comm, int rc);
+#endif
+
+#ifdef __cplusplus
+}
 #endif
 
 #endif

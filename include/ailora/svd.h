@@ -7,7 +7,8 @@
  *
  *   lapack   one rank, LAPACK dgesdd (divide and conquer)
  *   pdgesvd  ScaLAPACK on a BLACS grid of ranks (W^T distributed block-cyclically)
- *   auto     a schedule over all ranks (svd_plan_make)
+ *   auto     a schedule over all ranks (svd_plan_make); CPU only
+ *   cusolver one rank per matrix on that rank's GPU, cuSOLVER gesvd (gpu_svd.h)
  */
 #ifndef AILORA_SVD_H
 #define AILORA_SVD_H
@@ -16,17 +17,20 @@
 
 #include "ailora/distmat.h"
 #include "ailora/hfmodel.h"
+#include "ailora/svd_signs.h"  /* svd_canonical_signs */
 
-typedef enum { SVD_BACKEND_AUTO = 0, SVD_BACKEND_LAPACK, SVD_BACKEND_PDGESVD } SvdBackend;
+typedef enum {
+    SVD_BACKEND_AUTO = 0,
+    SVD_BACKEND_LAPACK,
+    SVD_BACKEND_PDGESVD,
+    SVD_BACKEND_CUSOLVER
+} SvdBackend;
 
 int svd_backend_parse(const char *name, SvdBackend *backend);
 const char *svd_backend_name(SvdBackend backend);
 
 /* LAPACK dgesdd of w [m, n] row-major (destroyed). S [k], U [m, k], Vt [k, n]. */
 int svd_lapack(int m, int n, double *w, double *S, double *U, double *Vt);
-
-/* Flip signs of singular pairs to the canonical convention (see above). */
-void svd_canonical_signs(int m, int n, int k, double *U, double *Vt);
 
 /* Result of a distributed SVD of W, stored as ScaLAPACK returned it for W^T:
  * vt_t = Vt^T... concretely, for a = W^T (n x m): a = P diag(S) Q^T, so
@@ -47,7 +51,7 @@ void dist_svd_free(DistSvd *svd);
 /* ---- scheduling all target matrices over the ranks (svd_plan.c) ---------------- */
 
 /* One phase splits the ranks into groups of consecutive ranks; each group runs
- * its matrices one after another, with dgesdd (group of 1, lapack) or pdgesvd. */
+ * its matrices one after another, with dgesdd or cuSOLVER (groups of 1) or pdgesvd. */
 typedef struct {
     int ngroups;
     int group_size;  /* all groups of a phase have the same size */
@@ -56,7 +60,7 @@ typedef struct {
 typedef struct {
     int phase;            /* which phase computes this matrix */
     int group;            /* which group of that phase */
-    SvdBackend backend;   /* LAPACK or PDGESVD (never AUTO) */
+    SvdBackend backend;   /* LAPACK, PDGESVD or CUSOLVER (never AUTO) */
     int nprow, npcol;     /* grid of the group */
 } SvdTask;
 

@@ -26,7 +26,7 @@ static const char *const init_help =
     "  --ratio-other Z      ailora/ratio: principal fraction of other targets (default 1)\n"
     "  --targets LIST       module suffixes (default q_proj,v_proj)\n"
     "  --svd FILE           SVD cache from `ailora svd` (default: compute the SVDs now)\n"
-    "  --backend NAME       SVD backend when computing: auto | lapack | pdgesvd\n"
+    "  --backend NAME       SVD backend when computing: auto | lapack | pdgesvd | cusolver\n"
     "  --seed N             seed of lora's random A (default 0)\n"
     "  --lora-init KIND     lora: kaiming (default, PEFT's) or gaussian (N(0, 1/r))\n"
     "  --residual-out DIR   also write an HF model directory with the residual weights\n"
