@@ -48,6 +48,7 @@
 #ifndef AILORA_GPU_H
 #define AILORA_GPU_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus

@@ -6,8 +6,11 @@
  * AILoRA: SVD with residual weights), 20 AdamW steps (lr 1e-2, wd 0.01, clip 1)
  * on two alternating batches of 4 x 32 tokens, run by ailora's CPU engine in
  * float32. Checks:
- *   fp32: every step's loss and pre-clip gradient norm within 1e-4 relative of
- *         the CPU's; step-1 gradients of every adapter tensor within 1e-4 of the
+ *   fp32: every step's loss within 1e-4 relative of the CPU's; the pre-clip
+ *         gradient norm within 1e-5 at step 1 and 1e-3 after (Adam turns float
+ *         rounding of near-zero gradients into O(lr) differences of single
+ *         elements, and the norm reacts more than the loss: 1e-4 is reached by
+ *         step 18 even in the CPU emulation of tests/gpu/cuda_emu.cpp); step-1 gradients of every adapter tensor within 1e-4 of the
  *         tensor's norm (plus 1e-7 of the total norm, for the exactly-zero dA of
  *         the LoRA init); adapter download/upload round trip reproduces the loss.
  *   bf16: every step's loss within 2e-2 relative, and the loss decrease over the
@@ -208,14 +211,14 @@ static int run(int k, GpuPrecision prec) {
         printf("  %s %s step %2d loss %.7f cpu %.7f rel %.2e | grad norm %.6e cpu %.6e rel %.2e\n", iname, pname, s,
                losses[s], in->losses[s], rel, norms[s], in->norms[s], reln);
         worst = fmax(worst, rel), worstn = fmax(worstn, reln);
-        bad += rel > tol, badn += reln > 1e-4;
+        bad += rel > tol, badn += reln > (s == 0 ? 1e-5 : 1e-3);
     }
     snprintf(name, sizeof name, "%s %s loss curve (%d steps)", iname, pname, S);
     snprintf(detail, sizeof detail, ": worst relative difference %.3e, tolerance %g", worst, tol);
     check(bad == 0, name, detail);
     if (prec == GPU_FP32) {
         snprintf(name, sizeof name, "%s %s gradient norms (%d steps)", iname, pname, S);
-        snprintf(detail, sizeof detail, ": worst relative difference %.3e, tolerance 1e-4", worstn);
+        snprintf(detail, sizeof detail, ": worst relative difference %.3e, tolerance 1e-5 at step 1, 1e-3 after", worstn);
         check(badn == 0, name, detail);
         // final adapters: informational (Adam amplifies float rounding of near-zero gradients)
         double d2 = 0, r2 = 0;
