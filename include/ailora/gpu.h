@@ -75,6 +75,8 @@ int gpu_nccl_unique_id(unsigned char id[128]);
 int gpu_comm_create(const unsigned char id[128], int nranks, int rank, GpuComm **comm);
 void gpu_comm_free(GpuComm *comm);
 int gpu_comm_size(const GpuComm *comm);
+/* 1 when built with NCCL (AILORA_HAVE_NCCL): communicators of any size. */
+int gpu_have_nccl(void);
 
 /* One adapter of this rank (shard): A (r, n), B (m, r) host float32, row-major,
  * with the local m, n of the module; scale = alpha / r. r = 0: not adapted. */

@@ -175,6 +175,14 @@ void gpu_comm_free(GpuComm *c) {
 
 int gpu_comm_size(const GpuComm *c) { return c ? c->nranks : 1; }
 
+int gpu_have_nccl(void) {
+#ifdef AILORA_HAVE_NCCL
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* kind: 0 activation type, 1 float, 2 double. A no-op on one rank. */
 static int allreduce(const GpuModel *m, GpuComm *c, void *buf, size_t count, int kind) {
     if (!c || c->nranks == 1 || count == 0) return AIL_OK;

@@ -51,7 +51,7 @@ static void stv(int bf, void *p, size_t i, float v) {
 
 extern "C" {
 cudaError_t cudaGetDeviceCount(int *n) {
-    *n = getenv("AILORA_EMU_NO_DEVICE") ? 0 : 1;
+    *n = getenv("AILORA_EMU_DEVICES") ? atoi(getenv("AILORA_EMU_DEVICES")) : 1;
     return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
@@ -342,3 +342,90 @@ void k_to_bf16(void *copy, const float *p, size_t n, cudaStream_t) {
 void k_from_float(int bf, void *dst, const float *src, size_t n, cudaStream_t) {
     for (size_t i = 0; i < n; i++) stv(bf, dst, i, src[i]);
 }
+
+/* ---- NCCL (with -DAILORA_HAVE_NCCL): ranks are threads of this process ---------------- */
+#ifdef AILORA_HAVE_NCCL
+#include <nccl.h>
+#include <pthread.h>
+
+typedef struct {
+    ncclUniqueId id;
+    int n;
+    pthread_barrier_t bar;
+    const void *slot[64];
+} Group;
+
+struct ncclComm {
+    Group *g;
+    int rank;
+};
+
+static pthread_mutex_t groups_lock = PTHREAD_MUTEX_INITIALIZER;
+static Group *groups[256];
+static int ngroups;
+static unsigned long long next_id = 1;
+
+extern "C" {
+const char *ncclGetErrorString(ncclResult_t) { return "emulated NCCL error"; }
+
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
+    memset(id, 0, sizeof *id);
+    pthread_mutex_lock(&groups_lock);
+    unsigned long long v = next_id++;
+    pthread_mutex_unlock(&groups_lock);
+    memcpy(id->internal, &v, sizeof v);
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank) {
+    if (nranks > 64 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
+    pthread_mutex_lock(&groups_lock);
+    Group *g = NULL;
+    for (int i = 0; i < ngroups && !g; i++)
+        if (memcmp(&groups[i]->id, &id, sizeof id) == 0) g = groups[i];
+    if (!g && ngroups < 256) {
+        g = (Group *)calloc(1, sizeof *g);
+        g->id = id, g->n = nranks;
+        pthread_barrier_init(&g->bar, NULL, (unsigned)nranks);
+        groups[ngroups++] = g;
+    }
+    pthread_mutex_unlock(&groups_lock);
+    if (!g || g->n != nranks) return ncclInvalidArgument;
+    *comm = (ncclComm_t)calloc(1, sizeof(struct ncclComm));
+    (*comm)->g = g, (*comm)->rank = rank;
+    pthread_barrier_wait(&g->bar);  // collective, as the real one
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+    free(comm);
+    return ncclSuccess;
+}
+
+/* sum in rank order (every rank gets the same bits, as with NCCL) */
+ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t) {
+    if (op != ncclSum || (type != ncclFloat && type != ncclDouble && type != ncclBfloat16)) return ncclInvalidArgument;
+    Group *g = comm->g;
+    g->slot[comm->rank] = send;
+    pthread_barrier_wait(&g->bar);
+    size_t es = type == ncclDouble ? 8 : (type == ncclFloat ? 4 : 2);
+    void *tmp = malloc(count * es);
+    for (size_t i = 0; i < count; i++) {
+        double s = 0;
+        for (int r = 0; r < g->n; r++) {
+            if (type == ncclDouble) s += ((const double *)g->slot[r])[i];
+            else if (type == ncclFloat) s = (float)(s + ((const float *)g->slot[r])[i]);
+            else s = bf2f(f2bf((float)(s + bf2f(((const uint16_t *)g->slot[r])[i]))));
+        }
+        if (type == ncclDouble) ((double *)tmp)[i] = s;
+        else if (type == ncclFloat) ((float *)tmp)[i] = (float)s;
+        else ((uint16_t *)tmp)[i] = f2bf((float)s);
+    }
+    pthread_barrier_wait(&g->bar);  // everyone has read every slot
+    memcpy(recv, tmp, count * es);
+    free(tmp);
+    return ncclSuccess;
+}
+}
+#endif

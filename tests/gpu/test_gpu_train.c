@@ -30,6 +30,7 @@
 
 #include "ailora/error.h"
 #include "ailora/gpu.h"
+#define GF_LOADER
 #include "gpu_fixture.h"
 
 static int failures;
@@ -37,90 +38,6 @@ static int failures;
 static void check(int ok, const char *name, const char *detail) {
     printf("%s %s%s\n", ok ? "PASS" : "FAIL", name, detail);
     failures += !ok;
-}
-
-static void get(FILE *f, void *p, size_t size, size_t n) {
-    if (fread(p, size, n, f) != n) {
-        printf("FAIL fixture: truncated\n");
-        exit(1);
-    }
-}
-
-static void *grab(FILE *f, size_t size, size_t n) {
-    void *p = malloc(size * (n ? n : 1));
-    if (!p) exit(1);
-    get(f, p, size, n);
-    return p;
-}
-
-typedef struct {
-    float *embed, *final_norm, *lm_head;
-    float *ln1[8], *ln2[8], *w[8][7];
-    float *A[8][7], *B[8][7], *gA[8][7], *gB[8][7], *fA[8][7], *fB[8][7];
-    double *losses, *norms;
-} Init;
-
-static int hdr[GF_NHDR];
-static double hyp[GF_NHYP];
-static float *rope_cos, *rope_sin;
-static int32_t *tokens, *labels;
-static Init inits[2];
-static int out_[7], in_[7];
-
-static void load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        printf("FAIL fixture: cannot open %s\n", path);
-        exit(1);
-    }
-    char magic[8];
-    get(f, magic, 1, 8);
-    if (memcmp(magic, "AILGPU1", 8) != 0) {
-        printf("FAIL fixture: bad magic in %s\n", path);
-        exit(1);
-    }
-    get(f, hdr, sizeof(int), GF_NHDR);
-    get(f, hyp, sizeof(double), GF_NHYP);
-    if (hdr[GF_L] > 8 || hdr[GF_NINIT] != 2) {
-        printf("FAIL fixture: unexpected header\n");
-        exit(1);
-    }
-    gf_shapes(hdr, out_, in_);
-    size_t rope = (size_t)hdr[GF_MAXPOS] * (hdr[GF_HD] / 2), ntok = (size_t)hdr[GF_STEPS] * hdr[GF_B] * hdr[GF_T];
-    rope_cos = grab(f, sizeof(float), rope);
-    rope_sin = grab(f, sizeof(float), rope);
-    tokens = grab(f, sizeof(int32_t), ntok);
-    labels = grab(f, sizeof(int32_t), ntok);
-    int H = hdr[GF_H], V = hdr[GF_V], L = hdr[GF_L], r = hdr[GF_R], S = hdr[GF_STEPS];
-    for (int k = 0; k < 2; k++) {
-        Init *in = &inits[k];
-        in->embed = grab(f, sizeof(float), (size_t)V * H);
-        in->final_norm = grab(f, sizeof(float), H);
-        in->lm_head = grab(f, sizeof(float), (size_t)V * H);
-        for (int l = 0; l < L; l++) {
-            in->ln1[l] = grab(f, sizeof(float), H);
-            in->ln2[l] = grab(f, sizeof(float), H);
-            for (int i = 0; i < 7; i++) in->w[l][i] = grab(f, sizeof(float), (size_t)out_[i] * in_[i]);
-        }
-        for (int l = 0; l < L; l++)
-            for (int i = 0; i < 7; i++) {
-                in->A[l][i] = grab(f, sizeof(float), (size_t)r * in_[i]);
-                in->B[l][i] = grab(f, sizeof(float), (size_t)out_[i] * r);
-            }
-        in->losses = grab(f, sizeof(double), S);
-        in->norms = grab(f, sizeof(double), S);
-        for (int l = 0; l < L; l++)
-            for (int i = 0; i < 7; i++) {
-                in->gA[l][i] = grab(f, sizeof(float), (size_t)r * in_[i]);
-                in->gB[l][i] = grab(f, sizeof(float), (size_t)out_[i] * r);
-            }
-        for (int l = 0; l < L; l++)
-            for (int i = 0; i < 7; i++) {
-                in->fA[l][i] = grab(f, sizeof(float), (size_t)r * in_[i]);
-                in->fB[l][i] = grab(f, sizeof(float), (size_t)out_[i] * r);
-            }
-    }
-    fclose(f);
 }
 
 static double diff_norm(const float *a, const float *b, size_t n, double *ref) {
