@@ -58,6 +58,9 @@ if [ -n "$NCCL_DIR" ]; then  # the NCCL build of the model (tensor/data parallel
     build test_gpu_train_nccl "$NVCC" $ARCH -O2 -DAILORA_NO_MPI -I"$top/include" tests/gpu/test_gpu_train.c \
         "$BIN/gpu_model_nccl.o" "$BIN/gpu_kernels.o" "$BIN/error.o" -lcublas -L"$NCCL_DIR/lib" -l:libnccl.so.2 \
         -Xlinker -rpath -Xlinker "$NCCL_DIR/lib" -o "$BIN/test_gpu_train_nccl"
+    build test_gpu_parallel "$NVCC" $ARCH -O2 -DAILORA_NO_MPI -I"$top/include" tests/gpu/test_gpu_parallel.c \
+        "$BIN/gpu_model_nccl.o" "$BIN/gpu_kernels.o" "$BIN/error.o" -lcublas -L"$NCCL_DIR/lib" -l:libnccl.so.2 \
+        -Xlinker -rpath -Xlinker "$NCCL_DIR/lib" -o "$BIN/test_gpu_parallel"
 else
     echo "NCCL: no pip wheel nvidia-nccl found; trying /usr/local/cuda" >>"$BLOG"
     if [ -f /usr/local/cuda/include/nccl.h ]; then
@@ -86,6 +89,8 @@ if [ -x "$BIN/test_gpu_train" ]; then
     grep -E '^(PASS|FAIL|SKIP)' "$TLOG" | sed 's/^/  /' >>"$SUM"
 fi
 [ -x "$BIN/test_gpu_train_nccl" ] && run "$TLOG" 90 test_gpu_train_nccl "$BIN/test_gpu_train_nccl" tests/reference/gpu_tiny.bin
+# tp / dp over NCCL: needs 2+ GPUs (SKIP on one; the CPU emulation covers it: tests/gpu/emu_check.sh)
+[ -x "$BIN/test_gpu_parallel" ] && run "$TLOG" 90 test_gpu_parallel "$BIN/test_gpu_parallel" tests/reference/gpu_tiny.bin
 
 # ---- benchmark: ailora (bf16) and PyTorch + PEFT, same config and batch
 if [ -x "$BIN/gpu_bench" ]; then

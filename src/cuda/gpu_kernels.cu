@@ -204,59 +204,48 @@ void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cos, cons
 
 static int row_threads(int n) { return n >= 1024 ? 256 : (n >= 256 ? 128 : 32); }
 
-// one block per row of (rows, T); only j <= t is read
+// one block per row of (rows, T); only j <= t is read. In place: every element is
+// read in the first two passes (block reductions order them) and then read and
+// written by the same thread in the third.
 template <typename T>
-__global__ void softmax_fwd_kernel(void *Pv, float *lse, const float *S, int T_) {
+__global__ void softmax_fwd_kernel(void *SPv, float *lse, int T_) {
     size_t row = blockIdx.x;
     int t = (int)(row % T_);
-    const float *s = S + row * T_;
-    T *P = (T *)Pv + row * T_;
+    T *sp = (T *)SPv + row * T_;
     float mx = -INFINITY;
-    for (int j = threadIdx.x; j <= t; j += blockDim.x) mx = fmaxf(mx, s[j]);
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) mx = fmaxf(mx, ld(sp, j));
     mx = block_max(mx);
     float sum = 0.f;
-    for (int j = threadIdx.x; j <= t; j += blockDim.x) sum += expf(s[j] - mx);
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) sum += expf(ld(sp, j) - mx);
     sum = block_sum(sum);
     float inv = 1.0f / sum;
-    for (int j = threadIdx.x; j < T_; j += blockDim.x) st(P, j, j <= t ? expf(s[j] - mx) * inv : 0.f);
+    for (int j = threadIdx.x; j < T_; j += blockDim.x) st(sp, j, j <= t ? expf(ld(sp, j) - mx) * inv : 0.f);
     if (threadIdx.x == 0) lse[row] = mx + logf(sum);
 }
 
-void k_softmax_fwd(int bf, void *P, float *lse, const float *S, long rows, int T, cudaStream_t s) {
-    DISPATCH(bf, softmax_fwd_kernel, (unsigned)rows, row_threads(T), s, P, lse, S, T);
+void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, cudaStream_t s) {
+    DISPATCH(bf, softmax_fwd_kernel, (unsigned)rows, row_threads(T), s, SP, lse, T);
 }
 
+// P recomputed from S and lse; dS = P (dP - rowsum(P dP)); both in place
 template <typename T>
-__global__ void softmax_recompute_kernel(void *Pv, const float *S, const float *lse, int T_) {
+__global__ void softmax_bwd_kernel(void *SPv, void *dPSv, const float *lse, int T_) {
     size_t row = blockIdx.x;
     int t = (int)(row % T_);
-    const float *s = S + row * T_;
-    T *P = (T *)Pv + row * T_;
-    float l = lse[row];
-    for (int j = threadIdx.x; j < T_; j += blockDim.x) st(P, j, j <= t ? expf(s[j] - l) : 0.f);
-}
-
-void k_softmax_recompute(int bf, void *P, const float *S, const float *lse, long rows, int T,
-                         cudaStream_t s) {
-    DISPATCH(bf, softmax_recompute_kernel, (unsigned)rows, row_threads(T), s, P, S, lse, T);
-}
-
-template <typename T>
-__global__ void softmax_bwd_kernel(void *dSv, const float *S, const float *lse, const float *dP, int T_) {
-    size_t row = blockIdx.x;
-    int t = (int)(row % T_);
-    const float *s = S + row * T_, *dp = dP + row * T_;
-    T *dS = (T *)dSv + row * T_;
+    T *sp = (T *)SPv + row * T_, *dps = (T *)dPSv + row * T_;
     float l = lse[row], dot = 0.f;
-    for (int j = threadIdx.x; j <= t; j += blockDim.x) dot += expf(s[j] - l) * dp[j];
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) dot += expf(ld(sp, j) - l) * ld(dps, j);
     dot = block_sum(dot);
-    for (int j = threadIdx.x; j < T_; j += blockDim.x)
-        st(dS, j, j <= t ? expf(s[j] - l) * (dp[j] - dot) : 0.f);
+    for (int j = threadIdx.x; j < T_; j += blockDim.x) {
+        float p = j <= t ? expf(ld(sp, j) - l) : 0.f;
+        float ds = j <= t ? p * (ld(dps, j) - dot) : 0.f;
+        st(sp, j, p);
+        st(dps, j, ds);
+    }
 }
 
-void k_softmax_bwd(int bf, void *dS, const float *S, const float *lse, const float *dP, long rows,
-                   int T, cudaStream_t s) {
-    DISPATCH(bf, softmax_bwd_kernel, (unsigned)rows, row_threads(T), s, dS, S, lse, dP, T);
+void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, cudaStream_t s) {
+    DISPATCH(bf, softmax_bwd_kernel, (unsigned)rows, row_threads(T), s, SP, dPS, lse, T);
 }
 
 /* ---- SwiGLU ------------------------------------------------------------------------ */

@@ -31,15 +31,14 @@ void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cos, cons
  * (the transpose of the rotation: the backward) when rope */
 void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cos, const float *sin, int B,
                     int T, int nheads, int hd, int rope, cudaStream_t s);
-/* rows of length T (rows = B * nh * T, position t = row % T): causal softmax of
- * the scaled scores S into P (zeros above the diagonal), lse (rows) */
-void k_softmax_fwd(int bf, void *P, float *lse, const float *S, long rows, int T, cudaStream_t s);
-/* P = exp(S - lse) on the causal part, zeros elsewhere (backward recompute) */
-void k_softmax_recompute(int bf, void *P, const float *S, const float *lse, long rows, int T,
-                         cudaStream_t s);
-/* dS = P (dP - rowsum(P dP)) with P = exp(S - lse), written into dS (rows, T) */
-void k_softmax_bwd(int bf, void *dS, const float *S, const float *lse, const float *dP, long rows,
-                   int T, cudaStream_t s);
+/* Attention scores and probabilities are activation-typed (rows, T) buffers,
+ * rows = B * nh * T, position t = row % T; only j <= t is read.
+ * forward: SP holds the scaled scores S on entry and the causal softmax P on exit
+ * (zeros above the diagonal, in place); lse (rows) float. */
+void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, cudaStream_t s);
+/* backward, in place: SP holds S, dPS holds dP = dY V^T on entry; on exit
+ * SP = P = exp(S - lse) and dPS = dS = P (dP - rowsum(P dP)) (zeros above the diagonal) */
+void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, cudaStream_t s);
 /* act = silu(g) * u, n elements */
 void k_swiglu_fwd(int bf, void *act, const void *g, const void *u, size_t n, cudaStream_t s);
 /* from dact (in dg): dg = dact * u * silu'(g), du = dact * silu(g) */

@@ -7,8 +7,9 @@
  *   so that for the kv head g of batch row b the `group` = nh / nkv query heads
  *   sharing it form one contiguous (group * T, hd) matrix and GQA attention is a
  *   single strided-batched GEMM over B * nkv (K^T sums the group in dK for free).
- *   Attention scores S (B, nh, T, T) are float32; only lse is kept per layer and
- *   the probabilities are recomputed in backward.
+ *   Attention scores S (B, nh, T, T) are activation-typed (bf16 in bf16 mode, as
+ *   HF's eager attention; softmax math in float32) and turned into P in place;
+ *   only lse is kept per layer and P is recomputed in backward.
  * Adapters: all A, B in one float32 array (params, grads, two moments), ordered
  *   region 0: column-parallel B, row-parallel A     (sharded over tp)
  *   region 1: column-parallel A                      (replicated; grads summed over tp)
@@ -101,8 +102,8 @@ struct GpuModel {
     double *h_red;
     int have_labels;
     /* scratch: forward and backward */
-    void *qtok, *ktok, *vtok, *yh, *act, *tmp, *P, *dx, *dh, *dg, *du, *dy, *dqh, *dkh, *dvh, *dtb;
-    float *S, *dP;
+    void *qtok, *ktok, *vtok, *yh, *act, *tmp, *S, *dP, *dx, *dh, *dg, *du, *dy, *dqh, *dkh, *dvh, *dtb;
+    float *stage;            /* upload staging (bf16 mode), only during gpu_model_create */
     /* every device allocation, for gpu_model_free */
     void **allocs;
     int nallocs, cap;
@@ -381,8 +382,9 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     // frozen weights
     size_t big = (size_t)V * H;
     for (int i = 0; i < GPU_LIN_COUNT; i++) big = (size_t)out[i] * in[i] > big ? (size_t)out[i] * in[i] : big;
-    float *stage = NULL;
-    if (m->bf) DALLOC(stage, sizeof(float) * big);
+    float *stage = NULL;  // freed at the end of create (or by gpu_model_free on failure)
+    if (m->bf) CU(cudaMalloc((void **)&m->stage, sizeof(float) * big));
+    stage = m->stage;
     DALLOC(m->embed, m->es * V * H);
     AIL_CHECK(upload_act(m, m->embed, sp->embed, (size_t)V * H, stage));
     if (sp->lm_head == sp->embed) m->lm_head = m->embed;
@@ -441,9 +443,8 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     DALLOC(m->yh, es * n * qd);
     DALLOC(m->act, es * n * I);
     if (m->tp_size > 1) DALLOC(m->tmp, es * n * H);
-    DALLOC(m->S, sizeof(float) * att);
-    DALLOC(m->dP, sizeof(float) * att);
-    DALLOC(m->P, es * att);
+    DALLOC(m->S, es * att);   // scores, then probabilities (in place)
+    DALLOC(m->dP, es * att);  // dP, then dS (in place)
     DALLOC(m->dx, es * n * H);
     DALLOC(m->dh, es * n * H);
     DALLOC(m->dg, es * n * I);
@@ -454,6 +455,8 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     DALLOC(m->dvh, es * n * kd);
     DALLOC(m->dtb, es * n * r);
     CU(cudaStreamSynchronize(m->st));
+    if (m->stage) cudaFree(m->stage);
+    m->stage = NULL;
     return AIL_OK;
 }
 
@@ -474,6 +477,7 @@ void gpu_model_free(GpuModel *m) {
     if (!m) return;
     if (m->st) cudaStreamSynchronize(m->st);
     for (int i = 0; i < m->nallocs; i++) cudaFree(m->allocs[i]);
+    if (m->stage) cudaFree(m->stage);
     free(m->allocs);
     if (m->h_tokens) cudaFreeHost(m->h_tokens);
     if (m->h_labels) cudaFreeHost(m->h_labels);
@@ -552,11 +556,12 @@ static AttnDims attn_dims(const GpuModel *M) {
     return d;
 }
 
-/* S = scale Q K^T (float32) */
+/* S = scale Q K^T, in the activation type: bf16 scores as HF's eager attention
+ * (float32 accumulation inside the GEMM); softmax then runs in float32 */
 static int attn_scores(GpuModel *M, const AttnDims *d, const void *q, const void *k) {
     int T = M->T, hd = M->hd;
     return gemm_batched(M, 0, 1, d->group * T, T, hd, d->scale, q, M->dt, hd, d->sq, k, M->dt, hd, d->sk, 0.f,
-                        M->S, CUDA_R_32F, T, d->ss, d->batch);
+                        M->S, M->dt, T, d->ss, d->batch);
 }
 
 static int attention_fwd(GpuModel *M, int l, void *y) {
@@ -567,9 +572,9 @@ static int attention_fwd(GpuModel *M, int l, void *y) {
     int T = M->T, hd = M->hd;
     long rows = (long)M->N * M->nh;
     AIL_CHECK(attn_scores(M, &d, q, k));
-    k_softmax_fwd(M->bf, M->P, lse, M->S, rows, T, M->st);
+    k_softmax_fwd(M->bf, M->S, lse, rows, T, M->st);  // S -> P in place
     KCHECK();
-    AIL_CHECK(gemm_batched(M, 0, 0, d.group * T, hd, T, 1.f, M->P, M->dt, T, d.ss, v, M->dt, hd, d.sk, 0.f, M->yh,
+    AIL_CHECK(gemm_batched(M, 0, 0, d.group * T, hd, T, 1.f, M->S, M->dt, T, d.ss, v, M->dt, hd, d.sk, 0.f, M->yh,
                            M->dt, hd, d.sq, d.batch));  // yh = P V
     k_heads_to_tok(M->bf, y, M->yh, NULL, NULL, M->B, T, M->nh, hd, 0, M->st);
     KCHECK();
@@ -671,17 +676,15 @@ static int attention_bwd(GpuModel *M, int l, void *dq, void *dk, void *dv) {
     k_tok_to_heads(M->bf, dyh, M->dy, NULL, NULL, B, T, M->nh, hd, 0, M->st);
     KCHECK();
     AIL_CHECK(attn_scores(M, &d, q, k));
-    k_softmax_recompute(M->bf, M->P, M->S, lse, rows, T, M->st);
-    KCHECK();
-    // dP = dY V^T (float32)
+    // dP = dY V^T
     AIL_CHECK(gemm_batched(M, 0, 1, d.group * T, T, hd, 1.f, dyh, M->dt, hd, d.sq, v, M->dt, hd, d.sk, 0.f, M->dP,
-                           CUDA_R_32F, T, d.ss, d.batch));
-    // dV = P^T dY: the K dimension runs over the whole group (GQA sum)
-    AIL_CHECK(gemm_batched(M, 1, 0, T, hd, d.group * T, 1.f, M->P, M->dt, T, d.ss, dyh, M->dt, hd, d.sq, 0.f,
-                           M->dvh, M->dt, hd, d.sk, d.batch));
-    void *dS = M->P;  // P is dead after dV
-    k_softmax_bwd(M->bf, dS, M->S, lse, M->dP, rows, T, M->st);
+                           M->dt, T, d.ss, d.batch));
+    k_softmax_bwd(M->bf, M->S, M->dP, lse, rows, T, M->st);  // S -> P, dP -> dS in place
     KCHECK();
+    const void *P = M->S, *dS = M->dP;
+    // dV = P^T dY: the K dimension runs over the whole group (GQA sum)
+    AIL_CHECK(gemm_batched(M, 1, 0, T, hd, d.group * T, 1.f, P, M->dt, T, d.ss, dyh, M->dt, hd, d.sq, 0.f, M->dvh,
+                           M->dt, hd, d.sk, d.batch));
     // dQ = scale dS K;  dK = scale dS^T Q
     AIL_CHECK(gemm_batched(M, 0, 0, d.group * T, hd, T, d.scale, dS, M->dt, T, d.ss, k, M->dt, hd, d.sk, 0.f,
                            M->dqh, M->dt, hd, d.sq, d.batch));

@@ -242,32 +242,30 @@ void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cs, const
     transpose_rope(bf, tok, heads, cs, sn, B, T, nheads, hd, rope, 0);
 }
 
-void k_softmax_fwd(int bf, void *P, float *lse, const float *S, long rows, int T, cudaStream_t) {
+void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, cudaStream_t) {
     for (long r = 0; r < rows; r++) {
         int t = (int)(r % T);
-        const float *s = S + (size_t)r * T;
+        size_t o = (size_t)r * T;
         float mx = -INFINITY, sum = 0.f;
-        for (int j = 0; j <= t; j++) mx = fmaxf(mx, s[j]);
-        for (int j = 0; j <= t; j++) sum += expf(s[j] - mx);
-        for (int j = 0; j < T; j++) stv(bf, P, (size_t)r * T + j, j <= t ? expf(s[j] - mx) * (1.0f / sum) : 0.f);
+        for (int j = 0; j <= t; j++) mx = fmaxf(mx, ldv(bf, SP, o + j));
+        for (int j = 0; j <= t; j++) sum += expf(ldv(bf, SP, o + j) - mx);
+        for (int j = 0; j < T; j++) stv(bf, SP, o + j, j <= t ? expf(ldv(bf, SP, o + j) - mx) * (1.0f / sum) : 0.f);
         lse[r] = mx + logf(sum);
     }
 }
 
-void k_softmax_recompute(int bf, void *P, const float *S, const float *lse, long rows, int T, cudaStream_t) {
+void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, cudaStream_t) {
     for (long r = 0; r < rows; r++) {
         int t = (int)(r % T);
-        for (int j = 0; j < T; j++) stv(bf, P, (size_t)r * T + j, j <= t ? expf(S[(size_t)r * T + j] - lse[r]) : 0.f);
-    }
-}
-
-void k_softmax_bwd(int bf, void *dS, const float *S, const float *lse, const float *dP, long rows, int T, cudaStream_t) {
-    for (long r = 0; r < rows; r++) {
-        int t = (int)(r % T);
-        const float *s = S + (size_t)r * T, *dp = dP + (size_t)r * T;
+        size_t o = (size_t)r * T;
         float dot = 0.f;
-        for (int j = 0; j <= t; j++) dot += expf(s[j] - lse[r]) * dp[j];
-        for (int j = 0; j < T; j++) stv(bf, dS, (size_t)r * T + j, j <= t ? expf(s[j] - lse[r]) * (dp[j] - dot) : 0.f);
+        for (int j = 0; j <= t; j++) dot += expf(ldv(bf, SP, o + j) - lse[r]) * ldv(bf, dPS, o + j);
+        for (int j = 0; j < T; j++) {
+            float p = j <= t ? expf(ldv(bf, SP, o + j) - lse[r]) : 0.f;
+            float ds = j <= t ? p * (ldv(bf, dPS, o + j) - dot) : 0.f;
+            stv(bf, SP, o + j, p);
+            stv(bf, dPS, o + j, ds);
+        }
     }
 }
 
