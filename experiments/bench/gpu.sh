@@ -97,9 +97,10 @@ if [ -x "$BIN/gpu_bench" ]; then
     run "$PLOG" 150 "gpu_bench 8x1024" "$BIN/gpu_bench" 8 1024 10 3 16 bf16 qv
 fi
 run "$PLOG" 180 "torch_gpu_lora 8x1024" python3 experiments/bench/torch_gpu_lora.py 8 1024 10 3 16
-if [ -x "$BIN/gpu_bench" ]; then
+if [ -x "$BIN/gpu_bench" ]; then  # longer sequences: attention's T x T scores weigh more
     run "$PLOG" 120 "gpu_bench 4x2048" "$BIN/gpu_bench" 4 2048 8 2 16 bf16 qv
 fi
+run "$PLOG" 150 "torch_gpu_lora 4x2048" python3 experiments/bench/torch_gpu_lora.py 4 2048 8 2 16
 
 # ---- the cuSOLVER SVD check (another engineer's script), if present
 if [ -f experiments/bench/gpu_svd.sh ]; then
@@ -117,15 +118,22 @@ if [ -x "$SAN" ] && [ -x "$BIN/test_gpu_train" ] && [ $(($(date +%s) - start)) -
 fi
 
 # ---- headline numbers
+result_of() {  # the RESULT line of one stage of bench.log (empty if it has none)
+    awk -v s="=== $1 (" 'index($0, s) == 1 { on = 1; next } /^=== / { on = 0 } on && /^RESULT/ { print; exit }' "$PLOG"
+}
 {
     echo
-    echo "headline (RESULT lines; MFU = FLOPs / step time / 989 TFLOP/s, FLOPs as in include/ailora/gpu.h):"
-    grep -E '^(=== |RESULT)' "$PLOG" | grep -B1 RESULT | grep -v '^--'
-    ours=$(grep -A200 '=== gpu_bench 8x1024' "$PLOG" | grep -m1 '^RESULT' | sed -n 's/.*tokens_per_s=\([0-9.]*\).*/\1/p')
-    theirs=$(grep -A200 '=== torch_gpu_lora 8x1024' "$PLOG" | grep -m1 '^RESULT' | sed -n 's/.*tokens_per_s=\([0-9.]*\).*/\1/p')
-    if [ -n "$ours" ] && [ -n "$theirs" ]; then
-        echo "tokens/s ratio ailora / PyTorch+PEFT (8x1024): $(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.3f", a / b }')"
-    fi
+    echo "headline (MFU = FLOPs / step time / 989 TFLOP/s, FLOPs per step as in include/ailora/gpu.h):"
+    for st in "gpu_bench 8x1024" "torch_gpu_lora 8x1024" "gpu_bench 4x2048" "torch_gpu_lora 4x2048"; do
+        echo "$st: $(result_of "$st")"
+    done
+    for cfg in 8x1024 4x2048; do
+        ours=$(result_of "gpu_bench $cfg" | sed -n 's/.*tokens_per_s=\([0-9.]*\).*/\1/p')
+        theirs=$(result_of "torch_gpu_lora $cfg" | sed -n 's/.*tokens_per_s=\([0-9.]*\).*/\1/p')
+        if [ -n "$ours" ] && [ -n "$theirs" ]; then
+            echo "tokens/s ratio ailora / PyTorch+PEFT ($cfg): $(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.3f", a / b }')"
+        fi
+    done
     echo "elapsed $(($(date +%s) - start)) s"
 } >>"$SUM"
 cat "$SUM"
