@@ -441,7 +441,7 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     DALLOC(m->ktok, es * n * kd);
     DALLOC(m->vtok, es * n * kd);
     DALLOC(m->yh, es * n * qd);
-    DALLOC(m->act, es * n * I);
+    DALLOC(m->act, es * L * n * I);  // saved per layer: the backward needs no SwiGLU recompute
     if (m->tp_size > 1) DALLOC(m->tmp, es * n * H);
     DALLOC(m->S, es * att);   // scores, then probabilities (in place)
     DALLOC(m->dP, es * att);  // dP, then dS (in place)
@@ -623,9 +623,10 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
         KCHECK();
         AIL_CHECK(column_fwd(M, l, GPU_LIN_GATE, h2, g, I, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_UP, h2, u, I, H));
-        k_swiglu_fwd(M->bf, M->act, g, u, (size_t)N * I, M->st);
+        void *act = at(M->act, o * I, es);
+        k_swiglu_fwd(M->bf, act, g, u, (size_t)N * I, M->st);
         KCHECK();
-        AIL_CHECK(row_fwd(M, l, GPU_LIN_DOWN, M->act, I, xm, xn));
+        AIL_CHECK(row_fwd(M, l, GPU_LIN_DOWN, act, I, xm, xn));
     }
     k_rmsnorm_fwd(M->bf, M->xf, M->rstdf, at(M->x, (size_t)L * N * H, es), M->final_norm, N, H, M->eps, M->st);
     KCHECK();
@@ -712,10 +713,8 @@ static int backward(GpuModel *M, double loss_scale) {
         void *x = at(M->x, o * H, es), *h1 = at(M->h1, o * H, es), *xm = at(M->xm, o * H, es);
         void *h2 = at(M->h2, o * H, es), *y = at(M->y, o * qd, es);
         void *g = at(M->gg, o * I, es), *u = at(M->uu, o * I, es);
-        // MLP: x_next = xm + (silu(g) * u) Wd^T; dx holds d x_next
-        k_swiglu_fwd(M->bf, M->act, g, u, (size_t)N * I, M->st);
-        KCHECK();
-        AIL_CHECK(lin_bwd(M, l, GPU_LIN_DOWN, M->act, M->dx, M->dg, H, I, 0));  // row-parallel: exact locally
+        // MLP: x_next = xm + act Wd^T, act = silu(g) * u; dx holds d x_next
+        AIL_CHECK(lin_bwd(M, l, GPU_LIN_DOWN, at(M->act, o * I, es), M->dx, M->dg, H, I, 0));  // row-parallel: exact locally
         k_swiglu_bwd(M->bf, M->dg, M->du, g, u, (size_t)N * I, M->st);
         KCHECK();
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_GATE, h2, M->dg, M->dh, I, H, 0));
