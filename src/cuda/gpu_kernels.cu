@@ -137,10 +137,15 @@ void k_add(int bf, void *out, const void *a, const void *b, size_t n, cudaStream
 
 /* ---- RoPE and head transposes ------------------------------------------------------ */
 
+// offset of (batch b, head h, position t) in the grouped head-major layout
+__device__ __forceinline__ size_t head_off(size_t b, int h, size_t t, int nheads, int T_, int hd, int group) {
+    return ((b * (nheads / group) + h / group) * T_ + t) * (size_t)group * hd + (size_t)(h % group) * hd;
+}
+
 // one thread per rotation pair (token n, head h, j < hd/2)
 template <typename T>
 __global__ void tok_to_heads_kernel(void *hv, const void *tv, const float *cs, const float *sn, int B,
-                                    int T_, int nheads, int hd, int rope) {
+                                    int T_, int nheads, int hd, int group, int rope) {
     int half = hd / 2;
     size_t total = (size_t)B * T_ * nheads * half;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
@@ -150,7 +155,7 @@ __global__ void tok_to_heads_kernel(void *hv, const void *tv, const float *cs, c
         size_t n = rest / nheads;
         size_t b = n / T_, t = n % T_;
         const T *in = (const T *)tv + n * nheads * hd + (size_t)h * hd;
-        T *out = (T *)hv + ((b * nheads + h) * T_ + t) * hd;
+        T *out = (T *)hv + head_off(b, h, t, nheads, T_, hd, group);
         float a = ld(in, j), c = ld(in, j + half);
         if (rope) {
             float co = cs[t * half + j], si = sn[t * half + j];
@@ -164,14 +169,14 @@ __global__ void tok_to_heads_kernel(void *hv, const void *tv, const float *cs, c
 }
 
 void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cos, const float *sin, int B,
-                    int T, int nheads, int hd, int rope, cudaStream_t s) {
+                    int T, int nheads, int hd, int group, int rope, cudaStream_t s) {
     DISPATCH(bf, tok_to_heads_kernel, blocks_for((size_t)B * T * nheads * (hd / 2), 256), 256, s, heads,
-             tok, cos, sin, B, T, nheads, hd, rope);
+             tok, cos, sin, B, T, nheads, hd, group, rope);
 }
 
 template <typename T>
 __global__ void heads_to_tok_kernel(void *tv, const void *hv, const float *cs, const float *sn, int B,
-                                    int T_, int nheads, int hd, int rope) {
+                                    int T_, int nheads, int hd, int group, int rope) {
     int half = hd / 2;
     size_t total = (size_t)B * T_ * nheads * half;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
@@ -180,7 +185,7 @@ __global__ void heads_to_tok_kernel(void *tv, const void *hv, const float *cs, c
         int h = (int)(rest % nheads);
         size_t n = rest / nheads;
         size_t b = n / T_, t = n % T_;
-        const T *in = (const T *)hv + ((b * nheads + h) * T_ + t) * hd;
+        const T *in = (const T *)hv + head_off(b, h, t, nheads, T_, hd, group);
         T *out = (T *)tv + n * nheads * hd + (size_t)h * hd;
         float a = ld(in, j), c = ld(in, j + half);
         if (rope) {  // transposed rotation: sin -> -sin
@@ -195,22 +200,22 @@ __global__ void heads_to_tok_kernel(void *tv, const void *hv, const float *cs, c
 }
 
 void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cos, const float *sin, int B,
-                    int T, int nheads, int hd, int rope, cudaStream_t s) {
+                    int T, int nheads, int hd, int group, int rope, cudaStream_t s) {
     DISPATCH(bf, heads_to_tok_kernel, blocks_for((size_t)B * T * nheads * (hd / 2), 256), 256, s, tok,
-             heads, cos, sin, B, T, nheads, hd, rope);
+             heads, cos, sin, B, T, nheads, hd, group, rope);
 }
 
 /* ---- causal softmax ---------------------------------------------------------------- */
 
 static int row_threads(int n) { return n >= 1024 ? 256 : (n >= 256 ? 128 : 32); }
 
-// one block per row of (rows, T); only j <= t is read. In place: every element is
-// read in the first two passes (block reductions order them) and then read and
-// written by the same thread in the third.
+// one block per row of stride T; only j <= t is read, only j < jend written. In
+// place: every element is read in the first two passes (block reductions order
+// them) and then read and written by the same thread in the third.
 template <typename T>
-__global__ void softmax_fwd_kernel(void *SPv, float *lse, int T_) {
+__global__ void softmax_fwd_kernel(void *SPv, float *lse, int T_, int group, int Tc) {
     size_t row = blockIdx.x;
-    int t = (int)(row % T_);
+    int t = (int)((row / group) % T_), jend = (t / Tc + 1) * Tc;
     T *sp = (T *)SPv + row * T_;
     float mx = -INFINITY;
     for (int j = threadIdx.x; j <= t; j += blockDim.x) mx = fmaxf(mx, ld(sp, j));
@@ -219,24 +224,24 @@ __global__ void softmax_fwd_kernel(void *SPv, float *lse, int T_) {
     for (int j = threadIdx.x; j <= t; j += blockDim.x) sum += expf(ld(sp, j) - mx);
     sum = block_sum(sum);
     float inv = 1.0f / sum;
-    for (int j = threadIdx.x; j < T_; j += blockDim.x) st(sp, j, j <= t ? expf(ld(sp, j) - mx) * inv : 0.f);
+    for (int j = threadIdx.x; j < jend; j += blockDim.x) st(sp, j, j <= t ? expf(ld(sp, j) - mx) * inv : 0.f);
     if (threadIdx.x == 0) lse[row] = mx + logf(sum);
 }
 
-void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, cudaStream_t s) {
-    DISPATCH(bf, softmax_fwd_kernel, (unsigned)rows, row_threads(T), s, SP, lse, T);
+void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, int group, int Tc, cudaStream_t s) {
+    DISPATCH(bf, softmax_fwd_kernel, (unsigned)rows, row_threads(T), s, SP, lse, T, group, Tc);
 }
 
 // P recomputed from S and lse; dS = P (dP - rowsum(P dP)); both in place
 template <typename T>
-__global__ void softmax_bwd_kernel(void *SPv, void *dPSv, const float *lse, int T_) {
+__global__ void softmax_bwd_kernel(void *SPv, void *dPSv, const float *lse, int T_, int group, int Tc) {
     size_t row = blockIdx.x;
-    int t = (int)(row % T_);
+    int t = (int)((row / group) % T_), jend = (t / Tc + 1) * Tc;
     T *sp = (T *)SPv + row * T_, *dps = (T *)dPSv + row * T_;
     float l = lse[row], dot = 0.f;
     for (int j = threadIdx.x; j <= t; j += blockDim.x) dot += expf(ld(sp, j) - l) * ld(dps, j);
     dot = block_sum(dot);
-    for (int j = threadIdx.x; j < T_; j += blockDim.x) {
+    for (int j = threadIdx.x; j < jend; j += blockDim.x) {
         float p = j <= t ? expf(ld(sp, j) - l) : 0.f;
         float ds = j <= t ? p * (ld(dps, j) - dot) : 0.f;
         st(sp, j, p);
@@ -244,8 +249,9 @@ __global__ void softmax_bwd_kernel(void *SPv, void *dPSv, const float *lse, int 
     }
 }
 
-void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, cudaStream_t s) {
-    DISPATCH(bf, softmax_bwd_kernel, (unsigned)rows, row_threads(T), s, SP, dPS, lse, T);
+void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, int group, int Tc,
+                   cudaStream_t s) {
+    DISPATCH(bf, softmax_bwd_kernel, (unsigned)rows, row_threads(T), s, SP, dPS, lse, T, group, Tc);
 }
 
 /* ---- SwiGLU ------------------------------------------------------------------------ */

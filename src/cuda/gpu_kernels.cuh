@@ -23,22 +23,31 @@ void k_rmsnorm_bwd(int bf, void *dx, const void *dres, const void *dout, const v
 void k_add_bias(int bf, void *out, const float *bias, int N, int m, cudaStream_t s);
 /* out = a + b, n elements (out may alias a or b) */
 void k_add(int bf, void *out, const void *a, const void *b, size_t n, cudaStream_t s);
-/* heads (B, nheads, T, hd) = tok (B*T, nheads*hd), rotated by RoPE at position t
- * when rope (HF rotate-half: pairs (j, j + hd/2)) */
+/* Attention layout: heads (B, nheads / group, T, group, hd): for each group of
+ * `group` consecutive heads (the query heads sharing one kv head; group 1 for k, v),
+ * rows ordered by position then head, so a group's queries form one (T * group, hd)
+ * matrix whose first c * group rows are positions < c (block-causal chunks).
+ * group 1 is the plain (B, nheads, T, hd).
+ * heads = tok (B*T, nheads*hd), rotated by RoPE at position t when rope (HF
+ * rotate-half: pairs (j, j + hd/2)) */
 void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cos, const float *sin, int B,
-                    int T, int nheads, int hd, int rope, cudaStream_t s);
-/* tok (B*T, nheads*hd) = heads (B, nheads, T, hd), rotated by the inverse RoPE
- * (the transpose of the rotation: the backward) when rope */
+                    int T, int nheads, int hd, int group, int rope, cudaStream_t s);
+/* tok (B*T, nheads*hd) = heads, rotated by the inverse RoPE (the transpose of the
+ * rotation: the backward) when rope */
 void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cos, const float *sin, int B,
-                    int T, int nheads, int hd, int rope, cudaStream_t s);
-/* Attention scores and probabilities are activation-typed (rows, T) buffers,
- * rows = B * nh * T, position t = row % T; only j <= t is read.
- * forward: SP holds the scaled scores S on entry and the causal softmax P on exit
- * (zeros above the diagonal, in place); lse (rows) float. */
-void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, cudaStream_t s);
+                    int T, int nheads, int hd, int group, int rope, cudaStream_t s);
+/* Attention scores and probabilities: activation-typed rows of stride T, rows =
+ * B * nh * T in the layout above, row R at position t = (R / group) % T. The row
+ * is causal (j <= t is read) and block-causal: only columns below the end of t's
+ * chunk, jend = (t / Tc + 1) * Tc, are written (zeros for t < j < jend); columns
+ * from jend on are neither read nor written (the chunked GEMMs never touch them).
+ * forward: SP holds the scaled scores S on entry and the softmax P on exit (in
+ * place); lse (rows) float. */
+void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, int group, int Tc, cudaStream_t s);
 /* backward, in place: SP holds S, dPS holds dP = dY V^T on entry; on exit
- * SP = P = exp(S - lse) and dPS = dS = P (dP - rowsum(P dP)) (zeros above the diagonal) */
-void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, cudaStream_t s);
+ * SP = P = exp(S - lse) and dPS = dS = P (dP - rowsum(P dP)) */
+void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, int group, int Tc,
+                   cudaStream_t s);
 /* act = silu(g) * u, n elements */
 void k_swiglu_fwd(int bf, void *act, const void *g, const void *u, size_t n, cudaStream_t s);
 /* from dact (in dg): dg = dact * u * silu'(g), du = dact * silu(g) */

@@ -3,10 +3,11 @@
  * tensor / data-parallel collectives.
  *
  * Layouts (row-major, N = B * T tokens, qd = nh * hd, kd = nkv * hd, local counts):
- *   token-major activations (N, C); attention operands head-major (B, nh, T, hd),
- *   so that for the kv head g of batch row b the `group` = nh / nkv query heads
- *   sharing it form one contiguous (group * T, hd) matrix and GQA attention is a
- *   single strided-batched GEMM over B * nkv (K^T sums the group in dK for free).
+ *   token-major activations (N, C); attention operands head-major, queries as
+ *   (B, nkv, T, group, hd) so that the `group` = nh / nkv query heads sharing kv
+ *   head g of batch row b form one contiguous (T * group, hd) matrix, in position
+ *   order: GQA attention is strided-batched GEMMs over B * nkv (the K dimension of
+ *   dK = dS^T Q sums the group for free), cut into block-causal chunks.
  *   Attention scores S (B, nh, T, T) are activation-typed (bf16 in bf16 mode, as
  *   HF's eager attention; softmax math in float32) and turned into P in place;
  *   only lse is kept per layer and P is recomputed in backward.
@@ -539,10 +540,14 @@ static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const vo
     return AIL_OK;
 }
 
-/* Per (batch row b, kv head g): the group's queries Q (group*T, hd), K, V (T, hd),
- * scores S (group*T, T). Strides of the batched GEMMs over i = b * nkv + g. */
+/* Attention, per (batch row b, kv head g), i = b * nkv + g the GEMM batch index:
+ * the group's queries Q (T * group, hd) in (position, head) row order, K, V (T, hd),
+ * scores S (T * group, T) with row stride T. Block-causal: positions split into C
+ * chunks of Tc; chunk c's query rows [c Tc group, (c+1) Tc group) only meet keys
+ * [0, (c+1) Tc), so each GEMM runs per chunk over that trapezoid and skips
+ * (C - 1) / (2 C) of the T x T work and traffic (the softmax masks the rest). */
 typedef struct {
-    int group, batch;
+    int group, batch, C, Tc;
     long long sq, sk, ss;
     float scale;
 } AttnDims;
@@ -550,18 +555,52 @@ typedef struct {
 static AttnDims attn_dims(const GpuModel *M) {
     AttnDims d;
     d.group = M->nh / M->nkv, d.batch = M->B * M->nkv;
+    // more chunks skip more of the masked half ((C - 1) / 2C) but make smaller GEMMs
+    int T = M->T;
+    d.C = T % 8 == 0 && T >= 1024 ? 8 : T % 4 == 0 && T >= 32 ? 4 : T % 2 == 0 && T >= 16 ? 2 : 1;
+    d.Tc = M->T / d.C;
     d.sq = (long long)d.group * M->T * M->hd, d.sk = (long long)M->T * M->hd;
     d.ss = (long long)d.group * M->T * M->T;
     d.scale = (float)(1.0 / sqrt((double)M->hd));
     return d;
 }
 
-/* S = scale Q K^T, in the activation type: bf16 scores as HF's eager attention
- * (float32 accumulation inside the GEMM); softmax then runs in float32 */
-static int attn_scores(GpuModel *M, const AttnDims *d, const void *q, const void *k) {
-    int T = M->T, hd = M->hd;
-    return gemm_batched(M, 0, 1, d->group * T, T, hd, d->scale, q, M->dt, hd, d->sq, k, M->dt, hd, d->sk, 0.f,
-                        M->S, M->dt, T, d->ss, d->batch);
+/* row offset (elements) of chunk c in Q-like (ld hd) and S-like (ld T) buffers */
+static size_t qrow(const GpuModel *M, const AttnDims *d, int c) { return (size_t)c * d->Tc * d->group * M->hd; }
+static size_t srow(const GpuModel *M, const AttnDims *d, int c) { return (size_t)c * d->Tc * d->group * M->T; }
+
+/* X (T group, T) = alpha A (T group, hd) Bk^T over the trapezoid: S = scale Q K^T or
+ * dP = dY V^T, written in the activation type (bf16 scores as HF's eager
+ * attention; float32 accumulation inside the GEMM, softmax in float32) */
+static int attn_qk(GpuModel *M, const AttnDims *d, float alpha, const void *A, const void *Bk, void *X) {
+    int hd = M->hd, T = M->T, mc = d->Tc * d->group;
+    for (int c = 0; c < d->C; c++)
+        AIL_CHECK(gemm_batched(M, 0, 1, mc, (c + 1) * d->Tc, hd, alpha, at((void *)A, qrow(M, d, c), M->es), M->dt,
+                               hd, d->sq, Bk, M->dt, hd, d->sk, 0.f, at(X, srow(M, d, c), M->es), M->dt, T, d->ss,
+                               d->batch));
+    return AIL_OK;
+}
+
+/* Y (T group, hd) = alpha X (T group, T) Bv (T, hd) over the trapezoid: Y = P V, dQ = scale dS K */
+static int attn_xv(GpuModel *M, const AttnDims *d, float alpha, const void *X, const void *Bv, void *Y) {
+    int hd = M->hd, T = M->T, mc = d->Tc * d->group;
+    for (int c = 0; c < d->C; c++)
+        AIL_CHECK(gemm_batched(M, 0, 0, mc, hd, (c + 1) * d->Tc, alpha, at((void *)X, srow(M, d, c), M->es), M->dt,
+                               T, d->ss, Bv, M->dt, hd, d->sk, 0.f, at(Y, qrow(M, d, c), M->es), M->dt, hd, d->sq,
+                               d->batch));
+    return AIL_OK;
+}
+
+/* Z (T, hd) = alpha X^T (T, T group) A (T group, hd): dV = P^T dY, dK = scale dS^T Q.
+ * The last chunk covers every key and goes first with beta 0; the others add to
+ * their key prefix. The K dimension runs over the group: the GQA sum. */
+static int attn_xtq(GpuModel *M, const AttnDims *d, float alpha, const void *X, const void *A, void *Z) {
+    int hd = M->hd, T = M->T, mc = d->Tc * d->group;
+    for (int c = d->C - 1; c >= 0; c--)
+        AIL_CHECK(gemm_batched(M, 1, 0, (c + 1) * d->Tc, hd, mc, alpha, at((void *)X, srow(M, d, c), M->es), M->dt,
+                               T, d->ss, at((void *)A, qrow(M, d, c), M->es), M->dt, hd, d->sq,
+                               c == d->C - 1 ? 0.f : 1.f, Z, M->dt, hd, d->sk, d->batch));
+    return AIL_OK;
 }
 
 static int attention_fwd(GpuModel *M, int l, void *y) {
@@ -569,14 +608,12 @@ static int attention_fwd(GpuModel *M, int l, void *y) {
     const void *q = at(M->qh, qo, M->es), *k = at(M->kh, ko, M->es), *v = at(M->vh, ko, M->es);
     float *lse = M->lse + (size_t)l * M->N * M->nh;
     AttnDims d = attn_dims(M);
-    int T = M->T, hd = M->hd;
     long rows = (long)M->N * M->nh;
-    AIL_CHECK(attn_scores(M, &d, q, k));
-    k_softmax_fwd(M->bf, M->S, lse, rows, T, M->st);  // S -> P in place
+    AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));
+    k_softmax_fwd(M->bf, M->S, lse, rows, M->T, d.group, d.Tc, M->st);  // S -> P in place
     KCHECK();
-    AIL_CHECK(gemm_batched(M, 0, 0, d.group * T, hd, T, 1.f, M->S, M->dt, T, d.ss, v, M->dt, hd, d.sk, 0.f, M->yh,
-                           M->dt, hd, d.sq, d.batch));  // yh = P V
-    k_heads_to_tok(M->bf, y, M->yh, NULL, NULL, M->B, T, M->nh, hd, 0, M->st);
+    AIL_CHECK(attn_xv(M, &d, 1.f, M->S, v, M->yh));  // yh = P V
+    k_heads_to_tok(M->bf, y, M->yh, NULL, NULL, M->B, M->T, M->nh, M->hd, d.group, 0, M->st);
     KCHECK();
     return AIL_OK;
 }
@@ -613,9 +650,11 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
         AIL_CHECK(column_fwd(M, l, GPU_LIN_Q, h1, M->qtok, qd, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_K, h1, M->ktok, kd, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_V, h1, M->vtok, kd, H));
-        k_tok_to_heads(M->bf, at(M->qh, o * qd, es), M->qtok, M->rope_cos, M->rope_sin, M->B, T, nh, hd, 1, M->st);
-        k_tok_to_heads(M->bf, at(M->kh, o * kd, es), M->ktok, M->rope_cos, M->rope_sin, M->B, T, nkv, hd, 1, M->st);
-        k_tok_to_heads(M->bf, at(M->vh, o * kd, es), M->vtok, NULL, NULL, M->B, T, nkv, hd, 0, M->st);
+        int group = nh / nkv;
+        k_tok_to_heads(M->bf, at(M->qh, o * qd, es), M->qtok, M->rope_cos, M->rope_sin, M->B, T, nh, hd, group, 1,
+                       M->st);
+        k_tok_to_heads(M->bf, at(M->kh, o * kd, es), M->ktok, M->rope_cos, M->rope_sin, M->B, T, nkv, hd, 1, 1, M->st);
+        k_tok_to_heads(M->bf, at(M->vh, o * kd, es), M->vtok, NULL, NULL, M->B, T, nkv, hd, 1, 0, M->st);
         KCHECK();
         AIL_CHECK(attention_fwd(M, l, y));
         AIL_CHECK(row_fwd(M, l, GPU_LIN_O, y, qd, x, xm));
@@ -674,26 +713,19 @@ static int attention_bwd(GpuModel *M, int l, void *dq, void *dk, void *dv) {
     int T = M->T, hd = M->hd, B = M->B;
     long rows = (long)M->N * M->nh;
     void *dyh = M->yh;  // the forward's head-major scratch
-    k_tok_to_heads(M->bf, dyh, M->dy, NULL, NULL, B, T, M->nh, hd, 0, M->st);
+    k_tok_to_heads(M->bf, dyh, M->dy, NULL, NULL, B, T, M->nh, hd, d.group, 0, M->st);
     KCHECK();
-    AIL_CHECK(attn_scores(M, &d, q, k));
-    // dP = dY V^T
-    AIL_CHECK(gemm_batched(M, 0, 1, d.group * T, T, hd, 1.f, dyh, M->dt, hd, d.sq, v, M->dt, hd, d.sk, 0.f, M->dP,
-                           M->dt, T, d.ss, d.batch));
-    k_softmax_bwd(M->bf, M->S, M->dP, lse, rows, T, M->st);  // S -> P, dP -> dS in place
+    AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));  // S again (not stored per layer)
+    AIL_CHECK(attn_qk(M, &d, 1.f, dyh, v, M->dP));   // dP = dY V^T
+    k_softmax_bwd(M->bf, M->S, M->dP, lse, rows, T, d.group, d.Tc, M->st);  // S -> P, dP -> dS in place
     KCHECK();
     const void *P = M->S, *dS = M->dP;
-    // dV = P^T dY: the K dimension runs over the whole group (GQA sum)
-    AIL_CHECK(gemm_batched(M, 1, 0, T, hd, d.group * T, 1.f, P, M->dt, T, d.ss, dyh, M->dt, hd, d.sq, 0.f, M->dvh,
-                           M->dt, hd, d.sk, d.batch));
-    // dQ = scale dS K;  dK = scale dS^T Q
-    AIL_CHECK(gemm_batched(M, 0, 0, d.group * T, hd, T, d.scale, dS, M->dt, T, d.ss, k, M->dt, hd, d.sk, 0.f,
-                           M->dqh, M->dt, hd, d.sq, d.batch));
-    AIL_CHECK(gemm_batched(M, 1, 0, T, hd, d.group * T, d.scale, dS, M->dt, T, d.ss, q, M->dt, hd, d.sq, 0.f,
-                           M->dkh, M->dt, hd, d.sk, d.batch));
-    k_heads_to_tok(M->bf, dq, M->dqh, M->rope_cos, M->rope_sin, B, T, M->nh, hd, 1, M->st);
-    k_heads_to_tok(M->bf, dk, M->dkh, M->rope_cos, M->rope_sin, B, T, M->nkv, hd, 1, M->st);
-    k_heads_to_tok(M->bf, dv, M->dvh, NULL, NULL, B, T, M->nkv, hd, 0, M->st);
+    AIL_CHECK(attn_xtq(M, &d, 1.f, P, dyh, M->dvh));       // dV = P^T dY
+    AIL_CHECK(attn_xv(M, &d, d.scale, dS, k, M->dqh));     // dQ = scale dS K
+    AIL_CHECK(attn_xtq(M, &d, d.scale, dS, q, M->dkh));    // dK = scale dS^T Q
+    k_heads_to_tok(M->bf, dq, M->dqh, M->rope_cos, M->rope_sin, B, T, M->nh, hd, d.group, 1, M->st);
+    k_heads_to_tok(M->bf, dk, M->dkh, M->rope_cos, M->rope_sin, B, T, M->nkv, hd, 1, 1, M->st);
+    k_heads_to_tok(M->bf, dv, M->dvh, NULL, NULL, B, T, M->nkv, hd, 1, 0, M->st);
     KCHECK();
     return AIL_OK;
 }

@@ -210,13 +210,13 @@ void k_add(int bf, void *out, const void *a, const void *b, size_t n, cudaStream
 }
 
 static void transpose_rope(int bf, void *dst, const void *src, const float *cs, const float *sn, int B, int T,
-                           int nheads, int hd, int rope, int to_heads) {
+                           int nheads, int hd, int group, int rope, int to_heads) {
     int half = hd / 2;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < nheads; h++) {
                 size_t tok = ((size_t)b * T + t) * nheads * hd + (size_t)h * hd;
-                size_t head = (((size_t)b * nheads + h) * T + t) * hd;
+                size_t head = (((size_t)b * (nheads / group) + h / group) * T + t) * (size_t)group * hd + (size_t)(h % group) * hd;
                 size_t in = to_heads ? tok : head, out = to_heads ? head : tok;
                 for (int j = 0; j < half; j++) {
                     float a = ldv(bf, src, in + j), c = ldv(bf, src, in + j + half);
@@ -233,34 +233,34 @@ static void transpose_rope(int bf, void *dst, const void *src, const float *cs, 
 }
 
 void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cs, const float *sn, int B, int T,
-                    int nheads, int hd, int rope, cudaStream_t) {
-    transpose_rope(bf, heads, tok, cs, sn, B, T, nheads, hd, rope, 1);
+                    int nheads, int hd, int group, int rope, cudaStream_t) {
+    transpose_rope(bf, heads, tok, cs, sn, B, T, nheads, hd, group, rope, 1);
 }
 
 void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cs, const float *sn, int B, int T,
-                    int nheads, int hd, int rope, cudaStream_t) {
-    transpose_rope(bf, tok, heads, cs, sn, B, T, nheads, hd, rope, 0);
+                    int nheads, int hd, int group, int rope, cudaStream_t) {
+    transpose_rope(bf, tok, heads, cs, sn, B, T, nheads, hd, group, rope, 0);
 }
 
-void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, cudaStream_t) {
+void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, int group, int Tc, cudaStream_t) {
     for (long r = 0; r < rows; r++) {
-        int t = (int)(r % T);
+        int t = (int)((r / group) % T), jend = (t / Tc + 1) * Tc;
         size_t o = (size_t)r * T;
         float mx = -INFINITY, sum = 0.f;
         for (int j = 0; j <= t; j++) mx = fmaxf(mx, ldv(bf, SP, o + j));
         for (int j = 0; j <= t; j++) sum += expf(ldv(bf, SP, o + j) - mx);
-        for (int j = 0; j < T; j++) stv(bf, SP, o + j, j <= t ? expf(ldv(bf, SP, o + j) - mx) * (1.0f / sum) : 0.f);
+        for (int j = 0; j < jend; j++) stv(bf, SP, o + j, j <= t ? expf(ldv(bf, SP, o + j) - mx) * (1.0f / sum) : 0.f);
         lse[r] = mx + logf(sum);
     }
 }
 
-void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, cudaStream_t) {
+void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, int group, int Tc, cudaStream_t) {
     for (long r = 0; r < rows; r++) {
-        int t = (int)(r % T);
+        int t = (int)((r / group) % T), jend = (t / Tc + 1) * Tc;
         size_t o = (size_t)r * T;
         float dot = 0.f;
         for (int j = 0; j <= t; j++) dot += expf(ldv(bf, SP, o + j) - lse[r]) * ldv(bf, dPS, o + j);
-        for (int j = 0; j < T; j++) {
+        for (int j = 0; j < jend; j++) {
             float p = j <= t ? expf(ldv(bf, SP, o + j) - lse[r]) : 0.f;
             float ds = j <= t ? p * (ldv(bf, dPS, o + j) - dot) : 0.f;
             stv(bf, SP, o + j, p);
