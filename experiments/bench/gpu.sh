@@ -102,6 +102,11 @@ if [ -x "$BIN/gpu_bench" ]; then  # longer sequences: attention's T x T scores w
 fi
 run "$PLOG" 150 "torch_gpu_lora 4x2048" python3 experiments/bench/torch_gpu_lora.py 4 2048 8 2 16
 
+# ablation: attention without the block-causal chunks (full T x T GEMMs), time permitting
+if [ -x "$BIN/gpu_bench" ] && [ $(($(date +%s) - start)) -lt 240 ]; then
+    AILORA_GPU_ATTN_CHUNKS=1 run "$PLOG" 100 "gpu_bench 8x1024 chunks=1" "$BIN/gpu_bench" 8 1024 6 2 16 bf16 qv
+fi
+
 # ---- the cuSOLVER SVD check (another engineer's script), if present
 if [ -f experiments/bench/gpu_svd.sh ]; then
     { stage gpu_svd; } >>"$PLOG"
@@ -124,7 +129,8 @@ result_of() {  # the RESULT line of one stage of bench.log (empty if it has none
 {
     echo
     echo "headline (MFU = FLOPs / step time / 989 TFLOP/s, FLOPs per step as in include/ailora/gpu.h):"
-    for st in "gpu_bench 8x1024" "torch_gpu_lora 8x1024" "gpu_bench 4x2048" "torch_gpu_lora 4x2048"; do
+    for st in "gpu_bench 8x1024" "torch_gpu_lora 8x1024" "gpu_bench 4x2048" "torch_gpu_lora 4x2048" \
+        "gpu_bench 8x1024 chunks=1"; do
         echo "$st: $(result_of "$st")"
     done
     for cfg in 8x1024 4x2048; do

@@ -35,6 +35,9 @@
  * resident; per step only tokens/labels go up and the loss (and the gradient
  * norm) come down. gpu_forward synchronizes once (for the loss).
  *
+ * Environment: AILORA_GPU_ATTN_CHUNKS=C sets the number of block-causal chunks of
+ * the attention GEMMs (default: 8 for T >= 1024, else 4, 2 or 1; it must divide T).
+ *
  * MFU convention (experiments/bench/gpu_bench): FLOPs per step
  *   = N * [ 4 * P_lin                    frozen linears: forward + input gradient
  *           + 6 * P_lora                 adapters: forward, input grad, weight grad

@@ -78,6 +78,7 @@ typedef struct {
 
 struct GpuModel {
     int H, I, V, L, nh, nkv, hd, B, T, N, rmax, tp_size, tp_rank, bf;
+    int chunks;              /* block-causal attention chunks requested (0: automatic) */
     float eps;
     size_t es;               /* bytes of an activation element */
     cudaDataType_t dt;       /* CUDA_R_32F or CUDA_R_16BF */
@@ -303,6 +304,8 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     m->B = B, m->T = T, m->N = B * T, m->eps = (float)sp->rms_eps;
     m->tp_size = sp->tp_size < 1 ? 1 : sp->tp_size, m->tp_rank = sp->tp_rank, m->tp = tp;
     m->bf = prec == GPU_BF16;
+    const char *ch = getenv("AILORA_GPU_ATTN_CHUNKS");
+    m->chunks = ch ? atoi(ch) : 0;
     m->es = m->bf ? sizeof(__nv_bfloat16) : sizeof(float);
     m->dt = m->bf ? CUDA_R_16BF : CUDA_R_32F;
     int H = m->H, I = m->I, V = m->V, L = m->L, nh = m->nh, nkv = m->nkv, hd = m->hd, N = m->N;
@@ -558,6 +561,7 @@ static AttnDims attn_dims(const GpuModel *M) {
     // more chunks skip more of the masked half ((C - 1) / 2C) but make smaller GEMMs
     int T = M->T;
     d.C = T % 8 == 0 && T >= 1024 ? 8 : T % 4 == 0 && T >= 32 ? 4 : T % 2 == 0 && T >= 16 ? 2 : 1;
+    if (M->chunks > 0 && T % M->chunks == 0) d.C = M->chunks;  // AILORA_GPU_ATTN_CHUNKS
     d.Tc = M->T / d.C;
     d.sq = (long long)d.group * M->T * M->hd, d.sk = (long long)M->T * M->hd;
     d.ss = (long long)d.group * M->T * M->T;
