@@ -117,8 +117,8 @@ fi
 
 # ---- memcheck of the parity test (out-of-bounds / misaligned accesses), time permitting
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -x "$SAN" ] && [ -x "$BIN/test_gpu_train" ] && [ $(($(date +%s) - start)) -lt 300 ]; then
-    run "$TLOG" 120 "memcheck test_gpu_train" "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 \
+if [ -x "$SAN" ] && [ -x "$BIN/test_gpu_train" ] && [ $(($(date +%s) - start)) -lt 280 ]; then
+    run "$TLOG" 100 "memcheck test_gpu_train" "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 \
         "$BIN/test_gpu_train" tests/reference/gpu_tiny.bin
 fi
 
