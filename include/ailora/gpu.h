@@ -15,9 +15,11 @@
  *   GPU_FP32  everything float32; cuBLAS with CUBLAS_COMPUTE_32F, TF32 off.
  *   GPU_BF16  base weights, activations and activation gradients in bfloat16;
  *             every GEMM accumulates in float32 (CUBLAS_COMPUTE_32F); RMSNorm,
- *             RoPE, softmax (attention scores are float32), SwiGLU and the
- *             cross entropy (float32 logits) compute in float32 inside the
- *             kernels and round once on store. Norm weights and RoPE tables stay
+ *             RoPE, softmax, SwiGLU and the cross entropy (float32 logits)
+ *             compute in float32 inside the kernels and round once on store;
+ *             attention scores S = q k^T / sqrt(hd) and dP are stored in
+ *             bfloat16, as HF's eager attention does (the softmax reads them
+ *             into float32). Norm weights and RoPE tables stay
  *             float32. Adapters: float32 master A, B, gradients and AdamW
  *             moments; the adapter GEMMs read bfloat16 copies of A and B
  *             (refreshed by every AdamW step and upload) and bfloat16 t = x A^T,
@@ -35,6 +37,9 @@
  * resident; per step only tokens/labels go up and the loss (and the gradient
  * norm) come down. gpu_forward synchronizes once (for the loss).
  *
+ * Environment: AILORA_GPU_ATTN_CHUNKS=C sets the number of block-causal chunks of
+ * the attention GEMMs (default: 8 for T >= 1024, else 4, 2 or 1; it must divide T).
+ *
  * MFU convention (experiments/bench/gpu_bench): FLOPs per step
  *   = N * [ 4 * P_lin                    frozen linears: forward + input gradient
  *           + 6 * P_lora                 adapters: forward, input grad, weight grad
@@ -44,6 +49,12 @@
  * with N = B * T tokens, P_lin = L * (sum of the 7 linear weights), P_lora = the
  * adapter parameters; divided by the step time and the H200 dense bf16 peak of
  * 989 TFLOP/s. (The recomputed QK^T of the backward is not counted.)
+ *
+ * Typical step (every rank):  gpu_zero_grads; gpu_forward; gpu_backward(1 / global
+ * scored count); gpu_grads_allreduce(dp); gpu_grad_norm; gpu_adamw_step.
+ * From a CPU Llama (llama.h, tp 1): spec.layers[l].w[i] = llm->layers[l].w[i],
+ * lora[i] = {ad->m, ad->n, ad->r, ad->scale, ad->A, ad->B} of llm->layers[l].lora[i]
+ * (r = 0 where NULL), rope tables, embed, final_norm, lm_head as they are.
  */
 #ifndef AILORA_GPU_H
 #define AILORA_GPU_H
@@ -71,10 +82,13 @@ int gpu_select_device(int local_rank);
 /* NCCL unique id (rank 0 creates it, the caller broadcasts it over MPI). Without
  * NCCL the id is zeros, usable only for one-rank communicators. */
 int gpu_nccl_unique_id(unsigned char id[128]);
-/* Collective over the nranks callers. nranks 1 needs no NCCL (id ignored). */
+/* Collective over the nranks callers, each after gpu_select_device (NCCL binds
+ * the communicator to the current device). nranks 1 needs no NCCL (id ignored). */
 int gpu_comm_create(const unsigned char id[128], int nranks, int rank, GpuComm **comm);
 void gpu_comm_free(GpuComm *comm);
 int gpu_comm_size(const GpuComm *comm);
+/* 1 when built with NCCL (AILORA_HAVE_NCCL): communicators of any size. */
+int gpu_have_nccl(void);
 
 /* One adapter of this rank (shard): A (r, n), B (m, r) host float32, row-major,
  * with the local m, n of the module; scale = alpha / r. r = 0: not adapted. */

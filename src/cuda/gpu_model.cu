@@ -1,0 +1,878 @@
+/* gpu_model.cu - the CUDA training backend (see gpu.h): model upload, forward,
+ * hand-written backward mirroring src/llama.c, AdamW as src/optim.c, and the
+ * tensor / data-parallel collectives.
+ *
+ * Layouts (row-major, N = B * T tokens, qd = nh * hd, kd = nkv * hd, local counts):
+ *   token-major activations (N, C); attention operands head-major, queries as
+ *   (B, nkv, T, group, hd) so that the `group` = nh / nkv query heads sharing kv
+ *   head g of batch row b form one contiguous (T * group, hd) matrix, in position
+ *   order: GQA attention is strided-batched GEMMs over B * nkv (the K dimension of
+ *   dK = dS^T Q sums the group for free), cut into block-causal chunks.
+ *   Attention scores S (B, nh, T, T) are activation-typed (bf16 in bf16 mode, as
+ *   HF's eager attention; softmax math in float32) and turned into P in place;
+ *   only lse is kept per layer and P is recomputed in backward.
+ * Adapters: all A, B in one float32 array (params, grads, two moments), ordered
+ *   region 0: column-parallel B, row-parallel A     (sharded over tp)
+ *   region 1: column-parallel A                      (replicated; grads summed over tp)
+ *   region 2: row-parallel B                         (replicated, grads identical)
+ * so the tp gradient sum and the tp-aware norm are one call each.
+ * cuBLAS is column-major: a row-major C (M, N) = op(A) op(B) is computed as the
+ * column-major C^T = op(B)^T op(A)^T (gemm() below).
+ */
+extern "C" {
+#include "ailora/error.h"
+}
+#include "ailora/gpu.h"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef AILORA_HAVE_NCCL
+#include <nccl.h>
+#endif
+
+#include "gpu_kernels.cuh"
+
+#define CU(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) return AIL_ERROR(AIL_ERR_LIB, "CUDA: %s (%s)", cudaGetErrorString(e_), #call); \
+    } while (0)
+#define CB(call)                                                                                   \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            return AIL_ERROR(AIL_ERR_LIB, "cuBLAS: %s (%s)", cublasGetStatusString(s_), #call);   \
+    } while (0)
+#ifdef AILORA_HAVE_NCCL
+#define NC(call)                                                                                   \
+    do {                                                                                           \
+        ncclResult_t r_ = (call);                                                                  \
+        if (r_ != ncclSuccess) return AIL_ERROR(AIL_ERR_LIB, "NCCL: %s (%s)", ncclGetErrorString(r_), #call); \
+    } while (0)
+#endif
+#define KCHECK() CU(cudaGetLastError())
+
+struct GpuComm {
+    int nranks, rank;
+#ifdef AILORA_HAVE_NCCL
+    ncclComm_t nccl;
+#endif
+};
+
+typedef struct {
+    int m, n, r;         /* local shape of the module; r = 0: not adapted */
+    float scale;
+    size_t offA, offB;   /* into the flat adapter arrays */
+} Adapter;
+
+typedef struct {
+    float *ln1, *ln2;
+    void *w[GPU_LIN_COUNT];
+    float *bias[3];
+    Adapter ad[GPU_LIN_COUNT];
+} Layer;
+
+struct GpuModel {
+    int H, I, V, L, nh, nkv, hd, B, T, N, rmax, tp_size, tp_rank, bf;
+    int chunks;              /* block-causal attention chunks requested (0: automatic) */
+    float eps;
+    size_t es;               /* bytes of an activation element */
+    cudaDataType_t dt;       /* CUDA_R_32F or CUDA_R_16BF */
+    GpuComm *tp;
+    cudaStream_t st;
+    cublasHandle_t cb;
+    void *ws;                /* cuBLAS workspace */
+    /* frozen weights */
+    void *embed, *lm_head;
+    float *final_norm, *rope_cos, *rope_sin;
+    Layer *layers;
+    /* adapters: float32 master / grads / moments; pc: activation-typed copy (== p in fp32) */
+    float *p, *g, *m1, *m2;
+    void *pc;
+    size_t np, n_region0, n_region01;
+    /* saved activations */
+    void *x, *h1, *qh, *kh, *vh, *y, *xm, *h2, *gg, *uu, *xf, *lora_t;
+    float *rstd1, *rstd2, *rstdf, *lse, *logits;
+    void *dlogits;
+    double *row_loss, *red, *partials;
+    int32_t *tokens, *labels;
+    int32_t *h_tokens, *h_labels;  /* pinned staging */
+    double *h_red;
+    int have_labels;
+    /* scratch: forward and backward */
+    void *qtok, *ktok, *vtok, *yh, *act, *tmp, *S, *dP, *dx, *dh, *dg, *du, *dy, *dqh, *dkh, *dvh, *dtb;
+    float *stage;            /* upload staging (bf16 mode), only during gpu_model_create */
+    /* every device allocation, for gpu_model_free */
+    void **allocs;
+    int nallocs, cap;
+    size_t bytes;
+};
+
+static void *at(void *p, size_t elems, size_t es) { return (char *)p + elems * es; }
+
+/* ---- devices and communicators ------------------------------------------------------ */
+
+int gpu_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();  // clear the sticky "no driver" state
+        return 0;
+    }
+    return n;
+}
+
+int gpu_select_device(int local_rank) {
+    int n = gpu_device_count();
+    if (n == 0) return AIL_ERROR(AIL_ERR_ARG, "no CUDA device visible");
+    CU(cudaSetDevice(local_rank % n));
+    return AIL_OK;
+}
+
+int gpu_nccl_unique_id(unsigned char id[128]) {
+    memset(id, 0, 128);
+#ifdef AILORA_HAVE_NCCL
+    ncclUniqueId u;
+    NC(ncclGetUniqueId(&u));
+    memcpy(id, &u, sizeof u < 128 ? sizeof u : 128);
+#endif
+    return AIL_OK;
+}
+
+int gpu_comm_create(const unsigned char id[128], int nranks, int rank, GpuComm **comm) {
+    *comm = NULL;
+    if (nranks < 1 || rank < 0 || rank >= nranks)
+        return AIL_ERROR(AIL_ERR_ARG, "GPU communicator rank %d of %d", rank, nranks);
+    GpuComm *c = (GpuComm *)calloc(1, sizeof *c);
+    if (!c) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    c->nranks = nranks, c->rank = rank;
+    if (nranks > 1) {
+#ifdef AILORA_HAVE_NCCL
+        ncclUniqueId u;
+        memcpy(&u, id, sizeof u);
+        ncclResult_t r = ncclCommInitRank(&c->nccl, nranks, u, rank);
+        if (r != ncclSuccess) {
+            free(c);
+            return AIL_ERROR(AIL_ERR_LIB, "NCCL: ncclCommInitRank: %s", ncclGetErrorString(r));
+        }
+#else
+        (void)id;
+        free(c);
+        return AIL_ERROR(AIL_ERR_ARG, "%d GPU ranks need NCCL: this build has none (AILORA_HAVE_NCCL)", nranks);
+#endif
+    }
+    *comm = c;
+    return AIL_OK;
+}
+
+void gpu_comm_free(GpuComm *c) {
+    if (!c) return;
+#ifdef AILORA_HAVE_NCCL
+    if (c->nranks > 1) ncclCommDestroy(c->nccl);
+#endif
+    free(c);
+}
+
+int gpu_comm_size(const GpuComm *c) { return c ? c->nranks : 1; }
+
+int gpu_have_nccl(void) {
+#ifdef AILORA_HAVE_NCCL
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* kind: 0 activation type, 1 float, 2 double. A no-op on one rank. */
+static int allreduce(const GpuModel *m, GpuComm *c, void *buf, size_t count, int kind) {
+    if (!c || c->nranks == 1 || count == 0) return AIL_OK;
+#ifdef AILORA_HAVE_NCCL
+    ncclDataType_t t = kind == 2 ? ncclDouble : (kind == 1 || !m->bf ? ncclFloat : ncclBfloat16);
+    NC(ncclAllReduce(buf, buf, count, t, ncclSum, c->nccl, m->st));
+    return AIL_OK;
+#else
+    (void)m, (void)buf, (void)kind;
+    return AIL_ERROR(AIL_ERR_ARG, "collective over %d ranks without NCCL", c->nranks);
+#endif
+}
+
+/* ---- GEMMs -------------------------------------------------------------------------- */
+
+/* Row-major C (M, N) = alpha op(A) op(B) + beta C. op(A) is (M, K): A stored (M, K)
+ * with leading dimension lda, or (K, M) when ta. Same for B: (K, N), or (N, K) when tb. */
+static int gemm(const GpuModel *m, int ta, int tb, int M, int N, int K, float alpha, const void *A,
+                cudaDataType_t at_, int lda, const void *B, cudaDataType_t bt, int ldb, float beta, void *C,
+                cudaDataType_t ct, int ldc) {
+    if (M == 0 || N == 0) return AIL_OK;
+    CB(cublasGemmEx(m->cb, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
+                    bt, ldb, A, at_, lda, &beta, C, ct, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return AIL_OK;
+}
+
+static int gemm_batched(const GpuModel *m, int ta, int tb, int M, int N, int K, float alpha, const void *A,
+                        cudaDataType_t at_, int lda, long long sa, const void *B, cudaDataType_t bt, int ldb,
+                        long long sb, float beta, void *C, cudaDataType_t ct, int ldc, long long sc, int batch) {
+    CB(cublasGemmStridedBatchedEx(m->cb, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
+                                  K, &alpha, B, bt, ldb, sb, A, at_, lda, sa, &beta, C, ct, ldc, sc, batch,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return AIL_OK;
+}
+
+/* out (N, m) = in (N, n) W^T + beta out */
+static int linear_fwd(const GpuModel *M, void *out, const void *in, const void *W, int m, int n, float beta) {
+    return gemm(M, 0, 1, M->N, m, n, 1.f, in, M->dt, n, W, M->dt, n, beta, out, M->dt, m);
+}
+
+/* din (N, n) = alpha dout (N, m) W (m, n) + beta din */
+static int linear_bwd_in(const GpuModel *M, void *din, const void *dout, const void *W, int m, int n,
+                         float alpha, float beta) {
+    return gemm(M, 0, 0, M->N, n, m, alpha, dout, M->dt, m, W, M->dt, n, beta, din, M->dt, n);
+}
+
+static const void *copyA(const GpuModel *M, const Adapter *a) { return at(M->pc, a->offA, M->es); }
+static const void *copyB(const GpuModel *M, const Adapter *a) { return at(M->pc, a->offB, M->es); }
+
+/* t (N, r) = in (N, n) A^T */
+static int lora_t(const GpuModel *M, const Adapter *a, const void *in, void *t) {
+    return gemm(M, 0, 1, M->N, a->r, a->n, 1.f, in, M->dt, a->n, copyA(M, a), M->dt, a->n, 0.f, t, M->dt, a->r);
+}
+
+/* out (N, m) += s t B^T */
+static int lora_out(const GpuModel *M, const Adapter *a, const void *t, void *out) {
+    return gemm(M, 0, 1, M->N, a->m, a->r, a->scale, t, M->dt, a->r, copyB(M, a), M->dt, a->r, 1.f, out, M->dt,
+                a->m);
+}
+
+/* dB += s dout^T t;  dt = s dout B;  dA += dt^T in;  din += dt A (din NULL: skipped) */
+static int lora_bwd(const GpuModel *M, const Adapter *a, const void *in, const void *t, const void *dout,
+                    void *din) {
+    int N = M->N, m = a->m, n = a->n, r = a->r;
+    AIL_CHECK(gemm(M, 1, 0, m, r, N, a->scale, dout, M->dt, m, t, M->dt, r, 1.f, M->g + a->offB, CUDA_R_32F, r));
+    AIL_CHECK(gemm(M, 0, 0, N, r, m, a->scale, dout, M->dt, m, copyB(M, a), M->dt, r, 0.f, M->dtb, M->dt, r));
+    AIL_CHECK(gemm(M, 1, 0, r, n, N, 1.f, M->dtb, M->dt, r, in, M->dt, n, 1.f, M->g + a->offA, CUDA_R_32F, n));
+    if (din) AIL_CHECK(gemm(M, 0, 0, N, n, r, 1.f, M->dtb, M->dt, r, copyA(M, a), M->dt, n, 1.f, din, M->dt, n));
+    return AIL_OK;
+}
+
+/* ---- creation -------------------------------------------------------------------------- */
+
+static int dalloc(GpuModel *m, void **p, size_t bytes) {
+    *p = NULL;
+    if (bytes == 0) bytes = 16;
+    if (m->nallocs == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 256;
+        void **a = (void **)realloc(m->allocs, sizeof *a * (size_t)cap);
+        if (!a) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+        m->allocs = a, m->cap = cap;
+    }
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess)
+        return AIL_ERROR(AIL_ERR_MEM, "cudaMalloc of %zu bytes: %s (%.2f GiB allocated so far)", bytes,
+                         cudaGetErrorString(e), m->bytes / 1073741824.0);
+    m->allocs[m->nallocs++] = *p;
+    m->bytes += bytes;
+    return AIL_OK;
+}
+
+#define DALLOC(ptr, bytes) AIL_CHECK(dalloc(m, (void **)&(ptr), (bytes)))
+
+/* Uploads n floats into an activation-typed device tensor (through stage in bf16 mode).
+ * Everything goes through m->st (non-blocking: the legacy stream would not order it). */
+static int upload_act(GpuModel *m, void *dst, const float *src, size_t n, float *stage) {
+    if (!m->bf) {
+        CU(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyHostToDevice, m->st));
+        return AIL_OK;
+    }
+    CU(cudaMemcpyAsync(stage, src, sizeof(float) * n, cudaMemcpyHostToDevice, m->st));
+    k_from_float(1, dst, stage, n, m->st);
+    KCHECK();
+    CU(cudaStreamSynchronize(m->st));  // stage is reused by the next upload
+    return AIL_OK;
+}
+
+static int upload_f32(GpuModel *m, float **dst, const float *src, size_t n) {
+    DALLOC(*dst, sizeof(float) * n);
+    CU(cudaMemcpyAsync(*dst, src, sizeof(float) * n, cudaMemcpyHostToDevice, m->st));
+    return AIL_OK;
+}
+
+static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B, int T, GpuComm *tp) {
+    m->H = sp->H, m->I = sp->I, m->V = sp->V, m->L = sp->L, m->nh = sp->nh, m->nkv = sp->nkv, m->hd = sp->hd;
+    m->B = B, m->T = T, m->N = B * T, m->eps = (float)sp->rms_eps;
+    m->tp_size = sp->tp_size < 1 ? 1 : sp->tp_size, m->tp_rank = sp->tp_rank, m->tp = tp;
+    m->bf = prec == GPU_BF16;
+    const char *ch = getenv("AILORA_GPU_ATTN_CHUNKS");
+    m->chunks = ch ? atoi(ch) : 0;
+    m->es = m->bf ? sizeof(__nv_bfloat16) : sizeof(float);
+    m->dt = m->bf ? CUDA_R_16BF : CUDA_R_32F;
+    int H = m->H, I = m->I, V = m->V, L = m->L, nh = m->nh, nkv = m->nkv, hd = m->hd, N = m->N;
+    if (prec != GPU_FP32 && prec != GPU_BF16) return AIL_ERROR(AIL_ERR_ARG, "unknown GPU precision %d", (int)prec);
+    if (H <= 0 || I <= 0 || V <= 0 || L <= 0 || nh <= 0 || nkv <= 0 || hd <= 0 || hd % 2 || nh % nkv)
+        return AIL_ERROR(AIL_ERR_ARG, "bad GPU model shape H %d I %d V %d L %d nh %d nkv %d hd %d", H, I, V, L, nh,
+                         nkv, hd);
+    if (B <= 0 || T <= 0 || T > sp->max_pos)
+        return AIL_ERROR(AIL_ERR_ARG, "batch %d x %d does not fit max_pos %d", B, T, sp->max_pos);
+    if (gpu_comm_size(tp) != m->tp_size || m->tp_rank < 0 || m->tp_rank >= m->tp_size ||
+        (tp && tp->rank != m->tp_rank))
+        return AIL_ERROR(AIL_ERR_ARG, "tensor-parallel rank %d of %d does not match its communicator (%d ranks)",
+                         m->tp_rank, m->tp_size, gpu_comm_size(tp));
+    int qd = nh * hd, kd = nkv * hd;
+    const int out[7] = {qd, kd, kd, H, I, I, H}, in[7] = {H, H, H, qd, H, H, I};
+
+    CU(cudaStreamCreateWithFlags(&m->st, cudaStreamNonBlocking));
+    CB(cublasCreate(&m->cb));
+    CB(cublasSetStream(m->cb, m->st));
+    // no TF32: fp32 mode must match the CPU; bf16 GEMMs use tensor cores with COMPUTE_32F anyway
+    CB(cublasSetMathMode(m->cb, m->bf ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
+    size_t ws = (size_t)32 << 20;
+    DALLOC(m->ws, ws);
+    CB(cublasSetWorkspace(m->cb, m->ws, ws));
+
+    // adapters: shapes, ranks, offsets by region
+    m->layers = (Layer *)calloc((size_t)L, sizeof *m->layers);
+    if (!m->layers) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    size_t off = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        for (int l = 0; l < L; l++)
+            for (int i = 0; i < GPU_LIN_COUNT; i++) {
+                const GpuAdapterSpec *as = &sp->layers[l].lora[i];
+                Adapter *a = &m->layers[l].ad[i];
+                if (as->r <= 0) continue;
+                int col = i != GPU_LIN_O && i != GPU_LIN_DOWN;
+                if (pass == 0) {
+                    if (as->m != out[i] || as->n != in[i] || !as->A || !as->B)
+                        return AIL_ERROR(AIL_ERR_ARG, "adapter of layer %d module %d: shape (%d, %d), want (%d, %d)",
+                                         l, i, as->m, as->n, out[i], in[i]);
+                    a->m = as->m, a->n = as->n, a->r = as->r, a->scale = (float)as->scale;
+                    m->rmax = a->r > m->rmax ? a->r : m->rmax;
+                    if (col) a->offB = off, off += (size_t)a->m * a->r;  // sharded
+                    else a->offA = off, off += (size_t)a->r * a->n;
+                } else if (pass == 1 && col) {
+                    a->offA = off, off += (size_t)a->r * a->n;  // replicated, tp-summed
+                } else if (pass == 2 && !col) {
+                    a->offB = off, off += (size_t)a->m * a->r;  // replicated, identical
+                }
+            }
+        if (pass == 0) m->n_region0 = off;
+        if (pass == 1) m->n_region01 = off;
+    }
+    m->np = off;
+    size_t np = m->np ? m->np : 1;
+    DALLOC(m->p, sizeof(float) * np);
+    DALLOC(m->g, sizeof(float) * np);
+    DALLOC(m->m1, sizeof(float) * np);
+    DALLOC(m->m2, sizeof(float) * np);
+    CU(cudaMemsetAsync(m->g, 0, sizeof(float) * np, m->st));
+    CU(cudaMemsetAsync(m->m1, 0, sizeof(float) * np, m->st));
+    CU(cudaMemsetAsync(m->m2, 0, sizeof(float) * np, m->st));
+    if (m->bf) DALLOC(m->pc, m->es * np);
+    else m->pc = m->p;
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < GPU_LIN_COUNT; i++) {
+            const GpuAdapterSpec *as = &sp->layers[l].lora[i];
+            const Adapter *a = &m->layers[l].ad[i];
+            if (!a->r) continue;
+            CU(cudaMemcpyAsync(m->p + a->offA, as->A, sizeof(float) * a->r * a->n, cudaMemcpyHostToDevice, m->st));
+            CU(cudaMemcpyAsync(m->p + a->offB, as->B, sizeof(float) * a->m * a->r, cudaMemcpyHostToDevice, m->st));
+        }
+    if (m->bf) {
+        k_to_bf16(m->pc, m->p, m->np, m->st);
+        KCHECK();
+    }
+
+    // frozen weights
+    size_t big = (size_t)V * H;
+    for (int i = 0; i < GPU_LIN_COUNT; i++) big = (size_t)out[i] * in[i] > big ? (size_t)out[i] * in[i] : big;
+    float *stage = NULL;  // freed at the end of create (or by gpu_model_free on failure)
+    if (m->bf) CU(cudaMalloc((void **)&m->stage, sizeof(float) * big));
+    stage = m->stage;
+    DALLOC(m->embed, m->es * V * H);
+    AIL_CHECK(upload_act(m, m->embed, sp->embed, (size_t)V * H, stage));
+    if (sp->lm_head == sp->embed) m->lm_head = m->embed;
+    else {
+        DALLOC(m->lm_head, m->es * V * H);
+        AIL_CHECK(upload_act(m, m->lm_head, sp->lm_head, (size_t)V * H, stage));
+    }
+    AIL_CHECK(upload_f32(m, &m->final_norm, sp->final_norm, H));
+    AIL_CHECK(upload_f32(m, &m->rope_cos, sp->rope_cos, (size_t)T * (hd / 2)));  // positions < T only
+    AIL_CHECK(upload_f32(m, &m->rope_sin, sp->rope_sin, (size_t)T * (hd / 2)));
+    for (int l = 0; l < L; l++) {
+        const GpuLayerSpec *ls = &sp->layers[l];
+        Layer *ly = &m->layers[l];
+        AIL_CHECK(upload_f32(m, &ly->ln1, ls->ln1, H));
+        AIL_CHECK(upload_f32(m, &ly->ln2, ls->ln2, H));
+        for (int i = 0; i < GPU_LIN_COUNT; i++) {
+            DALLOC(ly->w[i], m->es * out[i] * in[i]);
+            AIL_CHECK(upload_act(m, ly->w[i], ls->w[i], (size_t)out[i] * in[i], stage));
+        }
+        for (int i = 0; i < 3; i++)
+            if (ls->bias[i]) AIL_CHECK(upload_f32(m, &ly->bias[i], ls->bias[i], out[i]));
+    }
+
+    // activations
+    size_t es = m->es, n = (size_t)N, r = (size_t)(m->rmax ? m->rmax : 1), att = n * nh * T;
+    DALLOC(m->x, es * (L + 1) * n * H);
+    DALLOC(m->h1, es * L * n * H);
+    DALLOC(m->qh, es * L * n * qd);
+    DALLOC(m->kh, es * L * n * kd);
+    DALLOC(m->vh, es * L * n * kd);
+    DALLOC(m->y, es * L * n * qd);
+    DALLOC(m->xm, es * L * n * H);
+    DALLOC(m->h2, es * L * n * H);
+    DALLOC(m->gg, es * L * n * I);
+    DALLOC(m->uu, es * L * n * I);
+    DALLOC(m->xf, es * n * H);
+    DALLOC(m->lora_t, es * L * GPU_LIN_COUNT * n * r);
+    DALLOC(m->rstd1, sizeof(float) * L * n);
+    DALLOC(m->rstd2, sizeof(float) * L * n);
+    DALLOC(m->rstdf, sizeof(float) * n);
+    DALLOC(m->lse, sizeof(float) * L * n * nh);
+    DALLOC(m->logits, sizeof(float) * n * V);
+    DALLOC(m->dlogits, es * n * V);
+    DALLOC(m->row_loss, sizeof(double) * n);
+    DALLOC(m->red, sizeof(double) * 4);
+    DALLOC(m->partials, sizeof(double) * 256);
+    DALLOC(m->tokens, sizeof(int32_t) * n);
+    DALLOC(m->labels, sizeof(int32_t) * n);
+    CU(cudaMallocHost((void **)&m->h_tokens, sizeof(int32_t) * n));
+    CU(cudaMallocHost((void **)&m->h_labels, sizeof(int32_t) * n));
+    CU(cudaMallocHost((void **)&m->h_red, sizeof(double) * 4));
+    // scratch (forward buffers are reused by the backward: dq, dk, dv go to qtok, ktok, vtok)
+    DALLOC(m->qtok, es * n * qd);
+    DALLOC(m->ktok, es * n * kd);
+    DALLOC(m->vtok, es * n * kd);
+    DALLOC(m->yh, es * n * qd);
+    DALLOC(m->act, es * L * n * I);  // saved per layer: the backward needs no SwiGLU recompute
+    if (m->tp_size > 1) DALLOC(m->tmp, es * n * H);
+    DALLOC(m->S, es * att);   // scores, then probabilities (in place)
+    DALLOC(m->dP, es * att);  // dP, then dS (in place)
+    DALLOC(m->dx, es * n * H);
+    DALLOC(m->dh, es * n * H);
+    DALLOC(m->dg, es * n * I);
+    DALLOC(m->du, es * n * I);
+    DALLOC(m->dy, es * n * qd);
+    DALLOC(m->dqh, es * n * qd);
+    DALLOC(m->dkh, es * n * kd);
+    DALLOC(m->dvh, es * n * kd);
+    DALLOC(m->dtb, es * n * r);
+    CU(cudaStreamSynchronize(m->st));
+    if (m->stage) cudaFree(m->stage);
+    m->stage = NULL;
+    return AIL_OK;
+}
+
+int gpu_model_create(const GpuModelSpec *spec, GpuPrecision prec, int B, int T, GpuComm *tp, GpuModel **out) {
+    *out = NULL;
+    GpuModel *m = (GpuModel *)calloc(1, sizeof *m);
+    if (!m) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    int rc = create(m, spec, prec, B, T, tp);
+    if (rc != AIL_OK) {
+        gpu_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return AIL_OK;
+}
+
+void gpu_model_free(GpuModel *m) {
+    if (!m) return;
+    if (m->st) cudaStreamSynchronize(m->st);
+    for (int i = 0; i < m->nallocs; i++) cudaFree(m->allocs[i]);
+    if (m->stage) cudaFree(m->stage);
+    free(m->allocs);
+    if (m->h_tokens) cudaFreeHost(m->h_tokens);
+    if (m->h_labels) cudaFreeHost(m->h_labels);
+    if (m->h_red) cudaFreeHost(m->h_red);
+    if (m->cb) cublasDestroy(m->cb);
+    if (m->st) cudaStreamDestroy(m->st);
+    free(m->layers);
+    free(m);
+}
+
+size_t gpu_model_bytes(const GpuModel *m) { return m ? m->bytes : 0; }
+
+/* ---- forward --------------------------------------------------------------------------- */
+
+static int target_of(const int32_t *labels, int n, int T) { return (n % T) + 1 < T ? labels[n + 1] : -100; }
+
+/* out (N, m) = in W^T (+ bias) (+ s (in A^T) B^T): a column-parallel linear */
+static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, int mo, int ni) {
+    Layer *ly = &M->layers[l];
+    AIL_CHECK(linear_fwd(M, out, in, ly->w[lin], mo, ni, 0.f));
+    if (lin <= GPU_LIN_V && ly->bias[lin]) {
+        k_add_bias(M->bf, out, ly->bias[lin], M->N, mo, M->st);
+        KCHECK();
+    }
+    const Adapter *a = &ly->ad[lin];
+    if (!a->r) return AIL_OK;
+    void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
+    AIL_CHECK(lora_t(M, a, in, t));
+    return lora_out(M, a, t, out);
+}
+
+/* res_out (N, H) = res_in + in_loc W_loc^T (+ s t B^T, t = allreduce(in_loc A_loc^T)):
+ * a row-parallel linear added to the residual. The partial products are summed over
+ * tp; the adapter's output is added on tp rank 0 only so the sum counts it once. */
+static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const void *res_in, void *res_out) {
+    Layer *ly = &M->layers[l];
+    const Adapter *a = &ly->ad[lin];
+    int H = M->H;
+    size_t nH = (size_t)M->N * H;
+    void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
+    if (M->tp_size == 1) {
+        CU(cudaMemcpyAsync(res_out, res_in, M->es * nH, cudaMemcpyDeviceToDevice, M->st));
+        AIL_CHECK(linear_fwd(M, res_out, in, ly->w[lin], H, ni, 1.f));
+        if (a->r) {
+            AIL_CHECK(lora_t(M, a, in, t));
+            AIL_CHECK(lora_out(M, a, t, res_out));
+        }
+        return AIL_OK;
+    }
+    AIL_CHECK(linear_fwd(M, M->tmp, in, ly->w[lin], H, ni, 0.f));
+    if (a->r) {
+        AIL_CHECK(lora_t(M, a, in, t));
+        AIL_CHECK(allreduce(M, M->tp, t, (size_t)M->N * a->r, 0));  // t_full: kept for backward's dB
+        if (M->tp_rank == 0) AIL_CHECK(lora_out(M, a, t, M->tmp));
+    }
+    AIL_CHECK(allreduce(M, M->tp, M->tmp, nH, 0));
+    k_add(M->bf, res_out, res_in, M->tmp, nH, M->st);
+    KCHECK();
+    return AIL_OK;
+}
+
+/* Attention, per (batch row b, kv head g), i = b * nkv + g the GEMM batch index:
+ * the group's queries Q (T * group, hd) in (position, head) row order, K, V (T, hd),
+ * scores S (T * group, T) with row stride T. Block-causal: positions split into C
+ * chunks of Tc; chunk c's query rows [c Tc group, (c+1) Tc group) only meet keys
+ * [0, (c+1) Tc), so each GEMM runs per chunk over that trapezoid and skips
+ * (C - 1) / (2 C) of the T x T work and traffic (the softmax masks the rest). */
+typedef struct {
+    int group, batch, C, Tc;
+    long long sq, sk, ss;
+    float scale;
+} AttnDims;
+
+static AttnDims attn_dims(const GpuModel *M) {
+    AttnDims d;
+    d.group = M->nh / M->nkv, d.batch = M->B * M->nkv;
+    // more chunks skip more of the masked half ((C - 1) / 2C) but make smaller GEMMs
+    int T = M->T;
+    d.C = T % 8 == 0 && T >= 1024 ? 8 : T % 4 == 0 && T >= 32 ? 4 : T % 2 == 0 && T >= 16 ? 2 : 1;
+    if (M->chunks > 0 && T % M->chunks == 0) d.C = M->chunks;  // AILORA_GPU_ATTN_CHUNKS
+    d.Tc = M->T / d.C;
+    d.sq = (long long)d.group * M->T * M->hd, d.sk = (long long)M->T * M->hd;
+    d.ss = (long long)d.group * M->T * M->T;
+    d.scale = (float)(1.0 / sqrt((double)M->hd));
+    return d;
+}
+
+/* row offset (elements) of chunk c in Q-like (ld hd) and S-like (ld T) buffers */
+static size_t qrow(const GpuModel *M, const AttnDims *d, int c) { return (size_t)c * d->Tc * d->group * M->hd; }
+static size_t srow(const GpuModel *M, const AttnDims *d, int c) { return (size_t)c * d->Tc * d->group * M->T; }
+
+/* X (T group, T) = alpha A (T group, hd) Bk^T over the trapezoid: S = scale Q K^T or
+ * dP = dY V^T, written in the activation type (bf16 scores as HF's eager
+ * attention; float32 accumulation inside the GEMM, softmax in float32) */
+static int attn_qk(GpuModel *M, const AttnDims *d, float alpha, const void *A, const void *Bk, void *X) {
+    int hd = M->hd, T = M->T, mc = d->Tc * d->group;
+    for (int c = 0; c < d->C; c++)
+        AIL_CHECK(gemm_batched(M, 0, 1, mc, (c + 1) * d->Tc, hd, alpha, at((void *)A, qrow(M, d, c), M->es), M->dt,
+                               hd, d->sq, Bk, M->dt, hd, d->sk, 0.f, at(X, srow(M, d, c), M->es), M->dt, T, d->ss,
+                               d->batch));
+    return AIL_OK;
+}
+
+/* Y (T group, hd) = alpha X (T group, T) Bv (T, hd) over the trapezoid: Y = P V, dQ = scale dS K */
+static int attn_xv(GpuModel *M, const AttnDims *d, float alpha, const void *X, const void *Bv, void *Y) {
+    int hd = M->hd, T = M->T, mc = d->Tc * d->group;
+    for (int c = 0; c < d->C; c++)
+        AIL_CHECK(gemm_batched(M, 0, 0, mc, hd, (c + 1) * d->Tc, alpha, at((void *)X, srow(M, d, c), M->es), M->dt,
+                               T, d->ss, Bv, M->dt, hd, d->sk, 0.f, at(Y, qrow(M, d, c), M->es), M->dt, hd, d->sq,
+                               d->batch));
+    return AIL_OK;
+}
+
+/* Z (T, hd) = alpha X^T (T, T group) A (T group, hd): dV = P^T dY, dK = scale dS^T Q.
+ * The last chunk covers every key and goes first with beta 0; the others add to
+ * their key prefix. The K dimension runs over the group: the GQA sum. */
+static int attn_xtq(GpuModel *M, const AttnDims *d, float alpha, const void *X, const void *A, void *Z) {
+    int hd = M->hd, T = M->T, mc = d->Tc * d->group;
+    for (int c = d->C - 1; c >= 0; c--)
+        AIL_CHECK(gemm_batched(M, 1, 0, (c + 1) * d->Tc, hd, mc, alpha, at((void *)X, srow(M, d, c), M->es), M->dt,
+                               T, d->ss, at((void *)A, qrow(M, d, c), M->es), M->dt, hd, d->sq,
+                               c == d->C - 1 ? 0.f : 1.f, Z, M->dt, hd, d->sk, d->batch));
+    return AIL_OK;
+}
+
+static int attention_fwd(GpuModel *M, int l, void *y) {
+    size_t qo = (size_t)l * M->N * M->nh * M->hd, ko = (size_t)l * M->N * M->nkv * M->hd;
+    const void *q = at(M->qh, qo, M->es), *k = at(M->kh, ko, M->es), *v = at(M->vh, ko, M->es);
+    float *lse = M->lse + (size_t)l * M->N * M->nh;
+    AttnDims d = attn_dims(M);
+    long rows = (long)M->N * M->nh;
+    AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));
+    k_softmax_fwd(M->bf, M->S, lse, rows, M->T, d.group, d.Tc, M->st);  // S -> P in place
+    KCHECK();
+    AIL_CHECK(attn_xv(M, &d, 1.f, M->S, v, M->yh));  // yh = P V
+    k_heads_to_tok(M->bf, y, M->yh, NULL, NULL, M->B, M->T, M->nh, M->hd, d.group, 0, M->st);
+    KCHECK();
+    return AIL_OK;
+}
+
+static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, double *loss_sum, long *scored) {
+    int N = M->N, T = M->T, H = M->H, I = M->I, V = M->V, L = M->L, nh = M->nh, nkv = M->nkv, hd = M->hd;
+    int qd = nh * hd, kd = nkv * hd;
+    size_t es = M->es;
+    for (int i = 0; i < N; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return AIL_ERROR(AIL_ERR_ARG, "token id %d outside the vocabulary (%d)", tokens[i], V);
+    if (labels)
+        for (int n = 0; n < N; n++) {
+            int t = target_of(labels, n, T);
+            if (t != -100 && (t < 0 || t >= V))
+                return AIL_ERROR(AIL_ERR_ARG, "label %d outside the vocabulary (%d) and not -100", t, V);
+        }
+    memcpy(M->h_tokens, tokens, sizeof(int32_t) * N);  // the previous step synchronized: staging is free
+    CU(cudaMemcpyAsync(M->tokens, M->h_tokens, sizeof(int32_t) * N, cudaMemcpyHostToDevice, M->st));
+    if (labels) {
+        memcpy(M->h_labels, labels, sizeof(int32_t) * N);
+        CU(cudaMemcpyAsync(M->labels, M->h_labels, sizeof(int32_t) * N, cudaMemcpyHostToDevice, M->st));
+    }
+    M->have_labels = 0;
+    k_embed(M->bf, M->x, M->embed, M->tokens, N, H, M->st);
+    KCHECK();
+    for (int l = 0; l < L; l++) {
+        size_t o = (size_t)l * N;
+        void *x = at(M->x, o * H, es), *xn = at(M->x, (o + N) * H, es), *h1 = at(M->h1, o * H, es);
+        void *xm = at(M->xm, o * H, es), *h2 = at(M->h2, o * H, es), *y = at(M->y, o * qd, es);
+        void *g = at(M->gg, o * I, es), *u = at(M->uu, o * I, es);
+        k_rmsnorm_fwd(M->bf, h1, M->rstd1 + o, x, M->layers[l].ln1, N, H, M->eps, M->st);
+        KCHECK();
+        AIL_CHECK(column_fwd(M, l, GPU_LIN_Q, h1, M->qtok, qd, H));
+        AIL_CHECK(column_fwd(M, l, GPU_LIN_K, h1, M->ktok, kd, H));
+        AIL_CHECK(column_fwd(M, l, GPU_LIN_V, h1, M->vtok, kd, H));
+        int group = nh / nkv;
+        k_tok_to_heads(M->bf, at(M->qh, o * qd, es), M->qtok, M->rope_cos, M->rope_sin, M->B, T, nh, hd, group, 1,
+                       M->st);
+        k_tok_to_heads(M->bf, at(M->kh, o * kd, es), M->ktok, M->rope_cos, M->rope_sin, M->B, T, nkv, hd, 1, 1, M->st);
+        k_tok_to_heads(M->bf, at(M->vh, o * kd, es), M->vtok, NULL, NULL, M->B, T, nkv, hd, 1, 0, M->st);
+        KCHECK();
+        AIL_CHECK(attention_fwd(M, l, y));
+        AIL_CHECK(row_fwd(M, l, GPU_LIN_O, y, qd, x, xm));
+        k_rmsnorm_fwd(M->bf, h2, M->rstd2 + o, xm, M->layers[l].ln2, N, H, M->eps, M->st);
+        KCHECK();
+        AIL_CHECK(column_fwd(M, l, GPU_LIN_GATE, h2, g, I, H));
+        AIL_CHECK(column_fwd(M, l, GPU_LIN_UP, h2, u, I, H));
+        void *act = at(M->act, o * I, es);
+        k_swiglu_fwd(M->bf, act, g, u, (size_t)N * I, M->st);
+        KCHECK();
+        AIL_CHECK(row_fwd(M, l, GPU_LIN_DOWN, act, I, xm, xn));
+    }
+    k_rmsnorm_fwd(M->bf, M->xf, M->rstdf, at(M->x, (size_t)L * N * H, es), M->final_norm, N, H, M->eps, M->st);
+    KCHECK();
+    // logits in float32: the cross entropy reads them at full precision
+    AIL_CHECK(gemm(M, 0, 1, N, V, H, 1.f, M->xf, M->dt, H, M->lm_head, M->dt, H, 0.f, M->logits, CUDA_R_32F, V));
+    *loss_sum = 0.0, *scored = 0;
+    if (!labels) {
+        CU(cudaStreamSynchronize(M->st));
+        return AIL_OK;
+    }
+    k_cross_entropy(M->bf, M->dlogits, M->row_loss, M->logits, M->labels, N, T, V, M->st);
+    k_loss_reduce(M->red, M->row_loss, M->labels, N, T, M->st);
+    KCHECK();
+    CU(cudaMemcpyAsync(M->h_red, M->red, sizeof(double) * 2, cudaMemcpyDeviceToHost, M->st));
+    CU(cudaStreamSynchronize(M->st));  // the one host sync of a step: the loss
+    *loss_sum = M->h_red[0], *scored = (long)M->h_red[1];
+    M->have_labels = 1;
+    return AIL_OK;
+}
+
+int gpu_forward(GpuModel *m, const int32_t *tokens, const int32_t *labels, double *loss_sum, long *scored) {
+    return forward(m, tokens, labels, loss_sum, scored);
+}
+
+/* ---- backward -------------------------------------------------------------------------- */
+
+/* din (=, or += when accumulate) dout W, plus the adapter's gradients (din NULL:
+ * only the adapter's gradients) */
+static int lin_bwd(GpuModel *M, int l, int lin, const void *in, const void *dout, void *din, int mo, int ni,
+                   int accumulate) {
+    Layer *ly = &M->layers[l];
+    if (din) AIL_CHECK(linear_bwd_in(M, din, dout, ly->w[lin], mo, ni, 1.f, accumulate ? 1.f : 0.f));
+    const Adapter *a = &ly->ad[lin];
+    if (!a->r) return AIL_OK;
+    const void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
+    return lora_bwd(M, a, in, t, dout, din);
+}
+
+/* from dy (N, qd) token-major: dq (N, qd), dk, dv (N, kd) token-major, un-roped */
+static int attention_bwd(GpuModel *M, int l, void *dq, void *dk, void *dv) {
+    size_t qo = (size_t)l * M->N * M->nh * M->hd, ko = (size_t)l * M->N * M->nkv * M->hd;
+    const void *q = at(M->qh, qo, M->es), *k = at(M->kh, ko, M->es), *v = at(M->vh, ko, M->es);
+    const float *lse = M->lse + (size_t)l * M->N * M->nh;
+    AttnDims d = attn_dims(M);
+    int T = M->T, hd = M->hd, B = M->B;
+    long rows = (long)M->N * M->nh;
+    void *dyh = M->yh;  // the forward's head-major scratch
+    k_tok_to_heads(M->bf, dyh, M->dy, NULL, NULL, B, T, M->nh, hd, d.group, 0, M->st);
+    KCHECK();
+    AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));  // S again (not stored per layer)
+    AIL_CHECK(attn_qk(M, &d, 1.f, dyh, v, M->dP));   // dP = dY V^T
+    k_softmax_bwd(M->bf, M->S, M->dP, lse, rows, T, d.group, d.Tc, M->st);  // S -> P, dP -> dS in place
+    KCHECK();
+    const void *P = M->S, *dS = M->dP;
+    AIL_CHECK(attn_xtq(M, &d, 1.f, P, dyh, M->dvh));       // dV = P^T dY
+    AIL_CHECK(attn_xv(M, &d, d.scale, dS, k, M->dqh));     // dQ = scale dS K
+    AIL_CHECK(attn_xtq(M, &d, d.scale, dS, q, M->dkh));    // dK = scale dS^T Q
+    k_heads_to_tok(M->bf, dq, M->dqh, M->rope_cos, M->rope_sin, B, T, M->nh, hd, d.group, 1, M->st);
+    k_heads_to_tok(M->bf, dk, M->dkh, M->rope_cos, M->rope_sin, B, T, M->nkv, hd, 1, 1, M->st);
+    k_heads_to_tok(M->bf, dv, M->dvh, NULL, NULL, B, T, M->nkv, hd, 1, 0, M->st);
+    KCHECK();
+    return AIL_OK;
+}
+
+static int backward(GpuModel *M, double loss_scale) {
+    if (!M->have_labels) return AIL_ERROR(AIL_ERR_ARG, "gpu_backward without a gpu_forward with labels");
+    int N = M->N, H = M->H, I = M->I, V = M->V, L = M->L, qd = M->nh * M->hd, kd = M->nkv * M->hd;
+    size_t es = M->es;
+    // dh = loss_scale (softmax - onehot) lm_head: the scale rides on the GEMM's alpha
+    AIL_CHECK(linear_bwd_in(M, M->dh, M->dlogits, M->lm_head, V, H, (float)loss_scale, 0.f));
+    k_rmsnorm_bwd(M->bf, M->dx, NULL, M->dh, at(M->x, (size_t)L * N * H, es), M->rstdf, M->final_norm, N, H, M->st);
+    KCHECK();
+    void *dq = M->qtok, *dk = M->ktok, *dv = M->vtok;
+    for (int l = L - 1; l >= 0; l--) {
+        Layer *ly = &M->layers[l];
+        size_t o = (size_t)l * N;
+        void *x = at(M->x, o * H, es), *h1 = at(M->h1, o * H, es), *xm = at(M->xm, o * H, es);
+        void *h2 = at(M->h2, o * H, es), *y = at(M->y, o * qd, es);
+        void *g = at(M->gg, o * I, es), *u = at(M->uu, o * I, es);
+        // MLP: x_next = xm + act Wd^T, act = silu(g) * u; dx holds d x_next
+        AIL_CHECK(lin_bwd(M, l, GPU_LIN_DOWN, at(M->act, o * I, es), M->dx, M->dg, H, I, 0));  // row-parallel: exact locally
+        k_swiglu_bwd(M->bf, M->dg, M->du, g, u, (size_t)N * I, M->st);
+        KCHECK();
+        AIL_CHECK(lin_bwd(M, l, GPU_LIN_GATE, h2, M->dg, M->dh, I, H, 0));
+        AIL_CHECK(lin_bwd(M, l, GPU_LIN_UP, h2, M->du, M->dh, I, H, 1));
+        AIL_CHECK(allreduce(M, M->tp, M->dh, (size_t)N * H, 0));  // column-parallel: partial dh2
+        k_rmsnorm_bwd(M->bf, M->dx, M->dx, M->dh, xm, M->rstd2 + o, ly->ln2, N, H, M->st);  // dx = dxm
+        KCHECK();
+        // attention: xm = x + y Wo^T
+        AIL_CHECK(lin_bwd(M, l, GPU_LIN_O, y, M->dx, M->dy, H, qd, 0));
+        AIL_CHECK(attention_bwd(M, l, dq, dk, dv));
+        // below layer 0 nothing trains: only the adapters' own gradients there
+        void *din = l > 0 ? M->dh : NULL;
+        AIL_CHECK(lin_bwd(M, l, GPU_LIN_Q, h1, dq, din, qd, H, 0));
+        AIL_CHECK(lin_bwd(M, l, GPU_LIN_K, h1, dk, din, kd, H, 1));
+        AIL_CHECK(lin_bwd(M, l, GPU_LIN_V, h1, dv, din, kd, H, 1));
+        if (!din) break;
+        AIL_CHECK(allreduce(M, M->tp, M->dh, (size_t)N * H, 0));  // partial dh1
+        k_rmsnorm_bwd(M->bf, M->dx, M->dx, M->dh, x, M->rstd1 + o, ly->ln1, N, H, M->st);
+        KCHECK();
+    }
+    return AIL_OK;
+}
+
+int gpu_backward(GpuModel *m, double loss_scale) { return backward(m, loss_scale); }
+
+/* ---- gradients and AdamW ------------------------------------------------------------------ */
+
+int gpu_zero_grads(GpuModel *m) {
+    if (m->np) CU(cudaMemsetAsync(m->g, 0, sizeof(float) * m->np, m->st));
+    return AIL_OK;
+}
+
+int gpu_grads_allreduce(GpuModel *m, GpuComm *dp) {
+    AIL_CHECK(allreduce(m, m->tp, m->g + m->n_region0, m->n_region01 - m->n_region0, 1));  // column-parallel A
+    AIL_CHECK(allreduce(m, dp, m->g, m->np, 1));
+    return AIL_OK;
+}
+
+int gpu_grad_norm(GpuModel *m, double *norm) {
+    k_sumsq(m->red + 2, m->partials, m->g, m->n_region0, m->st);
+    KCHECK();
+    AIL_CHECK(allreduce(m, m->tp, m->red + 2, 1, 2));  // sharded: every shard once
+    k_sumsq(m->red + 3, m->partials, m->g + m->n_region0, m->np - m->n_region0, m->st);
+    KCHECK();
+    CU(cudaMemcpyAsync(m->h_red + 2, m->red + 2, sizeof(double) * 2, cudaMemcpyDeviceToHost, m->st));
+    CU(cudaStreamSynchronize(m->st));
+    *norm = sqrt(m->h_red[2] + m->h_red[3]);
+    return AIL_OK;
+}
+
+int gpu_adamw_step(GpuModel *m, const GpuAdamW *c, long step, double grad_norm) {
+    if (step < 1) return AIL_ERROR(AIL_ERR_ARG, "AdamW step %ld (1-based)", step);
+    double clip = 1.0;
+    if (c->grad_clip > 0) clip = fmin(1.0, c->grad_clip / (grad_norm + 1e-6));
+    double lr = c->lr;
+    double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
+    k_adamw(m->bf, m->p, m->bf ? m->pc : NULL, m->g, m->m1, m->m2, m->np, (float)clip,
+            (float)(1.0 - lr * c->weight_decay), (float)c->beta1, (float)c->beta2, (float)c->eps,
+            (float)(lr / bc1), (float)sqrt(bc2), m->st);
+    KCHECK();
+    return AIL_OK;
+}
+
+/* ---- adapter transfers ------------------------------------------------------------------- */
+
+static int adapter_of(GpuModel *m, int layer, int lin, const Adapter **a) {
+    if (layer < 0 || layer >= m->L || lin < 0 || lin >= GPU_LIN_COUNT || !m->layers[layer].ad[lin].r)
+        return AIL_ERROR(AIL_ERR_ARG, "no adapter on layer %d module %d", layer, lin);
+    *a = &m->layers[layer].ad[lin];
+    return AIL_OK;
+}
+
+static int down(GpuModel *m, float *dst, const float *src, size_t n) {
+    if (dst) CU(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyDeviceToHost, m->st));
+    return AIL_OK;
+}
+
+static int up(GpuModel *m, float *dst, const float *src, size_t n) {
+    if (src) CU(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyHostToDevice, m->st));
+    return AIL_OK;
+}
+
+int gpu_adapter_download(GpuModel *m, int layer, int lin, float *A, float *B, float *mA, float *vA, float *mB,
+                         float *vB) {
+    const Adapter *a;
+    AIL_CHECK(adapter_of(m, layer, lin, &a));
+    size_t na = (size_t)a->r * a->n, nb = (size_t)a->m * a->r;
+    AIL_CHECK(down(m, A, m->p + a->offA, na));
+    AIL_CHECK(down(m, B, m->p + a->offB, nb));
+    AIL_CHECK(down(m, mA, m->m1 + a->offA, na));
+    AIL_CHECK(down(m, vA, m->m2 + a->offA, na));
+    AIL_CHECK(down(m, mB, m->m1 + a->offB, nb));
+    AIL_CHECK(down(m, vB, m->m2 + a->offB, nb));
+    CU(cudaStreamSynchronize(m->st));
+    return AIL_OK;
+}
+
+int gpu_adapter_upload(GpuModel *m, int layer, int lin, const float *A, const float *B, const float *mA,
+                       const float *vA, const float *mB, const float *vB) {
+    const Adapter *a;
+    AIL_CHECK(adapter_of(m, layer, lin, &a));
+    size_t na = (size_t)a->r * a->n, nb = (size_t)a->m * a->r;
+    AIL_CHECK(up(m, m->p + a->offA, A, na));
+    AIL_CHECK(up(m, m->p + a->offB, B, nb));
+    AIL_CHECK(up(m, m->m1 + a->offA, mA, na));
+    AIL_CHECK(up(m, m->m2 + a->offA, vA, na));
+    AIL_CHECK(up(m, m->m1 + a->offB, mB, nb));
+    AIL_CHECK(up(m, m->m2 + a->offB, vB, nb));
+    if (m->bf) {  // the GEMMs read the bf16 copies
+        k_to_bf16(at(m->pc, a->offA, m->es), m->p + a->offA, na, m->st);
+        k_to_bf16(at(m->pc, a->offB, m->es), m->p + a->offB, nb, m->st);
+        KCHECK();
+    }
+    CU(cudaStreamSynchronize(m->st));  // the host buffers may be freed on return
+    return AIL_OK;
+}
+
+int gpu_adapter_grads(GpuModel *m, int layer, int lin, float *dA, float *dB) {
+    const Adapter *a;
+    AIL_CHECK(adapter_of(m, layer, lin, &a));
+    AIL_CHECK(down(m, dA, m->g + a->offA, (size_t)a->r * a->n));
+    AIL_CHECK(down(m, dB, m->g + a->offB, (size_t)a->m * a->r));
+    CU(cudaStreamSynchronize(m->st));
+    return AIL_OK;
+}

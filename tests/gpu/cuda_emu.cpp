@@ -1,0 +1,429 @@
+/* cuda_emu.cpp - a CPU stand-in for the CUDA runtime, cuBLAS and the kernels of
+ * src/cuda/gpu_kernels.cuh, so that the host orchestration of src/cuda/gpu_model.cu
+ * (GEMM shapes, transposes, leading dimensions, batch strides, layouts, adapter
+ * offsets, precision plumbing) runs and is checked on a machine without a GPU:
+ *
+ *   g++ -O2 -x c++ -DAILORA_NO_MPI -Iinclude -I/usr/local/cuda/include -c src/cuda/gpu_model.cu
+ *   g++ -O2 -DAILORA_NO_MPI -Iinclude -I/usr/local/cuda/include -c tests/gpu/cuda_emu.cpp
+ *   gcc ... tests/gpu/test_gpu_train.c gpu_model.o cuda_emu.o src/error.c -lstdc++ -lm
+ *   (tests/gpu/emu_check.sh)
+ *
+ * The kernels here are re-implementations of the CUDA ones (same formulas, same
+ * float / double choices), not the CUDA code itself. bf16 storage is emulated
+ * bit-exactly (round to nearest even). cudaMalloc fills memory with 0xFF bytes
+ * (NaN for float and bf16) so reading anything not written first shows up.
+ * Single stream, synchronous: every call completes before it returns.
+ */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/cuda/gpu_kernels.cuh"
+
+/* ---- bf16 emulation -------------------------------------------------------------- */
+
+static float bf2f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint16_t f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
+    u += 0x7fffu + ((u >> 16) & 1u);                     // round to nearest even
+    return (uint16_t)(u >> 16);
+}
+
+static float ldv(int bf, const void *p, size_t i) { return bf ? bf2f(((const uint16_t *)p)[i]) : ((const float *)p)[i]; }
+static void stv(int bf, void *p, size_t i, float v) {
+    if (bf) ((uint16_t *)p)[i] = f2bf(v);
+    else ((float *)p)[i] = v;
+}
+
+/* ---- runtime ------------------------------------------------------------------------ */
+
+extern "C" {
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = getenv("AILORA_EMU_DEVICES") ? atoi(getenv("AILORA_EMU_DEVICES")) : 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+const char *cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+cudaError_t cudaMalloc(void **p, size_t n) {
+    *p = malloc(n);
+    if (!*p) return cudaErrorMemoryAllocation;
+    memset(*p, 0xff, n);  // poison: NaN in float and bf16
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t n) {
+    *p = malloc(n);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind) {
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, enum cudaMemcpyKind, cudaStream_t) {
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemset(void *d, int v, size_t n) {
+    memset(d, v, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) {
+    memset(d, v, n);
+    return cudaSuccess;
+}
+static int dummy_stream;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
+    *s = (cudaStream_t)&dummy_stream;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
+    *f = 0, *t = 0;
+    return cudaSuccess;
+}
+
+/* ---- cuBLAS ------------------------------------------------------------------------- */
+
+static int dummy_handle;
+cublasStatus_t cublasCreate_v2(cublasHandle_t *h) {
+    *h = (cublasHandle_t)&dummy_handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy_v2(cublasHandle_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream_v2(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
+const char *cublasGetStatusString(cublasStatus_t) { return "emulated cuBLAS error"; }
+
+static int type_ok(cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16BF; }
+
+/* column-major C (m, n) = alpha op(A) op(B) + beta C, float accumulation */
+static cublasStatus_t gemm1(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                            const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
+                            float beta, void *C, cudaDataType ct, int ldc) {
+    if (!type_ok(at) || !type_ok(bt) || !type_ok(ct) || at != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    // cuBLAS's own checks on the leading dimensions
+    if (lda < (ta == CUBLAS_OP_N ? (m > 1 ? m : 1) : (k > 1 ? k : 1))) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ldb < (tb == CUBLAS_OP_N ? (k > 1 ? k : 1) : (n > 1 ? n : 1))) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ldc < (m > 1 ? m : 1)) return CUBLAS_STATUS_INVALID_VALUE;
+    int abf = at == CUDA_R_16BF, cbf = ct == CUDA_R_16BF;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float s = 0.f;
+            for (int p = 0; p < k; p++) {
+                float a = ldv(abf, A, ta == CUBLAS_OP_N ? (size_t)i + (size_t)p * lda : (size_t)p + (size_t)i * lda);
+                float b = ldv(abf, B, tb == CUBLAS_OP_N ? (size_t)p + (size_t)j * ldb : (size_t)j + (size_t)p * ldb);
+                s += a * b;
+            }
+            size_t c = (size_t)i + (size_t)j * ldc;
+            stv(cbf, C, c, beta == 0.f ? alpha * s : alpha * s + beta * ldv(cbf, C, c));
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType at, int lda, const void *B,
+                            cudaDataType bt, int ldb, const void *beta, void *C, cudaDataType ct, int ldc,
+                            cublasComputeType_t comp, cublasGemmAlgo_t) {
+    if (comp != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    return gemm1(ta, tb, m, n, k, *(const float *)alpha, A, at, lda, B, bt, ldb, *(const float *)beta, C, ct, ldc);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void *alpha, const void *A, cudaDataType at, int lda,
+                                          long long sa, const void *B, cudaDataType bt, int ldb, long long sb,
+                                          const void *beta, void *C, cudaDataType ct, int ldc, long long sc,
+                                          int batch, cublasComputeType_t comp, cublasGemmAlgo_t) {
+    if (comp != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    size_t ea = at == CUDA_R_16BF ? 2 : 4, eb = bt == CUDA_R_16BF ? 2 : 4, ec = ct == CUDA_R_16BF ? 2 : 4;
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t s = gemm1(ta, tb, m, n, k, *(const float *)alpha, (const char *)A + i * sa * ea, at, lda,
+                                 (const char *)B + i * sb * eb, bt, ldb, *(const float *)beta,
+                                 (char *)C + i * sc * ec, ct, ldc);
+        if (s != CUBLAS_STATUS_SUCCESS) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+}
+
+/* ---- kernels (gpu_kernels.cuh) ----------------------------------------------------- */
+
+void k_embed(int bf, void *x, const void *table, const int32_t *tokens, int N, int C, cudaStream_t) {
+    size_t es = bf ? 2 : 4;
+    for (int n = 0; n < N; n++) memcpy((char *)x + (size_t)n * C * es, (const char *)table + (size_t)tokens[n] * C * es, C * es);
+}
+
+void k_rmsnorm_fwd(int bf, void *out, float *rstd, const void *x, const float *w, int N, int C, float eps, cudaStream_t) {
+    for (int n = 0; n < N; n++) {
+        size_t o = (size_t)n * C;
+        float ss = 0.f;
+        for (int c = 0; c < C; c++) ss += ldv(bf, x, o + c) * ldv(bf, x, o + c);
+        float r = 1.0f / sqrtf(ss / C + eps);
+        rstd[n] = r;
+        for (int c = 0; c < C; c++) stv(bf, out, o + c, ldv(bf, x, o + c) * r * w[c]);
+    }
+}
+
+void k_rmsnorm_bwd(int bf, void *dx, const void *dres, const void *dout, const void *x, const float *rstd,
+                   const float *w, int N, int C, cudaStream_t) {
+    for (int n = 0; n < N; n++) {
+        size_t o = (size_t)n * C;
+        float r = rstd[n], dot = 0.f;
+        for (int c = 0; c < C; c++) dot += w[c] * ldv(bf, dout, o + c) * ldv(bf, x, o + c);
+        float k = dot * r * r * r / C;
+        for (int c = 0; c < C; c++) {
+            float g = r * w[c] * ldv(bf, dout, o + c) - k * ldv(bf, x, o + c);
+            stv(bf, dx, o + c, dres ? ldv(bf, dres, o + c) + g : g);
+        }
+    }
+}
+
+void k_add_bias(int bf, void *out, const float *bias, int N, int m, cudaStream_t) {
+    for (size_t i = 0; i < (size_t)N * m; i++) stv(bf, out, i, ldv(bf, out, i) + bias[i % m]);
+}
+
+void k_add(int bf, void *out, const void *a, const void *b, size_t n, cudaStream_t) {
+    for (size_t i = 0; i < n; i++) stv(bf, out, i, ldv(bf, a, i) + ldv(bf, b, i));
+}
+
+static void transpose_rope(int bf, void *dst, const void *src, const float *cs, const float *sn, int B, int T,
+                           int nheads, int hd, int group, int rope, int to_heads) {
+    int half = hd / 2;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < nheads; h++) {
+                size_t tok = ((size_t)b * T + t) * nheads * hd + (size_t)h * hd;
+                size_t head = (((size_t)b * (nheads / group) + h / group) * T + t) * (size_t)group * hd + (size_t)(h % group) * hd;
+                size_t in = to_heads ? tok : head, out = to_heads ? head : tok;
+                for (int j = 0; j < half; j++) {
+                    float a = ldv(bf, src, in + j), c = ldv(bf, src, in + j + half);
+                    if (rope) {
+                        float co = cs[(size_t)t * half + j], si = to_heads ? sn[(size_t)t * half + j] : -sn[(size_t)t * half + j];
+                        stv(bf, dst, out + j, a * co - c * si);
+                        stv(bf, dst, out + j + half, c * co + a * si);
+                    } else {
+                        stv(bf, dst, out + j, a);
+                        stv(bf, dst, out + j + half, c);
+                    }
+                }
+            }
+}
+
+void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cs, const float *sn, int B, int T,
+                    int nheads, int hd, int group, int rope, cudaStream_t) {
+    transpose_rope(bf, heads, tok, cs, sn, B, T, nheads, hd, group, rope, 1);
+}
+
+void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cs, const float *sn, int B, int T,
+                    int nheads, int hd, int group, int rope, cudaStream_t) {
+    transpose_rope(bf, tok, heads, cs, sn, B, T, nheads, hd, group, rope, 0);
+}
+
+void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, int group, int Tc, cudaStream_t) {
+    for (long r = 0; r < rows; r++) {
+        int t = (int)((r / group) % T), jend = (t / Tc + 1) * Tc;
+        size_t o = (size_t)r * T;
+        float mx = -INFINITY, sum = 0.f;
+        for (int j = 0; j <= t; j++) mx = fmaxf(mx, ldv(bf, SP, o + j));
+        for (int j = 0; j <= t; j++) sum += expf(ldv(bf, SP, o + j) - mx);
+        for (int j = 0; j < jend; j++) stv(bf, SP, o + j, j <= t ? expf(ldv(bf, SP, o + j) - mx) * (1.0f / sum) : 0.f);
+        lse[r] = mx + logf(sum);
+    }
+}
+
+void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, int group, int Tc, cudaStream_t) {
+    for (long r = 0; r < rows; r++) {
+        int t = (int)((r / group) % T), jend = (t / Tc + 1) * Tc;
+        size_t o = (size_t)r * T;
+        float dot = 0.f;
+        for (int j = 0; j <= t; j++) dot += expf(ldv(bf, SP, o + j) - lse[r]) * ldv(bf, dPS, o + j);
+        for (int j = 0; j < jend; j++) {
+            float p = j <= t ? expf(ldv(bf, SP, o + j) - lse[r]) : 0.f;
+            float ds = j <= t ? p * (ldv(bf, dPS, o + j) - dot) : 0.f;
+            stv(bf, SP, o + j, p);
+            stv(bf, dPS, o + j, ds);
+        }
+    }
+}
+
+void k_swiglu_fwd(int bf, void *act, const void *g, const void *u, size_t n, cudaStream_t) {
+    for (size_t i = 0; i < n; i++) {
+        float x = ldv(bf, g, i);
+        stv(bf, act, i, x / (1.0f + expf(-x)) * ldv(bf, u, i));
+    }
+}
+
+void k_swiglu_bwd(int bf, void *dg, void *du, const void *g, const void *u, size_t n, cudaStream_t) {
+    for (size_t i = 0; i < n; i++) {
+        float da = ldv(bf, dg, i), x = ldv(bf, g, i), uu = ldv(bf, u, i), sig = 1.0f / (1.0f + expf(-x));
+        stv(bf, du, i, da * x * sig);
+        stv(bf, dg, i, da * uu * sig * (1.0f + x * (1.0f - sig)));
+    }
+}
+
+static int target_of(const int32_t *labels, int n, int T) { return (n % T) + 1 < T ? labels[n + 1] : -100; }
+
+void k_cross_entropy(int bf, void *dl, double *row_loss, const float *logits, const int32_t *labels, int N, int T,
+                     int V, cudaStream_t) {
+    for (int n = 0; n < N; n++) {
+        int target = target_of(labels, n, T);
+        const float *row = logits + (size_t)n * V;
+        size_t o = (size_t)n * V;
+        if (target == -100) {
+            for (int j = 0; j < V; j++) stv(bf, dl, o + j, 0.f);
+            row_loss[n] = 0.0;
+            continue;
+        }
+        float mx = -INFINITY;
+        for (int j = 0; j < V; j++) mx = fmaxf(mx, row[j]);
+        double s = 0.0;
+        for (int j = 0; j < V; j++) s += (double)expf(row[j] - mx);
+        float lse = mx + (float)log(s);
+        for (int j = 0; j < V; j++) stv(bf, dl, o + j, expf(row[j] - lse) - (j == target ? 1.f : 0.f));
+        row_loss[n] = (double)mx + log(s) - row[target];
+    }
+}
+
+void k_loss_reduce(double *out, const double *row_loss, const int32_t *labels, int N, int T, cudaStream_t) {
+    double sum = 0, count = 0;
+    for (int n = 0; n < N; n++)
+        if (target_of(labels, n, T) != -100) sum += row_loss[n], count += 1;
+    out[0] = sum, out[1] = count;
+}
+
+void k_sumsq(double *out, double *partials, const float *x, size_t n, cudaStream_t) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    partials[0] = s;
+    out[0] = s;
+}
+
+void k_adamw(int bf, float *p, void *copy, const float *g, float *m, float *v, size_t n, float clip, float decay,
+             float b1, float b2, float eps, float step_size, float bc2_sqrt, cudaStream_t) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * clip, pi = p[i] * decay;
+        float mi = b1 * m[i] + (1 - b1) * gi;
+        float vi = b2 * v[i] + (1 - b2) * gi * gi;
+        pi -= step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        p[i] = pi, m[i] = mi, v[i] = vi;
+        if (bf && copy) ((uint16_t *)copy)[i] = f2bf(pi);
+    }
+}
+
+void k_to_bf16(void *copy, const float *p, size_t n, cudaStream_t) {
+    for (size_t i = 0; i < n; i++) ((uint16_t *)copy)[i] = f2bf(p[i]);
+}
+
+void k_from_float(int bf, void *dst, const float *src, size_t n, cudaStream_t) {
+    for (size_t i = 0; i < n; i++) stv(bf, dst, i, src[i]);
+}
+
+/* ---- NCCL (with -DAILORA_HAVE_NCCL): ranks are threads of this process ---------------- */
+#ifdef AILORA_HAVE_NCCL
+#include <nccl.h>
+#include <pthread.h>
+
+typedef struct {
+    ncclUniqueId id;
+    int n;
+    pthread_barrier_t bar;
+    const void *slot[64];
+} Group;
+
+struct ncclComm {
+    Group *g;
+    int rank;
+};
+
+static pthread_mutex_t groups_lock = PTHREAD_MUTEX_INITIALIZER;
+static Group *groups[256];
+static int ngroups;
+static unsigned long long next_id = 1;
+
+extern "C" {
+const char *ncclGetErrorString(ncclResult_t) { return "emulated NCCL error"; }
+
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
+    memset(id, 0, sizeof *id);
+    pthread_mutex_lock(&groups_lock);
+    unsigned long long v = next_id++;
+    pthread_mutex_unlock(&groups_lock);
+    memcpy(id->internal, &v, sizeof v);
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank) {
+    if (nranks > 64 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
+    pthread_mutex_lock(&groups_lock);
+    Group *g = NULL;
+    for (int i = 0; i < ngroups && !g; i++)
+        if (memcmp(&groups[i]->id, &id, sizeof id) == 0) g = groups[i];
+    if (!g && ngroups < 256) {
+        g = (Group *)calloc(1, sizeof *g);
+        g->id = id, g->n = nranks;
+        pthread_barrier_init(&g->bar, NULL, (unsigned)nranks);
+        groups[ngroups++] = g;
+    }
+    pthread_mutex_unlock(&groups_lock);
+    if (!g || g->n != nranks) return ncclInvalidArgument;
+    *comm = (ncclComm_t)calloc(1, sizeof(struct ncclComm));
+    (*comm)->g = g, (*comm)->rank = rank;
+    pthread_barrier_wait(&g->bar);  // collective, as the real one
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+    free(comm);
+    return ncclSuccess;
+}
+
+/* sum in rank order (every rank gets the same bits, as with NCCL) */
+ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t) {
+    if (op != ncclSum || (type != ncclFloat && type != ncclDouble && type != ncclBfloat16)) return ncclInvalidArgument;
+    Group *g = comm->g;
+    g->slot[comm->rank] = send;
+    pthread_barrier_wait(&g->bar);
+    size_t es = type == ncclDouble ? 8 : (type == ncclFloat ? 4 : 2);
+    void *tmp = malloc(count * es);
+    for (size_t i = 0; i < count; i++) {
+        double s = 0;
+        for (int r = 0; r < g->n; r++) {
+            if (type == ncclDouble) s += ((const double *)g->slot[r])[i];
+            else if (type == ncclFloat) s = (float)(s + ((const float *)g->slot[r])[i]);
+            else s = bf2f(f2bf((float)(s + bf2f(((const uint16_t *)g->slot[r])[i]))));
+        }
+        if (type == ncclDouble) ((double *)tmp)[i] = s;
+        else if (type == ncclFloat) ((float *)tmp)[i] = (float)s;
+        else ((uint16_t *)tmp)[i] = f2bf((float)s);
+    }
+    pthread_barrier_wait(&g->bar);  // everyone has read every slot
+    memcpy(recv, tmp, count * es);
+    free(tmp);
+    return ncclSuccess;
+}
+}
+#endif
