@@ -1,6 +1,8 @@
 /* train.c - the training loop of `ailora train` (see train.h). */
 #include "ailora/train.h"
 
+#include "config.h"
+
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -664,6 +666,12 @@ int train_run(MPI_Comm comm, const TrainConfig *cfg) {
     MPI_Comm_size(comm, &world);
     int status = TRAIN_ERROR;
     int rc = ail_error_agree(comm, config_validate(cfg, world));
+    if (rc == AIL_OK && strcmp(cfg->device, "cuda") == 0 && gpu_device_count() == 0)  // before any file is written
+#ifdef AILORA_HAVE_CUDA
+        rc = ail_error_agree(comm, AIL_ERROR(AIL_ERR_ARG, "device = cuda: no CUDA device visible"));
+#else
+        rc = ail_error_agree(comm, AIL_ERROR(AIL_ERR_ARG, "device = cuda: ailora was built without CUDA (configure --with-cuda)"));
+#endif
     if (rc == AIL_OK && cfg->tp > 1 && cfg->train_base)
         rc = AIL_ERROR(AIL_ERR_ARG, "train_base = true supports tp = 1 only (tp = %d given)", cfg->tp);
     if (rc == AIL_OK) {

@@ -94,4 +94,12 @@ expect_error "cannot open $WORK/none.h5" "$WORK/x.h5" "$AILORA" train $BASE trai
 printf 'rank = 4\nbogus_key = 1\n' > "$WORK/bad.ini"
 expect_error "bad.ini:2: unknown config key \"bogus_key\"" "$WORK/x.h5" "$AILORA" train "$WORK/bad.ini" $BASE out="$WORK/x.h5"
 expect_error "resume=true but there is no checkpoint" "$WORK/y.h5" "$AILORA" train $BASE resume=true out="$WORK/y.h5"
+# device = cuda where no GPU is visible (hidden in CUDA builds; absent otherwise):
+# refused before anything is written, the SVD cache included
+expect_error "device = cuda: " "$WORK/g.h5" run_np 2 env CUDA_VISIBLE_DEVICES= "$AILORA" train \
+    model="$R/train_llama" train_data="$R/train_data.h5" rank=4 device=cuda out="$WORK/g.h5"
+CHECKS=$((CHECKS + 1))
+[ ! -e "$WORK/g.h5.svd.h5" ] || fail "device = cuda without a GPU left an SVD cache behind"
+expect_error "device must be cpu or cuda" "$WORK/g.h5" "$AILORA" train $BASE device=gpu out="$WORK/g.h5"
+expect_error "precision must be bf16 or fp32" "$WORK/g.h5" "$AILORA" train $BASE precision=fp16 out="$WORK/g.h5"
 finish
