@@ -1,0 +1,34 @@
+# The CUDA backend's host code without a GPU: src/cuda/gpu_model.cu compiled as
+# C++ against tests/gpu/cuda_emu.cpp, a CPU stand-in for the CUDA runtime, cuBLAS,
+# NCCL and the kernels (re-implemented on the CPU; the CUDA kernels themselves
+# run only on a GPU: experiments/bench/gpu.sh). Checks
+#  - tests/gpu/emu_check.sh: the GPU model against the CPU engine's fixture, and
+#    tp / dp / tp x dp over emulated NCCL (ranks as threads) against one device
+#  - an ailora linked with the emulation: `ailora train device=cuda` end to end
+#    (experiments/bench/gpu_train_e2e.sh: fp32 = CPU run within 1e-4, bf16 within
+#    5e-2, CPU checkpoint resumed on the "GPU", preempt + resume)
+# Skipped in builds without CUDA (the headers are needed) or without g++.
+. "${top_srcdir:-.}/tests/lib.sh"
+grep -q "define AILORA_HAVE_CUDA 1" "$top_builddir/config.h" 2>/dev/null || { echo "SKIP: built without CUDA"; exit 77; }
+command -v g++ > /dev/null || { echo "SKIP: no g++"; exit 77; }
+CUDA_INC=${CUDA_CFLAGS#-I}
+export CUDA_INC
+check sh "$top_srcdir/tests/gpu/emu_check.sh" "$WORK/emu"
+sed 's/^/    /' "$WORK/last.out" | tail -6
+
+# ailora with emulated CUDA: the library's C objects, the emulated GPU model, no cuSOLVER
+E="$WORK/ailora_emu"
+LIB="$(cd "$top_builddir" && pwd)/libailora.a"
+mkdir -p "$E" && (cd "$E" && ar x "$LIB" && rm -f gpu_kernels.o gpu_model.o gpu_svd.o)
+MPI_INC=$(mpicc --showme:compile)
+# shellcheck disable=SC2086
+check g++ -O2 -x c++ -I"$top_srcdir/include" -I"$top_builddir" -I"$CUDA_INC" $MPI_INC -DOMPI_SKIP_MPICXX=1 \
+    -c "$top_srcdir/src/cuda/gpu_model.cu" -o "$E/gpu_model.o"
+check g++ -O2 -DAILORA_NO_MPI -I"$top_srcdir/include" -I"$CUDA_INC" -c "$top_srcdir/tests/gpu/cuda_emu.cpp" -o "$E/cuda_emu.o"
+check mpicc -O2 -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/src/gpu_svd_none.c" -o "$E/gpu_svd_none.o"
+# shellcheck disable=SC2086
+check mpicc -o "$E/ailora" "$top_builddir"/src/cli/*.o "$E"/*.o $EMU_LIBS
+mkdir -p "$WORK/e2e"
+check env AILORA="$E/ailora" H5COMPARE="$H5COMPARE" bash "$top_srcdir/experiments/bench/gpu_train_e2e.sh" "$WORK/e2e"
+sed 's/^/    /' "$WORK/e2e/e2e.log" | grep -E "PASS|FAIL|e2e:"
+finish
