@@ -2,7 +2,8 @@
  * ~1B LLaMA with random weights, plus a plain cuBLAS bf16 GEMM for reference.
  *
  *   gpu_bench [B T steps warmup r precision(bf16|fp32) targets(qv|all)]
- *   defaults:  8 1024 10 3 16 bf16 qv   (TinyLlama-1.1B shape: H 2048, L 22,
+ *   defaults:  8 1024 10 3 16 bf16 qv   (GPU_BENCH_SHAPE=H,I,V,L,nh,nkv,hd overrides the
+ *              TinyLlama-1.1B shape: H 2048, L 22,
  *              nh 32, nkv 4, hd 64, I 5632, V 32000; LoRA r on q_proj, v_proj,
  *              alpha 2r, as the PyTorch + PEFT baseline torch_gpu_lora.py)
  *
@@ -13,6 +14,7 @@
  * MFU = FLOPs / step time / 989e12 (H200 dense bf16 peak).
  * Output ends with one line "RESULT key=value ..." for gpu.sh's summary.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -92,6 +94,7 @@ static double gemm_tflops(int n) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // a timeout must not eat the log
     int B = argc > 1 ? atoi(argv[1]) : 8, T = argc > 2 ? atoi(argv[2]) : 1024;
     int steps = argc > 3 ? atoi(argv[3]) : 10, warmup = argc > 4 ? atoi(argv[4]) : 3;
     int r = argc > 5 ? atoi(argv[5]) : 16;
@@ -105,9 +108,15 @@ int main(int argc, char **argv) {
         printf("SKIP gpu_bench: no CUDA device\n");
         return 77;
     }
-    const int H = 2048, I = 5632, V = 32000, L = 22, nh = 32, nkv = 4, hd = 64, maxpos = 2048;
+    int H = 2048, I = 5632, V = 32000, L = 22, nh = 32, nkv = 4, hd = 64, maxpos = 2048;
+    const char *shape = getenv("GPU_BENCH_SHAPE");  // "H,I,V,L,nh,nkv,hd": another model shape
+    if (shape && sscanf(shape, "%d,%d,%d,%d,%d,%d,%d", &H, &I, &V, &L, &nh, &nkv, &hd) != 7) {
+        fprintf(stderr, "gpu_bench: GPU_BENCH_SHAPE wants H,I,V,L,nh,nkv,hd\n");
+        return 2;
+    }
     if (T > maxpos) T = maxpos;
-    printf("gpu_bench: TinyLlama-1.1B shape H %d I %d V %d L %d nh %d nkv %d hd %d; B %d T %d; %s; LoRA r %d on %s\n", H,
+    printf("gpu_bench: %s shape H %d I %d V %d L %d nh %d nkv %d hd %d; B %d T %d; %s; LoRA r %d on %s\n",
+           shape ? "custom" : "TinyLlama-1.1B", H,
            I, V, L, nh, nkv, hd, B, T, prec == GPU_BF16 ? "bf16" : "fp32", r, all ? "all 7 modules" : "q_proj,v_proj");
     int qd = nh * hd, kd = nkv * hd;
     int out[7] = {qd, kd, kd, H, I, I, H}, in[7] = {H, H, H, qd, H, H, I};
@@ -184,12 +193,13 @@ int main(int argc, char **argv) {
     double flops = (double)N * (4 * P_lin + 6 * P_lora + 4.0 * V * H + L * 6.0 * T * hd * nh);
     double tps = N / t, tflops = flops / t / 1e12, mfu = flops / t / PEAK;
     gpu_model_free(m);
-    double g = gemm_tflops(8192);
+    int gn = getenv("GPU_BENCH_GEMM") ? atoi(getenv("GPU_BENCH_GEMM")) : 8192;
+    double g = gemm_tflops(gn);
     printf("median step %.2f ms: %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of 989 TFLOP/s\n", t * 1e3, tps, tflops,
            100 * mfu);
     printf("FLOPs per step %.4e (P_lin %.4e, P_lora %.4e); device memory in use %.2f GiB of %.2f\n", flops, P_lin,
            P_lora, (tot - fr) / 1073741824.0, tot / 1073741824.0);
-    printf("cuBLAS bf16 8192^3 GEMM: %.1f TFLOP/s; the training step reaches %.1f%% of it\n", g,
+    printf("cuBLAS bf16 %d^3 GEMM: %.1f TFLOP/s; the training step reaches %.1f%% of it\n", gn, g,
            g > 0 ? 100 * tflops / g : 0.0);
     int finite = isfinite(loss) && isfinite(loss0);
     printf("RESULT B=%d T=%d step_ms=%.2f tokens_per_s=%.0f tflops=%.1f mfu=%.3f gemm_tflops=%.1f gemm_frac=%.3f "

@@ -205,6 +205,7 @@ static void run(int k, int tp, int dp) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // a timeout must not eat the log
     const char *path = argc > 1 ? argv[1] : "tests/reference/gpu_tiny.bin";
     int devices = gpu_device_count();
     if (devices < 2 || !gpu_have_nccl()) {

@@ -179,6 +179,7 @@ static int run(int k, GpuPrecision prec) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // a timeout must not eat the log
     const char *path = argc > 1 ? argv[1] : "tests/reference/gpu_tiny.bin";
     if (gpu_device_count() == 0) {
         printf("SKIP test_gpu_train: no CUDA device\n");
