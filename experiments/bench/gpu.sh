@@ -7,7 +7,7 @@
 #
 # Needs only nvcc, cuBLAS and python3 + torch/transformers/peft (no MPI, HDF5, BLIS,
 # configure or make). Logs go to ${OUT:-/tmp/gpu-out}: build.log, tests.log,
-# bench.log, summary.txt (+ whatever gpu_svd.sh writes). Every stage logs its own
+# bench.log, summary.txt, e2e.log (+ whatever gpu_svd.sh writes). Every stage logs its own
 # status and the script continues past failures; summary.txt lists every
 # PASS/FAIL/SKIP line and the headline numbers. Designed to finish in ~7 minutes.
 set -u
@@ -92,27 +92,36 @@ fi
 # tp / dp over NCCL: needs 2+ GPUs (SKIP on one; the CPU emulation covers it: tests/gpu/emu_check.sh)
 [ -x "$BIN/test_gpu_parallel" ] && run "$TLOG" 90 test_gpu_parallel "$BIN/test_gpu_parallel" tests/reference/gpu_tiny.bin
 
+# ---- `ailora train device=cuda` end to end, from a bundle built on the CPU machine
+# (scripts/device_bundle.sh: ailora + the MPI/HDF5/BLIS libraries this machine lacks)
+if [ -f .devbundle/ailora-bundle.tar.xz ]; then
+    run "$TLOG" 240 "ailora train e2e" bash experiments/bench/gpu_train_e2e.sh "$OUT" .devbundle/ailora-bundle.tar.xz
+    grep -E '^(PASS|FAIL)' "$OUT/e2e.log" | sed 's/^/  /' >>"$SUM"
+else
+    status SKIP "ailora train e2e (no .devbundle/ailora-bundle.tar.xz: run scripts/device_bundle.sh first)"
+fi
+
 # ---- benchmark: ailora (bf16) and PyTorch + PEFT, same config and batch
 if [ -x "$BIN/gpu_bench" ]; then
     run "$PLOG" 150 "gpu_bench 8x1024" "$BIN/gpu_bench" 8 1024 10 3 16 bf16 qv
 fi
 run "$PLOG" 180 "torch_gpu_lora 8x1024" python3 experiments/bench/torch_gpu_lora.py 8 1024 10 3 16
-if [ -x "$BIN/gpu_bench" ]; then  # longer sequences: attention's T x T scores weigh more
-    run "$PLOG" 120 "gpu_bench 4x2048" "$BIN/gpu_bench" 4 2048 8 2 16 bf16 qv
-fi
-run "$PLOG" 150 "torch_gpu_lora 4x2048" python3 experiments/bench/torch_gpu_lora.py 4 2048 8 2 16
-
-# ablation: attention without the block-causal chunks (full T x T GEMMs), time permitting
-if [ -x "$BIN/gpu_bench" ] && [ $(($(date +%s) - start)) -lt 240 ]; then
-    AILORA_GPU_ATTN_CHUNKS=1 run "$PLOG" 100 "gpu_bench 8x1024 chunks=1" "$BIN/gpu_bench" 8 1024 6 2 16 bf16 qv
-fi
-
 # ---- the cuSOLVER SVD check (another engineer's script), if present
 if [ -f experiments/bench/gpu_svd.sh ]; then
     { stage gpu_svd; } >>"$PLOG"
     timeout 120 bash experiments/bench/gpu_svd.sh "$OUT" >>"$OUT/gpu_svd.log" 2>&1
     rc=$?
     [ $rc = 0 ] && status PASS gpu_svd.sh || status FAIL "gpu_svd.sh (exit $rc)"
+fi
+
+if [ $(($(date +%s) - start)) -lt 280 ]; then  # longer sequences: attention's T x T scores weigh more
+    [ -x "$BIN/gpu_bench" ] && run "$PLOG" 120 "gpu_bench 4x2048" "$BIN/gpu_bench" 4 2048 8 2 16 bf16 qv
+    run "$PLOG" 150 "torch_gpu_lora 4x2048" python3 experiments/bench/torch_gpu_lora.py 4 2048 8 2 16
+fi
+
+# ablation: attention without the block-causal chunks (full T x T GEMMs), time permitting
+if [ -x "$BIN/gpu_bench" ] && [ $(($(date +%s) - start)) -lt 240 ]; then
+    AILORA_GPU_ATTN_CHUNKS=1 run "$PLOG" 100 "gpu_bench 8x1024 chunks=1" "$BIN/gpu_bench" 8 1024 6 2 16 bf16 qv
 fi
 
 # ---- memcheck of the parity test (out-of-bounds / misaligned accesses), time permitting
