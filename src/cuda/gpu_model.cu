@@ -28,6 +28,7 @@ extern "C" {
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef AILORA_HAVE_NCCL
@@ -76,6 +77,9 @@ typedef struct {
     Adapter ad[GPU_LIN_COUNT];
 } Layer;
 
+#define PROF_EVENTS 4096
+#define PROF_PHASES 32
+
 struct GpuModel {
     int H, I, V, L, nh, nkv, hd, B, T, N, rmax, tp_size, tp_rank, bf;
     int chunks;              /* block-causal attention chunks requested (0: automatic) */
@@ -110,9 +114,54 @@ struct GpuModel {
     void **allocs;
     int nallocs, cap;
     size_t bytes;
+    /* AILORA_GPU_PROFILE=1: events at phase boundaries, attributed per phase name */
+    int prof, prof_n;
+    cudaEvent_t prof_ev[PROF_EVENTS];
+    const char *prof_at[PROF_EVENTS];
+    const char *prof_name[PROF_PHASES];
+    double prof_ms[PROF_PHASES];
 };
 
 static void *at(void *p, size_t elems, size_t es) { return (char *)p + elems * es; }
+
+/* ---- phase profile (AILORA_GPU_PROFILE=1) ------------------------------------------------ */
+
+/* Adds the time between consecutive recorded events to the phase that began at the
+ * earlier one; called where the stream is idle anyway (the loss sync). */
+static void prof_flush(GpuModel *M) {
+    if (!M->prof || M->prof_n < 2) return;
+    cudaEventSynchronize(M->prof_ev[M->prof_n - 1]);
+    for (int i = 0; i + 1 < M->prof_n; i++) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, M->prof_ev[i], M->prof_ev[i + 1]);
+        int k = 0;
+        while (k < PROF_PHASES && M->prof_name[k] && strcmp(M->prof_name[k], M->prof_at[i])) k++;
+        if (k == PROF_PHASES) continue;
+        M->prof_name[k] = M->prof_at[i];
+        M->prof_ms[k] += ms;
+    }
+    M->prof_n = 0;
+}
+
+/* Marks the start of phase name (NULL: the end of the last one). */
+static void prof(GpuModel *M, const char *name) {
+    if (!M->prof) return;
+    if (M->prof_n == PROF_EVENTS) prof_flush(M);
+    cudaEventRecord(M->prof_ev[M->prof_n], M->st);
+    M->prof_at[M->prof_n++] = name ? name : "(between calls)";
+}
+
+static void prof_report(GpuModel *M) {
+    if (!M->prof) return;
+    prof_flush(M);
+    double total = 0;
+    for (int k = 0; k < PROF_PHASES && M->prof_name[k]; k++)
+        if (strcmp(M->prof_name[k], "(between calls)")) total += M->prof_ms[k];
+    fprintf(stderr, "GPU phase profile (AILORA_GPU_PROFILE, all recorded steps, ms and share of the total):\n");
+    for (int k = 0; k < PROF_PHASES && M->prof_name[k]; k++)
+        fprintf(stderr, "  %-28s %10.2f ms %6.1f%%\n", M->prof_name[k], M->prof_ms[k],
+                strcmp(M->prof_name[k], "(between calls)") ? 100.0 * M->prof_ms[k] / total : 0.0);
+}
 
 /* ---- devices and communicators ------------------------------------------------------ */
 
@@ -469,6 +518,12 @@ int gpu_model_create(const GpuModelSpec *spec, GpuPrecision prec, int B, int T, 
     GpuModel *m = (GpuModel *)calloc(1, sizeof *m);
     if (!m) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     int rc = create(m, spec, prec, B, T, tp);
+    const char *pe = getenv("AILORA_GPU_PROFILE");
+    if (rc == AIL_OK && pe && atoi(pe) > 0) {
+        m->prof = 1;
+        for (int i = 0; i < PROF_EVENTS && rc == AIL_OK; i++)
+            if (cudaEventCreate(&m->prof_ev[i]) != cudaSuccess) rc = AIL_ERROR(AIL_ERR_LIB, "cudaEventCreate failed");
+    }
     if (rc != AIL_OK) {
         gpu_model_free(m);
         return rc;
@@ -480,6 +535,9 @@ int gpu_model_create(const GpuModelSpec *spec, GpuPrecision prec, int B, int T, 
 void gpu_model_free(GpuModel *m) {
     if (!m) return;
     if (m->st) cudaStreamSynchronize(m->st);
+    prof_report(m);
+    for (int i = 0; m->prof && i < PROF_EVENTS; i++)
+        if (m->prof_ev[i]) cudaEventDestroy(m->prof_ev[i]);
     for (int i = 0; i < m->nallocs; i++) cudaFree(m->allocs[i]);
     if (m->stage) cudaFree(m->stage);
     free(m->allocs);
@@ -642,6 +700,8 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
         CU(cudaMemcpyAsync(M->labels, M->h_labels, sizeof(int32_t) * N, cudaMemcpyHostToDevice, M->st));
     }
     M->have_labels = 0;
+    prof_flush(M);
+    prof(M, "fwd embed");
     k_embed(M->bf, M->x, M->embed, M->tokens, N, H, M->st);
     KCHECK();
     for (int l = 0; l < L; l++) {
@@ -649,28 +709,38 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
         void *x = at(M->x, o * H, es), *xn = at(M->x, (o + N) * H, es), *h1 = at(M->h1, o * H, es);
         void *xm = at(M->xm, o * H, es), *h2 = at(M->h2, o * H, es), *y = at(M->y, o * qd, es);
         void *g = at(M->gg, o * I, es), *u = at(M->uu, o * I, es);
+        prof(M, "fwd rmsnorm");
         k_rmsnorm_fwd(M->bf, h1, M->rstd1 + o, x, M->layers[l].ln1, N, H, M->eps, M->st);
         KCHECK();
+        prof(M, "fwd q/k/v linears");
         AIL_CHECK(column_fwd(M, l, GPU_LIN_Q, h1, M->qtok, qd, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_K, h1, M->ktok, kd, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_V, h1, M->vtok, kd, H));
         int group = nh / nkv;
+        prof(M, "fwd rope + head layout");
         k_tok_to_heads(M->bf, at(M->qh, o * qd, es), M->qtok, M->rope_cos, M->rope_sin, M->B, T, nh, hd, group, 1,
                        M->st);
         k_tok_to_heads(M->bf, at(M->kh, o * kd, es), M->ktok, M->rope_cos, M->rope_sin, M->B, T, nkv, hd, 1, 1, M->st);
         k_tok_to_heads(M->bf, at(M->vh, o * kd, es), M->vtok, NULL, NULL, M->B, T, nkv, hd, 1, 0, M->st);
         KCHECK();
+        prof(M, "fwd attention");
         AIL_CHECK(attention_fwd(M, l, y));
+        prof(M, "fwd o linear");
         AIL_CHECK(row_fwd(M, l, GPU_LIN_O, y, qd, x, xm));
+        prof(M, "fwd rmsnorm");
         k_rmsnorm_fwd(M->bf, h2, M->rstd2 + o, xm, M->layers[l].ln2, N, H, M->eps, M->st);
         KCHECK();
+        prof(M, "fwd gate/up linears");
         AIL_CHECK(column_fwd(M, l, GPU_LIN_GATE, h2, g, I, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_UP, h2, u, I, H));
         void *act = at(M->act, o * I, es);
+        prof(M, "fwd swiglu");
         k_swiglu_fwd(M->bf, act, g, u, (size_t)N * I, M->st);
         KCHECK();
+        prof(M, "fwd down linear");
         AIL_CHECK(row_fwd(M, l, GPU_LIN_DOWN, act, I, xm, xn));
     }
+    prof(M, "fwd final norm + lm_head");
     k_rmsnorm_fwd(M->bf, M->xf, M->rstdf, at(M->x, (size_t)L * N * H, es), M->final_norm, N, H, M->eps, M->st);
     KCHECK();
     // logits in float32: the cross entropy reads them at full precision
@@ -680,9 +750,11 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
         CU(cudaStreamSynchronize(M->st));
         return AIL_OK;
     }
+    prof(M, "fwd cross entropy");
     k_cross_entropy(M->bf, M->dlogits, M->row_loss, M->logits, M->labels, N, T, V, M->st);
     k_loss_reduce(M->red, M->row_loss, M->labels, N, T, M->st);
     KCHECK();
+    prof(M, NULL);
     CU(cudaMemcpyAsync(M->h_red, M->red, sizeof(double) * 2, cudaMemcpyDeviceToHost, M->st));
     CU(cudaStreamSynchronize(M->st));  // the one host sync of a step: the loss
     *loss_sum = M->h_red[0], *scored = (long)M->h_red[1];
@@ -739,6 +811,7 @@ static int backward(GpuModel *M, double loss_scale) {
     int N = M->N, H = M->H, I = M->I, V = M->V, L = M->L, qd = M->nh * M->hd, kd = M->nkv * M->hd;
     size_t es = M->es;
     // dh = loss_scale (softmax - onehot) lm_head: the scale rides on the GEMM's alpha
+    prof(M, "bwd lm_head + final norm");
     AIL_CHECK(linear_bwd_in(M, M->dh, M->dlogits, M->lm_head, V, H, (float)loss_scale, 0.f));
     k_rmsnorm_bwd(M->bf, M->dx, NULL, M->dh, at(M->x, (size_t)L * N * H, es), M->rstdf, M->final_norm, N, H, M->st);
     KCHECK();
@@ -750,27 +823,36 @@ static int backward(GpuModel *M, double loss_scale) {
         void *h2 = at(M->h2, o * H, es), *y = at(M->y, o * qd, es);
         void *g = at(M->gg, o * I, es), *u = at(M->uu, o * I, es);
         // MLP: x_next = xm + act Wd^T, act = silu(g) * u; dx holds d x_next
+        prof(M, "bwd down linear");
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_DOWN, at(M->act, o * I, es), M->dx, M->dg, H, I, 0));  // row-parallel: exact locally
+        prof(M, "bwd swiglu");
         k_swiglu_bwd(M->bf, M->dg, M->du, g, u, (size_t)N * I, M->st);
         KCHECK();
+        prof(M, "bwd gate/up linears");
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_GATE, h2, M->dg, M->dh, I, H, 0));
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_UP, h2, M->du, M->dh, I, H, 1));
+        prof(M, "bwd rmsnorm (+ tp all-reduce)");
         AIL_CHECK(allreduce(M, M->tp, M->dh, (size_t)N * H, 0));  // column-parallel: partial dh2
         k_rmsnorm_bwd(M->bf, M->dx, M->dx, M->dh, xm, M->rstd2 + o, ly->ln2, N, H, M->st);  // dx = dxm
         KCHECK();
         // attention: xm = x + y Wo^T
+        prof(M, "bwd o linear");
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_O, y, M->dx, M->dy, H, qd, 0));
+        prof(M, "bwd attention");
         AIL_CHECK(attention_bwd(M, l, dq, dk, dv));
         // below layer 0 nothing trains: only the adapters' own gradients there
         void *din = l > 0 ? M->dh : NULL;
+        prof(M, "bwd q/k/v linears");
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_Q, h1, dq, din, qd, H, 0));
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_K, h1, dk, din, kd, H, 1));
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_V, h1, dv, din, kd, H, 1));
         if (!din) break;
+        prof(M, "bwd rmsnorm (+ tp all-reduce)");
         AIL_CHECK(allreduce(M, M->tp, M->dh, (size_t)N * H, 0));  // partial dh1
         k_rmsnorm_bwd(M->bf, M->dx, M->dx, M->dh, x, M->rstd1 + o, ly->ln1, N, H, M->st);
         KCHECK();
     }
+    prof(M, NULL);
     return AIL_OK;
 }
 
