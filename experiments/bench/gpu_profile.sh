@@ -22,6 +22,8 @@ LOG=$OUT/profile.log
         AILORA_GPU_PROFILE=1 timeout 120 "$BIN/gpu_bench" "$1" "$2" 6 2 16 bf16 qv 2>&1 | grep -v "^step"
         echo "=== gpu_bench $1 x $2, not profiled"
         timeout 120 "$BIN/gpu_bench" "$1" "$2" 6 2 16 bf16 qv 2>&1 | grep RESULT
+        echo "=== gpu_bench $1 x $2, not profiled, t = in A^T as a transposed-operand GEMM (AILORA_GPU_LORA_T=tn)"
+        AILORA_GPU_LORA_T=tn timeout 120 "$BIN/gpu_bench" "$1" "$2" 6 2 16 bf16 qv 2>&1 | grep RESULT
     done
 } > "$LOG" 2>&1
 cat "$LOG"

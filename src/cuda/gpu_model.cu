@@ -78,7 +78,7 @@ typedef struct {
 } Layer;
 
 #define PROF_EVENTS 4096
-#define PROF_PHASES 32
+#define PROF_PHASES 48
 
 struct GpuModel {
     int H, I, V, L, nh, nkv, hd, B, T, N, rmax, tp_size, tp_rank, bf;
@@ -109,6 +109,9 @@ struct GpuModel {
     int have_labels;
     /* scratch: forward and backward */
     void *qtok, *ktok, *vtok, *yh, *act, *tmp, *S, *dP, *dx, *dh, *dg, *du, *dy, *dqh, *dkh, *dvh, *dtb;
+    void *aT;                /* (n, r) transposed adapter A for the forward's t = in A^T */
+    size_t max_rn;           /* largest r * n of an adapter */
+    int lora_t_tn;           /* AILORA_GPU_LORA_T=tn: the transposed-operand GEMM instead */
     float *stage;            /* upload staging (bf16 mode), only during gpu_model_create */
     /* every device allocation, for gpu_model_free */
     void **allocs;
@@ -284,9 +287,15 @@ static int linear_bwd_in(const GpuModel *M, void *din, const void *dout, const v
 static const void *copyA(const GpuModel *M, const Adapter *a) { return at(M->pc, a->offA, M->es); }
 static const void *copyB(const GpuModel *M, const Adapter *a) { return at(M->pc, a->offB, M->es); }
 
-/* t (N, r) = in (N, n) A^T */
+/* t (N, r) = in (N, n) A^T. cuBLAS is slow on this skinny product with A^T as a
+ * transposed operand; with A^T made explicit (a tiny transpose) the GEMM takes
+ * the same shape as the backward's dt = dout B. */
 static int lora_t(const GpuModel *M, const Adapter *a, const void *in, void *t) {
-    return gemm(M, 0, 1, M->N, a->r, a->n, 1.f, in, M->dt, a->n, copyA(M, a), M->dt, a->n, 0.f, t, M->dt, a->r);
+    if (M->lora_t_tn)
+        return gemm(M, 0, 1, M->N, a->r, a->n, 1.f, in, M->dt, a->n, copyA(M, a), M->dt, a->n, 0.f, t, M->dt, a->r);
+    k_transpose(M->bf, M->aT, copyA(M, a), a->r, a->n, M->st);  // (n, r)
+    KCHECK();
+    return gemm(M, 0, 0, M->N, a->r, a->n, 1.f, in, M->dt, a->n, M->aT, M->dt, a->r, 0.f, t, M->dt, a->r);
 }
 
 /* out (N, m) += s t B^T */
@@ -397,6 +406,7 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
                                          l, i, as->m, as->n, out[i], in[i]);
                     a->m = as->m, a->n = as->n, a->r = as->r, a->scale = (float)as->scale;
                     m->rmax = a->r > m->rmax ? a->r : m->rmax;
+                    if ((size_t)a->r * a->n > m->max_rn) m->max_rn = (size_t)a->r * a->n;
                     if (col) a->offB = off, off += (size_t)a->m * a->r;  // sharded
                     else a->offA = off, off += (size_t)a->r * a->n;
                 } else if (pass == 1 && col) {
@@ -507,6 +517,7 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     DALLOC(m->dkh, es * n * kd);
     DALLOC(m->dvh, es * n * kd);
     DALLOC(m->dtb, es * n * r);
+    DALLOC(m->aT, es * (m->max_rn ? m->max_rn : 1));
     CU(cudaStreamSynchronize(m->st));
     if (m->stage) cudaFree(m->stage);
     m->stage = NULL;
@@ -518,6 +529,8 @@ int gpu_model_create(const GpuModelSpec *spec, GpuPrecision prec, int B, int T, 
     GpuModel *m = (GpuModel *)calloc(1, sizeof *m);
     if (!m) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     int rc = create(m, spec, prec, B, T, tp);
+    const char *lt = getenv("AILORA_GPU_LORA_T");
+    if (rc == AIL_OK && lt && strcmp(lt, "tn") == 0) m->lora_t_tn = 1;
     const char *pe = getenv("AILORA_GPU_PROFILE");
     if (rc == AIL_OK && pe && atoi(pe) > 0) {
         m->prof = 1;
@@ -559,6 +572,7 @@ static int target_of(const int32_t *labels, int n, int T) { return (n % T) + 1 <
 /* out (N, m) = in W^T (+ bias) (+ s (in A^T) B^T): a column-parallel linear */
 static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, int mo, int ni) {
     Layer *ly = &M->layers[l];
+    prof(M, "fwd linears (base)");
     AIL_CHECK(linear_fwd(M, out, in, ly->w[lin], mo, ni, 0.f));
     if (lin <= GPU_LIN_V && ly->bias[lin]) {
         k_add_bias(M->bf, out, ly->bias[lin], M->N, mo, M->st);
@@ -567,6 +581,7 @@ static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, in
     const Adapter *a = &ly->ad[lin];
     if (!a->r) return AIL_OK;
     void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
+    prof(M, "fwd lora");
     AIL_CHECK(lora_t(M, a, in, t));
     return lora_out(M, a, t, out);
 }
@@ -580,10 +595,12 @@ static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const vo
     int H = M->H;
     size_t nH = (size_t)M->N * H;
     void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
+    prof(M, "fwd linears (base)");
     if (M->tp_size == 1) {
         CU(cudaMemcpyAsync(res_out, res_in, M->es * nH, cudaMemcpyDeviceToDevice, M->st));
         AIL_CHECK(linear_fwd(M, res_out, in, ly->w[lin], H, ni, 1.f));
         if (a->r) {
+            prof(M, "fwd lora");
             AIL_CHECK(lora_t(M, a, in, t));
             AIL_CHECK(lora_out(M, a, t, res_out));
         }
@@ -671,10 +688,14 @@ static int attention_fwd(GpuModel *M, int l, void *y) {
     float *lse = M->lse + (size_t)l * M->N * M->nh;
     AttnDims d = attn_dims(M);
     long rows = (long)M->N * M->nh;
+    prof(M, "fwd attn S = QK^T");
     AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));
+    prof(M, "fwd attn softmax");
     k_softmax_fwd(M->bf, M->S, lse, rows, M->T, d.group, d.Tc, M->st);  // S -> P in place
     KCHECK();
+    prof(M, "fwd attn PV");
     AIL_CHECK(attn_xv(M, &d, 1.f, M->S, v, M->yh));  // yh = P V
+    prof(M, "fwd attn layout");
     k_heads_to_tok(M->bf, y, M->yh, NULL, NULL, M->B, M->T, M->nh, M->hd, d.group, 0, M->st);
     KCHECK();
     return AIL_OK;
@@ -712,7 +733,6 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
         prof(M, "fwd rmsnorm");
         k_rmsnorm_fwd(M->bf, h1, M->rstd1 + o, x, M->layers[l].ln1, N, H, M->eps, M->st);
         KCHECK();
-        prof(M, "fwd q/k/v linears");
         AIL_CHECK(column_fwd(M, l, GPU_LIN_Q, h1, M->qtok, qd, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_K, h1, M->ktok, kd, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_V, h1, M->vtok, kd, H));
@@ -725,19 +745,16 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
         KCHECK();
         prof(M, "fwd attention");
         AIL_CHECK(attention_fwd(M, l, y));
-        prof(M, "fwd o linear");
         AIL_CHECK(row_fwd(M, l, GPU_LIN_O, y, qd, x, xm));
         prof(M, "fwd rmsnorm");
         k_rmsnorm_fwd(M->bf, h2, M->rstd2 + o, xm, M->layers[l].ln2, N, H, M->eps, M->st);
         KCHECK();
-        prof(M, "fwd gate/up linears");
         AIL_CHECK(column_fwd(M, l, GPU_LIN_GATE, h2, g, I, H));
         AIL_CHECK(column_fwd(M, l, GPU_LIN_UP, h2, u, I, H));
         void *act = at(M->act, o * I, es);
         prof(M, "fwd swiglu");
         k_swiglu_fwd(M->bf, act, g, u, (size_t)N * I, M->st);
         KCHECK();
-        prof(M, "fwd down linear");
         AIL_CHECK(row_fwd(M, l, GPU_LIN_DOWN, act, I, xm, xn));
     }
     prof(M, "fwd final norm + lm_head");
@@ -773,9 +790,11 @@ int gpu_forward(GpuModel *m, const int32_t *tokens, const int32_t *labels, doubl
 static int lin_bwd(GpuModel *M, int l, int lin, const void *in, const void *dout, void *din, int mo, int ni,
                    int accumulate) {
     Layer *ly = &M->layers[l];
+    prof(M, "bwd linears (base)");
     if (din) AIL_CHECK(linear_bwd_in(M, din, dout, ly->w[lin], mo, ni, 1.f, accumulate ? 1.f : 0.f));
     const Adapter *a = &ly->ad[lin];
     if (!a->r) return AIL_OK;
+    prof(M, "bwd lora");
     const void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
     return lora_bwd(M, a, in, t, dout, din);
 }
@@ -789,16 +808,22 @@ static int attention_bwd(GpuModel *M, int l, void *dq, void *dk, void *dv) {
     int T = M->T, hd = M->hd, B = M->B;
     long rows = (long)M->N * M->nh;
     void *dyh = M->yh;  // the forward's head-major scratch
+    prof(M, "bwd attn layout");
     k_tok_to_heads(M->bf, dyh, M->dy, NULL, NULL, B, T, M->nh, hd, d.group, 0, M->st);
     KCHECK();
+    prof(M, "bwd attn S = QK^T again");
     AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));  // S again (not stored per layer)
+    prof(M, "bwd attn dP = dY V^T");
     AIL_CHECK(attn_qk(M, &d, 1.f, dyh, v, M->dP));   // dP = dY V^T
+    prof(M, "bwd attn softmax");
     k_softmax_bwd(M->bf, M->S, M->dP, lse, rows, T, d.group, d.Tc, M->st);  // S -> P, dP -> dS in place
     KCHECK();
     const void *P = M->S, *dS = M->dP;
+    prof(M, "bwd attn dV, dQ, dK");
     AIL_CHECK(attn_xtq(M, &d, 1.f, P, dyh, M->dvh));       // dV = P^T dY
     AIL_CHECK(attn_xv(M, &d, d.scale, dS, k, M->dqh));     // dQ = scale dS K
     AIL_CHECK(attn_xtq(M, &d, d.scale, dS, q, M->dkh));    // dK = scale dS^T Q
+    prof(M, "bwd attn layout");
     k_heads_to_tok(M->bf, dq, M->dqh, M->rope_cos, M->rope_sin, B, T, M->nh, hd, d.group, 1, M->st);
     k_heads_to_tok(M->bf, dk, M->dkh, M->rope_cos, M->rope_sin, B, T, M->nkv, hd, 1, 1, M->st);
     k_heads_to_tok(M->bf, dv, M->dvh, NULL, NULL, B, T, M->nkv, hd, 1, 0, M->st);
@@ -823,12 +848,10 @@ static int backward(GpuModel *M, double loss_scale) {
         void *h2 = at(M->h2, o * H, es), *y = at(M->y, o * qd, es);
         void *g = at(M->gg, o * I, es), *u = at(M->uu, o * I, es);
         // MLP: x_next = xm + act Wd^T, act = silu(g) * u; dx holds d x_next
-        prof(M, "bwd down linear");
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_DOWN, at(M->act, o * I, es), M->dx, M->dg, H, I, 0));  // row-parallel: exact locally
         prof(M, "bwd swiglu");
         k_swiglu_bwd(M->bf, M->dg, M->du, g, u, (size_t)N * I, M->st);
         KCHECK();
-        prof(M, "bwd gate/up linears");
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_GATE, h2, M->dg, M->dh, I, H, 0));
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_UP, h2, M->du, M->dh, I, H, 1));
         prof(M, "bwd rmsnorm (+ tp all-reduce)");
@@ -836,13 +859,11 @@ static int backward(GpuModel *M, double loss_scale) {
         k_rmsnorm_bwd(M->bf, M->dx, M->dx, M->dh, xm, M->rstd2 + o, ly->ln2, N, H, M->st);  // dx = dxm
         KCHECK();
         // attention: xm = x + y Wo^T
-        prof(M, "bwd o linear");
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_O, y, M->dx, M->dy, H, qd, 0));
         prof(M, "bwd attention");
         AIL_CHECK(attention_bwd(M, l, dq, dk, dv));
         // below layer 0 nothing trains: only the adapters' own gradients there
         void *din = l > 0 ? M->dh : NULL;
-        prof(M, "bwd q/k/v linears");
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_Q, h1, dq, din, qd, H, 0));
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_K, h1, dk, din, kd, H, 1));
         AIL_CHECK(lin_bwd(M, l, GPU_LIN_V, h1, dv, din, kd, H, 1));
