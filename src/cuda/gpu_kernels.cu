@@ -21,6 +21,13 @@ __device__ __forceinline__ void st(bf16 *p, size_t i, float v) { p[i] = __float2
         else kernel<float><<<(grid), (block), 0, (s)>>>(__VA_ARGS__);              \
     } while (0)
 
+// the same for kernels templated on the type and a compile-time size K
+#define DISPATCH_K(bf, kernel, K, grid, block, s, ...)                             \
+    do {                                                                           \
+        if (bf) kernel<bf16, K><<<(grid), (block), 0, (s)>>>(__VA_ARGS__);         \
+        else kernel<float, K><<<(grid), (block), 0, (s)>>>(__VA_ARGS__);           \
+    } while (0)
+
 static unsigned blocks_for(size_t n, int threads) {
     size_t b = (n + threads - 1) / threads;
     return (unsigned)(b < 1 ? 1 : (b > 1048576 ? 1048576 : b));  // grid-stride loops cover the rest
@@ -241,8 +248,43 @@ __global__ void softmax_fwd_kernel(void *SPv, float *lse, int T_, int group, int
     if (threadIdx.x == 0) lse[row] = mx + logf(sum);
 }
 
+/* Rows of up to 32 * K elements: one warp per row, the row held in registers
+ * (read once, written once; shuffles only, no block barriers). Lane l holds
+ * columns l, l + 32, ... */
+template <typename T, int K>
+__global__ void softmax_fwd_warp_kernel(void *SPv, float *lse, long rows, int T_, int group, int Tc) {
+    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    int t = (int)((row / group) % T_), jend = (t / Tc + 1) * Tc;
+    T *sp = (T *)SPv + (size_t)row * T_;
+    float v[K], mx = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        int j = lane + 32 * k;
+        v[k] = j <= t ? ld(sp, j) : -INFINITY;
+        mx = fmaxf(mx, v[k]);
+    }
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        v[k] = lane + 32 * k <= t ? expf(v[k] - mx) : 0.f;
+        sum += v[k];
+    }
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    float inv = 1.0f / sum;
+#pragma unroll
+    for (int k = 0; k < K; k++)
+        if (lane + 32 * k < jend) st(sp, lane + 32 * k, v[k] * inv);
+    if (lane == 0) lse[row] = mx + logf(sum);
+}
+
 void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, int group, int Tc, cudaStream_t s) {
-    DISPATCH(bf, softmax_fwd_kernel, (unsigned)rows, row_threads(T), s, SP, lse, T, group, Tc);
+    unsigned blocks = (unsigned)((rows + 7) / 8);  // 8 warps (rows) per block
+    if (T <= 1024) DISPATCH_K(bf, softmax_fwd_warp_kernel, 32, blocks, 256, s, SP, lse, rows, T, group, Tc);
+    else if (T <= 2048) DISPATCH_K(bf, softmax_fwd_warp_kernel, 64, blocks, 256, s, SP, lse, rows, T, group, Tc);
+    else DISPATCH(bf, softmax_fwd_kernel, (unsigned)rows, row_threads(T), s, SP, lse, T, group, Tc);
 }
 
 // P recomputed from S and lse; dS = P (dP - rowsum(P dP)); both in place
@@ -262,9 +304,41 @@ __global__ void softmax_bwd_kernel(void *SPv, void *dPSv, const float *lse, int 
     }
 }
 
+/* The backward with one warp per row, P and dP held in registers. */
+template <typename T, int K>
+__global__ void softmax_bwd_warp_kernel(void *SPv, void *dPSv, const float *lse, long rows, int T_, int group,
+                                        int Tc) {
+    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    int t = (int)((row / group) % T_), jend = (t / Tc + 1) * Tc;
+    T *sp = (T *)SPv + (size_t)row * T_, *dps = (T *)dPSv + (size_t)row * T_;
+    float l = lse[row], p[K], dp[K], dot = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        int j = lane + 32 * k;
+        p[k] = j <= t ? expf(ld(sp, j) - l) : 0.f;
+        dp[k] = j <= t ? ld(dps, j) : 0.f;
+        dot += p[k] * dp[k];
+    }
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        int j = lane + 32 * k;
+        if (j < jend) {
+            st(sp, j, p[k]);
+            st(dps, j, p[k] * (dp[k] - dot));
+        }
+    }
+}
+
 void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, int group, int Tc,
                    cudaStream_t s) {
-    DISPATCH(bf, softmax_bwd_kernel, (unsigned)rows, row_threads(T), s, SP, dPS, lse, T, group, Tc);
+    unsigned blocks = (unsigned)((rows + 7) / 8);
+    if (T <= 1024) DISPATCH_K(bf, softmax_bwd_warp_kernel, 32, blocks, 256, s, SP, dPS, lse, rows, T, group, Tc);
+    else if (T <= 2048)
+        DISPATCH_K(bf, softmax_bwd_warp_kernel, 64, blocks, 256, s, SP, dPS, lse, rows, T, group, Tc);
+    else DISPATCH(bf, softmax_bwd_kernel, (unsigned)rows, row_threads(T), s, SP, dPS, lse, T, group, Tc);
 }
 
 /* ---- SwiGLU ------------------------------------------------------------------------ */

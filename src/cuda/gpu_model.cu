@@ -154,6 +154,11 @@ static void prof(GpuModel *M, const char *name) {
     M->prof_at[M->prof_n++] = name ? name : "(between calls)";
 }
 
+static const char *const prof_fwd_lin[GPU_LIN_COUNT] = {"fwd q base", "fwd k base", "fwd v base", "fwd o base",
+                                                        "fwd gate base", "fwd up base", "fwd down base"};
+static const char *const prof_bwd_lin[GPU_LIN_COUNT] = {"bwd q base", "bwd k base", "bwd v base", "bwd o base",
+                                                        "bwd gate base", "bwd up base", "bwd down base"};
+
 static void prof_report(GpuModel *M) {
     if (!M->prof) return;
     prof_flush(M);
@@ -572,7 +577,7 @@ static int target_of(const int32_t *labels, int n, int T) { return (n % T) + 1 <
 /* out (N, m) = in W^T (+ bias) (+ s (in A^T) B^T): a column-parallel linear */
 static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, int mo, int ni) {
     Layer *ly = &M->layers[l];
-    prof(M, "fwd linears (base)");
+    prof(M, prof_fwd_lin[lin]);
     AIL_CHECK(linear_fwd(M, out, in, ly->w[lin], mo, ni, 0.f));
     if (lin <= GPU_LIN_V && ly->bias[lin]) {
         k_add_bias(M->bf, out, ly->bias[lin], M->N, mo, M->st);
@@ -595,7 +600,7 @@ static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const vo
     int H = M->H;
     size_t nH = (size_t)M->N * H;
     void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
-    prof(M, "fwd linears (base)");
+    prof(M, prof_fwd_lin[lin]);
     if (M->tp_size == 1) {
         CU(cudaMemcpyAsync(res_out, res_in, M->es * nH, cudaMemcpyDeviceToDevice, M->st));
         AIL_CHECK(linear_fwd(M, res_out, in, ly->w[lin], H, ni, 1.f));
@@ -790,7 +795,7 @@ int gpu_forward(GpuModel *m, const int32_t *tokens, const int32_t *labels, doubl
 static int lin_bwd(GpuModel *M, int l, int lin, const void *in, const void *dout, void *din, int mo, int ni,
                    int accumulate) {
     Layer *ly = &M->layers[l];
-    prof(M, "bwd linears (base)");
+    prof(M, prof_bwd_lin[lin]);
     if (din) AIL_CHECK(linear_bwd_in(M, din, dout, ly->w[lin], mo, ni, 1.f, accumulate ? 1.f : 0.f));
     const Adapter *a = &ly->ad[lin];
     if (!a->r) return AIL_OK;
