@@ -15,7 +15,11 @@ LOG=$OUT/profile.log
     "$NVCC" $F -c src/cuda/gpu_model.cu -o "$BIN/m.o" &&
     "$NVCC" -O2 -DAILORA_NO_MPI -Iinclude -c src/error.c -o "$BIN/e.o" &&
     "$NVCC" -gencode arch=compute_90,code=sm_90 -O2 -DAILORA_NO_MPI -Iinclude experiments/bench/gpu_bench.c \
-        "$BIN/m.o" "$BIN/k.o" "$BIN/e.o" -lcublas -o "$BIN/gpu_bench" || echo "BUILD FAILED"
+        "$BIN/m.o" "$BIN/k.o" "$BIN/e.o" -lcublas -o "$BIN/gpu_bench" &&
+    "$NVCC" -gencode arch=compute_90,code=sm_90 -O2 -DAILORA_NO_MPI -Iinclude tests/gpu/test_gpu_train.c \
+        "$BIN/m.o" "$BIN/k.o" "$BIN/e.o" -lcublas -o "$BIN/test_gpu_train" || echo "BUILD FAILED"
+    echo "=== test_gpu_train (the kernels still match the CPU engine)"
+    timeout 60 "$BIN/test_gpu_train" tests/reference/gpu_tiny.bin 2>&1 | grep -E "^(PASS|FAIL|SKIP)"
     for cfg in "${@:-8 1024}"; do
         set -- $cfg
         echo "=== gpu_bench $1 x $2, profiled"
