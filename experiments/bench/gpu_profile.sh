@@ -18,16 +18,18 @@ LOG=$OUT/profile.log
         "$BIN/m.o" "$BIN/k.o" "$BIN/e.o" -lcublas -o "$BIN/gpu_bench" &&
     "$NVCC" -gencode arch=compute_90,code=sm_90 -O2 -DAILORA_NO_MPI -Iinclude tests/gpu/test_gpu_train.c \
         "$BIN/m.o" "$BIN/k.o" "$BIN/e.o" -lcublas -o "$BIN/test_gpu_train" || echo "BUILD FAILED"
-    echo "=== test_gpu_train (the kernels still match the CPU engine)"
-    timeout 60 "$BIN/test_gpu_train" tests/reference/gpu_tiny.bin 2>&1 | grep -E "^(PASS|FAIL|SKIP)"
+    for keep in 1 0; do
+        echo "=== test_gpu_train, AILORA_GPU_STORE_P=$keep (the kernels still match the CPU engine)"
+        AILORA_GPU_STORE_P=$keep timeout 60 "$BIN/test_gpu_train" tests/reference/gpu_tiny.bin 2>&1 | grep -E "^(PASS|FAIL|SKIP)"
+    done
     for cfg in "${@:-8 1024}"; do
         set -- $cfg
         echo "=== gpu_bench $1 x $2, profiled"
         AILORA_GPU_PROFILE=1 timeout 120 "$BIN/gpu_bench" "$1" "$2" 6 2 16 bf16 qv 2>&1 | grep -v "^step"
         echo "=== gpu_bench $1 x $2, not profiled"
         timeout 120 "$BIN/gpu_bench" "$1" "$2" 6 2 16 bf16 qv 2>&1 | grep RESULT
-        echo "=== gpu_bench $1 x $2, not profiled, t = in A^T as a transposed-operand GEMM (AILORA_GPU_LORA_T=tn)"
-        AILORA_GPU_LORA_T=tn timeout 120 "$BIN/gpu_bench" "$1" "$2" 6 2 16 bf16 qv 2>&1 | grep RESULT
+        echo "=== gpu_bench $1 x $2, not profiled, probabilities recomputed in the backward (AILORA_GPU_STORE_P=0)"
+        AILORA_GPU_STORE_P=0 timeout 120 "$BIN/gpu_bench" "$1" "$2" 6 2 16 bf16 qv 2>&1 | grep RESULT
     done
 } > "$LOG" 2>&1
 cat "$LOG"

@@ -341,6 +341,48 @@ void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int
     else DISPATCH(bf, softmax_bwd_kernel, (unsigned)rows, row_threads(T), s, SP, dPS, lse, T, group, Tc);
 }
 
+/* dS from stored P: one warp per row (rows up to 32 K), or one block per row. */
+template <typename T, int K>
+__global__ void softmax_bwd_p_warp_kernel(const void *Pv, void *dPSv, long rows, int T_, int group, int Tc) {
+    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    int t = (int)((row / group) % T_), jend = (t / Tc + 1) * Tc;
+    const T *pr = (const T *)Pv + (size_t)row * T_;
+    T *dps = (T *)dPSv + (size_t)row * T_;
+    float p[K], dp[K], dot = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        int j = lane + 32 * k;
+        p[k] = j <= t ? ld(pr, j) : 0.f;
+        dp[k] = j <= t ? ld(dps, j) : 0.f;
+        dot += p[k] * dp[k];
+    }
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+#pragma unroll
+    for (int k = 0; k < K; k++)
+        if (lane + 32 * k < jend) st(dps, lane + 32 * k, p[k] * (dp[k] - dot));
+}
+
+template <typename T>
+__global__ void softmax_bwd_p_kernel(const void *Pv, void *dPSv, int T_, int group, int Tc) {
+    size_t row = blockIdx.x;
+    int t = (int)((row / group) % T_), jend = (t / Tc + 1) * Tc;
+    const T *pr = (const T *)Pv + row * T_;
+    T *dps = (T *)dPSv + row * T_;
+    float dot = 0.f;
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) dot += ld(pr, j) * ld(dps, j);
+    dot = block_sum(dot);
+    for (int j = threadIdx.x; j < jend; j += blockDim.x) st(dps, j, j <= t ? ld(pr, j) * (ld(dps, j) - dot) : 0.f);
+}
+
+void k_softmax_bwd_p(int bf, const void *P, void *dPS, long rows, int T, int group, int Tc, cudaStream_t s) {
+    unsigned blocks = (unsigned)((rows + 7) / 8);
+    if (T <= 1024) DISPATCH_K(bf, softmax_bwd_p_warp_kernel, 32, blocks, 256, s, P, dPS, rows, T, group, Tc);
+    else if (T <= 2048) DISPATCH_K(bf, softmax_bwd_p_warp_kernel, 64, blocks, 256, s, P, dPS, rows, T, group, Tc);
+    else DISPATCH(bf, softmax_bwd_p_kernel, (unsigned)rows, row_threads(T), s, P, dPS, T, group, Tc);
+}
+
 /* ---- SwiGLU ------------------------------------------------------------------------ */
 
 template <typename T>

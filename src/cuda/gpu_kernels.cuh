@@ -50,6 +50,9 @@ void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, int group, in
  * SP = P = exp(S - lse) and dPS = dS = P (dP - rowsum(P dP)) */
 void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int T, int group, int Tc,
                    cudaStream_t s);
+/* backward from stored probabilities: P read-only, dPS holds dP on entry and
+ * dS = P (dP - rowsum(P dP)) on exit (columns t < j < jend zeroed) */
+void k_softmax_bwd_p(int bf, const void *P, void *dPS, long rows, int T, int group, int Tc, cudaStream_t s);
 /* act = silu(g) * u, n elements */
 void k_swiglu_fwd(int bf, void *act, const void *g, const void *u, size_t n, cudaStream_t s);
 /* from dact (in dg): dg = dact * u * silu'(g), du = dact * silu(g) */

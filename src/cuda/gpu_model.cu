@@ -112,13 +112,15 @@ struct GpuModel {
     void *aT;                /* (n, r) transposed adapter A for the forward's t = in A^T */
     size_t max_rn;           /* largest r * n of an adapter */
     int lora_t_tn;           /* AILORA_GPU_LORA_T=tn: the transposed-operand GEMM instead */
+    void *P_all;             /* (L, att) attention probabilities of every layer, when kept */
+    size_t att;              /* elements of one layer's score matrix: N * nh * T */
     float *stage;            /* upload staging (bf16 mode), only during gpu_model_create */
     /* every device allocation, for gpu_model_free */
     void **allocs;
     int nallocs, cap;
     size_t bytes;
     /* AILORA_GPU_PROFILE=1: events at phase boundaries, attributed per phase name */
-    int prof, prof_n;
+    int prof, prof_n, prof_steps;  /* prof_steps: forward calls seen (the first two are not recorded) */
     cudaEvent_t prof_ev[PROF_EVENTS];
     const char *prof_at[PROF_EVENTS];
     const char *prof_name[PROF_PHASES];
@@ -148,7 +150,7 @@ static void prof_flush(GpuModel *M) {
 
 /* Marks the start of phase name (NULL: the end of the last one). */
 static void prof(GpuModel *M, const char *name) {
-    if (!M->prof) return;
+    if (!M->prof || M->prof_steps <= 2) return;  // warm-up: cuBLAS start-up, lazy kernel loading
     if (M->prof_n == PROF_EVENTS) prof_flush(M);
     cudaEventRecord(M->prof_ev[M->prof_n], M->st);
     M->prof_at[M->prof_n++] = name ? name : "(between calls)";
@@ -165,9 +167,10 @@ static void prof_report(GpuModel *M) {
     double total = 0;
     for (int k = 0; k < PROF_PHASES && M->prof_name[k]; k++)
         if (strcmp(M->prof_name[k], "(between calls)")) total += M->prof_ms[k];
-    fprintf(stderr, "GPU phase profile (AILORA_GPU_PROFILE, all recorded steps, ms and share of the total):\n");
+    int steps = M->prof_steps - 2 > 0 ? M->prof_steps - 2 : 1;
+    fprintf(stderr, "GPU phase profile (AILORA_GPU_PROFILE; ms per step over %d steps after 2 warm-up, share):\n", steps);
     for (int k = 0; k < PROF_PHASES && M->prof_name[k]; k++)
-        fprintf(stderr, "  %-28s %10.2f ms %6.1f%%\n", M->prof_name[k], M->prof_ms[k],
+        fprintf(stderr, "  %-28s %10.3f ms %6.1f%%\n", M->prof_name[k], M->prof_ms[k] / steps,
                 strcmp(M->prof_name[k], "(between calls)") ? 100.0 * M->prof_ms[k] / total : 0.0);
 }
 
@@ -523,6 +526,15 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     DALLOC(m->dvh, es * n * kd);
     DALLOC(m->dtb, es * n * r);
     DALLOC(m->aT, es * (m->max_rn ? m->max_rn : 1));
+    // Keep every layer's probabilities when they fit in half of what is free: the
+    // backward then neither recomputes S = QK^T nor its exponentials
+    // (AILORA_GPU_STORE_P=0 / 1 forces the choice)
+    m->att = att;
+    size_t free_b = 0, total_b = 0;
+    CU(cudaMemGetInfo(&free_b, &total_b));
+    const char *keep_p = getenv("AILORA_GPU_STORE_P");
+    int store = keep_p ? atoi(keep_p) > 0 : es * L * att <= free_b / 2;
+    if (store) DALLOC(m->P_all, es * L * att);
     CU(cudaStreamSynchronize(m->st));
     if (m->stage) cudaFree(m->stage);
     m->stage = NULL;
@@ -693,13 +705,14 @@ static int attention_fwd(GpuModel *M, int l, void *y) {
     float *lse = M->lse + (size_t)l * M->N * M->nh;
     AttnDims d = attn_dims(M);
     long rows = (long)M->N * M->nh;
+    void *SP = M->P_all ? at(M->P_all, (size_t)l * M->att, M->es) : M->S;  // this layer's P, when kept
     prof(M, "fwd attn S = QK^T");
-    AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));
+    AIL_CHECK(attn_qk(M, &d, d.scale, q, k, SP));
     prof(M, "fwd attn softmax");
-    k_softmax_fwd(M->bf, M->S, lse, rows, M->T, d.group, d.Tc, M->st);  // S -> P in place
+    k_softmax_fwd(M->bf, SP, lse, rows, M->T, d.group, d.Tc, M->st);  // S -> P in place
     KCHECK();
     prof(M, "fwd attn PV");
-    AIL_CHECK(attn_xv(M, &d, 1.f, M->S, v, M->yh));  // yh = P V
+    AIL_CHECK(attn_xv(M, &d, 1.f, SP, v, M->yh));  // yh = P V
     prof(M, "fwd attn layout");
     k_heads_to_tok(M->bf, y, M->yh, NULL, NULL, M->B, M->T, M->nh, M->hd, d.group, 0, M->st);
     KCHECK();
@@ -727,6 +740,7 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
     }
     M->have_labels = 0;
     prof_flush(M);
+    M->prof_steps++;
     prof(M, "fwd embed");
     k_embed(M->bf, M->x, M->embed, M->tokens, N, H, M->st);
     KCHECK();
@@ -816,14 +830,17 @@ static int attention_bwd(GpuModel *M, int l, void *dq, void *dk, void *dv) {
     prof(M, "bwd attn layout");
     k_tok_to_heads(M->bf, dyh, M->dy, NULL, NULL, B, T, M->nh, hd, d.group, 0, M->st);
     KCHECK();
-    prof(M, "bwd attn S = QK^T again");
-    AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));  // S again (not stored per layer)
+    const void *P = M->P_all ? at(M->P_all, (size_t)l * M->att, M->es) : M->S, *dS = M->dP;
+    if (!M->P_all) {
+        prof(M, "bwd attn S = QK^T again");
+        AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));  // S again (not kept per layer)
+    }
     prof(M, "bwd attn dP = dY V^T");
     AIL_CHECK(attn_qk(M, &d, 1.f, dyh, v, M->dP));   // dP = dY V^T
     prof(M, "bwd attn softmax");
-    k_softmax_bwd(M->bf, M->S, M->dP, lse, rows, T, d.group, d.Tc, M->st);  // S -> P, dP -> dS in place
+    if (M->P_all) k_softmax_bwd_p(M->bf, P, M->dP, rows, T, d.group, d.Tc, M->st);  // dP -> dS in place
+    else k_softmax_bwd(M->bf, M->S, M->dP, lse, rows, T, d.group, d.Tc, M->st);    // S -> P, dP -> dS
     KCHECK();
-    const void *P = M->S, *dS = M->dP;
     prof(M, "bwd attn dV, dQ, dK");
     AIL_CHECK(attn_xtq(M, &d, 1.f, P, dyh, M->dvh));       // dV = P^T dY
     AIL_CHECK(attn_xv(M, &d, d.scale, dS, k, M->dqh));     // dQ = scale dS K

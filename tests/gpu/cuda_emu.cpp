@@ -287,6 +287,17 @@ void k_softmax_bwd(int bf, void *SP, void *dPS, const float *lse, long rows, int
     }
 }
 
+void k_softmax_bwd_p(int bf, const void *P, void *dPS, long rows, int T, int group, int Tc, cudaStream_t) {
+    for (long r = 0; r < rows; r++) {
+        int t = (int)((r / group) % T), jend = (t / Tc + 1) * Tc;
+        size_t o = (size_t)r * T;
+        float dot = 0.f;
+        for (int j = 0; j <= t; j++) dot += ldv(bf, P, o + j) * ldv(bf, dPS, o + j);
+        for (int j = 0; j < jend; j++)
+            stv(bf, dPS, o + j, j <= t ? ldv(bf, P, o + j) * (ldv(bf, dPS, o + j) - dot) : 0.f);
+    }
+}
+
 void k_swiglu_fwd(int bf, void *act, const void *g, const void *u, size_t n, cudaStream_t) {
     for (size_t i = 0; i < n; i++) {
         float x = ldv(bf, g, i);
