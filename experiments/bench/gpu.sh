@@ -124,6 +124,11 @@ if [ -x "$BIN/gpu_bench" ] && [ $(($(date +%s) - start)) -lt 240 ]; then
     AILORA_GPU_ATTN_CHUNKS=1 run "$PLOG" 100 "gpu_bench 8x1024 chunks=1" "$BIN/gpu_bench" 8 1024 6 2 16 bf16 qv
 fi
 
+# where a step's time goes (CUDA events per phase, warm-up excluded), time permitting
+if [ -x "$BIN/gpu_bench" ] && [ $(($(date +%s) - start)) -lt 300 ]; then
+    AILORA_GPU_PROFILE=1 run "$PLOG" 60 "gpu_bench 8x1024 phase profile" "$BIN/gpu_bench" 8 1024 6 2 16 bf16 qv
+fi
+
 # ---- memcheck of the parity test (out-of-bounds / misaligned accesses), time permitting
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$SAN" ] && [ -x "$BIN/test_gpu_train" ] && [ $(($(date +%s) - start)) -lt 280 ]; then

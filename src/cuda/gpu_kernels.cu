@@ -15,6 +15,21 @@ __device__ __forceinline__ float ld(const bf16 *p, size_t i) { return __bfloat16
 __device__ __forceinline__ void st(float *p, size_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void st(bf16 *p, size_t i, float v) { p[i] = __float2bfloat16(v); }
 
+/* Two consecutive elements (index i even, 4- or 8-byte aligned): one 32-bit load
+ * per lane for bf16, so a warp reads 128 contiguous bytes. */
+__device__ __forceinline__ void ld2(const float *p, size_t i, float &a, float &b) {
+    float2 v = *(const float2 *)(p + i);
+    a = v.x, b = v.y;
+}
+__device__ __forceinline__ void ld2(const bf16 *p, size_t i, float &a, float &b) {
+    __nv_bfloat162 v = *(const __nv_bfloat162 *)(p + i);
+    a = __low2float(v), b = __high2float(v);
+}
+__device__ __forceinline__ void st2(float *p, size_t i, float a, float b) { *(float2 *)(p + i) = make_float2(a, b); }
+__device__ __forceinline__ void st2(bf16 *p, size_t i, float a, float b) {
+    *(__nv_bfloat162 *)(p + i) = __floats2bfloat162_rn(a, b);
+}
+
 #define DISPATCH(bf, kernel, grid, block, s, ...)                                  \
     do {                                                                           \
         if (bf) kernel<bf16><<<(grid), (block), 0, (s)>>>(__VA_ARGS__);            \
@@ -280,9 +295,76 @@ __global__ void softmax_fwd_warp_kernel(void *SPv, float *lse, long rows, int T_
     if (lane == 0) lse[row] = mx + logf(sum);
 }
 
+/* The same over element pairs (T and Tc even): lane l holds columns 2 (l + 32 k)
+ * and the next one, K pairs; a chunk end jend is even, so a pair never straddles it. */
+template <typename T, int K>
+__global__ void softmax_fwd_pair_kernel(void *SPv, float *lse, long rows, int T_, int group, int Tc) {
+    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    int t = (int)((row / group) % T_), jend = (t / Tc + 1) * Tc;
+    T *sp = (T *)SPv + (size_t)row * T_;
+    float v[2 * K], mx = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        int j = 2 * (lane + 32 * k);
+        float a = -INFINITY, b = -INFINITY;
+        if (j <= t) ld2(sp, j, a, b);  // j + 1 < jend <= T: inside the row
+        v[2 * k] = a, v[2 * k + 1] = j + 1 <= t ? b : -INFINITY;
+        mx = fmaxf(mx, fmaxf(v[2 * k], v[2 * k + 1]));
+    }
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < 2 * K; k++) {
+        int j = 2 * (lane + 32 * (k >> 1)) + (k & 1);
+        v[k] = j <= t ? expf(v[k] - mx) : 0.f;
+        sum += v[k];
+    }
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    float inv = 1.0f / sum;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        int j = 2 * (lane + 32 * k);
+        if (j < jend) st2(sp, j, v[2 * k] * inv, v[2 * k + 1] * inv);
+    }
+    if (lane == 0) lse[row] = mx + logf(sum);
+}
+
+template <typename T, int K>
+__global__ void softmax_bwd_p_pair_kernel(const void *Pv, void *dPSv, long rows, int T_, int group, int Tc) {
+    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    int t = (int)((row / group) % T_), jend = (t / Tc + 1) * Tc;
+    const T *pr = (const T *)Pv + (size_t)row * T_;
+    T *dps = (T *)dPSv + (size_t)row * T_;
+    float p[2 * K], dp[2 * K], dot = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        int j = 2 * (lane + 32 * k);
+        float pa = 0.f, pb = 0.f, da = 0.f, db = 0.f;
+        if (j <= t) ld2(pr, j, pa, pb), ld2(dps, j, da, db);
+        bool second = j + 1 <= t;
+        p[2 * k] = pa, p[2 * k + 1] = second ? pb : 0.f;
+        dp[2 * k] = da, dp[2 * k + 1] = second ? db : 0.f;
+        dot += p[2 * k] * dp[2 * k] + p[2 * k + 1] * dp[2 * k + 1];
+    }
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        int j = 2 * (lane + 32 * k);
+        if (j < jend) st2(dps, j, p[2 * k] * (dp[2 * k] - dot), p[2 * k + 1] * (dp[2 * k + 1] - dot));
+    }
+}
+
 void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, int group, int Tc, cudaStream_t s) {
     unsigned blocks = (unsigned)((rows + 7) / 8);  // 8 warps (rows) per block
-    if (T <= 1024) DISPATCH_K(bf, softmax_fwd_warp_kernel, 32, blocks, 256, s, SP, lse, rows, T, group, Tc);
+    if (T % 2 == 0 && Tc % 2 == 0 && T <= 1024)
+        DISPATCH_K(bf, softmax_fwd_pair_kernel, 16, blocks, 256, s, SP, lse, rows, T, group, Tc);
+    else if (T % 2 == 0 && Tc % 2 == 0 && T <= 2048)
+        DISPATCH_K(bf, softmax_fwd_pair_kernel, 32, blocks, 256, s, SP, lse, rows, T, group, Tc);
+    else if (T <= 1024) DISPATCH_K(bf, softmax_fwd_warp_kernel, 32, blocks, 256, s, SP, lse, rows, T, group, Tc);
     else if (T <= 2048) DISPATCH_K(bf, softmax_fwd_warp_kernel, 64, blocks, 256, s, SP, lse, rows, T, group, Tc);
     else DISPATCH(bf, softmax_fwd_kernel, (unsigned)rows, row_threads(T), s, SP, lse, T, group, Tc);
 }
@@ -378,7 +460,11 @@ __global__ void softmax_bwd_p_kernel(const void *Pv, void *dPSv, int T_, int gro
 
 void k_softmax_bwd_p(int bf, const void *P, void *dPS, long rows, int T, int group, int Tc, cudaStream_t s) {
     unsigned blocks = (unsigned)((rows + 7) / 8);
-    if (T <= 1024) DISPATCH_K(bf, softmax_bwd_p_warp_kernel, 32, blocks, 256, s, P, dPS, rows, T, group, Tc);
+    if (T % 2 == 0 && Tc % 2 == 0 && T <= 1024)
+        DISPATCH_K(bf, softmax_bwd_p_pair_kernel, 16, blocks, 256, s, P, dPS, rows, T, group, Tc);
+    else if (T % 2 == 0 && Tc % 2 == 0 && T <= 2048)
+        DISPATCH_K(bf, softmax_bwd_p_pair_kernel, 32, blocks, 256, s, P, dPS, rows, T, group, Tc);
+    else if (T <= 1024) DISPATCH_K(bf, softmax_bwd_p_warp_kernel, 32, blocks, 256, s, P, dPS, rows, T, group, Tc);
     else if (T <= 2048) DISPATCH_K(bf, softmax_bwd_p_warp_kernel, 64, blocks, 256, s, P, dPS, rows, T, group, Tc);
     else DISPATCH(bf, softmax_bwd_p_kernel, (unsigned)rows, row_threads(T), s, P, dPS, T, group, Tc);
 }
@@ -393,8 +479,20 @@ __global__ void swiglu_fwd_kernel(void *av, const void *gv, const void *uv, size
     }
 }
 
+// pairs of elements per thread (n even): 32-bit bf16 loads, half the instructions
+template <typename T>
+__global__ void swiglu_fwd_pair_kernel(void *av, const void *gv, const void *uv, size_t pairs) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < pairs; i += (size_t)gridDim.x * blockDim.x) {
+        float g0, g1, u0, u1;
+        ld2((const T *)gv, 2 * i, g0, g1);
+        ld2((const T *)uv, 2 * i, u0, u1);
+        st2((T *)av, 2 * i, g0 / (1.0f + expf(-g0)) * u0, g1 / (1.0f + expf(-g1)) * u1);
+    }
+}
+
 void k_swiglu_fwd(int bf, void *act, const void *g, const void *u, size_t n, cudaStream_t s) {
-    DISPATCH(bf, swiglu_fwd_kernel, blocks_for(n, 256), 256, s, act, g, u, n);
+    if (n % 2 == 0) DISPATCH(bf, swiglu_fwd_pair_kernel, blocks_for(n / 2, 256), 256, s, act, g, u, n / 2);
+    else DISPATCH(bf, swiglu_fwd_kernel, blocks_for(n, 256), 256, s, act, g, u, n);
 }
 
 template <typename T>
@@ -407,8 +505,26 @@ __global__ void swiglu_bwd_kernel(void *dgv, void *duv, const void *gv, const vo
     }
 }
 
+template <typename T>
+__global__ void swiglu_bwd_pair_kernel(void *dgv, void *duv, const void *gv, const void *uv, size_t pairs) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < pairs; i += (size_t)gridDim.x * blockDim.x) {
+        float da[2], g[2], u[2], dgo[2], duo[2];
+        ld2((const T *)dgv, 2 * i, da[0], da[1]);
+        ld2((const T *)gv, 2 * i, g[0], g[1]);
+        ld2((const T *)uv, 2 * i, u[0], u[1]);
+        for (int k = 0; k < 2; k++) {
+            float sig = 1.0f / (1.0f + expf(-g[k]));
+            duo[k] = da[k] * g[k] * sig;
+            dgo[k] = da[k] * u[k] * sig * (1.0f + g[k] * (1.0f - sig));
+        }
+        st2((T *)duv, 2 * i, duo[0], duo[1]);
+        st2((T *)dgv, 2 * i, dgo[0], dgo[1]);
+    }
+}
+
 void k_swiglu_bwd(int bf, void *dg, void *du, const void *g, const void *u, size_t n, cudaStream_t s) {
-    DISPATCH(bf, swiglu_bwd_kernel, blocks_for(n, 256), 256, s, dg, du, g, u, n);
+    if (n % 2 == 0) DISPATCH(bf, swiglu_bwd_pair_kernel, blocks_for(n / 2, 256), 256, s, dg, du, g, u, n / 2);
+    else DISPATCH(bf, swiglu_bwd_kernel, blocks_for(n, 256), 256, s, dg, du, g, u, n);
 }
 
 /* ---- cross entropy ------------------------------------------------------------------- */
