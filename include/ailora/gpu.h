@@ -37,8 +37,15 @@
  * resident; per step only tokens/labels go up and the loss (and the gradient
  * norm) come down. gpu_forward synchronizes once (for the loss).
  *
+ * Attention probabilities of every layer are kept for the backward when they fit
+ * in half of the device memory free at gpu_model_create (L * B * nh * T^2
+ * activation elements); otherwise the backward recomputes them from q, k, lse.
+ *
  * Environment: AILORA_GPU_ATTN_CHUNKS=C sets the number of block-causal chunks of
  * the attention GEMMs (default: 8 for T >= 1024, else 4, 2 or 1; it must divide T).
+ * AILORA_GPU_STORE_P=0|1 forces recomputing / keeping the probabilities.
+ * AILORA_GPU_PROFILE=1 records CUDA events at phase boundaries (from the third
+ * forward on) and prints the time per phase and step at gpu_model_free.
  *
  * MFU convention (experiments/bench/gpu_bench): FLOPs per step
  *   = N * [ 4 * P_lin                    frozen linears: forward + input gradient
@@ -48,7 +55,7 @@
  *                                        backward 8 T hd nh; halved for causality
  * with N = B * T tokens, P_lin = L * (sum of the 7 linear weights), P_lora = the
  * adapter parameters; divided by the step time and the H200 dense bf16 peak of
- * 989 TFLOP/s. (The recomputed QK^T of the backward is not counted.)
+ * 989 TFLOP/s. (A recomputed QK^T in the backward is not counted.)
  *
  * Typical step (every rank):  gpu_zero_grads; gpu_forward; gpu_backward(1 / global
  * scored count); gpu_grads_allreduce(dp); gpu_grad_norm; gpu_adamw_step.

@@ -148,19 +148,6 @@ void k_add_bias(int bf, void *out, const float *bias, int N, int m, cudaStream_t
 }
 
 template <typename T>
-__global__ void transpose_kernel(void *ov, const void *iv, int rows, int cols) {
-    size_t n = (size_t)rows * cols;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        size_t r = i / cols, c = i % cols;  // tiny matrices (adapters): no tiling needed
-        ((T *)ov)[c * rows + r] = ((const T *)iv)[i];
-    }
-}
-
-void k_transpose(int bf, void *out, const void *in, int rows, int cols, cudaStream_t s) {
-    DISPATCH(bf, transpose_kernel, blocks_for((size_t)rows * cols, 256), 256, s, out, in, rows, cols);
-}
-
-template <typename T>
 __global__ void add_kernel(void *ov, const void *av, const void *bv, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         st((T *)ov, i, ld((const T *)av, i) + ld((const T *)bv, i));

@@ -21,8 +21,6 @@ void k_rmsnorm_bwd(int bf, void *dx, const void *dres, const void *dout, const v
                    const float *rstd, const float *w, int N, int C, cudaStream_t s);
 /* out (N, m) += bias (m) */
 void k_add_bias(int bf, void *out, const float *bias, int N, int m, cudaStream_t s);
-/* out (cols, rows) = in (rows, cols)^T, activation-typed */
-void k_transpose(int bf, void *out, const void *in, int rows, int cols, cudaStream_t s);
 /* out = a + b, n elements (out may alias a or b) */
 void k_add(int bf, void *out, const void *a, const void *b, size_t n, cudaStream_t s);
 /* Attention layout: heads (B, nheads / group, T, group, hd): for each group of

@@ -109,9 +109,6 @@ struct GpuModel {
     int have_labels;
     /* scratch: forward and backward */
     void *qtok, *ktok, *vtok, *yh, *act, *tmp, *S, *dP, *dx, *dh, *dg, *du, *dy, *dqh, *dkh, *dvh, *dtb;
-    void *aT;                /* (n, r) transposed adapter A for the forward's t = in A^T */
-    size_t max_rn;           /* largest r * n of an adapter */
-    int lora_t_tn;           /* AILORA_GPU_LORA_T=tn: the transposed-operand GEMM instead */
     void *P_all;             /* (L, att) attention probabilities of every layer, when kept */
     size_t att;              /* elements of one layer's score matrix: N * nh * T */
     float *stage;            /* upload staging (bf16 mode), only during gpu_model_create */
@@ -295,15 +292,9 @@ static int linear_bwd_in(const GpuModel *M, void *din, const void *dout, const v
 static const void *copyA(const GpuModel *M, const Adapter *a) { return at(M->pc, a->offA, M->es); }
 static const void *copyB(const GpuModel *M, const Adapter *a) { return at(M->pc, a->offB, M->es); }
 
-/* t (N, r) = in (N, n) A^T. cuBLAS is slow on this skinny product with A^T as a
- * transposed operand; with A^T made explicit (a tiny transpose) the GEMM takes
- * the same shape as the backward's dt = dout B. */
+/* t (N, r) = in (N, n) A^T */
 static int lora_t(const GpuModel *M, const Adapter *a, const void *in, void *t) {
-    if (M->lora_t_tn)
-        return gemm(M, 0, 1, M->N, a->r, a->n, 1.f, in, M->dt, a->n, copyA(M, a), M->dt, a->n, 0.f, t, M->dt, a->r);
-    k_transpose(M->bf, M->aT, copyA(M, a), a->r, a->n, M->st);  // (n, r)
-    KCHECK();
-    return gemm(M, 0, 0, M->N, a->r, a->n, 1.f, in, M->dt, a->n, M->aT, M->dt, a->r, 0.f, t, M->dt, a->r);
+    return gemm(M, 0, 1, M->N, a->r, a->n, 1.f, in, M->dt, a->n, copyA(M, a), M->dt, a->n, 0.f, t, M->dt, a->r);
 }
 
 /* out (N, m) += s t B^T */
@@ -414,7 +405,6 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
                                          l, i, as->m, as->n, out[i], in[i]);
                     a->m = as->m, a->n = as->n, a->r = as->r, a->scale = (float)as->scale;
                     m->rmax = a->r > m->rmax ? a->r : m->rmax;
-                    if ((size_t)a->r * a->n > m->max_rn) m->max_rn = (size_t)a->r * a->n;
                     if (col) a->offB = off, off += (size_t)a->m * a->r;  // sharded
                     else a->offA = off, off += (size_t)a->r * a->n;
                 } else if (pass == 1 && col) {
@@ -525,7 +515,6 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     DALLOC(m->dkh, es * n * kd);
     DALLOC(m->dvh, es * n * kd);
     DALLOC(m->dtb, es * n * r);
-    DALLOC(m->aT, es * (m->max_rn ? m->max_rn : 1));
     // Keep every layer's probabilities when they fit in half of what is free: the
     // backward then neither recomputes S = QK^T nor its exponentials
     // (AILORA_GPU_STORE_P=0 / 1 forces the choice)
@@ -546,8 +535,6 @@ int gpu_model_create(const GpuModelSpec *spec, GpuPrecision prec, int B, int T, 
     GpuModel *m = (GpuModel *)calloc(1, sizeof *m);
     if (!m) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     int rc = create(m, spec, prec, B, T, tp);
-    const char *lt = getenv("AILORA_GPU_LORA_T");
-    if (rc == AIL_OK && lt && strcmp(lt, "tn") == 0) m->lora_t_tn = 1;
     const char *pe = getenv("AILORA_GPU_PROFILE");
     if (rc == AIL_OK && pe && atoi(pe) > 0) {
         m->prof = 1;

@@ -216,13 +216,6 @@ void k_add_bias(int bf, void *out, const float *bias, int N, int m, cudaStream_t
     for (size_t i = 0; i < (size_t)N * m; i++) stv(bf, out, i, ldv(bf, out, i) + bias[i % m]);
 }
 
-void k_transpose(int bf, void *out, const void *in, int rows, int cols, cudaStream_t) {
-    size_t es = bf ? 2 : 4;
-    for (size_t r = 0; r < (size_t)rows; r++)
-        for (size_t c = 0; c < (size_t)cols; c++)
-            memcpy((char *)out + (c * rows + r) * es, (const char *)in + (r * cols + c) * es, es);
-}
-
 void k_add(int bf, void *out, const void *a, const void *b, size_t n, cudaStream_t) {
     for (size_t i = 0; i < n; i++) stv(bf, out, i, ldv(bf, a, i) + ldv(bf, b, i));
 }
