@@ -15,6 +15,7 @@ A spec is INI (Python's configparser):
     throttle = 8                 ; at most this many array tasks at once
     time = 01:00:00              ; Slurm time limit per run
     partition =                  ; Slurm partition (optional)
+    gpus_per_task =              ; GPUs per MPI rank (default: 1 if [base]/[grid] set device = cuda)
     [base]                       ; key = value overrides of the base config; values
     steps = 200                  ; may use grid keys: train_data = data/{task}_train.h5
     [grid]                       ; comma-separated values: the cartesian product
@@ -155,7 +156,7 @@ SBATCH = """#!/bin/bash
 #SBATCH --signal=B:USR1@120
 #SBATCH --requeue
 #SBATCH --open-mode=append
-{partition}
+{extra}
 # One array task = one run of the manifest. Before the time limit (or on
 # preemption) Slurm sends USR1 to this script, which passes it to the run: ailora
 # checkpoints at the next step boundary and exits 75, and the task requeues itself
@@ -192,9 +193,13 @@ def submit(sweep, runs, ailora, dry_run):
         print(f"sweep {sweep['name']}: all {len(runs)} runs done, nothing to submit")
         return 0
     os.makedirs(os.path.join(folder, "logs"), exist_ok=True)
+    extra = [f"#SBATCH --partition={sweep['partition']}"] if sweep.get("partition") else []
+    gpus = sweep.get("gpus_per_task") or ("1" if any(o.get("device") == "cuda" for _, o in runs) else "")
+    if gpus and gpus != "0":  # one GPU per rank: ailora picks node-local rank mod visible GPUs
+        extra.append(f"#SBATCH --gpus-per-task={gpus}")
     script = SBATCH.format(name=sweep["name"], last=len(runs) - 1, throttle=sweep.get("throttle", "8"),
                            ranks=sweep.get("ranks", "1"), time=sweep.get("time", "01:00:00"), folder=folder,
-                           partition=f"#SBATCH --partition={sweep['partition']}" if sweep.get("partition") else "",
+                           extra="\n".join(extra),
                            manifest=shlex.quote(os.path.abspath(manifest)), mpi=sweep.get("mpi", "pmix"),
                            ailora=shlex.quote(os.path.abspath(ailora)),
                            config=shlex.quote(os.path.abspath(sweep["config"])) if sweep.get("config") else "")

@@ -6,6 +6,16 @@
 # Skipped (exit 77, with the reason) where the daemons cannot start.
 . "${top_srcdir:-.}/tests/lib.sh"
 PY=/usr/bin/python3
+# the job script asks for one GPU per rank when the runs use device = cuda (no
+# daemons needed: --dry-run only writes the script)
+for dev in cpu cuda; do
+    printf '[sweep]\nname = %s\nout_dir = %s\nranks = 4\n[base]\nmodel = m\ntrain_data = d.h5\ndevice = %s\ntp = 2\n[grid]\nseed = 0,1\n' \
+        "$dev" "$WORK/dry" "$dev" > "$WORK/dry_$dev.ini"
+    check $PY "$top_srcdir/slurm/sweep.py" submit "$WORK/dry_$dev.ini" --dry-run --ailora "$AILORA"
+done
+CHECKS=$((CHECKS + 1))
+grep -q -- "--gpus-per-task=1" "$WORK/dry/cuda/array.sbatch" && ! grep -q -- "--gpus" "$WORK/dry/cpu/array.sbatch" ||
+    fail "gpus-per-task: $(grep -h gpus "$WORK"/dry/*/array.sbatch)"
 for tool in slurmctld slurmd munged sbatch; do
     command -v $tool > /dev/null || { echo "SKIP: $tool not installed"; exit 77; }
 done
