@@ -302,6 +302,25 @@ static void test_roundtrip(void) {
             TU_CHECK(bad == 0, "%s: %d values differ from the rounded originals", names[i], bad);
             free(back);
         }
+        // tensor-parallel shard reads: every (rows, cols) block of the 2 x 3 F64
+        // tensor equals the same block of the whole, and a 1-D tensor reads as (d, 1)
+        const SafeTensor *w = safetensors_find(&st, "model.w_f64");
+        for (int r0 = 0; w && r0 < 2; r0++)
+            for (int c0 = 0; c0 < 3; c0++)
+                for (int nr = 1; r0 + nr <= 2; nr++)
+                    for (int nc = 1; c0 + nc <= 3; nc++) {
+                        double blk[6];
+                        safetensor_block_f64(w, r0, nr, c0, nc, blk);
+                        for (int i = 0; i < nr; i++)
+                            for (int j = 0; j < nc; j++)
+                                TU_CHECK(blk[i * nc + j] == vals[0][(r0 + i) * 3 + c0 + j], "block (%d+%d, %d+%d)",
+                                         r0, nr, c0, nc);
+                    }
+        const SafeTensor *v = safetensors_find(&st, "b.f32");
+        double col[3];
+        if (v) safetensor_block_f64(v, 2, 3, 0, 1, col);
+        for (int i = 0; v && i < 3; i++)
+            TU_CHECK(col[i] == dtype_round(DTYPE_F32, vals[5][2 + i]), "1-D block element %d", i);
         TU_CHECK(safetensors_find(&st, "zz") == NULL && safetensors_find(&st, "") == NULL, "absent");
         const char *fmt = safetensors_metadata(&st, "format");
         TU_CHECK(fmt && strcmp(fmt, "pt") == 0, "format=pt");
