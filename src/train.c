@@ -52,6 +52,7 @@ typedef struct {
     char *config_text;
     real *flat;      /* gradient all-reduce buffer */
     size_t nflat;
+    unsigned char *param_tp; /* tp > 1: PARAM_* flags of each optimizer parameter */
     GpuModel *gpu;   /* device = cuda: the model on this rank's GPU (else NULL) */
     GpuComm *gpu_tp, *gpu_dp;
 } Trainer;
@@ -62,26 +63,29 @@ typedef struct {
 #define MPI_REAL_T MPI_FLOAT
 #endif
 
-/* The LIN_* module and A/B (0/1) of optimizer parameter i (adapters only). */
-static void param_module(const Trainer *tr, int i, int *lin, int *which) {
+enum { PARAM_SHARDED = 1, PARAM_TP_PARTIAL = 2 };
+
+/* tp > 1: what each optimizer parameter (adapter A, B in adamw_init's order) is
+ * under tensor parallelism, worked out once. */
+static int param_tp_init(Trainer *tr) {
+    AIL_CALLOC(tr->param_tp, tr->opt.count);
     int k = 0;
     for (int l = 0; l < tr->llm.L; l++)
         for (int j = 0; j < LIN_COUNT; j++) {
             if (!tr->llm.layers[l].lora[j]) continue;
-            if (k == i || k + 1 == i) {
-                *lin = j, *which = i - k;
-                return;
-            }
-            k += 2;
+            for (int ab = 0; ab < 2; ab++, k++)
+                tr->param_tp[k] = (llama_adapter_tp_sharded(&tr->llm, j, ab) ? PARAM_SHARDED : 0) |
+                                  (ab == 0 && llama_adapter_tp_partial(&tr->llm, j) ? PARAM_TP_PARTIAL : 0);
         }
-    *lin = -1, *which = -1;
+    return AIL_OK;
 }
 
-/* Sums the listed gradients over comm through tr->flat; select(i) picks them. */
-static int allreduce_some(Trainer *tr, MPI_Comm comm, int (*select)(const Trainer *, int)) {
+/* Sums gradients over comm through tr->flat: all of them (mask 0) or those whose
+ * param_tp has a bit of mask. */
+static int allreduce_some(Trainer *tr, MPI_Comm comm, int mask) {
     size_t k = 0;
     for (int i = 0; i < tr->opt.count; i++)
-        if (select(tr, i)) {
+        if (!mask || (tr->param_tp[i] & mask)) {
             memcpy(tr->flat + k, tr->opt.params[i].g, sizeof(real) * tr->opt.params[i].n);
             k += tr->opt.params[i].n;
         }
@@ -89,27 +93,19 @@ static int allreduce_some(Trainer *tr, MPI_Comm comm, int (*select)(const Traine
         return AIL_ERROR(AIL_ERR_MPI, "gradient all-reduce failed");
     k = 0;
     for (int i = 0; i < tr->opt.count; i++)
-        if (select(tr, i)) {
+        if (!mask || (tr->param_tp[i] & mask)) {
             memcpy(tr->opt.params[i].g, tr->flat + k, sizeof(real) * tr->opt.params[i].n);
             k += tr->opt.params[i].n;
         }
     return AIL_OK;
 }
 
-static int select_all(const Trainer *tr, int i) { return (void)tr, (void)i, 1; }
-
-/* A gradients of column-parallel adapters: partial sums over the tp ranks */
-static int select_tp_partial(const Trainer *tr, int i) {
-    int lin, which;
-    param_module(tr, i, &lin, &which);
-    return which == 0 && llama_adapter_tp_partial(&tr->llm, lin);
-}
-
-/* Completes the tensor-parallel partial sums, then sums over the data-parallel
- * replicas (loss_scale already divided by the global scored count). */
+/* Completes the tensor-parallel partial sums (A of column-parallel adapters), then
+ * sums over the data-parallel replicas (loss_scale already divided by the global
+ * scored count). */
 static int allreduce_grads(Trainer *tr) {
-    if (tr->tp > 1) AIL_CHECK(allreduce_some(tr, tr->tp_comm, select_tp_partial));
-    if (tr->dp > 1) AIL_CHECK(allreduce_some(tr, tr->dp_comm, select_all));
+    if (tr->tp > 1) AIL_CHECK(allreduce_some(tr, tr->tp_comm, PARAM_TP_PARTIAL));
+    if (tr->dp > 1) AIL_CHECK(allreduce_some(tr, tr->dp_comm, 0));
     return AIL_OK;
 }
 
@@ -118,12 +114,10 @@ static double grad_norm(const Trainer *tr) {
     if (tr->tp == 1) return adamw_grad_norm(&tr->opt);
     double sq[2] = {0, 0};  // sharded, replicated
     for (int i = 0; i < tr->opt.count; i++) {
-        int lin, which;
-        param_module(tr, i, &lin, &which);
         const OptimParam *q = &tr->opt.params[i];
         double s = 0;
         for (size_t j = 0; j < q->n; j++) s += (double)q->g[j] * q->g[j];
-        sq[llama_adapter_tp_sharded(&tr->llm, lin, which) ? 0 : 1] += s;
+        sq[tr->param_tp[i] & PARAM_SHARDED ? 0 : 1] += s;
     }
     MPI_Allreduce(MPI_IN_PLACE, sq, 1, MPI_DOUBLE, MPI_SUM, tr->tp_comm);
     return sqrt(sq[0] + sq[1]);
@@ -315,7 +309,7 @@ static int model_forward(Trainer *tr, const int32_t *tok, const int32_t *lab, do
 static int set_residual(Trainer *tr, const TargetModule *t, const ModuleInit *mi, int r, double scale) {
     int lin = llama_linear_index(t->suffix);
     int tp = tr->llm.tp_size, rk = tr->llm.tp_rank;
-    int row_par = lin == LIN_O || lin == LIN_DOWN;  // row-parallel: a block of columns
+    int row_par = llama_adapter_tp_sharded(&tr->llm, lin, 0);  // A split by columns: so is W
     int nr = row_par ? t->m : t->m / tp, nc = row_par ? t->n / tp : t->n;
     int r0 = row_par ? 0 : nr * rk, c0 = row_par ? nc * rk : 0;
     double *W = malloc(sizeof(double) * (size_t)nr * nc), *Wres = malloc(sizeof(double) * (size_t)nr * nc);
@@ -502,6 +496,7 @@ static int setup(Trainer *tr) {
     for (int i = 0; i < tr->opt.count; i++) tr->nflat += tr->opt.params[i].n;
     AIL_MALLOC(tr->flat, tr->nflat);
     if (tr->tp > 1) AIL_CHECK(ail_error_agree(tr->comm, whole_alloc(tr)));
+    if (tr->tp > 1) AIL_CHECK(param_tp_init(tr));
     // run files and checkpoints always hold whole modules, whatever the layout
     tr->st = (RunState){.cfg = c, .config_text = tr->config_text, .targets = tr->targets,
                         .ntargets = tr->ntargets, .init = tr->init,
@@ -536,6 +531,7 @@ static void teardown(Trainer *tr) {
     trainlog_free(&tr->st.train);
     evallog_free(&tr->st.eval);
     free(tr->flat);
+    free(tr->param_tp);
     whole_free(tr);
     adamw_free(&tr->opt);
     llama_acts_free(&tr->acts);
