@@ -26,7 +26,7 @@ MPI_INC=$(mpicc --showme:compile)
 check g++ -O2 -x c++ -I"$top_srcdir/include" -I"$top_builddir" -I"$CUDA_INC" $MPI_INC -DOMPI_SKIP_MPICXX=1 \
     -c "$top_srcdir/src/cuda/gpu_model.cu" -o "$E/gpu_model.o"
 check g++ -O2 -DAILORA_NO_MPI -I"$top_srcdir/include" -I"$CUDA_INC" -c "$top_srcdir/tests/gpu/cuda_emu.cpp" -o "$E/cuda_emu.o"
-check mpicc -O2 -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/src/gpu_svd_none.c" -o "$E/gpu_svd_none.o"
+check mpicc -O2 -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/src/cuda/gpu_svd_none.c" -o "$E/gpu_svd_none.o"
 # shellcheck disable=SC2086
 check mpicc -o "$E/ailora" "$top_builddir"/src/cli/*.o "$E"/*.o $EMU_LIBS
 mkdir -p "$WORK/e2e"

@@ -1,6 +1,6 @@
 /* test_llama_grad.c - finite-difference check of the LLaMA + LoRA backward, float64.
  *
- * Built against a float64 copy of src/llama.c (-DAILORA_REAL_DOUBLE). For tiny
+ * Built against a float64 copy of src/model/llama.c (-DAILORA_REAL_DOUBLE). For tiny
  * models (GQA; with and without q/k/v biases and tied embeddings) with adapters
  * on all seven linear modules, every adapter gradient entry is compared with a
  * central difference (L(p + h) - L(p - h)) / 2h, h = 1e-5: truncation error

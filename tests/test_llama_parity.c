@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ailora/eval.h"
 #include "ailora/optim.h"
 #include "llama_fixture.h"
 #include "testutil.h"
@@ -116,7 +117,7 @@ static void check_generation(const char *srcdir) {
     memcpy(seq, row0, sizeof(int32_t) * PROMPT);
     LlamaActs one, full;
     TU_CHECK(llama_acts_alloc(&f.llm, 1, PROMPT + NEW - 1, &one) == AIL_OK, "%s", ail_error_message());
-    TU_CHECK(llama_generate_greedy(&f.llm, &one, seq, PROMPT, NEW) == AIL_OK, "%s", ail_error_message());
+    TU_CHECK(eval_generate_greedy(&f.llm, &one, seq, PROMPT, NEW) == AIL_OK, "%s", ail_error_message());
     TU_CHECK(llama_acts_alloc(&f.llm, 1, PROMPT + NEW, &full) == AIL_OK, "%s", ail_error_message());
     double sum;
     long count;

@@ -264,7 +264,7 @@ static void test_roundtrip(void) {
     ail_error_clear();
     int rc = safetensors_write(p, NT, specs, 2, keys, values);
     TU_CHECK(rc == 0, "write: %s", ail_error_message());
-    TU_CHECK(!file_exists(tmp_path("rt.safetensors.tmp")), "tmp file left behind");
+    TU_CHECK(!file_exists(tmp_path("rt.safetensors.partial")), "tmp file left behind");
 
     SafeTensors st;
     rc = safetensors_open(p, &st);
@@ -389,7 +389,7 @@ static void test_write_failures(void) {
     ail_error_clear();
     TU_CHECK(safetensors_write(p, 2, s, 0, NULL, NULL) == AIL_ERR_ARG, "duplicate names");
     TU_CHECK(strstr(ail_error_message(), "duplicate tensor name 'a'") != NULL, "%s", ail_error_message());
-    TU_CHECK(!file_exists(p) && !file_exists(tmp_path("fail.safetensors.tmp")), "nothing written");
+    TU_CHECK(!file_exists(p) && !file_exists(tmp_path("fail.safetensors.partial")), "nothing written");
 
     ail_error_clear();
     s[1].name = "b";
@@ -428,7 +428,7 @@ static void test_write_failures(void) {
     TU_CHECK(mkdir(d, 0755) == 0, "mkdir");
     TU_CHECK(safetensors_write(d, 2, s, 0, NULL, NULL) == AIL_ERR_IO, "rename onto a directory");
     TU_CHECK(strstr(ail_error_message(), "rename") != NULL, "%s", ail_error_message());
-    TU_CHECK(!file_exists(tmp_path("adir.tmp")), "tmp file left behind after failed rename");
+    TU_CHECK(!file_exists(tmp_path("adir.partial")), "tmp file left behind after failed rename");
     struct stat sb;
     TU_CHECK(stat(d, &sb) == 0 && S_ISDIR(sb.st_mode), "directory untouched");
     rmdir(d);

@@ -46,7 +46,7 @@ build() {  # name, then the compile/link command
 { stage build; } >>"$BLOG"
 build kernels.o "$NVCC" $FLAGS -c src/cuda/gpu_kernels.cu -o "$BIN/gpu_kernels.o"
 build model.o "$NVCC" $FLAGS -c src/cuda/gpu_model.cu -o "$BIN/gpu_model.o"
-build error.o "$NVCC" -O2 -DAILORA_NO_MPI -I"$top/include" -c src/error.c -o "$BIN/error.o"
+build error.o "$NVCC" -O2 -DAILORA_NO_MPI -I"$top/include" -c src/base/error.c -o "$BIN/error.o"
 OBJS="$BIN/gpu_model.o $BIN/gpu_kernels.o $BIN/error.o"
 build test_gpu_train "$NVCC" $ARCH -O2 -DAILORA_NO_MPI -I"$top/include" tests/gpu/test_gpu_train.c $OBJS \
     -lcublas -o "$BIN/test_gpu_train"

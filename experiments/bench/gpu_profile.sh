@@ -13,7 +13,7 @@ LOG=$OUT/profile.log
 {
     "$NVCC" $F -c src/cuda/gpu_kernels.cu -o "$BIN/k.o" &&
     "$NVCC" $F -c src/cuda/gpu_model.cu -o "$BIN/m.o" &&
-    "$NVCC" -O2 -DAILORA_NO_MPI -Iinclude -c src/error.c -o "$BIN/e.o" &&
+    "$NVCC" -O2 -DAILORA_NO_MPI -Iinclude -c src/base/error.c -o "$BIN/e.o" &&
     "$NVCC" -gencode arch=compute_90,code=sm_90 -O2 -DAILORA_NO_MPI -Iinclude experiments/bench/gpu_bench.c \
         "$BIN/m.o" "$BIN/k.o" "$BIN/e.o" -lcublas -o "$BIN/gpu_bench" &&
     "$NVCC" -gencode arch=compute_90,code=sm_90 -O2 -DAILORA_NO_MPI -Iinclude tests/gpu/test_gpu_train.c \

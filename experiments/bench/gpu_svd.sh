@@ -6,7 +6,7 @@
 # minutes on an H200. Exit status 0 only if every check passed.
 #
 #   1. builds tests/gpu/svd_check with plain nvcc/gcc lines: src/cuda/gpu_svd.cu,
-#      src/error.c and src/svd_signs.c with -DAILORA_NO_MPI (no MPI/HDF5/BLAS)
+#      src/base/error.c and src/svd/svd_signs.c with -DAILORA_NO_MPI (no MPI/HDF5/BLAS)
 #   2. svd_check: prescribed spectra (10 decades, tiny clusters, exact zeros,
 #      tall, wide, square) at 1e-12; a 4096 x 4096 float64 SVD timed as the
 #      median of 3 after a warm-up, with sampled checks at 1e-11
@@ -46,7 +46,7 @@ built=1
 timeout 300 "$NVCC" -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 \
     -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC,-Wall $INC \
     -c "$ROOT/src/cuda/gpu_svd.cu" -o "$BUILD/gpu_svd.o" || built=0
-for src in tests/gpu/svd_check.c src/error.c src/svd_signs.c; do
+for src in tests/gpu/svd_check.c src/base/error.c src/svd/svd_signs.c; do
     [ "$built" -eq 1 ] || break
     "$CC" -O2 -std=c11 -Wall -Wextra -Wno-unused-parameter $INC -c "$ROOT/$src" \
         -o "$BUILD/$(basename "$src" .c).o" || built=0

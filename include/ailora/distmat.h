@@ -12,6 +12,7 @@
 #ifndef AILORA_DISTMAT_H
 #define AILORA_DISTMAT_H
 
+#include <hdf5.h>
 #include <mpi.h>
 
 #include "ailora/safetensors.h"
@@ -48,5 +49,9 @@ int block_cyclic_count(int n, int nb, int iproc, int nprocs);
 /* a (n x m, created by the caller) := W^T for a weight W [m, n] stored row-major in
  * tensor w (any dtype), converting to float64. Each rank reads only its blocks. */
 int distmat_load_weight_t(DistMatrix *a, const SafeTensor *w);
+
+/* Independent write of this rank's blocks of the global column-major matrix a
+ * (R x C) into a row-major HDF5 dataset of dims [C, R]: dataset[j][i] = a(i, j). */
+int distmat_write_h5_t(hid_t dset, const DistMatrix *a);
 
 #endif

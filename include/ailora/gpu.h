@@ -3,13 +3,13 @@
  * tensor parallelism and data parallelism over NCCL.
  *
  * Plain C, no MPI / HDF5 / llama.h: the standalone GPU programs build with nvcc
- * alone (src/cuda/gpu_model.cu, src/cuda/gpu_kernels.cu, src/error.c with
+ * alone (src/cuda/gpu_model.cu, src/cuda/gpu_kernels.cu, src/base/error.c with
  * -DAILORA_NO_MPI, -lcublas). NCCL is optional (-DAILORA_HAVE_NCCL -lnccl);
  * without it communicators of more than one rank are an error.
  *
- * Semantics are those of src/llama.c (see llama.h): same formulas, same loss
+ * Semantics are those of src/model/llama.c (see llama.h): same formulas, same loss
  * convention (sum over scored positions, labels[t + 1] predicted at t, -100 not
- * scored), same AdamW as src/optim.c.
+ * scored), same AdamW as src/train/optim.c.
  *
  * Precision
  *   GPU_FP32  everything float32; cuBLAS with CUBLAS_COMPUTE_32F, TF32 off.
@@ -151,7 +151,7 @@ typedef struct {
     double lr, beta1, beta2, eps, weight_decay, grad_clip;
 } GpuAdamW;
 /* torch AdamW with clip_grad_norm_ (factor min(1, clip / (norm + 1e-6)) when
- * grad_clip > 0), exactly as adamw_step in src/optim.c; step is the 1-based t. */
+ * grad_clip > 0), exactly as adamw_step in src/train/optim.c; step is the 1-based t. */
 int gpu_adamw_step(GpuModel *m, const GpuAdamW *cfg, long step, double grad_norm);
 
 /* Host copies of one adapter (this rank's shard) and its AdamW moments, and back

@@ -1,18 +1,17 @@
-/* h5io.h - HDF5 helpers: parallel creation, independent writes of whole or
- * block-cyclic datasets, attributes, and reads of cached SVD factors.
+/* h5io.h - HDF5 helpers: parallel creation, independent writes of whole
+ * datasets, attributes, and reads of whole or selected rows and columns.
  *
  * Parallel HDF5 rule: creating files, groups, datasets and attributes is collective
  * (every rank, same arguments, same order); raw data may then be written
  * independently by whichever rank holds it. Output files are written under
- * "<path>.partial" and renamed once complete, so a reader never sees half a file.
+ * "<path>.partial" and committed once complete (fileio.h), so a reader never sees
+ * half a file.
  */
 #ifndef AILORA_H5IO_H
 #define AILORA_H5IO_H
 
 #include <hdf5.h>
 #include <mpi.h>
-
-#include "ailora/distmat.h"
 
 /* Silences HDF5's own error stack printing: failures become ailora errors. */
 void h5io_quiet(void);
@@ -27,9 +26,6 @@ int h5io_dataset_create(hid_t file, const char *path, hid_t type, int ndims,
                         const hsize_t *dims, hid_t *dset);
 /* Independent write of a whole dataset from buf (memory type memtype). */
 int h5io_write_all(hid_t dset, hid_t memtype, const void *buf);
-/* Independent write of this rank's blocks of the global column-major matrix a
- * (R x C) into a row-major dataset of dims [C, R]: dataset[j][i] = a(i, j). */
-int h5io_write_dist_t(hid_t dset, const DistMatrix *a);
 
 /* Attributes on any object (collective in parallel files). */
 int h5io_attr_str(hid_t obj, const char *name, const char *value);
@@ -45,10 +41,5 @@ int h5io_read_f64(hid_t file, const char *path, int ndims, hsize_t *dims, double
  * into out [nsel, C], or with columns=1 the listed columns into out [R, nsel]. */
 int h5io_read_selected(hid_t file, const char *path, int columns, int nsel, const int *sel,
                        double *out);
-
-/* "<path>.partial": where an output is written before it is complete. */
-void h5io_partial_path(const char *path, char *buf, size_t len);
-/* Renames "<path>.partial" to path (call on one rank, after the file is closed). */
-int h5io_commit(const char *path);
 
 #endif

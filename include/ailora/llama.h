@@ -60,7 +60,7 @@ typedef double real;
 #define llama_backward llama_backward_f64
 #define llama_zero_grads llama_zero_grads_f64
 #define llama_linear_index llama_linear_index_f64
-#define llama_generate_greedy llama_generate_greedy_f64
+#define eval_generate_greedy eval_generate_greedy_f64
 #define llama_enable_base_grads llama_enable_base_grads_f64
 #define llama_save llama_save_f64
 #else
@@ -71,6 +71,8 @@ typedef float real;
 enum { LIN_Q = 0, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
 /* LIN_* index of a suffix ("q_proj" ...), -1 if none. */
 int llama_linear_index(const char *suffix);
+/* Row-parallel under tensor parallelism (o, down); the others are column-parallel. */
+static inline int llama_row_parallel(int lin) { return lin == LIN_O || lin == LIN_DOWN; }
 
 typedef struct {
     int m, n, r;     /* base weight (m, n); rank r */
@@ -126,6 +128,7 @@ typedef struct {
     int nthreads;
 } LlamaActs;
 
+/* ---- I/O (llama_io.c) ---- */
 /* Loads every frozen tensor of model (any dtype) into real precision. */
 int llama_load(const HFModel *model, Llama *llm);
 /* The same, as this rank's tensor-parallel shard over tp_comm (MPI_COMM_NULL: the
@@ -158,9 +161,5 @@ int llama_enable_base_grads(Llama *llm);
 /* Writes the base weights as an HF model directory (config.json from `model`,
  * model.safetensors in F32) through dir.partial + rename. */
 int llama_save(const Llama *llm, const HFModel *model, const char *dir);
-/* Greedy decoding: tokens[0..len) is the prompt; appends n_new argmax tokens into
- * tokens[len..len+n_new). acts must be allocated for B = 1 and T >= len + n_new - 1.
- * No KV cache: one forward over the growing sequence per new token. */
-int llama_generate_greedy(const Llama *llm, LlamaActs *acts, int32_t *tokens, int len, int n_new);
 
 #endif

@@ -1,7 +1,7 @@
 /* gpu_kernels.cu - element-wise and reduction kernels of the CUDA backend (see
  * gpu_kernels.cuh). Templates over the activation type T (float or bf16); all
  * arithmetic is float32 (double where the CPU engine sums in double), rounded
- * once on store. The formulas follow src/llama.c operation for operation.
+ * once on store. The formulas follow src/model/llama.c operation for operation.
  */
 #include "gpu_kernels.cuh"
 
@@ -584,7 +584,7 @@ void k_sumsq(double *out, double *partials, const float *x, size_t n, cudaStream
     sum_partials_kernel<<<1, SUMSQ_BLOCKS, 0, s>>>(out, partials, SUMSQ_BLOCKS);
 }
 
-// src/optim.c's adamw_step, element by element, in float
+// src/train/optim.c's adamw_step, element by element, in float
 __global__ void adamw_kernel(float *p, bf16 *copy, const float *g, float *m, float *v, size_t n, float clip,
                              float decay, float b1, float b2, float eps, float step_size, float bc2_sqrt) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {

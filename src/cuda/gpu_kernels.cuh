@@ -66,7 +66,7 @@ void k_loss_reduce(double *out, const double *row_loss, const int32_t *labels, i
 /* out[0] = sum of squares of x[0..n) in double, deterministic (partials: 256 doubles) */
 void k_sumsq(double *out, double *partials, const float *x, size_t n, cudaStream_t s);
 /* One AdamW step over n elements (float32 master weights); copy (bf16) refreshed
- * when bf. The scalars are those of src/optim.c, in float. */
+ * when bf. The scalars are those of src/train/optim.c, in float. */
 void k_adamw(int bf, float *p, void *copy, const float *g, float *m, float *v, size_t n, float clip,
              float decay, float b1, float b2, float eps, float step_size, float bc2_sqrt,
              cudaStream_t s);

@@ -1,5 +1,5 @@
 /* gpu_model.cu - the CUDA training backend (see gpu.h): model upload, forward,
- * hand-written backward mirroring src/llama.c, AdamW as src/optim.c, and the
+ * hand-written backward mirroring src/model/llama.c, AdamW as src/train/optim.c, and the
  * tensor / data-parallel collectives.
  *
  * Layouts (row-major, N = B * T tokens, qd = nh * hd, kd = nkv * hd, local counts):

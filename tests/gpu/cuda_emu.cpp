@@ -5,7 +5,7 @@
  *
  *   g++ -O2 -x c++ -DAILORA_NO_MPI -Iinclude -I/usr/local/cuda/include -c src/cuda/gpu_model.cu
  *   g++ -O2 -DAILORA_NO_MPI -Iinclude -I/usr/local/cuda/include -c tests/gpu/cuda_emu.cpp
- *   gcc ... tests/gpu/test_gpu_train.c gpu_model.o cuda_emu.o src/error.c -lstdc++ -lm
+ *   gcc ... tests/gpu/test_gpu_train.c gpu_model.o cuda_emu.o src/base/error.c -lstdc++ -lm
  *   (tests/gpu/emu_check.sh)
  *
  * The kernels here are re-implementations of the CUDA ones (same formulas, same

@@ -14,39 +14,6 @@
 
 #include "ailora/error.h"
 
-#include <cJSON.h>
-#include <errno.h>
-#include <stdio.h>
-#include <sys/stat.h>
-
-/* Copies config.json into dir with "torch_dtype"/"dtype" set to float32. */
-static int config_json_rewrite(const char *from, const char *dir) {
-    FILE *f = fopen(from, "rb");
-    if (!f) return AIL_ERROR(AIL_ERR_IO, "cannot open %s", from);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    rewind(f);
-    char *text = malloc((size_t)size + 1);
-    size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
-    fclose(f);
-    if (!text || got != (size_t)size) {
-        free(text);
-        return AIL_ERROR(AIL_ERR_IO, "cannot read %s", from);
-    }
-    text[size] = '\0';
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!root) return AIL_ERROR(AIL_ERR_FORMAT, "%s: not valid JSON", from);
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "dtype");
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
-    cJSON_AddStringToObject(root, "torch_dtype", "float32");
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int rc = json_file_write(path, root);
-    cJSON_Delete(root);
-    return rc;
-}
-
 #ifdef AILORA_REAL_DOUBLE
 #define MPI_REAL_T MPI_DOUBLE
 #define GEMM_EX bli_dgemm_ex
@@ -260,154 +227,7 @@ static void attention_backward(const Llama *llm, LlamaActs *a, real *dq, real *d
 
 /* ---- model --------------------------------------------------------------------------- */
 
-static const char *const lin_suffix[LIN_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                  "gate_proj", "up_proj", "down_proj"};
-
-int llama_linear_index(const char *suffix) {
-    for (int i = 0; i < LIN_COUNT; i++)
-        if (strcmp(suffix, lin_suffix[i]) == 0) return i;
-    return -1;
-}
-
-/* Every base tensor: its HF name, whole shape (D1 = 0 for vectors), this rank's
- * block of it (rows r0.. r0 + d0, columns c0.. c0 + d1) and its place in storage. */
-typedef struct {
-    char name[160];
-    real *p;
-    int64_t d0, d1, D0, D1, r0, c0;
-} TensorSlot;
-
-/* Copies this rank's block of tensor slot->name into slot->p, converting dtypes. */
-static int load_tensor(const HFModel *model, const TensorSlot *slot) {
-    const SafeTensor *t;
-    AIL_CHECK(hfmodel_tensor(model, slot->name, &t));
-    int ok = slot->D1 ? (t->ndim == 2 && t->shape[0] == slot->D0 && t->shape[1] == slot->D1)
-                      : (t->ndim == 1 && t->shape[0] == slot->D0);
-    if (!ok)
-        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s has the wrong shape for config.json",
-                         slot->name, model->dir);
-    if (!dtype_is_float(t->dtype))
-        return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s is not floating point", slot->name, model->dir);
-    int64_t cols = slot->D1 ? slot->d1 : 1;
-    double *row = malloc(sizeof(double) * (size_t)cols);
-    if (!row) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    for (int64_t i = 0; i < slot->d0; i++) {  // row by row: only the shard's bytes are read
-        safetensor_block_f64(t, slot->r0 + i, 1, slot->c0, cols, row);
-        for (int64_t j = 0; j < cols; j++) slot->p[i * cols + j] = (real)row[j];
-    }
-    free(row);
-    return AIL_OK;
-}
-
-static int is_row_parallel(int lin) { return lin == LIN_O || lin == LIN_DOWN; }
-
-/* Lays the tensors out in llm->storage (setting llm's pointers) and, when slots is
- * not NULL, lists them; *count gets the number of distinct tensors. */
-static int tensor_slots(Llama *llm, const ModelConfig *c, TensorSlot *slots, int *count) {
-    int H = llm->H, I = llm->I, V = llm->V, hd = llm->hd, nh = llm->nh, nkv = llm->nkv, n = 0;
-    int tp = llm->tp_size, rk = llm->tp_rank;
-    const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};  // this rank's (out, in)
-    const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};
-    real *p = llm->storage;
-#define SLOT(ptr, d0_, d1_, D0_, D1_, r0_, c0_, ...)                                      \
-    do {                                                                                  \
-        (ptr) = p, p += (size_t)(d0_) * ((d1_) ? (size_t)(d1_) : 1);                     \
-        if (slots) {                                                                      \
-            slots[n] = (TensorSlot){.p = (ptr), .d0 = (d0_), .d1 = (d1_), .D0 = (D0_),    \
-                                    .D1 = (D1_), .r0 = (r0_), .c0 = (c0_)};               \
-            snprintf(slots[n].name, sizeof slots[n].name, __VA_ARGS__);                   \
-        }                                                                                 \
-        n++;                                                                              \
-    } while (0)
-    SLOT(llm->embed, V, H, V, H, 0, 0, "model.embed_tokens.weight");
-    SLOT(llm->final_norm, H, 0, H, 0, 0, 0, "model.norm.weight");
-    if (c->tie_word_embeddings) llm->lm_head = llm->embed;
-    else SLOT(llm->lm_head, V, H, V, H, 0, 0, "lm_head.weight");
-    for (int l = 0; l < llm->L; l++) {
-        LlamaLayer *ly = &llm->layers[l];
-        SLOT(ly->ln1, H, 0, H, 0, 0, 0, "model.layers.%d.input_layernorm.weight", l);
-        SLOT(ly->ln2, H, 0, H, 0, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        for (int i = 0; i < LIN_COUNT; i++) {
-            const char *block = i < LIN_GATE ? "self_attn" : "mlp";
-            if (is_row_parallel(i))  // this rank's columns
-                SLOT(ly->w[i], out[i], in[i], out[i], in[i] * tp, 0, in[i] * rk, "model.layers.%d.%s.%s.weight", l,
-                     block, lin_suffix[i]);
-            else  // this rank's rows
-                SLOT(ly->w[i], out[i], in[i], out[i] * tp, in[i], out[i] * rk, 0, "model.layers.%d.%s.%s.weight", l,
-                     block, lin_suffix[i]);
-            if (c->attention_bias && i <= LIN_V)
-                SLOT(ly->bias[i], out[i], 0, out[i] * tp, 0, out[i] * rk, 0, "model.layers.%d.self_attn.%s.bias", l,
-                     lin_suffix[i]);
-        }
-    }
-#undef SLOT
-    *count = n;
-    return (size_t)(p - llm->storage) == llm->storage_size
-               ? AIL_OK
-               : AIL_ERROR(AIL_ERR_FORMAT, "internal: tensor layout does not fill the storage");
-}
-
-int llama_load(const HFModel *model, Llama *llm) { return llama_load_tp(model, MPI_COMM_NULL, llm); }
-
-int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
-    memset(llm, 0, sizeof *llm);
-    const ModelConfig *c = &model->config;
-    llm->cfg = *c;
-    llm->tp_comm = tp_comm;
-    llm->tp_size = 1;
-    if (tp_comm != MPI_COMM_NULL) {
-        MPI_Comm_size(tp_comm, &llm->tp_size);
-        MPI_Comm_rank(tp_comm, &llm->tp_rank);
-    }
-    int tp = llm->tp_size;
-    if (c->num_attention_heads % tp || c->num_key_value_heads % tp || c->intermediate_size % tp)
-        return AIL_ERROR(AIL_ERR_ARG, "tp = %d must divide num_attention_heads (%d), num_key_value_heads (%d) "
-                         "and intermediate_size (%d) of %s", tp, c->num_attention_heads, c->num_key_value_heads,
-                         c->intermediate_size, model->dir);
-    int H = llm->H = c->hidden_size, I = llm->I = c->intermediate_size / tp, V = llm->V = c->vocab_size;
-    int L = llm->L = c->num_hidden_layers, hd = llm->hd = c->head_dim;
-    int nh = llm->nh = c->num_attention_heads / tp, nkv = llm->nkv = c->num_key_value_heads / tp;
-    if (hd % 2) return AIL_ERROR(AIL_ERR_FORMAT, "%s: head_dim %d is odd (RoPE needs pairs)", model->dir, hd);
-    const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};
-    const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};  // (out, in) of each linear shard
-    size_t per_layer = 2 * (size_t)H + (c->attention_bias ? (size_t)(nh + 2 * nkv) * hd : 0);
-    for (int i = 0; i < LIN_COUNT; i++) per_layer += (size_t)out[i] * in[i];
-    size_t total = (size_t)V * H * (c->tie_word_embeddings ? 1 : 2) + H + (size_t)L * per_layer;
-    AIL_MALLOC(llm->storage, total);
-    llm->storage_size = total;
-    llm->layers = calloc((size_t)L, sizeof *llm->layers);
-    if (!llm->layers) {
-        llama_free(llm);
-        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    }
-    int count, rc = tensor_slots(llm, c, NULL, &count);
-    TensorSlot *slots = malloc(sizeof *slots * (size_t)count);
-    if (!slots) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    if (rc == AIL_OK) tensor_slots(llm, c, slots, &count);
-    for (int i = 0; i < count && rc == AIL_OK; i++) rc = load_tensor(model, &slots[i]);
-    free(slots);
-    // RoPE tables as HF computes them: inverse frequencies and angles in float32
-    // (the float64 build computes them in float64, like a true float64 reference)
-    int P = c->max_position_embeddings, half = hd / 2;
-    llm->rope_cos = malloc(sizeof(real) * (size_t)P * half);
-    llm->rope_sin = malloc(sizeof(real) * (size_t)P * half);
-    if (rc == AIL_OK && (!llm->rope_cos || !llm->rope_sin)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    for (int pos = 0; pos < P && rc == AIL_OK; pos++)
-        for (int j = 0; j < half; j++) {
-#ifdef AILORA_REAL_DOUBLE
-            double ang = pos * (1.0 / pow(c->rope_theta, (double)(2 * j) / hd));
-            llm->rope_cos[(size_t)pos * half + j] = cos(ang);
-            llm->rope_sin[(size_t)pos * half + j] = sin(ang);
-#else
-            float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * j) / (float)hd);
-            float ang = (float)pos * inv;
-            llm->rope_cos[(size_t)pos * half + j] = cosf(ang);
-            llm->rope_sin[(size_t)pos * half + j] = sinf(ang);
-#endif
-        }
-    if (rc != AIL_OK) llama_free(llm);
-    return rc;
-}
+/* Loading and saving the base weights: llama_io.c. */
 
 void llama_free(Llama *llm) {
     for (int l = 0; llm->layers && l < llm->L; l++)
@@ -442,7 +262,7 @@ int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, co
         return AIL_ERROR(AIL_ERR_MEM, "out of memory for an adapter");
     }
     // this rank's shard: columns of A (row-parallel) or rows of B (column-parallel)
-    int tp = llm->tp_size, rk = llm->tp_rank, row_par = is_row_parallel(lin);
+    int tp = llm->tp_size, rk = llm->tp_rank, row_par = llama_row_parallel(lin);
     size_t n_full = (size_t)ad->n * (row_par ? tp : 1), c0 = row_par ? (size_t)ad->n * rk : 0;
     size_t b0 = row_par ? 0 : (size_t)ad->m * rk;
     for (int i = 0; i < r; i++)
@@ -454,10 +274,10 @@ int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, co
     return AIL_OK;
 }
 
-int llama_adapter_tp_partial(const Llama *llm, int lin) { return llm->tp_size > 1 && !is_row_parallel(lin); }
+int llama_adapter_tp_partial(const Llama *llm, int lin) { return llm->tp_size > 1 && !llama_row_parallel(lin); }
 
 int llama_adapter_tp_sharded(const Llama *llm, int lin, int which) {
-    return llm->tp_size > 1 && (is_row_parallel(lin) ? which == 0 : which == 1);
+    return llm->tp_size > 1 && (llama_row_parallel(lin) ? which == 0 : which == 1);
 }
 
 int llama_enable_base_grads(Llama *llm) {
@@ -731,65 +551,4 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
         for (int i = 0; i < N; i++)
             for (int c = 0; c < H; c++) dembed[(size_t)a->tokens[i] * H + c] += dx[(size_t)i * H + c];
     return AIL_OK;
-}
-
-int llama_generate_greedy(const Llama *llm, LlamaActs *a, int32_t *tokens, int len, int n_new) {
-    int T_alloc = a->T, rc = AIL_OK;
-    if (a->B != 1 || len < 1 || len + n_new - 1 > T_alloc)
-        return AIL_ERROR(AIL_ERR_ARG, "greedy decoding of %d + %d tokens needs activations for 1 x %d", len,
-                         n_new, len + n_new - 1);
-    for (int i = 0; i < n_new && rc == AIL_OK; i++) {
-        a->T = len + i;  // the buffers were sized for T_alloc >= this
-        double unused_sum;
-        long unused_count;
-        rc = llama_forward(llm, a, tokens, NULL, &unused_sum, &unused_count);
-        const real *row = a->logits + (size_t)(len + i - 1) * llm->V;
-        int best = 0;
-        for (int v = 1; v < llm->V; v++) best = row[v] > row[best] ? v : best;
-        tokens[len + i] = best;
-    }
-    a->T = T_alloc;
-    return rc;
-}
-
-int llama_save(const Llama *llm, const HFModel *model, const char *dir) {
-    if (llm->tp_size > 1)
-        return AIL_ERROR(AIL_ERR_ARG, "saving a tensor-parallel model (tp = %d) is not supported", llm->tp_size);
-    char partial[4096], path[4200];
-    snprintf(partial, sizeof partial, "%s.partial", dir);
-    if (mkdir(partial, 0755) != 0 && errno != EEXIST)
-        return AIL_ERROR(AIL_ERR_IO, "cannot create %s: %s", partial, strerror(errno));
-    int count, rc = tensor_slots((Llama *)llm, &llm->cfg, NULL, &count);
-    TensorSlot *slots = malloc(sizeof *slots * (size_t)count);
-    SafeTensorSpec *specs = calloc((size_t)count, sizeof *specs);
-    float **data = calloc((size_t)count, sizeof *data);
-    if (!slots || !specs || !data) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    if (rc == AIL_OK) {
-        // tensor_slots only re-derives the pointers llama_load set: same layout
-        Llama copy = *llm;
-        tensor_slots(&copy, &llm->cfg, slots, &count);
-    }
-    for (int i = 0; i < count && rc == AIL_OK; i++) {
-        size_t n = (size_t)slots[i].d0 * (slots[i].d1 ? (size_t)slots[i].d1 : 1);
-        if (!(data[i] = malloc(sizeof(float) * n))) {
-            rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-            break;
-        }
-        for (size_t j = 0; j < n; j++) data[i][j] = (float)slots[i].p[j];
-        specs[i] = (SafeTensorSpec){.name = slots[i].name, .dtype = DTYPE_F32, .ndim = slots[i].d1 ? 2 : 1,
-                                    .data = data[i]};
-        specs[i].shape[0] = slots[i].d0, specs[i].shape[1] = slots[i].d1;
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors", partial);
-    if (rc == AIL_OK) rc = safetensors_write(path, count, specs, 0, NULL, NULL);
-    if (rc == AIL_OK) {  // the original config.json, with the dtype we wrote
-        char cfgpath[4200];
-        snprintf(cfgpath, sizeof cfgpath, "%s/config.json", model->dir);
-        rc = config_json_rewrite(cfgpath, partial);
-    }
-    for (int i = 0; data && i < count; i++) free(data[i]);
-    free(data), free(specs), free(slots);
-    if (rc == AIL_OK && rename(partial, dir) != 0)
-        rc = AIL_ERROR(AIL_ERR_IO, "cannot rename %s to %s: %s (does it exist already?)", partial, dir, strerror(errno));
-    return rc;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ailora/error.h"
+#include "ailora/fileio.h"
 #include "ailora/h5io.h"
 #include "config.h"
 
@@ -23,11 +24,6 @@ void module_init_free(ModuleInit *mi) {
     memset(mi, 0, sizeof *mi);
 }
 
-static int path_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
 /* Everything that can be wrong with the request, checked identically on all ranks
  * before anything is computed or written. */
 static int validate(const TargetModule *targets, int ntargets, const InitOptions *opt) {
@@ -37,14 +33,14 @@ static int validate(const TargetModule *targets, int ntargets, const InitOptions
             return AIL_ERROR(AIL_ERR_ARG, "rank %d exceeds min(m, n) = %d of %s (%dx%d)",
                              opt->spec.rank, k, targets[i].name, targets[i].m, targets[i].n);
     }
-    if (opt->svd_path && !path_exists(opt->svd_path))
+    if (opt->svd_path && !file_exists(opt->svd_path))
         return AIL_ERROR(AIL_ERR_IO, "SVD cache %s does not exist", opt->svd_path);
     if (opt->residual_dir) {
         char partial[4096];
-        h5io_partial_path(opt->residual_dir, partial, sizeof partial);
-        if (path_exists(opt->residual_dir))
+        file_partial_path(opt->residual_dir, partial, sizeof partial);
+        if (file_exists(opt->residual_dir))
             return AIL_ERROR(AIL_ERR_IO, "residual directory %s already exists", opt->residual_dir);
-        if (path_exists(partial))
+        if (file_exists(partial))
             return AIL_ERROR(AIL_ERR_IO, "%s exists (left by an interrupted run?): remove it", partial);
     }
     return AIL_OK;
@@ -229,20 +225,12 @@ static int write_safetensors_parallel(MPI_Comm comm, const char *path, int count
 }
 
 static int copy_file(const char *from, const char *to) {
-    FILE *in = fopen(from, "rb");
-    if (!in) return AIL_ERROR(AIL_ERR_IO, "cannot open %s: %s", from, strerror(errno));
-    FILE *out = fopen(to, "wb");
-    if (!out) {
-        fclose(in);
-        return AIL_ERROR(AIL_ERR_IO, "cannot create %s: %s", to, strerror(errno));
-    }
-    char buf[65536];
-    size_t n;
-    int ok = 1;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) ok &= fwrite(buf, 1, n, out) == n;
-    fclose(in);
-    if (fclose(out) != 0 || !ok) return AIL_ERROR(AIL_ERR_IO, "cannot write %s", to);
-    return AIL_OK;
+    char *buf;
+    size_t len;
+    AIL_CHECK(file_read_all(from, &buf, &len));
+    int rc = file_write_atomic(to, buf, len);
+    free(buf);
+    return rc;
 }
 
 static int write_peft_config(const char *path, const char *base_dir, const TargetModule *targets,
@@ -426,7 +414,7 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     rc = ail_error_agree(comm, rc);
 
     char partial[4096];
-    h5io_partial_path(out_path, partial, sizeof partial);
+    file_partial_path(out_path, partial, sizeof partial);
     hid_t file = -1;
     if (rc == AIL_OK) rc = ail_error_agree(comm, h5io_create_parallel(partial, comm, &file));
     int nsel = opt.spec.method == INIT_LORA ? 0 : opt.spec.rank;
@@ -447,14 +435,13 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
 
     char res_partial[4096] = "";
     if (rc == AIL_OK && opt.residual_dir) {
-        h5io_partial_path(opt.residual_dir, res_partial, sizeof res_partial);
+        file_partial_path(opt.residual_dir, res_partial, sizeof res_partial);
         rc = write_residual_dir(comm, model, targets, ntargets, &opt, mods, res_partial,
                                 opt.residual_dir);
     }
     if (rank == 0) {
-        if (rc == AIL_OK && opt.residual_dir && rename(res_partial, opt.residual_dir) != 0)
-            rc = AIL_ERROR(AIL_ERR_IO, "cannot rename %s: %s", res_partial, strerror(errno));
-        if (rc == AIL_OK) rc = h5io_commit(out_path);
+        if (rc == AIL_OK && opt.residual_dir) rc = file_commit(opt.residual_dir);
+        if (rc == AIL_OK) rc = file_commit(out_path);
         if (rc != AIL_OK) {
             remove(partial);
             if (res_partial[0]) remove_residual_dir(res_partial);

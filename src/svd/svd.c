@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ailora/error.h"
-#include "lapack.h"
+#include "base/lapack.h"
 
 int svd_backend_parse(const char *name, SvdBackend *backend) {
     if (strcmp(name, "auto") == 0) *backend = SVD_BACKEND_AUTO;

@@ -9,36 +9,11 @@
 #include <sys/stat.h>
 
 #include "ailora/error.h"
-
-static int read_text_file(const char *path, char **text) {
-    *text = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return AIL_ERROR(AIL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return AIL_ERROR(AIL_ERR_IO, "cannot read %s", path);
-    }
-    long size = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)size + 1);
-    if (!buf) {
-        fclose(f);
-        return AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s", path);
-    }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) {
-        free(buf);
-        return AIL_ERROR(AIL_ERR_IO, "short read on %s", path);
-    }
-    buf[size] = '\0';
-    *text = buf;
-    return AIL_OK;
-}
+#include "ailora/fileio.h"
 
 static int json_load(const char *path, cJSON **root) {
     char *text;
-    AIL_CHECK(read_text_file(path, &text));
+    AIL_CHECK(file_read_all(path, &text, NULL));
     *root = cJSON_Parse(text);
     free(text);
     if (!*root || !cJSON_IsObject(*root)) {
@@ -141,7 +116,7 @@ int model_config_load(const char *path, ModelConfig *cfg) {
     return rc;
 }
 
-static int file_exists(const char *path) {
+static int regular_file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
@@ -195,11 +170,11 @@ int hfmodel_open(const char *dir, HFModel *model) {
     AIL_CHECK(model_config_load(path, &model->config));
 
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (file_exists(path)) {
+    if (regular_file_exists(path)) {
         AIL_CHECK(index_shard_files(path, &model->shard_files, &model->nshards));
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        if (!file_exists(path))
+        if (!regular_file_exists(path))
             return AIL_ERROR(AIL_ERR_IO,
                              "%s: neither model.safetensors nor model.safetensors.index.json found",
                              dir);
@@ -339,16 +314,9 @@ void target_suffixes(const TargetModule *targets, int count, char *buf, size_t l
 int json_file_write(const char *path, const cJSON *root) {
     char *text = cJSON_Print(root);
     if (!text) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f) != 0) ok = 0;
+    size_t n = strlen(text);
+    int rc = file_write_atomic(path, text, n);
     free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return AIL_ERROR(AIL_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-    return AIL_OK;
+    return rc;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ailora/error.h"
+#include "ailora/fileio.h"
 #include "ailora/h5io.h"
 #include "config.h"
 
@@ -169,12 +170,12 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
 
 int runfile_write(const char *path, const RunState *st, int with_optimizer) {
     char partial[4096];
-    h5io_partial_path(path, partial, sizeof partial);
+    file_partial_path(path, partial, sizeof partial);
     hid_t f = H5Fcreate(partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) return AIL_ERROR(AIL_ERR_IO, "cannot create %s", partial);
     int rc = write_contents(f, st, with_optimizer);
     if (H5Fclose(f) < 0 && rc == AIL_OK) rc = AIL_ERROR(AIL_ERR_IO, "cannot close %s", partial);
-    if (rc == AIL_OK) rc = h5io_commit(path);
+    if (rc == AIL_OK) rc = file_commit(path);
     if (rc != AIL_OK) remove(partial);
     return rc;
 }

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include <unistd.h>
 
 #include "ailora/error.h"
+#include "ailora/fileio.h"
 
 // HF's safetensors refuses headers above 100 MB; a larger length is corruption.
 #define HEADER_MAX ((uint64_t)100000000)
@@ -519,18 +519,6 @@ static int write_data(int fd, int count, const SafeTensorSpec *specs, const Layo
     return AIL_OK;
 }
 
-// fsync the directory holding path so the rename itself is durable.
-static void sync_parent_dir(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return;
-    int fd = open(dirname(copy), O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);  // best effort: some filesystems refuse fsync on directories
-        close(fd);
-    }
-    free(copy);
-}
-
 int safetensors_write(const char *path, int count, const SafeTensorSpec *specs,
                       int metadata_count, const char *const *metadata_keys,
                       const char *const *metadata_values) {
@@ -547,14 +535,13 @@ int safetensors_write(const char *path, int count, const SafeTensorSpec *specs,
         layout_free(&l);
         return rc;
     }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
+    size_t tlen = strlen(path) + 16;
+    char *tmp = malloc(tlen);
     if (!tmp) {
         layout_free(&l);
         return AIL_ERROR(AIL_ERR_MEM, "%s: out of memory", path);
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
+    file_partial_path(path, tmp, tlen);
 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
@@ -564,10 +551,8 @@ int safetensors_write(const char *path, int count, const SafeTensorSpec *specs,
         if (rc == AIL_OK) rc = write_data(fd, count, specs, &l, tmp);
         if (close(fd) != 0 && rc == AIL_OK)
             rc = AIL_ERROR(AIL_ERR_IO, "%s: close: %s", tmp, strerror(errno));
-        if (rc == AIL_OK && rename(tmp, path) != 0)
-            rc = AIL_ERROR(AIL_ERR_IO, "%s: rename from %s: %s", path, tmp, strerror(errno));
-        if (rc == AIL_OK) sync_parent_dir(path);
-        else unlink(tmp);
+        if (rc == AIL_OK) rc = file_commit(path);
+        if (rc != AIL_OK) unlink(tmp);
     }
     free(tmp);
     layout_free(&l);

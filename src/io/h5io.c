@@ -50,60 +50,6 @@ int h5io_write_all(hid_t dset, hid_t memtype, const void *buf) {
     return AIL_OK;
 }
 
-/* Selects, along one dataset dimension, the block-cyclic index set of one process:
- * full blocks via a strided hyperslab, and the trailing partial block if any. Fills
- * up to two (start, stride, count, block) runs; returns how many. */
-typedef struct {
-    hsize_t start, stride, count, block;
-} Run;
-
-static int cyclic_runs(int n, int nb, int iproc, int nprocs, Run runs[2]) {
-    int nloc = block_cyclic_count(n, nb, iproc, nprocs);
-    if (nloc == 0) return 0;
-    int full = nloc / nb, rest = nloc % nb, nrun = 0;
-    if (full > 0)
-        runs[nrun++] = (Run){(hsize_t)iproc * nb, (hsize_t)nprocs * nb, (hsize_t)full, (hsize_t)nb};
-    if (rest > 0)
-        runs[nrun++] = (Run){(hsize_t)full * nprocs * nb + (hsize_t)iproc * nb, 1, 1, (hsize_t)rest};
-    return nrun;
-}
-
-int h5io_write_dist_t(hid_t dset, const DistMatrix *a) {
-    // dataset dims [C, R]: dataset rows are a's columns (process column mycol),
-    // dataset columns are a's rows (process row myrow). HDF5 walks a selection in
-    // row-major order, which is exactly the local column-major order when lld == mloc.
-    hid_t fspace = H5Dget_space(dset);
-    Run rrun[2], crun[2];
-    int nr = cyclic_runs(a->n, a->nb, a->grid->mycol, a->grid->npcol, rrun);
-    int nc = cyclic_runs(a->m, a->nb, a->grid->myrow, a->grid->nprow, crun);
-    int first = 1;
-    H5Sselect_none(fspace);
-    for (int i = 0; i < nr; i++) {
-        for (int j = 0; j < nc; j++) {
-            hsize_t start[2] = {rrun[i].start, crun[j].start};
-            hsize_t stride[2] = {rrun[i].stride, crun[j].stride};
-            hsize_t count[2] = {rrun[i].count, crun[j].count};
-            hsize_t block[2] = {rrun[i].block, crun[j].block};
-            H5Sselect_hyperslab(fspace, first ? H5S_SELECT_SET : H5S_SELECT_OR, start, stride,
-                                count, block);
-            first = 0;
-        }
-    }
-    hsize_t nsel = (hsize_t)a->mloc * (hsize_t)a->nloc;
-    herr_t st = 0;
-    if (nsel > 0) {
-        hsize_t mdims[2] = {(hsize_t)a->nloc, (hsize_t)a->lld};
-        hid_t mspace = H5Screate_simple(2, mdims, NULL);
-        hsize_t mstart[2] = {0, 0}, mcount[2] = {(hsize_t)a->nloc, (hsize_t)a->mloc};
-        H5Sselect_hyperslab(mspace, H5S_SELECT_SET, mstart, NULL, mcount, NULL);
-        st = H5Dwrite(dset, H5T_NATIVE_DOUBLE, mspace, fspace, H5P_DEFAULT, a->local);
-        H5Sclose(mspace);
-    }
-    H5Sclose(fspace);
-    if (st < 0) return AIL_ERROR(AIL_ERR_IO, "HDF5 write of distributed blocks failed");
-    return AIL_OK;
-}
-
 static int attr_write(hid_t obj, const char *name, hid_t type, hid_t space, const void *value) {
     hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
     herr_t st = attr < 0 ? -1 : H5Awrite(attr, type, value);
@@ -221,17 +167,5 @@ int h5io_read_selected(hid_t file, const char *path, int columns, int nsel, cons
     H5Sclose(fspace);
     H5Dclose(dset);
     if (st < 0) return AIL_ERROR(AIL_ERR_IO, "cannot read dataset %s", path);
-    return AIL_OK;
-}
-
-void h5io_partial_path(const char *path, char *buf, size_t len) {
-    snprintf(buf, len, "%s.partial", path);
-}
-
-int h5io_commit(const char *path) {
-    char tmp[4096];
-    h5io_partial_path(path, tmp, sizeof tmp);
-    if (rename(tmp, path) != 0)
-        return AIL_ERROR(AIL_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     return AIL_OK;
 }

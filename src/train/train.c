@@ -12,6 +12,7 @@
 
 #include "ailora/dataset.h"
 #include "ailora/error.h"
+#include "ailora/eval.h"
 #include "ailora/runfile.h"
 #include "ailora/svdcache.h"
 #include "ailora/gpu.h"
@@ -387,25 +388,15 @@ static long global_scored(const Trainer *tr, long step) {
     return total;
 }
 
-/* Greedy decoding of the labelled span of eval sequence idx (positions first..last
- * with labels): 1 if every answer token is reproduced exactly. */
-static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *buf) {
+/* Exact match of eval sequence idx (eval.h): adds 1 to *hits when it matches. */
+static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *work, double *hits) {
     const Dataset *d = &tr->eval;
     int32_t ids[d->T], lab[d->T];
-    if (dataset_read_rows(d, &idx, 1, ids, lab) != AIL_OK) return 0;
-    int first = -1, last = -1;
-    for (int t = 1; t < d->T; t++)
-        if (lab[t] != -100) {
-            if (first < 0) first = t;
-            last = t;
-        }
-    if (first < 0 || last - first + 1 > tr->cfg->max_new_tokens) return 0;
-    memcpy(buf, ids, sizeof(int32_t) * first);
-    int n = last - first + 1;
-    if (llama_generate_greedy(&tr->llm, one, buf, first, n) != AIL_OK) return 0;
-    for (int j = 0; j < n; j++)
-        if (buf[first + j] != lab[first + j]) return 0;
-    return 1;
+    int match;
+    AIL_CHECK(dataset_read_rows(d, &idx, 1, ids, lab));
+    AIL_CHECK(eval_exact_match(&tr->llm, one, ids, lab, d->T, tr->cfg->max_new_tokens, work, &match));
+    *hits += match;
+    return AIL_OK;
 }
 
 /* Mean eval loss over (the first eval_batches x dp x micro of) the eval set, and
@@ -437,7 +428,7 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
         rc = model_forward(tr, tok, lab, &s, &count);
         sums[0] += s, sums[1] += (double)count;
         for (int b = 0; b < nb && tr->cfg->max_new_tokens > 0 && rc == AIL_OK; b++) {
-            sums[2] += exact_match(tr, &one, start + b, tok);
+            rc = exact_match(tr, &one, start + b, tok, &sums[2]);
             sums[3] += 1;
         }
     }

@@ -13,7 +13,7 @@
 #include "ailora/error.h"
 #include "ailora/rng.h"
 #include "ailora/safetensors.h"
-#include "lapack.h"
+#include "base/lapack.h"
 
 int spectrum_parse(const char *name, SpectrumKind *kind) {
     if (strcmp(name, "geometric") == 0) *kind = SPECTRUM_GEOMETRIC;

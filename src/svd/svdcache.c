@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ailora/error.h"
+#include "ailora/fileio.h"
 #include "ailora/gpu_svd.h"
 #include "ailora/h5io.h"
 #include "config.h"
@@ -99,8 +100,8 @@ static int run_pdgesvd(const BlacsGrid *grid, const TargetModule *t, int nb, Mod
     int grank, rc = AIL_OK;
     MPI_Comm_rank(grid->comm, &grank);
     if (grank == 0) rc = h5io_write_all(sets->S, H5T_NATIVE_DOUBLE, svd.S);
-    if (rc == AIL_OK) rc = h5io_write_dist_t(sets->Vt, &svd.p);
-    if (rc == AIL_OK) rc = h5io_write_dist_t(sets->U, &svd.qt);
+    if (rc == AIL_OK) rc = distmat_write_h5_t(sets->Vt, &svd.p);
+    if (rc == AIL_OK) rc = distmat_write_h5_t(sets->U, &svd.qt);
     dist_svd_free(&svd);
     return rc;
 }
@@ -202,7 +203,7 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
         }
     }
     char partial[4096];
-    h5io_partial_path(out_path, partial, sizeof partial);
+    file_partial_path(out_path, partial, sizeof partial);
     hid_t file = -1;
     ModuleSets *sets = calloc((size_t)ntargets, sizeof *sets);
     double *seconds = calloc((size_t)ntargets, sizeof *seconds);
@@ -225,7 +226,7 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
         rc = AIL_ERROR(AIL_ERR_IO, "closing %s failed", partial);
     rc = ail_error_agree(comm, rc);
     if (rank == 0) {
-        if (rc == AIL_OK) rc = h5io_commit(out_path);
+        if (rc == AIL_OK) rc = file_commit(out_path);
         else remove(partial);
     }
     MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
