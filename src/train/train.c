@@ -15,6 +15,7 @@
 #include "ailora/eval.h"
 #include "ailora/runfile.h"
 #include "ailora/svdcache.h"
+#include "ailora/engine.h"
 #include "ailora/gpu.h"
 #include "ailora/safetensors.h"
 #include "ailora/adapter.h"
@@ -44,18 +45,13 @@ typedef struct {
     Llama llm;                 /* this rank's shard */
     ModuleInit *init;
     Dataset train, eval;
-    LlamaActs acts;
     int micro;       /* sequences per replica per micro-batch */
     AdamW opt;
+    Engine eng;      /* where steps run (cpu | cuda): engine.h */
     Llama whole;     /* tp > 1: whole-module adapters, for run files and checkpoints */
     AdamW whole_opt; /* tp > 1: whole-module moments, same order as opt */
     RunState st;
     char *config_text;
-    real *flat;      /* gradient all-reduce buffer */
-    size_t nflat;
-    unsigned char *param_tp; /* tp > 1: PARAM_* flags of each optimizer parameter */
-    GpuModel *gpu;   /* device = cuda: the model on this rank's GPU (else NULL) */
-    GpuComm *gpu_tp, *gpu_dp;
 } Trainer;
 
 #ifdef AILORA_REAL_DOUBLE
@@ -63,66 +59,6 @@ typedef struct {
 #else
 #define MPI_REAL_T MPI_FLOAT
 #endif
-
-enum { PARAM_SHARDED = 1, PARAM_TP_PARTIAL = 2 };
-
-/* tp > 1: what each optimizer parameter (adapter A, B in adamw_init's order) is
- * under tensor parallelism, worked out once. */
-static int param_tp_init(Trainer *tr) {
-    AIL_CALLOC(tr->param_tp, tr->opt.count);
-    int k = 0;
-    for (int l = 0; l < tr->llm.L; l++)
-        for (int j = 0; j < LIN_COUNT; j++) {
-            if (!tr->llm.layers[l].lora[j]) continue;
-            for (int ab = 0; ab < 2; ab++, k++)
-                tr->param_tp[k] = (llama_adapter_tp_sharded(&tr->llm, j, ab) ? PARAM_SHARDED : 0) |
-                                  (ab == 0 && llama_adapter_tp_partial(&tr->llm, j) ? PARAM_TP_PARTIAL : 0);
-        }
-    return AIL_OK;
-}
-
-/* Sums gradients over comm through tr->flat: all of them (mask 0) or those whose
- * param_tp has a bit of mask. */
-static int allreduce_some(Trainer *tr, MPI_Comm comm, int mask) {
-    size_t k = 0;
-    for (int i = 0; i < tr->opt.count; i++)
-        if (!mask || (tr->param_tp[i] & mask)) {
-            memcpy(tr->flat + k, tr->opt.params[i].g, sizeof(real) * tr->opt.params[i].n);
-            k += tr->opt.params[i].n;
-        }
-    if (k && MPI_Allreduce(MPI_IN_PLACE, tr->flat, (int)k, MPI_REAL_T, MPI_SUM, comm) != MPI_SUCCESS)
-        return AIL_ERROR(AIL_ERR_MPI, "gradient all-reduce failed");
-    k = 0;
-    for (int i = 0; i < tr->opt.count; i++)
-        if (!mask || (tr->param_tp[i] & mask)) {
-            memcpy(tr->opt.params[i].g, tr->flat + k, sizeof(real) * tr->opt.params[i].n);
-            k += tr->opt.params[i].n;
-        }
-    return AIL_OK;
-}
-
-/* Completes the tensor-parallel partial sums (A of column-parallel adapters), then
- * sums over the data-parallel replicas (loss_scale already divided by the global
- * scored count). */
-static int allreduce_grads(Trainer *tr) {
-    if (tr->tp > 1) AIL_CHECK(allreduce_some(tr, tr->tp_comm, PARAM_TP_PARTIAL));
-    if (tr->dp > 1) AIL_CHECK(allreduce_some(tr, tr->dp_comm, 0));
-    return AIL_OK;
-}
-
-/* Global gradient norm: shards summed over the tp ranks, replicated tensors once. */
-static double grad_norm(const Trainer *tr) {
-    if (tr->tp == 1) return adamw_grad_norm(&tr->opt);
-    double sq[2] = {0, 0};  // sharded, replicated
-    for (int i = 0; i < tr->opt.count; i++) {
-        const OptimParam *q = &tr->opt.params[i];
-        double s = 0;
-        for (size_t j = 0; j < q->n; j++) s += (double)q->g[j] * q->g[j];
-        sq[tr->param_tp[i] & PARAM_SHARDED ? 0 : 1] += s;
-    }
-    MPI_Allreduce(MPI_IN_PLACE, sq, 1, MPI_DOUBLE, MPI_SUM, tr->tp_comm);
-    return sqrt(sq[0] + sq[1]);
-}
 
 /* ---- whole-module adapters under tensor parallelism ------------------------------ */
 
@@ -223,86 +159,6 @@ static int whole_sync(Trainer *tr, int gather) {
     if (gather) tr->whole_opt.step = tr->opt.step;
     else tr->opt.step = tr->whole_opt.step;
     return AIL_OK;
-}
-
-/* ---- device = cuda ------------------------------------------------------------------ */
-
-/* An NCCL communicator over comm (NULL when comm has one rank): rank 0's id is
- * broadcast over MPI. */
-static int gpu_comm_over(MPI_Comm comm, GpuComm **out) {
-    int n, r;
-    MPI_Comm_size(comm, &n);
-    MPI_Comm_rank(comm, &r);
-    *out = NULL;
-    if (n == 1) return AIL_OK;
-    unsigned char id[128] = {0};
-    int rc = r == 0 ? gpu_nccl_unique_id(id) : AIL_OK;
-    AIL_CHECK(ail_error_agree(comm, rc));
-    MPI_Bcast(id, 128, MPI_BYTE, 0, comm);
-    return ail_error_agree(comm, gpu_comm_create(id, n, r, out));
-}
-
-/* Uploads this rank's shard (residual weights, adapters) to its GPU. */
-static int gpu_setup(Trainer *tr) {
-    MPI_Comm node;
-    int local;
-    MPI_Comm_split_type(tr->comm, MPI_COMM_TYPE_SHARED, tr->rank, MPI_INFO_NULL, &node);
-    MPI_Comm_rank(node, &local);
-    MPI_Comm_free(&node);
-    int rc = gpu_device_count() > 0 ? gpu_select_device(local)
-                                    : AIL_ERROR(AIL_ERR_ARG, "device = cuda: no CUDA device visible");
-    AIL_CHECK(ail_error_agree(tr->comm, rc));
-    AIL_CHECK(gpu_comm_over(tr->tp_comm, &tr->gpu_tp));
-    AIL_CHECK(gpu_comm_over(tr->dp_comm, &tr->gpu_dp));
-    const Llama *l = &tr->llm;
-    GpuLayerSpec *layers;
-    AIL_CALLOC(layers, l->L);
-    for (int i = 0; i < l->L; i++) {
-        const LlamaLayer *ly = &l->layers[i];
-        layers[i].ln1 = ly->ln1, layers[i].ln2 = ly->ln2;
-        for (int j = 0; j < LIN_COUNT; j++) {
-            layers[i].w[j] = ly->w[j];
-            const LoraAdapter *ad = ly->lora[j];
-            if (ad) layers[i].lora[j] = (GpuAdapterSpec){.m = ad->m, .n = ad->n, .r = ad->r, .scale = ad->scale,
-                                                         .A = ad->A, .B = ad->B};
-        }
-        for (int j = 0; j < 3; j++) layers[i].bias[j] = ly->bias[j];
-    }
-    GpuModelSpec spec = {.H = l->H, .I = l->I, .V = l->V, .L = l->L, .nh = l->nh, .nkv = l->nkv, .hd = l->hd,
-                         .rms_eps = l->cfg.rms_norm_eps, .max_pos = l->cfg.max_position_embeddings,
-                         .rope_cos = l->rope_cos, .rope_sin = l->rope_sin, .embed = l->embed,
-                         .final_norm = l->final_norm, .lm_head = l->lm_head, .layers = layers,
-                         .tp_size = l->tp_size, .tp_rank = l->tp_rank};
-    GpuPrecision prec = strcmp(tr->cfg->precision, "fp32") == 0 ? GPU_FP32 : GPU_BF16;
-    rc = gpu_model_create(&spec, prec, tr->micro, tr->train.T, tr->gpu_tp, &tr->gpu);
-    free(layers);
-    return ail_error_agree(tr->comm, rc);
-}
-
-/* Adapters and their moments between the GPU and the host copies (run files,
- * checkpoints, greedy decoding on the host). */
-static int gpu_sync(Trainer *tr, int download) {
-    int k = 0;
-    for (int l = 0; l < tr->llm.L; l++)
-        for (int j = 0; j < LIN_COUNT; j++) {
-            LoraAdapter *ad = tr->llm.layers[l].lora[j];
-            if (!ad) continue;
-            OptimParam *a = &tr->opt.params[k++], *b = &tr->opt.params[k++];
-            AIL_CHECK(download ? gpu_adapter_download(tr->gpu, l, j, ad->A, ad->B, a->m, a->v, b->m, b->v)
-                               : gpu_adapter_upload(tr->gpu, l, j, ad->A, ad->B, a->m, a->v, b->m, b->v));
-        }
-    return AIL_OK;
-}
-
-static void gpu_teardown(Trainer *tr) {
-    gpu_model_free(tr->gpu);
-    gpu_comm_free(tr->gpu_tp);
-    gpu_comm_free(tr->gpu_dp);
-}
-
-/* One micro-batch forward on whichever device holds the model. */
-static int model_forward(Trainer *tr, const int32_t *tok, const int32_t *lab, double *s, long *count) {
-    return tr->gpu ? gpu_forward(tr->gpu, tok, lab, s, count) : llama_forward(&tr->llm, &tr->acts, tok, lab, s, count);
 }
 
 /* The frozen weight of target t becomes its residual W - s B A, computed in float64
@@ -416,7 +272,7 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
     int rc = AIL_OK;
     LlamaActs one = {0};
     if (tr->cfg->max_new_tokens > 0) rc = llama_acts_alloc(&tr->llm, 1, d->T, &one);
-    if (rc == AIL_OK && tr->gpu && tr->cfg->max_new_tokens > 0) rc = gpu_sync(tr, 1);  // decoding runs on the host
+    if (rc == AIL_OK && tr->cfg->max_new_tokens > 0) rc = engine_sync(&tr->eng, 1);  // decoding runs on the host
     for (int start = tr->dp_rank * tr->micro; start < limit && rc == AIL_OK; start += tr->micro * tr->dp) {
         int nb = limit - start < tr->micro ? limit - start : tr->micro, rows[tr->micro];
         for (int b = 0; b < tr->micro; b++) rows[b] = start + (b < nb ? b : 0);
@@ -425,7 +281,7 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
         if (rc != AIL_OK) break;
         double s;
         long count;
-        rc = model_forward(tr, tok, lab, &s, &count);
+        rc = engine_forward(&tr->eng, tok, lab, &s, &count);
         sums[0] += s, sums[1] += (double)count;
         for (int b = 0; b < nb && tr->cfg->max_new_tokens > 0 && rc == AIL_OK; b++) {
             rc = exact_match(tr, &one, start + b, tok, &sums[2]);
@@ -442,7 +298,7 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
 }
 
 static int save(Trainer *tr, int checkpoint) {
-    int rc = tr->gpu ? ail_error_agree(tr->comm, gpu_sync(tr, 1)) : AIL_OK;
+    int rc = ail_error_agree(tr->comm, engine_sync(&tr->eng, 1));
     if (rc == AIL_OK && tr->tp > 1) rc = whole_sync(tr, 1);
     if (rc == AIL_OK && tr->rank == 0) {
         rc = runfile_write(tr->cfg->out, &tr->st, 0);
@@ -479,15 +335,10 @@ static int setup(Trainer *tr) {
                          c->train_data, tr->train.T);
     if (!c->train_base) AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
     tr->micro = c->batch_size / (tr->dp * c->grad_accum);  // every tp rank of a replica reads the same rows
-    if (strcmp(c->device, "cuda") != 0)  // on the GPU, activations live there
-        AIL_CHECK(ail_error_agree(tr->comm, llama_acts_alloc(&tr->llm, tr->micro, tr->train.T, &tr->acts)));
     OptimConfig oc = c->optim;
     oc.total_steps = c->steps;
-    AIL_CHECK(adamw_init(&tr->opt, &oc, &tr->llm));
-    for (int i = 0; i < tr->opt.count; i++) tr->nflat += tr->opt.params[i].n;
-    AIL_MALLOC(tr->flat, tr->nflat);
+    AIL_CHECK(ail_error_agree(tr->comm, adamw_init(&tr->opt, &oc, &tr->llm)));
     if (tr->tp > 1) AIL_CHECK(ail_error_agree(tr->comm, whole_alloc(tr)));
-    if (tr->tp > 1) AIL_CHECK(param_tp_init(tr));
     // run files and checkpoints always hold whole modules, whatever the layout
     tr->st = (RunState){.cfg = c, .config_text = tr->config_text, .targets = tr->targets,
                         .ntargets = tr->ntargets, .init = tr->init,
@@ -508,24 +359,18 @@ static int setup(Trainer *tr) {
             printf("note: the checkpoint was written on tp=%d x dp=%d, this run is tp=%d x dp=%d: the curve continues "
                    "equal up to float rounding, not bit for bit\n", tr->st.ckpt_tp, tr->st.ckpt_dp, tr->tp, tr->dp);
     }
-    if (strcmp(c->device, "cuda") == 0) {  // the host state (fresh or resumed) moves to the GPU
-        AIL_CHECK(gpu_setup(tr));
-        AIL_CHECK(ail_error_agree(tr->comm, gpu_sync(tr, 0)));
-    }
-    return AIL_OK;
+    return engine_create(&tr->eng, c->device, c->precision, &tr->llm, &tr->opt, tr->comm, tr->tp_comm, tr->dp_comm,
+                         tr->micro, tr->train.T);
 }
 
 static void teardown(Trainer *tr) {
-    gpu_teardown(tr);
+    engine_free(&tr->eng);
     for (int i = 0; tr->init && i < tr->ntargets; i++) module_init_free(&tr->init[i]);
     free(tr->init);
     trainlog_free(&tr->st.train);
     evallog_free(&tr->st.eval);
-    free(tr->flat);
-    free(tr->param_tp);
     whole_free(tr);
     adamw_free(&tr->opt);
-    llama_acts_free(&tr->acts);
     dataset_free(&tr->train);
     dataset_free(&tr->eval);
     llama_free(&tr->llm);
@@ -565,28 +410,25 @@ static int train_loop(Trainer *tr, int *status) {
         long step = tr->st.step;
         double t0 = MPI_Wtime(), loss_sum = 0.0;
         long total = global_scored(tr, step);
-        if (tr->gpu) rc = gpu_zero_grads(tr->gpu);
-        else llama_zero_grads(&tr->llm);
+        Engine *e = &tr->eng;
+        rc = engine_zero_grads(e);
         for (int j = 0; j < c->grad_accum && rc == AIL_OK; j++) {
             rc = fill_micro(tr, step, j, rows, tok, lab);
             if (rc != AIL_OK) break;
             double s;
             long count;
-            rc = model_forward(tr, tok, lab, &s, &count);
-            if (rc == AIL_OK && total > 0)
-                rc = tr->gpu ? gpu_backward(tr->gpu, 1.0 / total) : llama_backward(&tr->llm, &tr->acts, lab, 1.0 / total);
+            rc = engine_forward(e, tok, lab, &s, &count);
+            if (rc == AIL_OK && total > 0) rc = engine_backward(e, lab, 1.0 / total);
             loss_sum += s;
         }
         rc = ail_error_agree(tr->comm, rc);
-        if (rc == AIL_OK)
-            rc = ail_error_agree(tr->comm, tr->gpu ? gpu_grads_allreduce(tr->gpu, tr->gpu_dp) : allreduce_grads(tr));
+        if (rc == AIL_OK) rc = ail_error_agree(tr->comm, engine_allreduce_grads(e));
         double norm = 0;
-        if (rc == AIL_OK) rc = ail_error_agree(tr->comm, tr->gpu ? gpu_grad_norm(tr->gpu, &norm) : AIL_OK);
+        if (rc == AIL_OK) rc = ail_error_agree(tr->comm, engine_grad_norm(e, &norm));
         if (rc != AIL_OK) break;
         MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, tr->dp_comm);
         double loss = total > 0 ? loss_sum / total : 0.0;
         double lr = optim_lr(&tr->opt.cfg, (int)tr->opt.step);
-        if (!tr->gpu) norm = grad_norm(tr);
         if (!isfinite(loss) || !isfinite(norm)) {
             // the adapters still hold the last good step: keep them
             if (tr->rank == 0)
@@ -597,16 +439,8 @@ static int train_loop(Trainer *tr, int *status) {
             *status = TRAIN_NAN;
             break;
         }
-        if (tr->gpu) {
-            const OptimConfig *o = &tr->opt.cfg;
-            GpuAdamW g = {.lr = lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps,
-                          .weight_decay = o->weight_decay, .grad_clip = o->grad_clip};
-            rc = ail_error_agree(tr->comm, gpu_adamw_step(tr->gpu, &g, tr->opt.step + 1, norm));
-            if (rc != AIL_OK) break;
-            tr->opt.step++;
-        } else {
-            adamw_step(&tr->opt, norm);
-        }
+        rc = ail_error_agree(tr->comm, engine_adamw_step(e, norm));
+        if (rc != AIL_OK) break;
         tr->st.step = step + 1;
         double dt = MPI_Wtime() - t0;
         MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, tr->comm);  // the slowest rank sets the pace

@@ -1,0 +1,83 @@
+/* engine.h - where a training step runs: one interface, a CPU and a GPU engine.
+ *
+ * The training loop (train.c) drives every step through this interface and never
+ * asks which device holds the model:
+ *
+ *   engine_zero_grads
+ *   for each micro-batch:  engine_forward (sum of token losses)  engine_backward (1 / global scored)
+ *   engine_allreduce_grads  tp partial sums of A (column-parallel), then the dp replicas
+ *   engine_grad_norm        global L2 norm (shards summed over tp, replicated tensors once)
+ *   engine_adamw_step       clip with that norm, AdamW at optim_lr(opt->step); opt->step += 1
+ *   engine_sync(download)   adapters + moments between the engine and the host Llama / AdamW
+ *                           (run files, checkpoints, greedy decoding read the host copies)
+ *
+ * cpu: the host Llama itself (llama.h), BLIS GEMMs, MPI all-reduces through one flat buffer.
+ * cuda: a GpuModel (gpu.h) on this rank's GPU, NCCL communicators bootstrapped over MPI;
+ *       the host Llama and AdamW are its staging copies.
+ * Each call is local to the rank except the all-reduce and the norm (collective over
+ * the tp and dp communicators); callers agree on errors (ail_error_agree) between calls.
+ */
+#ifndef AILORA_ENGINE_H
+#define AILORA_ENGINE_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "ailora/gpu.h"
+#include "ailora/llama.h"
+#include "ailora/optim.h"
+
+typedef struct Engine Engine;
+
+typedef struct {
+    const char *name;
+    int (*zero_grads)(Engine *e);
+    int (*forward)(Engine *e, const int32_t *tokens, const int32_t *labels, double *loss_sum, long *scored);
+    int (*backward)(Engine *e, const int32_t *labels, double loss_scale);
+    int (*allreduce_grads)(Engine *e);
+    int (*grad_norm)(Engine *e, double *norm);
+    int (*adamw_step)(Engine *e, double norm);
+    int (*sync)(Engine *e, int download);
+    void (*free)(Engine *e);
+} EngineOps;
+
+struct Engine {
+    const EngineOps *ops;
+    Llama *llm;                 /* host model: the CPU engine's own, the GPU engine's staging copy */
+    AdamW *opt;                 /* host optimizer state, same roles */
+    MPI_Comm comm, tp_comm, dp_comm;
+    int tp, dp;
+    int B, T;                   /* micro-batch shape */
+    /* cpu */
+    LlamaActs acts;
+    real *flat;                 /* gradient all-reduce buffer */
+    size_t nflat;
+    unsigned char *param_tp;    /* tp > 1: ENGINE_PARAM_* role of each optimizer parameter */
+    /* cuda */
+    GpuModel *gpu;
+    GpuComm *gpu_tp, *gpu_dp;
+};
+
+enum { ENGINE_PARAM_SHARDED = 1, ENGINE_PARAM_TP_PARTIAL = 2 };
+
+/* Collective over comm. device "cpu" or "cuda" (precision "bf16" | "fp32"); llm holds
+ * this rank's shard with its adapters attached, opt is initialized over it (and, on a
+ * resume, already holds the checkpoint's state, which the GPU engine uploads). */
+int engine_create(Engine *e, const char *device, const char *precision, Llama *llm, AdamW *opt, MPI_Comm comm,
+                  MPI_Comm tp_comm, MPI_Comm dp_comm, int B, int T);
+void engine_free(Engine *e);
+
+static inline int engine_zero_grads(Engine *e) { return e->ops->zero_grads(e); }
+static inline int engine_forward(Engine *e, const int32_t *tokens, const int32_t *labels, double *loss_sum,
+                                 long *scored) {
+    return e->ops->forward(e, tokens, labels, loss_sum, scored);
+}
+static inline int engine_backward(Engine *e, const int32_t *labels, double loss_scale) {
+    return e->ops->backward(e, labels, loss_scale);
+}
+static inline int engine_allreduce_grads(Engine *e) { return e->ops->allreduce_grads(e); }
+static inline int engine_grad_norm(Engine *e, double *norm) { return e->ops->grad_norm(e, norm); }
+static inline int engine_adamw_step(Engine *e, double norm) { return e->ops->adamw_step(e, norm); }
+static inline int engine_sync(Engine *e, int download) { return e->ops->sync(e, download); }
+
+#endif
