@@ -447,10 +447,12 @@ char *options_dump(const OptionTable *t, const void *obj) {
 void options_help(const OptionTable *t, FILE *out) {
     if (t->flag_style)
         fprintf(out, "options (--key VALUE, --key=VALUE or key=VALUE; or key = VALUE lines in a CONFIG\n"
-                     "file given first; \"-\" and \"_\" are the same in keys):\n");
+                     "file given first; \"-\" and \"_\" are the same in keys):\n"
+                     "  %-17s %-14s %-15s %s\n", "option", "default", "allowed", "meaning");
     else
         fprintf(out, "config keys (key = value lines in CONFIG; on the command line key=value,\n"
-                     "--key value or --key=value):\n");
+                     "--key value or --key=value; --print-config prints the resolved keys and stops):\n"
+                     "  %-17s %-14s %-15s %s\n", "key", "default", "allowed", "meaning");
     for (int i = 0; i < t->n; i++) {
         const Option *o = &t->opts[i];
         char name[128], allowed[256];
@@ -460,8 +462,7 @@ void options_help(const OptionTable *t, FILE *out) {
                 if (*c == '_') *c = '-';
         allowed_text(o, allowed, sizeof allowed);
         const char *def = !o->fallback ? "(required)" : o->fallback[0] ? o->fallback : "\"\"";
-        fprintf(out, "  %-17s %-14s %s%s%s%s\n", name, def, o->doc, allowed[0] ? " (" : "", allowed,
-                allowed[0] ? ")" : "");
+        fprintf(out, "  %-17s %-14s %-15s %s\n", name, def, allowed, o->doc);
     }
-    fprintf(out, "  %-17s %-14s %s\n", "--print-config", "", "print the resolved values as key = value lines and stop");
+    if (t->flag_style) fprintf(out, "  %-17s %-14s %-15s %s\n", "--print-config", "", "", "print the resolved values as key = value lines and stop");
 }

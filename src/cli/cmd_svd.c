@@ -38,9 +38,9 @@ static const Option svd_opts[] = {
     OPT_ENUM("backend", backend, "auto", backend_parse, backend_print, "auto | lapack | pdgesvd | cusolver (see above)"),
     OPT_INT("block", block, "64", "[1, 4096]", "ScaLAPACK block size"),
     OPT_INT("grid_ranks", grid_ranks, "0", "[0, 1048576]",
-            "auto: pdgesvd on sub-grids of this many ranks (0: only when ranks outnumber matrices 16x)"),
+            "auto: pdgesvd on sub-grids of G ranks (0: when ranks outnumber matrices 16x)"),
     OPT_DBL("max_rank_mem", max_rank_mem, "0", "[0, inf)",
-            "GiB one rank may use for one dgesdd (0: half the node's memory / its ranks)"),
+            "GiB one rank may use for one dgesdd (0: half the node memory / ranks)"),
     OPT_BOOL("quiet", quiet, "false", "no progress output"),
 };
 #undef OPT_STRUCT
