@@ -98,7 +98,8 @@ int options_load_buffer(const OptionTable *t, void *obj, const char *text, size_
 int options_load_file(const OptionTable *t, void *obj, const char *path);
 
 enum { OPTIONS_RUN = 0, OPTIONS_HELP, OPTIONS_PRINT };
-/* The whole command line (argv[0] is the command's name): defaults, CONFIG,
+/* The whole command line (argv[0] is the command's name; obj zeroed by the caller,
+ * required options stay zero until given): defaults, CONFIG,
  * then the arguments in order; --help / -h anywhere gives OPTIONS_HELP (nothing
  * else parsed), --print-config OPTIONS_PRINT (everything parsed, required options
  * not checked); else required options are checked and OPTIONS_RUN is the action. */

@@ -119,7 +119,7 @@ static int choice_holds(const char *choices, const char *v) {
 
 /* Parses value into o's field of obj; with obj NULL only checks it. */
 static int option_set(const Option *o, void *obj, const char *spelled, const char *value) {
-    char scratch[64];  // enum fields parse into this when only checking
+    union { long long ll; double d; char c[64]; } scratch;  // what a check parses into (aligned)
     char *field = obj ? (char *)obj + o->offset : NULL, *end;
     Interval iv;
     int ranged = o->range && o->type != OPT_TCHOICE;
@@ -165,11 +165,11 @@ static int option_set(const Option *o, void *obj, const char *spelled, const cha
         return AIL_OK;
     }
     case OPT_TBOOL:
-        if (!parse_bool(value, field ? (int *)field : (int *)scratch))
+        if (!parse_bool(value, field ? (int *)field : (int *)&scratch))
             return AIL_ERROR(AIL_ERR_ARG, "%s expects true or false, got \"%s\"", spelled, value);
         return AIL_OK;
     case OPT_TENUM:
-        return o->parse(value, field ? field : scratch);
+        return o->parse(value, field ? (void *)field : (void *)&scratch);
     }
     return AIL_ERROR(AIL_ERR_ARG, "option %s: unknown type", o->name);
 }
