@@ -1,8 +1,8 @@
 /* trainconfig.h - `ailora train` configuration: an INI-style file (inih) of flat
  * key = value lines, every key overridable as key=value on the command line.
- * Unknown keys and malformed values are errors naming the key (and the file line).
- * Sections ([data], [optim], ...) may group keys for readability; they are ignored.
- * config_help() lists every key with its default and meaning.
+ * The keys are one option table (options.h: syntax, comments, ranges); unknown keys,
+ * malformed and out-of-range values are errors naming the key (and the file line).
+ * config_help() lists every key with its default, meaning and allowed values.
  */
 #ifndef AILORA_TRAINCONFIG_H
 #define AILORA_TRAINCONFIG_H
@@ -11,6 +11,7 @@
 
 #include "ailora/adapter.h"
 #include "ailora/optim.h"
+#include "ailora/options.h"
 
 typedef struct {
     char model[1024], svd_cache[1024], train_data[1024], eval_data[1024], out[1024];
@@ -31,9 +32,14 @@ typedef struct {
 void config_defaults(TrainConfig *cfg);
 /* Reads path (if not NULL), then applies the key=value overrides in order. */
 int config_load(const char *path, int noverrides, char **overrides, TrainConfig *cfg);
+/* Defaults, then INI text [len] (not NUL-terminated; the fuzz harnesses' entry):
+ * AIL_OK or one recorded error, never a crash. */
+int config_load_buffer(const char *text, size_t len, TrainConfig *cfg);
+/* The key table (options.h), e.g. for options_parse_args. */
+const OptionTable *config_options(void);
 /* Sets one key from text; errors name the key. */
 int config_set(TrainConfig *cfg, const char *key, const char *value);
-/* Consistency checks (batch divisible, rank > 0, ...). */
+/* Every key against its range, then consistency (tp x dp = ranks, batch divisible). */
 int config_validate(const TrainConfig *cfg, int world_size);
 /* "full" for full-parameter training, else the adapter init method's name. */
 const char *config_method_name(const TrainConfig *cfg);

@@ -12,7 +12,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "ailora %s - SVD-initialized LoRA adapters for transformer LMs\n"
             "\n"
-            "usage: [mpirun -np N] ailora COMMAND [options]\n"
+            "usage: [mpirun -np N] ailora COMMAND [CONFIG] [--key VALUE | --key=VALUE | key=VALUE ...]\n"
             "\n"
             "commands:\n"
             "  svd     full-spectrum SVDs of the target weights -> SVD cache (HDF5)\n"
@@ -20,7 +20,8 @@ static void usage(FILE *out) {
             "  train   fine-tune adapters (data-parallel) -> HDF5 run file + checkpoint\n"
             "  synth   write a LLaMA-shaped HF model with prescribed singular spectra\n"
             "\n"
-            "`ailora COMMAND --help` describes each command. Build: %s\n",
+            "`ailora COMMAND --help` lists each command's options (CONFIG: key = value lines,\n"
+            "overridden by the options after it). Build: %s\n",
             PACKAGE_VERSION,
 #ifdef AILORA_HAVE_CUDA
             "CPU + CUDA"

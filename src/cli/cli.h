@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include "ailora/hfmodel.h"
+#include "ailora/options.h"
 
 int cmd_svd(int argc, char **argv);
 int cmd_init(int argc, char **argv);
@@ -15,15 +16,11 @@ int cmd_train(int argc, char **argv);
 /* Prints the pending error as one line ("ailora svd: error: ...") from rank 0 of
  * MPI_COMM_WORLD (errors are agreed on by all ranks first) and returns exit status 1. */
 int cli_fail(const char *prog);
-/* Strict number parsing; errors name the option. */
-int cli_int(const char *opt, const char *text, long long lo, long long hi, long long *out);
-int cli_double(const char *opt, const char *text, double *out);
-/* Records "unknown option" / "missing argument" for getopt's '?' and ':' results. */
-int cli_bad_option(const char *prog, char **argv);
-/* Error for a positional argument left after the options (getopt's optind). */
-int cli_no_positional(int argc, char **argv);
-/* Error for a required option that was not given. */
-int cli_require(const char *value, const char *opt);
+/* A command's options from its table (options.h): defaults, CONFIG, then the
+ * arguments, agreed over MPI_COMM_WORLD. Returns 1 when the command goes on;
+ * 0 when it is done, with *status its exit status: --help (usage, then the table's
+ * help, from rank 0), --print-config (the resolved values) or an error (printed). */
+int cli_options(const OptionTable *t, const char *usage, void *obj, int argc, char **argv, int *status);
 int cli_rank(void);
 /* Opens an HF model directory and expands the target list on every rank, errors
  * agreed across ranks; on failure nothing stays open. */

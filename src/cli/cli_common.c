@@ -1,6 +1,4 @@
 /* cli_common.c - error reporting and argument parsing shared by the subcommands. */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -22,40 +20,26 @@ int cli_fail(const char *prog) {
     return 1;
 }
 
-int cli_int(const char *opt, const char *text, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (errno || end == text || *end || v < lo || v > hi)
-        return AIL_ERROR(AIL_ERR_ARG, "%s expects an integer in [%lld, %lld], got \"%s\"", opt, lo, hi,
-                         text);
-    *out = v;
-    return AIL_OK;
-}
-
-int cli_double(const char *opt, const char *text, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v))
-        return AIL_ERROR(AIL_ERR_ARG, "%s expects a number, got \"%s\"", opt, text);
-    *out = v;
-    return AIL_OK;
-}
-
-int cli_bad_option(const char *prog, char **argv) {
-    const char *arg = argv[optind - 1] ? argv[optind - 1] : "";
-    return AIL_ERROR(AIL_ERR_ARG, "bad option \"%s\" (see %s --help)", arg, prog);
-}
-
-int cli_no_positional(int argc, char **argv) {
-    if (optind < argc) return AIL_ERROR(AIL_ERR_ARG, "unexpected argument \"%s\"", argv[optind]);
-    return AIL_OK;
-}
-
-int cli_require(const char *value, const char *opt) {
-    if (!value || !*value) return AIL_ERROR(AIL_ERR_ARG, "missing required option %s", opt);
-    return AIL_OK;
+int cli_options(const OptionTable *t, const char *usage, void *obj, int argc, char **argv, int *status) {
+    int action;
+    int rc = ail_error_agree(MPI_COMM_WORLD, options_parse_args(t, obj, argc, argv, &action));
+    if (rc != AIL_OK) {
+        *status = cli_fail(t->command);
+        return 0;
+    }
+    if (action == OPTIONS_RUN) return 1;
+    *status = 0;
+    if (cli_rank() != 0) return 0;
+    if (action == OPTIONS_HELP) {
+        fputs(usage, stdout);
+        options_help(t, stdout);
+        return 0;
+    }
+    char *text = options_dump(t, obj);
+    if (text) fputs(text, stdout);
+    else *status = 1;
+    free(text);
+    return 0;
 }
 
 int cli_open_model(const char *dir, const char *targets_csv, HFModel *model,

@@ -6,90 +6,73 @@
 #include "ailora/synth.h"
 #include "cli.h"
 
-static const char *const synth_help =
-    "usage: ailora synth --out DIR [options]\n"
+static const char *const synth_usage =
+    "usage: ailora synth [CONFIG] --out DIR [options]\n"
     "\n"
     "Writes an HF LLaMA model directory (config.json + safetensors) whose target\n"
     "weights are U diag(S) V^T with random orthonormal U, V and a chosen spectrum S:\n"
     "ground truth for tests and benchmarks, loadable by HF transformers.\n"
-    "\n"
-    "  --out DIR               output directory (created)\n"
-    "  --hidden H              hidden_size (default 64)\n"
-    "  --intermediate I        intermediate_size (default 128)\n"
-    "  --layers L              num_hidden_layers (default 2)\n"
-    "  --heads N               num_attention_heads (default 4)\n"
-    "  --kv-heads K            num_key_value_heads (default 2)\n"
-    "  --vocab V               vocab_size (default 256)\n"
-    "  --dtype D               F32 (default), BF16, F16 or F64\n"
-    "  --spectrum S            geometric (default), cluster or zeros\n"
-    "  --decades X             spectrum span in powers of ten (default 3)\n"
-    "  --smax X                largest singular value (default 1)\n"
-    "  --structured LIST       modules given the spectrum (default q_proj,v_proj)\n"
-    "  --seed N                random seed (default 0)\n"
-    "  --shards N              number of safetensors shards (default 1)\n"
-    "  --tie                   tie_word_embeddings = true\n"
-    "  --bias                  attention_bias = true (q/k/v biases)\n";
+    "\n";
+
+typedef struct {
+    char out[1024], structured[128];
+    int hidden, intermediate, layers, heads, kv_heads, vocab, shards, tie, bias;
+    DType dtype;
+    SpectrumKind spectrum;
+    double decades, smax;
+    long long seed;
+} SynthArgs;
+
+static int dtype_parse(const char *text, void *field) {
+    DType dt = dtype_from_name(text);
+    if (dt == DTYPE_INVALID) return AIL_ERROR(AIL_ERR_ARG, "unknown --dtype \"%s\" (F32, BF16, F16 or F64)", text);
+    *(DType *)field = dt;
+    return AIL_OK;
+}
+static const char *dtype_print(const void *field) { return dtype_name(*(const DType *)field); }
+static int spectrum_parse_field(const char *text, void *field) { return spectrum_parse(text, field); }
+static const char *spectrum_print(const void *field) {
+    static const char *const names[] = {"geometric", "cluster", "zeros"};
+    return names[*(const SpectrumKind *)field];
+}
+
+#define OPT_STRUCT SynthArgs
+static const Option synth_opts[] = {
+    OPT_STR("out", out, NULL, "output directory (created)"),
+    OPT_INT("hidden", hidden, "64", "[1, 1048576]", "hidden_size"),
+    OPT_INT("intermediate", intermediate, "128", "[1, 1048576]", "intermediate_size"),
+    OPT_INT("layers", layers, "2", "[1, 1048576]", "num_hidden_layers"),
+    OPT_INT("heads", heads, "4", "[1, 1048576]", "num_attention_heads"),
+    OPT_INT("kv_heads", kv_heads, "2", "[1, 1048576]", "num_key_value_heads"),
+    OPT_INT("vocab", vocab, "256", "[1, 1048576]", "vocab_size"),
+    OPT_ENUM("dtype", dtype, "F32", dtype_parse, dtype_print, "F32 | BF16 | F16 | F64"),
+    OPT_ENUM("spectrum", spectrum, "geometric", spectrum_parse_field, spectrum_print, "geometric | cluster | zeros"),
+    OPT_DBL("decades", decades, "3", "[0, 300]", "spectrum span in powers of ten"),
+    OPT_DBL("smax", smax, "1", "(0, 1e300]", "largest singular value"),
+    OPT_STR("structured", structured, "q_proj,v_proj", "modules given the spectrum"),
+    OPT_LLONG("seed", seed, "0", "[0, inf)", "random seed"),
+    OPT_INT("shards", shards, "1", "[1, 1048576]", "number of safetensors shards"),
+    OPT_BOOL("tie", tie, "false", "tie_word_embeddings = true"),
+    OPT_BOOL("bias", bias, "false", "attention_bias = true (q/k/v biases)"),
+};
+#undef OPT_STRUCT
+static const OptionTable synth_table = {"ailora synth", synth_opts, (int)(sizeof synth_opts / sizeof *synth_opts), 1};
 
 int cmd_synth(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"out", required_argument, 0, 'o'},      {"hidden", required_argument, 0, 'H'},
-        {"intermediate", required_argument, 0, 'I'}, {"layers", required_argument, 0, 'L'},
-        {"heads", required_argument, 0, 'N'},    {"kv-heads", required_argument, 0, 'K'},
-        {"vocab", required_argument, 0, 'V'},    {"dtype", required_argument, 0, 'd'},
-        {"spectrum", required_argument, 0, 's'}, {"decades", required_argument, 0, 'x'},
-        {"smax", required_argument, 0, 'S'},     {"structured", required_argument, 0, 'T'},
-        {"seed", required_argument, 0, 'r'},     {"shards", required_argument, 0, 'p'},
-        {"tie", no_argument, 0, 't'},            {"bias", no_argument, 0, 'b'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
-    SynthSpec spec = {.dtype = DTYPE_F32, .spectrum = SPECTRUM_GEOMETRIC, .decades = 3.0,
-                      .smax = 1.0, .shards = 1};
+    SynthArgs a = {0};
+    int status;
+    if (!cli_options(&synth_table, synth_usage, &a, argc, argv, &status)) return status;
+    SynthSpec spec = {.dtype = a.dtype, .spectrum = a.spectrum, .decades = a.decades, .smax = a.smax,
+                      .shards = a.shards, .seed = (uint64_t)a.seed};
+    snprintf(spec.structured, sizeof spec.structured, "%s", a.structured);
     ModelConfig *cfg = &spec.config;
-    *cfg = (ModelConfig){.hidden_size = 64, .intermediate_size = 128, .num_hidden_layers = 2,
-                         .num_attention_heads = 4, .num_key_value_heads = 2, .vocab_size = 256,
-                         .max_position_embeddings = 512, .rms_norm_eps = 1e-6, .rope_theta = 10000.0};
-    snprintf(spec.structured, sizeof spec.structured, "q_proj,v_proj");
-    const char *out = NULL;
-    long long v;
-    int c, rc = AIL_OK;
-    optind = 1;
-    opterr = 0;
-    while (rc == AIL_OK && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        int *field = NULL;
-        const char *name = NULL;
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'H': field = &cfg->hidden_size, name = "--hidden"; break;
-        case 'I': field = &cfg->intermediate_size, name = "--intermediate"; break;
-        case 'L': field = &cfg->num_hidden_layers, name = "--layers"; break;
-        case 'N': field = &cfg->num_attention_heads, name = "--heads"; break;
-        case 'K': field = &cfg->num_key_value_heads, name = "--kv-heads"; break;
-        case 'V': field = &cfg->vocab_size, name = "--vocab"; break;
-        case 'p': field = &spec.shards, name = "--shards"; break;
-        case 'd':
-            spec.dtype = dtype_from_name(optarg);
-            if (spec.dtype == DTYPE_INVALID) rc = AIL_ERROR(AIL_ERR_ARG, "unknown --dtype \"%s\"", optarg);
-            break;
-        case 's': rc = spectrum_parse(optarg, &spec.spectrum); break;
-        case 'x': rc = cli_double("--decades", optarg, &spec.decades); break;
-        case 'S': rc = cli_double("--smax", optarg, &spec.smax); break;
-        case 'T': snprintf(spec.structured, sizeof spec.structured, "%s", optarg); break;
-        case 'r':
-            rc = cli_int("--seed", optarg, 0, (1LL << 62), &v);
-            spec.seed = (uint64_t)v;
-            break;
-        case 't': cfg->tie_word_embeddings = 1; break;
-        case 'b': cfg->attention_bias = 1; break;
-        case 'h':
-            if (cli_rank() == 0) fputs(synth_help, stdout);
-            return 0;
-        default: rc = cli_bad_option("ailora synth", argv);
-        }
-        if (field) {
-            rc = cli_int(name, optarg, 1, 1 << 20, &v);
-            *field = (int)v;
-        }
-    }
-    if (rc == AIL_OK) rc = cli_require(out, "--out");
+    *cfg = (ModelConfig){.hidden_size = a.hidden, .intermediate_size = a.intermediate,
+                         .num_hidden_layers = a.layers, .num_attention_heads = a.heads,
+                         .num_key_value_heads = a.kv_heads, .vocab_size = a.vocab,
+                         .max_position_embeddings = 512, .rms_norm_eps = 1e-6, .rope_theta = 10000.0,
+                         .tie_word_embeddings = a.tie, .attention_bias = a.bias};
+    const char *out = a.out;
+    int rc = AIL_OK;
     if (rc == AIL_OK && cfg->hidden_size % cfg->num_attention_heads)
         rc = AIL_ERROR(AIL_ERR_ARG, "--hidden must be a multiple of --heads");
     if (rc == AIL_OK && cfg->num_attention_heads % cfg->num_key_value_heads)

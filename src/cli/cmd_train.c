@@ -6,33 +6,26 @@
 #include "ailora/train.h"
 #include "cli.h"
 
-static void train_help(FILE *out) {
-    fprintf(out,
-            "usage: [mpirun -np N] ailora train CONFIG [key=value ...]\n"
-            "       [mpirun -np N] ailora train key=value ...\n"
-            "\n"
-            "Fine-tunes LoRA adapters initialized by `method` (SVD methods from the SVD\n"
-            "cache) on a pre-tokenized HDF5 dataset, data-parallel over the MPI ranks, and\n"
-            "writes one HDF5 run file (`out`) plus a checkpoint (`out`.ckpt.h5).\n"
-            "\n"
-            "exit status: 0 done, 1 error, 3 NaN/Inf loss (checkpoint of the last good\n"
-            "step kept), 75 SIGTERM/SIGUSR1 received (checkpointed: rerun with resume=true)\n"
-            "\n");
-    config_help(out);
-}
+static const char *const train_usage =
+    "usage: [mpirun -np N] ailora train CONFIG [key=value ...]\n"
+    "       [mpirun -np N] ailora train key=value ...\n"
+    "\n"
+    "Fine-tunes LoRA adapters initialized by `method` (SVD methods from the SVD\n"
+    "cache) on a pre-tokenized HDF5 dataset, data-parallel over the MPI ranks, and\n"
+    "writes one HDF5 run file (`out`) plus a checkpoint (`out`.ckpt.h5).\n"
+    "CONFIG: key = value lines ([sections] ignored; \";\" and \"#\" start comments).\n"
+    "\n"
+    "exit status: 0 done, 1 error, 3 NaN/Inf loss (checkpoint of the last good\n"
+    "step kept), 75 SIGTERM/SIGUSR1 received (checkpointed: rerun with resume=true)\n"
+    "\n";
 
 int cmd_train(int argc, char **argv) {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        if (cli_rank() == 0) train_help(stdout);
-        return 0;
-    }
-    const char *path = argc > 1 && !strchr(argv[1], '=') ? argv[1] : NULL;
-    int first = path ? 2 : 1;
     TrainConfig cfg;
-    int rc = config_load(path, argc - first, argv + first, &cfg);
-    if (rc != AIL_OK) return cli_fail("ailora train");
+    config_defaults(&cfg);
+    int status;
+    if (!cli_options(config_options(), train_usage, &cfg, argc, argv, &status)) return status;
     train_install_signal_handlers();
-    int status = train_run(MPI_COMM_WORLD, &cfg);
+    status = train_run(MPI_COMM_WORLD, &cfg);
     if (status == TRAIN_ERROR) return cli_fail("ailora train");
     return status;
 }

@@ -260,8 +260,8 @@ static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *work, doub
 static int evaluate(Trainer *tr, double *loss, double *em) {
     const Dataset *d = &tr->eval;
     int limit = d->n;
-    if (tr->cfg->eval_batches > 0 && tr->cfg->eval_batches * tr->micro * tr->dp < limit)
-        limit = tr->cfg->eval_batches * tr->micro * tr->dp;
+    long long want = (long long)tr->cfg->eval_batches * tr->micro * tr->dp;  // eval_batches may be huge
+    if (tr->cfg->eval_batches > 0 && want < limit) limit = (int)want;
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
     if (!tok || !lab) {
