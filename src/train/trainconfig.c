@@ -63,6 +63,7 @@ static const Key keys[] = {
     {"dp", K_INT, F(dp), 0, "0", "data-parallel ranks (0: world size / tp)"},
     {"device", K_STR, F(device), S(device), "cpu", "cpu | cuda (one GPU per rank: ranks on a node take GPUs in turn)"},
     {"precision", K_STR, F(precision), S(precision), "bf16", "cuda: bf16 (weights, activations; fp32 adapters) | fp32"},
+    {"residual_dtype", K_STR, F(residual_dtype), S(residual_dtype), "model", "model (W - sBA rounded once to the model's dtype) | fp32"},
     {"preempt_at_step", K_INT, F(preempt_at_step), 0, "0",
      "act as if SIGUSR1 arrived after this step (requeue drills, tests; 0 = off)"},
 };
@@ -191,6 +192,11 @@ int config_validate(const TrainConfig *c, int world) {
         return AIL_ERROR(AIL_ERR_ARG, "device must be cpu or cuda, got \"%s\"", c->device);
     if (strcmp(c->precision, "bf16") && strcmp(c->precision, "fp32"))
         return AIL_ERROR(AIL_ERR_ARG, "precision must be bf16 or fp32, got \"%s\"", c->precision);
+    if (strcmp(c->residual_dtype, "model") && strcmp(c->residual_dtype, "fp32"))
+        return AIL_ERROR(AIL_ERR_ARG, "residual_dtype must be model or fp32, got \"%s\"", c->residual_dtype);
+    if (!strcmp(c->residual_dtype, "fp32") && !strcmp(c->device, "cuda") && !strcmp(c->precision, "bf16"))
+        return AIL_ERROR(AIL_ERR_ARG, "residual_dtype = fp32 needs an fp32 engine: precision = bf16 holds weights in bf16 "
+                                      "(use precision = fp32 or residual_dtype = model)");
     if (!strcmp(c->device, "cuda") && c->train_base)
         return AIL_ERROR(AIL_ERR_ARG, "train_base = true runs on device = cpu only");
     double ratios[3] = {c->ratio_q, c->ratio_v, c->ratio_other};
