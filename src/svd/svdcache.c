@@ -312,8 +312,8 @@ static int verify_module(const char *path, hid_t cache, const TargetModule *t, c
     double s2 = 0.0, w2 = 0.0;
     for (hsize_t i = 0; i < dims[0]; i++) s2 += S[i] * S[i];
     free(S);
-    size_t count = (size_t)t->m * t->n, chunk = 1 << 16;
-    double buf[1 << 16];  // 512 KiB: the weight is streamed, never held whole
+    size_t count = (size_t)t->m * t->n, chunk = 1 << 14;
+    double buf[1 << 14];  // 128 KiB: the weight is streamed, never held whole
     for (size_t done = 0; done < count; done += chunk) {
         size_t c = count - done < chunk ? count - done : chunk;
         dtype_to_f64(t->dtype, (const char *)t->weight->data + done * dtype_size(t->dtype), c, buf);
