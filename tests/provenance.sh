@@ -11,7 +11,7 @@
 #  - residual_dtype = model | fp32 on a BF16 model: recorded; the rounded error of
 #    milora equals INIT's (same rounding) and exceeds the float64 one; fp32 keeps
 #    ~2^-24; the choice reaches the engine (step-1 loss differs for milora, not for lora)
-#  - a checkpoint is not resumed under another residual_dtype
+#  - a checkpoint is not resumed under another residual_dtype or for another model
 . "${top_srcdir:-.}/tests/lib.sh"
 PY=/usr/bin/python3
 R="$top_srcdir/tests/reference"
@@ -185,6 +185,13 @@ check "$AILORA" train $BASE method=milora residual_dtype=fp32 out="$WORK/pre.h5"
 # shellcheck disable=SC2086
 expect_error "was written with residual_dtype fp32, the config says model" "" \
     "$AILORA" train $BASE method=milora residual_dtype=model steps=4 resume=true out="$WORK/pre.h5"
+# nor for another model (model fingerprint), even with a valid cache of that model
+check "$AILORA" svd --model "$B" --out "$WORK/svdB.h5" --quiet
+# shellcheck disable=SC2086
+check "$AILORA" train model="$A" svd_cache="$WORK/svdA.h5" $TRAIN out="$WORK/runA1.h5"
+# shellcheck disable=SC2086
+expect_error "runA1.h5.ckpt.h5 was written for a different model (fingerprint" "" \
+    "$AILORA" train model="$B" svd_cache="$WORK/svdB.h5" $TRAIN steps=2 resume=true out="$WORK/runA1.h5"
 # shellcheck disable=SC2086
 expect_error "residual_dtype must be model or fp32" "$WORK/x.h5" "$AILORA" train $BASE residual_dtype=bf16 out="$WORK/x.h5"
 # shellcheck disable=SC2086

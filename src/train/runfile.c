@@ -251,17 +251,15 @@ int checkpoint_read(const char *path, RunState *st) {
                        config_method_name(st->cfg));
     if (rc == AIL_OK && rank != st->cfg->rank)
         rc = AIL_ERROR(AIL_ERR_ARG, "%s was written with rank %lld, the config says %d", path, rank, st->cfg->rank);
-    char have[64] = "";
-    if (rc == AIL_OK && H5Aexists(f, "residual_dtype") > 0 &&
-        h5io_attr_read_str(f, "residual_dtype", have, sizeof have) == AIL_OK &&
-        strcmp(have, st->cfg->residual_dtype) != 0)
+    char have[64] = "", fp[64] = "";  // absent in checkpoints of older versions: not checked
+    if (rc == AIL_OK && H5Aexists(f, "residual_dtype") > 0) rc = h5io_attr_read_str(f, "residual_dtype", have, sizeof have);
+    if (rc == AIL_OK && have[0] && strcmp(have, st->cfg->residual_dtype) != 0)
         rc = AIL_ERROR(AIL_ERR_ARG, "%s was written with residual_dtype %s, the config says %s", path, have,
                        st->cfg->residual_dtype);
-    if (rc == AIL_OK && st->model_fingerprint && H5Aexists(f, "model_fingerprint") > 0 &&
-        h5io_attr_read_str(f, "model_fingerprint", have, sizeof have) == AIL_OK && have[0] &&
-        strcmp(have, st->model_fingerprint) != 0)
-        rc = AIL_ERROR(AIL_ERR_ARG, "%s was written for a different model (fingerprint %.12s.. != %.12s..)", path,
-                       have, st->model_fingerprint);
+    if (rc == AIL_OK && H5Aexists(f, "model_fingerprint") > 0) rc = h5io_attr_read_str(f, "model_fingerprint", fp, sizeof fp);
+    if (rc == AIL_OK && fp[0] && st->model_fingerprint && strcmp(fp, st->model_fingerprint) != 0)
+        rc = AIL_ERROR(AIL_ERR_ARG, "%s was written for a different model (fingerprint %.12s.. != %.12s..)", path, fp,
+                       st->model_fingerprint);
     st->ckpt_tp = (int)tp, st->ckpt_dp = (int)dp;  // whole modules: any layout may resume it
     char p[256];
     for (int i = 0; i < st->ntargets && rc == AIL_OK; i++) {
