@@ -28,7 +28,7 @@ static const char *const init_help =
     "  --svd FILE           SVD cache from `ailora svd` (default: compute the SVDs now)\n"
     "  --backend NAME       SVD backend when computing: auto | lapack | pdgesvd | cusolver\n"
     "  --seed N             seed of lora's random A (default 0)\n"
-    "  --lora-init KIND     lora: kaiming (default, PEFT's) or gaussian (N(0, 1/r))\n"
+    "  --lora-init KIND     lora: kaiming (default, PEFT's) or gaussian (std 1/r, PEFT's)\n"
     "  --residual-out DIR   also write an HF model directory with the residual weights\n"
     "                       and a PEFT adapter (adapter_config.json, adapter_model.safetensors)\n"
     "  --quiet              no progress output\n";
