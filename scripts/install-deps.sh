@@ -10,7 +10,9 @@ packages=(
     libhdf5-openmpi-dev hdf5-tools          # parallel HDF5, h5dump / h5ls
     libcjson-dev                            # config.json, safetensors headers
     libinih-dev                             # INI-style training configs
+    libxxhash-dev                           # XXH3-128 fingerprints of model tensors (provenance)
     python3-numpy python3-pandas python3-h5py python3-matplotlib python3-scipy  # analysis/, tasks
+    python3-xxhash                          # tests: fingerprints recomputed independently
     python3-nbclient python3-nbformat python3-ipykernel  # executing analysis/notebooks headless
     slurm-wlm munge                         # slurm/ sweeps and their single-node test cluster
 )

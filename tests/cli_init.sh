@@ -35,7 +35,11 @@ for f in config.json model.safetensors adapter/adapter_config.json adapter/adapt
 done
 check "$AILORA" svd --model "$WORK/res" --out "$WORK/res_svd.h5" --quiet
 
-# diagnostics: W_res exact in float64; a BF16 model loses ~2^-9 relative in rounding
+# diagnostics: W_res exact in float64; a BF16 model loses ~2^-9 relative in rounding.
+# recon_err_f64 is computed from the cache's own factors, so first the cache against
+# the source weights: ||W - U S Vt|| / ||W|| from the safetensors bytes (numpy)
+check /usr/bin/python3 "$top_srcdir/tests/svd_source_check.py" "$M" "$WORK/svd.h5" 1e-12
+sed 's/^/    /' "$WORK/last.out"
 mod=/adapters/model.layers.0.self_attn.v_proj
 e64=$("$H5COMPARE" --attr "$WORK/milora_ref.h5" "$mod" recon_err_f64)
 CHECKS=$((CHECKS + 1))

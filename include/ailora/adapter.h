@@ -8,7 +8,7 @@
  * so that s B A is exactly the truncated SVD on I, whatever alpha is.
  *
  *   lora    no triplets: A ~ kaiming-uniform(a = sqrt(5)) = U(-1/sqrt(n), 1/sqrt(n))
- *           (or N(0, 1/r)), B = 0, W_res = W
+ *           (or gaussian with std 1/r, PEFT's init_lora_weights="gaussian"), B = 0, W_res = W
  *   pissa   I = 0..r-1 (principal)
  *   milora  I = k-r..k-1 (minor)
  *   ailora  q_proj principal, v_proj minor, other targets principal (configurable)
@@ -32,7 +32,7 @@ typedef struct {
     double ratio_v;      /* principal fraction of v_proj (ratio method) */
     double ratio_other;  /* principal fraction of other targets (ailora, ratio); default 1 */
     uint64_t seed;
-    int lora_gaussian;   /* lora: 0 = kaiming-uniform A, 1 = N(0, 1/r) A */
+    int lora_gaussian;   /* lora: 0 = kaiming-uniform A, 1 = normal A with std 1/r (PEFT) */
 } InitSpec;
 
 int init_method_parse(const char *name, InitMethod *method);
@@ -58,6 +58,12 @@ void adapter_lora_random(const InitSpec *spec, const char *module, int m, int n,
 /* W_res = W - scale B A, all float64. */
 void adapter_residual(int m, int n, int r, double scale, const double *W, const double *A,
                       const double *B, double *W_res);
+
+/* ||W - W_held - scale B A||_F / ||W||_F in float64: the reconstruction error of a
+ * residual as some engine holds it (W_held: W_res after whatever rounding). NaN
+ * when out of memory. */
+double adapter_recon_error(int m, int n, int r, double scale, const double *W, const double *W_held,
+                           const double *A, const double *B);
 
 typedef struct {
     double energy;             /* sum(S_I^2) / sum(S^2) */

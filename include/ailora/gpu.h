@@ -25,6 +25,10 @@
  *             (refreshed by every AdamW step and upload) and bfloat16 t = x A^T,
  *             and write the adapter gradients dA, dB in float32 (beta = 1
  *             accumulation in float32).
+ *   Residuals: spec.layers[l].w of an adapted module is the residual W - s B A
+ *             exactly as the host formed and rounded it (train key residual_dtype,
+ *             src/train/train.c); GPU_FP32 keeps those float32 values, GPU_BF16
+ *             rounds them to bfloat16 on upload like every other weight.
  *
  * Tensor parallelism (Megatron, as the CPU engine): q, k, v, gate, up are
  * column-parallel (weight rows local: nh/tp query heads, nkv/tp kv heads, I/tp

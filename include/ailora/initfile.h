@@ -7,9 +7,11 @@
  *   /adapters/<module>/selected  [r] int64 indices into S ([0] for lora)
  *   /spectra/<module>/S          [k]
  *   attributes of /adapters/<module>: m, n, k, n_principal, principal_fraction,
- *     energy, recon_err_f64, recon_err_rounded, residual_dtype
+ *     energy, recon_err_f64, recon_err_rounded, residual_dtype, fingerprint (of
+ *     the source tensor, fingerprint.h; the SVD cache was checked against it)
  *   root attributes: format, version, method, rank, alpha, scale, ratio_q, ratio_v,
- *     ratio_other, seed, lora_init, model, targets, svd_cache
+ *     ratio_other, seed, lora_init, model, targets, svd_cache, model_fingerprint,
+ *     fingerprint_algorithm
  *
  * Residual directory (--residual-out DIR): config.json, model.safetensors with
  * every tensor of the model and W_res in place of each target weight (float64
@@ -47,12 +49,17 @@ typedef struct {
     double *A, *B;       /* [r, n], [m, r] */
     double *W_res;       /* [m, n] W - s B A, when keep_residual was set */
     AdapterDiagnostics diag;
+    char fingerprint[FINGERPRINT_HEX];  /* of the source tensor (svdcache_verify) */
 } ModuleInit;
 
 /* Reads S and the selected singular vectors of t from cache and builds its
  * adapters (spec), residual and diagnostics. Serial; any rank may call it. */
 int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int keep_residual,
                 ModuleInit *mi);
+/* After init_module_adapters: W_res = W - s B A from the source weight in float64
+ * and the diagnostics, the rounded error with W_res rounded once to round_to. */
+int init_module_residual(const TargetModule *t, const InitSpec *spec, DType round_to, int keep_residual,
+                         ModuleInit *mi);
 /* Only S, the selection and the whole module's A and B (no residual, no
  * diagnostics): what a tensor-parallel rank needs besides its own residual block. */
 int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spec, ModuleInit *mi);

@@ -8,7 +8,12 @@
  *   /train/step (int64), loss, lr, grad_norm, tokens_per_s
  *   /eval/step (int64), loss, ppl, exact_match (NaN when not measured)
  *   root attributes: format, version, method, rank, alpha, ratio_q, ratio_v,
- *     ratio_other, seed, task, model, targets, steps_done, config (resolved text)
+ *     ratio_other, seed, task, model, targets, steps_done, config (resolved text),
+ *     model_fingerprint, fingerprint_algorithm, residual_dtype (model | fp32)
+ *   attributes of /adapters/<module>: fingerprint (source tensor, fingerprint.h),
+ *     residual_dtype (the dtype W_res was rounded to), energy, recon_err_f64,
+ *     recon_err_rounded (||W - W_res - s B0 A0||_F / ||W||_F with W_res in float64
+ *     and as the engine holds it)
  * Checkpoint ("<out>.ckpt.h5"): the same plus /optimizer/<i>/m, v (float32) and
  * attributes optimizer_step, tp, dp; adapters stored exactly (float32 values in
  * float64), so a run resumed on the same layout continues bit for bit. Adapters and
@@ -51,12 +56,14 @@ typedef struct {
     long step;               /* optimizer steps completed */
     int tp, dp;              /* this run's layout */
     int ckpt_tp, ckpt_dp;    /* the layout of the checkpoint read, if any */
+    const char *model_fingerprint;  /* of the model directory (fingerprint.h) */
 } RunState;
 
 /* Writes path atomically (one rank, serial HDF5). with_optimizer: a checkpoint. */
 int runfile_write(const char *path, const RunState *st, int with_optimizer);
 /* Restores adapters, optimizer state, logs and step from a checkpoint written by
- * the same configuration; a different method or rank is refused. */
+ * the same configuration; a different method, rank, residual_dtype or model
+ * (fingerprint) is refused. */
 int checkpoint_read(const char *path, RunState *st);
 
 #endif

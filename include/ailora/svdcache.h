@@ -3,9 +3,13 @@
  *   /modules/<module>/S    [k]     all singular values, descending
  *   /modules/<module>/U    [m, k]  left singular vectors (canonical signs)
  *   /modules/<module>/Vt   [k, n]  right singular vectors
- *   attributes of /modules/<module>: m, n, k, source_dtype, backend, grid, wall_time_s
+ *   attributes of /modules/<module>: m, n, k, source_dtype, backend, grid, wall_time_s,
+ *                    fingerprint (of the source tensor <module>.weight, fingerprint.h)
  *   root attributes: format, version, model, targets, backend, nranks, block_size,
- *                    wall_time_s
+ *                    wall_time_s, model_fingerprint, fingerprint_algorithm
+ *
+ * Every reader calls svdcache_verify: a cache is used only for the very tensors it
+ * was computed from.
  */
 #ifndef AILORA_SVDCACHE_H
 #define AILORA_SVDCACHE_H
@@ -13,6 +17,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include "ailora/fingerprint.h"
 #include "ailora/hfmodel.h"
 #include "ailora/svd.h"
 
@@ -34,6 +39,22 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
 /* Opens a cache read-only and checks that it holds every target with its shape;
  * errors name the file and the module. */
 int svdcache_open(const char *path, const TargetModule *targets, int ntargets, hid_t *file);
+
+/* Relative tolerance of |sum S^2 - ||W||_F^2| / ||W||_F^2. A float64 SVD is
+ * backward stable: S are the exact singular values of W + E with ||E||_F of order
+ * p(n) eps ||W||_F, so sum S^2 moves by ~2 p(n) eps relative (measured: below 1e-14
+ * for every backend here); 1e-10 leaves four decades of margin up to 7B shapes. */
+#define SVDCACHE_NORM_RTOL 1e-10
+
+/* Checks that cache (opened from path) was computed from these source weights.
+ * Collective over comm; module i is checked on rank i % size: the fingerprint of
+ * its source tensor must equal the cache's, and sum S^2 must equal ||W||_F^2
+ * (float64, from the source weights) within SVDCACHE_NORM_RTOL. A cache without
+ * fingerprints (written before they existed) is refused. fps[i] (may be NULL)
+ * receives module i's fingerprint on every rank. One error line naming the cache
+ * and the module; every rank returns it. */
+int svdcache_verify(MPI_Comm comm, const char *path, hid_t cache, const TargetModule *targets,
+                    int ntargets, char (*fps)[FINGERPRINT_HEX]);
 
 /* Default for SvdOptions.max_rank_bytes: half of this node's memory divided by the
  * ranks on the node (collective over comm). */

@@ -17,6 +17,7 @@ typedef struct {
     char model[1024], svd_cache[1024], train_data[1024], eval_data[1024], out[1024];
     char targets[128], task[64], lora_init[16], out_model[1024];
     char device[8], precision[8];  /* cpu | cuda; bf16 | fp32 (cuda) */
+    char residual_dtype[8];        /* model | fp32: how W - s B A is rounded (train.c) */
     int resume, shuffle, train_base;
     InitMethod method;
     int rank;

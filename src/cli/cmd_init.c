@@ -48,7 +48,7 @@ static const Option init_opts[] = {
     OPT_ENUM("backend", backend, "auto", backend_parse, backend_print,
              "SVD backend when computing: auto | lapack | pdgesvd | cusolver"),
     OPT_LLONG("seed", seed, "0", "[0, inf)", "seed of lora's random A"),
-    OPT_CHOICE("lora_init", lora_init, "kaiming", "kaiming|gaussian", "lora: PEFT's kaiming-uniform A or N(0, 1/r)"),
+    OPT_CHOICE("lora_init", lora_init, "kaiming", "kaiming|gaussian", "lora: PEFT's kaiming-uniform A or normal, std 1/r"),
     OPT_STR("residual_out", residual_out, "", "also write the residual model + PEFT adapter here (HF directory)"),
     OPT_BOOL("quiet", quiet, "false", "no progress output"),
 };

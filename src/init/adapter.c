@@ -67,8 +67,9 @@ void adapter_lora_random(const InitSpec *spec, const char *module, int m, int n,
     Rng rng;
     rng_init(&rng, spec->seed, rng_stream_id(module));
     int r = spec->rank;
-    // kaiming_uniform_(a=sqrt(5)) on A [r, n]: gain sqrt(2/(1+5)), bound gain*sqrt(3/n) = 1/sqrt(n)
-    double bound = 1.0 / sqrt((double)n), stdev = 1.0 / sqrt((double)r);
+    // kaiming_uniform_(a=sqrt(5)) on A [r, n]: gain sqrt(2/(1+5)), bound gain*sqrt(3/n) = 1/sqrt(n);
+    // gaussian as PEFT draws it: nn.init.normal_(lora_A.weight, std=1 / r) (std, not variance)
+    double bound = 1.0 / sqrt((double)n), stdev = 1.0 / (double)r;
     for (size_t i = 0; i < (size_t)r * n; i++)
         A[i] = spec->lora_gaussian ? stdev * rng_normal(&rng) : bound * (2.0 * rng_uniform(&rng) - 1.0);
     memset(B, 0, sizeof(double) * (size_t)m * r);
@@ -94,6 +95,20 @@ static double frobenius(const double *x, size_t count) {
     return sqrt(sum);
 }
 
+double adapter_recon_error(int m, int n, int r, double scale, const double *W, const double *W_held,
+                           const double *A, const double *B) {
+    size_t count = (size_t)m * n;
+    double wnorm = frobenius(W, count);
+    double *err = malloc(sizeof(double) * count);
+    if (!err) return NAN;  // diagnostics only: report NaN rather than fail the init
+    // err = W - W_held - s B A
+    for (size_t i = 0; i < count; i++) err[i] = W[i] - W_held[i];
+    if (r > 0) gemm_add_ba(m, n, r, -scale, B, A, err);
+    double rel = wnorm > 0 ? frobenius(err, count) / wnorm : 0.0;
+    free(err);
+    return rel;
+}
+
 void adapter_diagnostics(int m, int n, int r, double scale, const double *W, const double *W_res,
                          const double *A, const double *B, DType dtype, const double *S, int k,
                          const int *selected, AdapterDiagnostics *diag) {
@@ -103,20 +118,13 @@ void adapter_diagnostics(int m, int n, int r, double scale, const double *W, con
     diag->energy = total > 0 ? captured / total : 0.0;
 
     size_t count = (size_t)m * n;
-    double wnorm = frobenius(W, count);
-    double *err = malloc(sizeof(double) * count);
-    if (!err) {  // diagnostics only: report NaN rather than fail the init
-        diag->recon_err_f64 = diag->recon_err_rounded = NAN;
+    diag->recon_err_f64 = adapter_recon_error(m, n, r, scale, W, W_res, A, B);
+    double *held = malloc(sizeof(double) * count);
+    if (!held) {
+        diag->recon_err_rounded = NAN;
         return;
     }
-    for (int pass = 0; pass < 2; pass++) {
-        // err = W - W_res - s B A, with W_res as computed or rounded to the dtype
-        for (size_t i = 0; i < count; i++)
-            err[i] = W[i] - (pass ? dtype_round(dtype, W_res[i]) : W_res[i]);
-        if (r > 0) gemm_add_ba(m, n, r, -scale, B, A, err);
-        double rel = wnorm > 0 ? frobenius(err, count) / wnorm : 0.0;
-        if (pass) diag->recon_err_rounded = rel;
-        else diag->recon_err_f64 = rel;
-    }
-    free(err);
+    for (size_t i = 0; i < count; i++) held[i] = dtype_round(dtype, W_res[i]);
+    diag->recon_err_rounded = adapter_recon_error(m, n, r, scale, W, held, A, B);
+    free(held);
 }

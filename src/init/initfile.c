@@ -85,9 +85,8 @@ int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spe
     return AIL_OK;
 }
 
-int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int keep_residual,
-                ModuleInit *mi) {
-    AIL_CHECK(init_module_adapters(cache, t, spec, mi));
+int init_module_residual(const TargetModule *t, const InitSpec *spec, DType round_to, int keep_residual,
+                         ModuleInit *mi) {
     int m = t->m, n = t->n, r = spec->rank;
     double scale = spec->alpha / spec->rank;
     double *W, *W_res;
@@ -99,12 +98,18 @@ int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int ke
     }
     dtype_to_f64(t->dtype, t->weight->data, (size_t)m * n, W);
     adapter_residual(m, n, r, scale, W, mi->A, mi->B, W_res);
-    adapter_diagnostics(m, n, r, scale, W, W_res, mi->A, mi->B, t->dtype, mi->S, mi->k,
+    adapter_diagnostics(m, n, r, scale, W, W_res, mi->A, mi->B, round_to, mi->S, mi->k,
                         mi->selected, &mi->diag);
     if (keep_residual) mi->W_res = W_res;
     else free(W_res);
     free(W);
     return AIL_OK;
+}
+
+int init_module(hid_t cache, const TargetModule *t, const InitSpec *spec, int keep_residual,
+                ModuleInit *mi) {
+    AIL_CHECK(init_module_adapters(cache, t, spec, mi));
+    return init_module_residual(t, spec, t->dtype, keep_residual, mi);
 }
 
 typedef struct {
@@ -154,7 +159,7 @@ enum { D_ENERGY, D_ERR64, D_ERRROUND, D_P, D_RHO, D_COUNT };
 
 static int write_attributes(hid_t file, const HFModel *model, const TargetModule *targets,
                             int ntargets, const InitOptions *opt, const double *diag,
-                            InitSets *sets) {
+                            InitSets *sets, const char *model_fp, char (*fps)[FINGERPRINT_HEX]) {
     const InitSpec *spec = &opt->spec;
     char targets_csv[256];
     target_suffixes(targets, ntargets, targets_csv, sizeof targets_csv);
@@ -172,6 +177,8 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
     AIL_CHECK(h5io_attr_str(file, "model", model->dir));
     AIL_CHECK(h5io_attr_str(file, "targets", targets_csv));
     AIL_CHECK(h5io_attr_str(file, "svd_cache", opt->svd_path ? opt->svd_path : "(computed)"));
+    AIL_CHECK(h5io_attr_str(file, "model_fingerprint", model_fp));
+    AIL_CHECK(h5io_attr_str(file, "fingerprint_algorithm", FINGERPRINT_ALGORITHM));
     for (int i = 0; i < ntargets; i++) {
         const double *d = diag + (size_t)i * D_COUNT;
         hid_t g = sets[i].group;
@@ -184,6 +191,7 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
         AIL_CHECK(h5io_attr_double(g, "recon_err_f64", d[D_ERR64]));
         AIL_CHECK(h5io_attr_double(g, "recon_err_rounded", d[D_ERRROUND]));
         AIL_CHECK(h5io_attr_str(g, "residual_dtype", dtype_name(targets[i].dtype)));
+        AIL_CHECK(h5io_attr_str(g, "fingerprint", fps[i]));
     }
     return AIL_OK;
 }
@@ -397,8 +405,13 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     ModuleInit *mods = calloc((size_t)ntargets, sizeof *mods);
     InitSets *sets = calloc((size_t)ntargets, sizeof *sets);
     double *diag = calloc((size_t)ntargets * D_COUNT, sizeof *diag);
-    if (rc == AIL_OK && (!mods || !sets || !diag)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    char(*fps)[FINGERPRINT_HEX] = calloc((size_t)ntargets + 1, sizeof *fps);
+    char model_fp[FINGERPRINT_HEX] = "";
+    if (rc == AIL_OK && (!mods || !sets || !diag || !fps)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     rc = ail_error_agree(comm, rc);
+    // the cache must come from these very weights (before anything is built or written)
+    if (rc == AIL_OK) rc = svdcache_verify(comm, opt.svd_path, cache, targets, ntargets, fps);
+    if (rc == AIL_OK) rc = fingerprint_model(comm, model, model_fp);
     // modules dealt round-robin: adapters are cheap next to the SVDs
     for (int i = 0; i < ntargets && rc == AIL_OK; i++) {
         if (i % nranks != rank) continue;
@@ -426,7 +439,8 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     rc = ail_error_agree(comm, rc);
     if (rc == AIL_OK) {
         MPI_Allreduce(MPI_IN_PLACE, diag, ntargets * D_COUNT, MPI_DOUBLE, MPI_SUM, comm);
-        rc = ail_error_agree(comm, write_attributes(file, model, targets, ntargets, &opt, diag, sets));
+        rc = ail_error_agree(comm, write_attributes(file, model, targets, ntargets, &opt, diag, sets,
+                                                    model_fp, fps));
     }
     for (int i = 0; sets && i < ntargets; i++) close_sets(&sets[i]);
     if (file >= 0 && H5Fclose(file) < 0 && rc == AIL_OK)
@@ -465,5 +479,6 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     free(mods);
     free(sets);
     free(diag);
+    free(fps);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* svdcache.c - compute all target SVDs by plan and write the SVD cache. */
 #include "ailora/svdcache.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +156,8 @@ static int run_phase(MPI_Comm comm, const SvdPlan *plan, int phase, const Target
 
 static int write_attributes(hid_t file, const HFModel *model, const TargetModule *targets,
                             int ntargets, const SvdPlan *plan, const SvdOptions *opt, int nranks,
-                            const double *seconds, double total, ModuleSets *sets) {
+                            const double *seconds, double total, ModuleSets *sets,
+                            const char *model_fp, char (*fps)[FINGERPRINT_HEX]) {
     char targets_csv[256], grid[32];
     target_suffixes(targets, ntargets, targets_csv, sizeof targets_csv);
     AIL_CHECK(h5io_attr_str(file, "format", SVDCACHE_FORMAT));
@@ -166,6 +168,8 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
     AIL_CHECK(h5io_attr_int(file, "nranks", nranks));
     AIL_CHECK(h5io_attr_int(file, "block_size", opt->block_size));
     AIL_CHECK(h5io_attr_double(file, "wall_time_s", total));
+    AIL_CHECK(h5io_attr_str(file, "model_fingerprint", model_fp));
+    AIL_CHECK(h5io_attr_str(file, "fingerprint_algorithm", FINGERPRINT_ALGORITHM));
     for (int i = 0; i < ntargets; i++) {
         const TargetModule *t = &targets[i];
         const SvdTask *task = &plan->tasks[i];
@@ -177,6 +181,7 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
         AIL_CHECK(h5io_attr_str(sets[i].group, "backend", svd_backend_name(task->backend)));
         AIL_CHECK(h5io_attr_str(sets[i].group, "grid", grid));
         AIL_CHECK(h5io_attr_double(sets[i].group, "wall_time_s", seconds[i]));
+        AIL_CHECK(h5io_attr_str(sets[i].group, "fingerprint", fps[i]));
     }
     return AIL_OK;
 }
@@ -207,8 +212,15 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     hid_t file = -1;
     ModuleSets *sets = calloc((size_t)ntargets, sizeof *sets);
     double *seconds = calloc((size_t)ntargets, sizeof *seconds);
-    int rc = (sets && seconds) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    char(*fps)[FINGERPRINT_HEX] = calloc((size_t)ntargets + 1, sizeof *fps);
+    const SafeTensor **weights = calloc((size_t)ntargets + 1, sizeof *weights);
+    char model_fp[FINGERPRINT_HEX] = "";
+    int rc = (sets && seconds && fps && weights) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     rc = ail_error_agree(comm, rc);
+    // provenance first: the source tensors' fingerprints go into the cache
+    for (int i = 0; i < ntargets && rc == AIL_OK; i++) weights[i] = targets[i].weight;
+    if (rc == AIL_OK) rc = ail_error_agree(comm, fingerprint_tensors(comm, weights, ntargets, fps));
+    if (rc == AIL_OK) rc = fingerprint_model(comm, model, model_fp);
     if (rc == AIL_OK) rc = ail_error_agree(comm, h5io_create_parallel(partial, comm, &file));
     for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = create_module_sets(file, &targets[i], &sets[i]);
     rc = ail_error_agree(comm, rc);
@@ -219,7 +231,7 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
         double total = MPI_Wtime() - t_start;
         MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_DOUBLE, MPI_MAX, comm);
         rc = ail_error_agree(comm, write_attributes(file, model, targets, ntargets, &plan, opt,
-                                                    nranks, seconds, total, sets));
+                                                    nranks, seconds, total, sets, model_fp, fps));
     }
     for (int i = 0; i < ntargets && sets; i++) close_module_sets(&sets[i]);
     if (file >= 0 && H5Fclose(file) < 0 && rc == AIL_OK)
@@ -233,6 +245,8 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     if (rc != AIL_OK) rc = ail_error_agree(comm, rc);
     free(sets);
     free(seconds);
+    free(fps);
+    free(weights);
     svd_plan_free(&plan);
     return rc;
 }
@@ -269,4 +283,68 @@ int svdcache_open(const char *path, const TargetModule *targets, int ntargets, h
         }
     }
     return AIL_OK;
+}
+
+/* Module i's checks against its source weight (serial). */
+static int verify_module(const char *path, hid_t cache, const TargetModule *t, const char *fp) {
+    char group[256], have[FINGERPRINT_HEX + 8] = "";
+    snprintf(group, sizeof group, "/modules/%s", t->name);
+    hid_t g = H5Gopen2(cache, group, H5P_DEFAULT);
+    if (g < 0) return AIL_ERROR(AIL_ERR_FORMAT, "%s: no group %s", path, group);
+    int has = H5Aexists(g, "fingerprint") > 0;
+    int rc = has ? h5io_attr_read_str(g, "fingerprint", have, sizeof have) : AIL_OK;
+    H5Gclose(g);
+    AIL_CHECK(rc);
+    if (!has)
+        return AIL_ERROR(AIL_ERR_FORMAT,
+                         "SVD cache %s has no source fingerprints (written by an older ailora): "
+                         "recompute it with `ailora svd`", path);
+    if (strcmp(have, fp) != 0)
+        return AIL_ERROR(AIL_ERR_ARG,
+                         "SVD cache %s was computed from a different %s (fingerprint %.12s.. != %.12s..)",
+                         path, t->name, have, fp);
+    // cheap numeric check: the spectrum carries the whole Frobenius norm of W
+    char dpath[300];
+    snprintf(dpath, sizeof dpath, "/modules/%s/S", t->name);
+    hsize_t dims[1];
+    double *S;
+    AIL_CHECK(h5io_read_f64(cache, dpath, 1, dims, &S));
+    double s2 = 0.0, w2 = 0.0;
+    for (hsize_t i = 0; i < dims[0]; i++) s2 += S[i] * S[i];
+    free(S);
+    size_t count = (size_t)t->m * t->n, chunk = 1 << 14;
+    double buf[1 << 14];  // 128 KiB: the weight is streamed, never held whole
+    for (size_t done = 0; done < count; done += chunk) {
+        size_t c = count - done < chunk ? count - done : chunk;
+        dtype_to_f64(t->dtype, (const char *)t->weight->data + done * dtype_size(t->dtype), c, buf);
+        for (size_t i = 0; i < c; i++) w2 += buf[i] * buf[i];
+    }
+    double rel = fabs(s2 - w2) / (w2 > 0 ? w2 : 1.0);
+    if (!(rel <= SVDCACHE_NORM_RTOL))
+        return AIL_ERROR(AIL_ERR_FORMAT,
+                         "SVD cache %s: the singular values of %s do not match its weights "
+                         "(sum S^2 = %.17g, ||W||_F^2 = %.17g, relative difference %.3g > %g): "
+                         "the cache is corrupt, recompute it",
+                         path, t->name, s2, w2, rel, SVDCACHE_NORM_RTOL);
+    return AIL_OK;
+}
+
+int svdcache_verify(MPI_Comm comm, const char *path, hid_t cache, const TargetModule *targets,
+                    int ntargets, char (*fps)[FINGERPRINT_HEX]) {
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    char(*mine)[FINGERPRINT_HEX] = calloc((size_t)ntargets + 1, sizeof *mine);
+    const SafeTensor **weights = calloc((size_t)ntargets + 1, sizeof *weights);
+    int rc = mine && weights ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    rc = ail_error_agree(comm, rc);
+    for (int i = 0; i < ntargets && rc == AIL_OK; i++) weights[i] = targets[i].weight;
+    // the same dealing (i % size) hashes and checks module i: its bytes are read once
+    if (rc == AIL_OK) rc = ail_error_agree(comm, fingerprint_tensors(comm, weights, ntargets, mine));
+    for (int i = rank; i < ntargets && rc == AIL_OK; i += size) rc = verify_module(path, cache, &targets[i], mine[i]);
+    rc = ail_error_agree(comm, rc);
+    if (rc == AIL_OK && fps) memcpy(fps, mine, sizeof *mine * (size_t)ntargets);
+    free(mine);
+    free(weights);
+    return rc;
 }

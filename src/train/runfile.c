@@ -99,6 +99,30 @@ static LoraAdapter *adapter_of(const RunState *st, int i) {
     return st->llm->layers[st->targets[i].layer].lora[lin];
 }
 
+/* Where the run came from: the model and how its residuals were rounded. */
+static int write_provenance_root(hid_t f, const RunState *st) {
+    AIL_CHECK(h5io_attr_str(f, "model_fingerprint", st->model_fingerprint ? st->model_fingerprint : ""));
+    AIL_CHECK(h5io_attr_str(f, "fingerprint_algorithm", FINGERPRINT_ALGORITHM));
+    return h5io_attr_str(f, "residual_dtype", st->cfg->residual_dtype);
+}
+
+static int write_provenance_module(hid_t f, const RunState *st, int i) {
+    const ModuleInit *mi = &st->init[i];
+    const TargetModule *t = &st->targets[i];
+    char path[256];
+    snprintf(path, sizeof path, "/adapters/%s", t->name);
+    hid_t g = H5Gopen2(f, path, H5P_DEFAULT);
+    if (g < 0) return AIL_ERROR(AIL_ERR_IO, "cannot open group %s", path);
+    int fp32 = strcmp(st->cfg->residual_dtype, "fp32") == 0;
+    int rc = h5io_attr_str(g, "fingerprint", mi->fingerprint);
+    if (rc == AIL_OK) rc = h5io_attr_str(g, "residual_dtype", dtype_name(fp32 ? DTYPE_F32 : t->dtype));
+    if (rc == AIL_OK) rc = h5io_attr_double(g, "energy", mi->diag.energy);
+    if (rc == AIL_OK) rc = h5io_attr_double(g, "recon_err_f64", mi->diag.recon_err_f64);
+    if (rc == AIL_OK) rc = h5io_attr_double(g, "recon_err_rounded", mi->diag.recon_err_rounded);
+    H5Gclose(g);
+    return rc;
+}
+
 static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
     const TrainConfig *c = st->cfg;
     char path[256], targets_csv[256];
@@ -117,6 +141,7 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
     AIL_CHECK(h5io_attr_str(f, "targets", targets_csv));
     AIL_CHECK(h5io_attr_int(f, "steps_done", st->step));
     AIL_CHECK(h5io_attr_str(f, "config", st->config_text));
+    AIL_CHECK(write_provenance_root(f, st));
     for (int i = 0; i < st->ntargets; i++) {
         const ModuleInit *mi = &st->init[i];
         const char *name = st->targets[i].name;
@@ -137,6 +162,7 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
         AIL_CHECK(write_real(f, path, ad->r, ad->n, ad->A));
         snprintf(path, sizeof path, "/adapters/%s/lora_B", name);
         AIL_CHECK(write_real(f, path, ad->m, ad->r, ad->B));
+        AIL_CHECK(write_provenance_module(f, st, i));
     }
     const TrainLog *t = &st->train;
     AIL_CHECK(write_steps(f, "/train/step", t->count, t->step));
@@ -225,6 +251,15 @@ int checkpoint_read(const char *path, RunState *st) {
                        config_method_name(st->cfg));
     if (rc == AIL_OK && rank != st->cfg->rank)
         rc = AIL_ERROR(AIL_ERR_ARG, "%s was written with rank %lld, the config says %d", path, rank, st->cfg->rank);
+    char have[64] = "", fp[64] = "";  // absent in checkpoints of older versions: not checked
+    if (rc == AIL_OK && H5Aexists(f, "residual_dtype") > 0) rc = h5io_attr_read_str(f, "residual_dtype", have, sizeof have);
+    if (rc == AIL_OK && have[0] && strcmp(have, st->cfg->residual_dtype) != 0)
+        rc = AIL_ERROR(AIL_ERR_ARG, "%s was written with residual_dtype %s, the config says %s", path, have,
+                       st->cfg->residual_dtype);
+    if (rc == AIL_OK && H5Aexists(f, "model_fingerprint") > 0) rc = h5io_attr_read_str(f, "model_fingerprint", fp, sizeof fp);
+    if (rc == AIL_OK && fp[0] && st->model_fingerprint && strcmp(fp, st->model_fingerprint) != 0)
+        rc = AIL_ERROR(AIL_ERR_ARG, "%s was written for a different model (fingerprint %.12s.. != %.12s..)", path, fp,
+                       st->model_fingerprint);
     st->ckpt_tp = (int)tp, st->ckpt_dp = (int)dp;  // whole modules: any layout may resume it
     char p[256];
     for (int i = 0; i < st->ntargets && rc == AIL_OK; i++) {

@@ -52,6 +52,7 @@ typedef struct {
     AdamW whole_opt; /* tp > 1: whole-module moments, same order as opt */
     RunState st;
     char *config_text;
+    char model_fp[FINGERPRINT_HEX]; /* fingerprint of the model directory (fingerprint.h) */
 } Trainer;
 
 #ifdef AILORA_REAL_DOUBLE
@@ -161,8 +162,24 @@ static int whole_sync(Trainer *tr, int gather) {
     return AIL_OK;
 }
 
+/* One residual entry as residual_dtype rounds it: once to the model's storage
+ * dtype (model) or to float32 (fp32), from float64. Exact in real (float) for
+ * BF16 / F16 / F32 models. */
+static double residual_round(const Trainer *tr, DType model_dtype, double x) {
+    return strcmp(tr->cfg->residual_dtype, "fp32") == 0 ? (double)(float)x : dtype_round(model_dtype, x);
+}
+
+/* The value the engine computes with: residual_round, then the engine's precision
+ * (a bf16 GPU rounds the residual of an F32 model once more: that is what it
+ * computes with, so that is what the run file measures). */
+static double residual_held(const Trainer *tr, DType model_dtype, double x) {
+    double v = (double)(real)residual_round(tr, model_dtype, x);
+    if (strcmp(tr->cfg->device, "cuda") == 0 && strcmp(tr->cfg->precision, "bf16") == 0) v = dtype_round(DTYPE_BF16, v);
+    return v;
+}
+
 /* The frozen weight of target t becomes its residual W - s B A, computed in float64
- * from the file for this rank's block only and rounded once to our precision. */
+ * from the file for this rank's block only and rounded as residual_dtype says. */
 static int set_residual(Trainer *tr, const TargetModule *t, const ModuleInit *mi, int r, double scale) {
     int lin = llama_linear_index(t->suffix);
     int tp = tr->llm.tp_size, rk = tr->llm.tp_rank;
@@ -177,10 +194,28 @@ static int set_residual(Trainer *tr, const TargetModule *t, const ModuleInit *mi
         for (int i = 0; i < r; i++) memcpy(A + (size_t)i * nc, mi->A + (size_t)i * t->n + c0, sizeof(double) * nc);
         adapter_residual(nr, nc, r, scale, W, A, mi->B + (size_t)r0 * r, Wres);
         real *w = tr->llm.layers[t->layer].w[lin];
-        for (size_t j = 0; j < (size_t)nr * nc; j++) w[j] = (real)Wres[j];
+        for (size_t j = 0; j < (size_t)nr * nc; j++) w[j] = (real)residual_round(tr, t->dtype, Wres[j]);
     }
     free(W), free(Wres), free(A);
     return rc;
+}
+
+/* Diagnostics of module i as the run file reports them (rank i % world, whole
+ * module): the float64 reconstruction error and that of the residual as held. */
+static int residual_diagnostics(Trainer *tr, const TargetModule *t, const InitSpec *spec, ModuleInit *mi) {
+    int m = t->m, n = t->n, r = spec->rank;
+    double scale = spec->alpha / spec->rank;
+    DType rd = strcmp(tr->cfg->residual_dtype, "fp32") == 0 ? DTYPE_F32 : t->dtype;
+    AIL_CHECK(init_module_residual(t, spec, rd, 1, mi));  // energy, recon_err_f64
+    double *W;
+    AIL_MALLOC(W, (size_t)m * n);
+    dtype_to_f64(t->dtype, t->weight->data, (size_t)m * n, W);
+    for (size_t j = 0; j < (size_t)m * n; j++) mi->W_res[j] = residual_held(tr, t->dtype, mi->W_res[j]);
+    mi->diag.recon_err_rounded = adapter_recon_error(m, n, r, scale, W, mi->W_res, mi->A, mi->B);
+    free(W);
+    free(mi->W_res);
+    mi->W_res = NULL;
+    return AIL_OK;
 }
 
 /* Adapters and residuals from the SVD cache (computed first if none is given). */
@@ -210,19 +245,39 @@ static int setup_adapters(Trainer *tr) {
             return AIL_ERROR(AIL_ERR_ARG, "rank %d exceeds min(m, n) = %d of %s", spec.rank, k, tr->targets[i].name);
     }
     hid_t cache;
-    AIL_CHECK(svdcache_open(cache_path, tr->targets, tr->ntargets, &cache));
-    AIL_CALLOC(tr->init, tr->ntargets);
-    int rc = AIL_OK;
+    AIL_CHECK(ail_error_agree(tr->comm, svdcache_open(cache_path, tr->targets, tr->ntargets, &cache)));
+    char(*fps)[FINGERPRINT_HEX] = calloc((size_t)tr->ntargets + 1, sizeof *fps);
+    tr->init = calloc((size_t)tr->ntargets + 1, sizeof *tr->init);
+    int rc = ail_error_agree(tr->comm, fps && tr->init ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
+    // the cache must come from these very weights (collective; before any residual is formed)
+    if (rc == AIL_OK) rc = svdcache_verify(tr->comm, cache_path, cache, tr->targets, tr->ntargets, fps);
     for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
         const TargetModule *t = &tr->targets[i];
         ModuleInit *mi = &tr->init[i];
         rc = init_module_adapters(cache, t, &spec, mi);
+        memcpy(mi->fingerprint, fps[i], FINGERPRINT_HEX);
         if (rc == AIL_OK) rc = set_residual(tr, t, mi, spec.rank, spec.alpha / spec.rank);
         if (rc == AIL_OK)
             rc = llama_adapter_attach(&tr->llm, t->layer, llama_linear_index(t->suffix), spec.rank,
                                       spec.alpha / spec.rank, mi->A, mi->B);
     }
     H5Fclose(cache);
+    free(fps);
+    // reconstruction errors of whole modules, dealt over all ranks, then shared
+    double *diag = calloc((size_t)tr->ntargets * 3 + 1, sizeof *diag);
+    int world;
+    MPI_Comm_size(tr->comm, &world);
+    rc = ail_error_agree(tr->comm, rc == AIL_OK && !diag ? AIL_ERROR(AIL_ERR_MEM, "out of memory") : rc);
+    for (int i = tr->rank; i < tr->ntargets && rc == AIL_OK; i += world) {
+        rc = residual_diagnostics(tr, &tr->targets[i], &spec, &tr->init[i]);
+        const AdapterDiagnostics *d = &tr->init[i].diag;
+        diag[3 * i] = d->energy, diag[3 * i + 1] = d->recon_err_f64, diag[3 * i + 2] = d->recon_err_rounded;
+    }
+    rc = ail_error_agree(tr->comm, rc);
+    if (rc == AIL_OK) MPI_Allreduce(MPI_IN_PLACE, diag, 3 * tr->ntargets, MPI_DOUBLE, MPI_SUM, tr->comm);
+    for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++)
+        tr->init[i].diag = (AdapterDiagnostics){diag[3 * i], diag[3 * i + 1], diag[3 * i + 2]};
+    free(diag);
     return rc;
 }
 
@@ -319,6 +374,7 @@ static void format_eta(double seconds, char *buf, size_t len) {
 static int setup(Trainer *tr) {
     const TrainConfig *c = tr->cfg;
     AIL_CHECK(ail_error_agree(tr->comm, hfmodel_open(c->model, &tr->model)));
+    AIL_CHECK(fingerprint_model(tr->comm, &tr->model, tr->model_fp));  // recorded in run files
     if (!c->train_base)
         AIL_CHECK(ail_error_agree(tr->comm, hfmodel_targets(&tr->model, c->targets, &tr->targets, &tr->ntargets)));
     AIL_CHECK(ail_error_agree(tr->comm, llama_load_tp(&tr->model, tr->tp_comm, &tr->llm)));
@@ -343,7 +399,7 @@ static int setup(Trainer *tr) {
     tr->st = (RunState){.cfg = c, .config_text = tr->config_text, .targets = tr->targets,
                         .ntargets = tr->ntargets, .init = tr->init,
                         .llm = tr->tp > 1 ? &tr->whole : &tr->llm, .opt = tr->tp > 1 ? &tr->whole_opt : &tr->opt,
-                        .tp = tr->tp, .dp = tr->dp};
+                        .tp = tr->tp, .dp = tr->dp, .model_fingerprint = tr->model_fp};
     if (c->resume) {
         char path[1100];
         train_checkpoint_path(c->out, path, sizeof path);

@@ -33,7 +33,7 @@ static const Option keys[] = {
     OPT_DBL("ratio_q", ratio_q, "1", "[0, 1]", "ratio: principal fraction of q_proj"),
     OPT_DBL("ratio_v", ratio_v, "0", "[0, 1]", "ratio: principal fraction of v_proj"),
     OPT_DBL("ratio_other", ratio_other, "1", "[0, 1]", "ailora/ratio: principal fraction of other targets"),
-    OPT_CHOICE("lora_init", lora_init, "kaiming", "kaiming|gaussian", "lora: A ~ PEFT's kaiming-uniform or N(0, 1/r)"),
+    OPT_CHOICE("lora_init", lora_init, "kaiming", "kaiming|gaussian", "lora: A ~ PEFT's kaiming-uniform or normal, std 1/r"),
     OPT_LLONG("seed", seed, "0", "[0, inf)", "seed of adapters (lora) and data order"),
     OPT_INT("steps", steps, "100", "[1, inf)", "optimizer steps"),
     OPT_INT("batch_size", batch_size, "8", "[1, inf)", "global sequences per optimizer step"),
@@ -57,6 +57,8 @@ static const Option keys[] = {
     OPT_INT("dp", dp, "0", "[0, inf)", "data-parallel ranks (0: world size / tp)"),
     OPT_CHOICE("device", device, "cpu", "cpu|cuda", "cuda: one GPU per rank (ranks on a node take GPUs in turn)"),
     OPT_CHOICE("precision", precision, "bf16", "bf16|fp32", "cuda: bf16 weights and activations (fp32 adapters), or fp32"),
+    OPT_CHOICE("residual_dtype", residual_dtype, "model", "model|fp32",
+               "frozen W - sBA: formed in float64, rounded once to the model's dtype, or to fp32"),
     OPT_INT("preempt_at_step", preempt_at_step, "0", "[0, inf)",
             "act as if SIGUSR1 arrived after this step (requeue drills, tests; 0 = off)"),
 };
@@ -104,6 +106,9 @@ int config_validate(const TrainConfig *c, int world) {
     if (c->batch_size % ((long long)dp * c->grad_accum))
         return AIL_ERROR(AIL_ERR_ARG, "batch_size %d is not divisible by dp (%d) x grad_accum (%d)",
                          c->batch_size, dp, c->grad_accum);
+    if (!strcmp(c->residual_dtype, "fp32") && !strcmp(c->device, "cuda") && !strcmp(c->precision, "bf16"))
+        return AIL_ERROR(AIL_ERR_ARG, "residual_dtype = fp32 needs an fp32 engine: precision = bf16 holds weights in bf16 "
+                                      "(use precision = fp32 or residual_dtype = model)");
     if (!strcmp(c->device, "cuda") && c->train_base)
         return AIL_ERROR(AIL_ERR_ARG, "train_base = true runs on device = cpu only");
     return AIL_OK;
