@@ -65,6 +65,9 @@ static const Key keys[] = {
     {"precision", K_STR, F(precision), S(precision), "bf16", "cuda: bf16 (weights, activations; fp32 adapters) | fp32"},
     {"preempt_at_step", K_INT, F(preempt_at_step), 0, "0",
      "act as if SIGUSR1 arrived after this step (requeue drills, tests; 0 = off)"},
+    {"overwrite", K_BOOL, F(overwrite), 0, "false", "a fresh run may replace the run in `out` (deleted first)"},
+    {"checkpoint_minutes", K_DOUBLE, F(checkpoint_minutes), 0, "30",
+     "minutes between checkpoints, besides checkpoint_every (0: off)"},
 };
 #undef F
 #undef S
@@ -193,6 +196,11 @@ int config_validate(const TrainConfig *c, int world) {
         return AIL_ERROR(AIL_ERR_ARG, "precision must be bf16 or fp32, got \"%s\"", c->precision);
     if (!strcmp(c->device, "cuda") && c->train_base)
         return AIL_ERROR(AIL_ERR_ARG, "train_base = true runs on device = cpu only");
+    if (c->log_every <= 0) return AIL_ERROR(AIL_ERR_ARG, "log_every must be positive");
+    if (c->checkpoint_every < 0 || c->checkpoint_minutes < 0)
+        return AIL_ERROR(AIL_ERR_ARG, "checkpoint_every and checkpoint_minutes must be >= 0");
+    if (c->resume && c->overwrite)
+        return AIL_ERROR(AIL_ERR_ARG, "resume = true and overwrite = true contradict each other: pick one");
     double ratios[3] = {c->ratio_q, c->ratio_v, c->ratio_other};
     for (int i = 0; i < 3; i++)
         if (!(ratios[i] >= 0 && ratios[i] <= 1)) return AIL_ERROR(AIL_ERR_ARG, "ratios must lie in [0, 1]");
