@@ -11,7 +11,9 @@
 #    refuses a run file of another config
 #  - checkpoint_minutes: a run killed by SIGKILL has a checkpoint from before the
 #    kill when checkpoint_minutes is short, none when it is 0 (off)
-#  - train_base: out_model is refused unless overwrite=true, which replaces it
+#  - train_base: out_model is refused unless overwrite=true, which replaces it (a
+#    directory holding more than model files is refused), and a resume of a finished
+#    run writes a missing out_model
 . "${top_srcdir:-.}/tests/lib.sh"
 command -v setsid > /dev/null || { echo "SKIP: setsid not installed"; exit 77; }
 R="$top_srcdir/tests/reference"
@@ -146,6 +148,14 @@ sums "$WORK/model/model.safetensors"
 # shellcheck disable=SC2086
 expect_error "out_model $WORK/model already exists" "" "$AILORA" train $FULL out="$WORK/base2.h5" out_model="$WORK/model"
 untouched
+# overwrite=true deletes only what llama_save writes: a directory with more is refused whole
+mkdir "$WORK/model/mine"
+sums "$WORK/base.h5" "$WORK/base.h5.ckpt.h5" "$WORK/model/model.safetensors" "$WORK/model/config.json"
+# shellcheck disable=SC2086
+expect_error "holds mine, not only model files" "" "$AILORA" train $FULL seed=1 out="$WORK/base.h5" \
+    out_model="$WORK/model" overwrite=true
+untouched
+rmdir "$WORK/model/mine"
 # shellcheck disable=SC2086
 check "$AILORA" train $FULL seed=1 out="$WORK/base.h5" out_model="$WORK/model" overwrite=true
 CHECKS=$((CHECKS + 1))

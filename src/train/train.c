@@ -326,6 +326,31 @@ static int save(Trainer *tr, int checkpoint) {
 
 /* ---- the outputs of a run: never clobbered, never mixed ---------------------------- */
 
+/* A model directory written by llama_save holds files only: with doit 0 checks that
+ * (overwrite=true refuses anything else before it deletes anything), with doit 1
+ * deletes the files and the directory. */
+static int model_dir_remove(const char *dir, int doit) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return AIL_ERROR(AIL_ERR_IO, "overwrite=true: out_model %s is not a directory: remove it yourself", dir);
+    struct dirent *e;
+    char path[4200];
+    int rc = AIL_OK;
+    while (rc == AIL_OK && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            rc = AIL_ERROR(AIL_ERR_IO, "overwrite=true: out_model %s holds %s, not only model files: remove it "
+                           "yourself", dir, e->d_name);
+        else if (doit && unlink(path) != 0)
+            rc = AIL_ERROR(AIL_ERR_IO, "cannot remove %s", path);
+    }
+    closedir(d);
+    if (rc == AIL_OK && doit && rmdir(dir) != 0) rc = AIL_ERROR(AIL_ERR_IO, "cannot remove %s", dir);
+    return rc;
+}
+
 /* Rank 0: the refusals of outputs_check. Sets tr->start. */
 static int outputs_decide(Trainer *tr) {
     const TrainConfig *c = tr->cfg;
@@ -335,6 +360,7 @@ static int outputs_decide(Trainer *tr) {
     int have_model = c->train_base && file_exists(c->out_model);
     tr->start = START_FRESH;
     if (!c->resume) {
+        if (c->overwrite && have_model) return model_dir_remove(c->out_model, 0);
         if (c->overwrite || !(have_out || have_ckpt || have_model)) return AIL_OK;
         return AIL_ERROR(AIL_ERR_ARG, "%s %s already exists: a fresh run never replaces a run (resume=true "
                          "continues it, overwrite=true deletes it first)", have_out ? "out" : have_ckpt ? "checkpoint" :
@@ -355,9 +381,9 @@ static int outputs_decide(Trainer *tr) {
                                      i ? sizeof refused : sizeof tr->changed, &nrefused);
         if (rc == AIL_OK && nrefused)
             rc = AIL_ERROR(AIL_ERR_ARG, "resume=true: %s holds a run of another config: %s (a resume may change only "
-                           "steps, log_every, eval_every, checkpoint_every, checkpoint_minutes, preempt_at_step, out, "
-                           "tp, dp, grad_accum, and the device at the same precision; use another out, or "
-                           "overwrite=true without resume)", paths[i], refused);
+                           "steps (constant schedule), log_every, eval_every, checkpoint_every, checkpoint_minutes, "
+                           "preempt_at_step, out, tp, dp, grad_accum, and the device at the same precision; use "
+                           "another out, or overwrite=true without resume)", paths[i], refused);
         if (rc == AIL_OK && i == 0) {
             ckpt_steps = done;
             free(tr->config_text);  // the run file keeps the config the run was started with
@@ -389,29 +415,6 @@ static int outputs_check(Trainer *tr) {
     return AIL_OK;
 }
 
-/* Deletes a model directory written by llama_save: its files, then itself. A
- * directory holding anything else (a subdirectory) is refused. */
-static int remove_model_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return remove(dir) == 0 ? AIL_OK : AIL_ERROR(AIL_ERR_IO, "cannot remove %s", dir);
-    struct dirent *e;
-    char path[4200];
-    int rc = AIL_OK;
-    while (rc == AIL_OK && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(path, &sb) != 0 || S_ISDIR(sb.st_mode))
-            rc = AIL_ERROR(AIL_ERR_IO, "overwrite=true: out_model %s holds %s, not only model files: remove it yourself",
-                           dir, e->d_name);
-        else if (unlink(path) != 0)
-            rc = AIL_ERROR(AIL_ERR_IO, "cannot remove %s", path);
-    }
-    closedir(d);
-    if (rc == AIL_OK && rmdir(dir) != 0) rc = AIL_ERROR(AIL_ERR_IO, "cannot remove %s", dir);
-    return rc;
-}
-
 /* overwrite=true: deletes the previous run (checkpoint first, then the run file,
  * then out_model), so nothing of it can be mixed into this one. */
 static int outputs_clear(Trainer *tr) {
@@ -421,12 +424,13 @@ static int outputs_clear(Trainer *tr) {
         char ckpt[1100];
         train_checkpoint_path(c->out, ckpt, sizeof ckpt);
         const char *paths[2] = {ckpt, c->out};
+        int deleted = 0;
         for (int i = 0; i < 2 && rc == AIL_OK; i++)
-            if (file_exists(paths[i]) && remove(paths[i]) != 0)
+            if (file_exists(paths[i]) && ++deleted && remove(paths[i]) != 0)
                 rc = AIL_ERROR(AIL_ERR_IO, "overwrite=true: cannot remove %s", paths[i]);
-        if (rc == AIL_OK && c->train_base && file_exists(c->out_model)) rc = remove_model_dir(c->out_model);
-        if (rc == AIL_OK && file_exists(c->out) + file_exists(ckpt) == 0)
-            printf("overwrite=true: the previous run in %s is deleted\n", c->out);
+        if (rc == AIL_OK && c->train_base && file_exists(c->out_model) && ++deleted)
+            rc = model_dir_remove(c->out_model, 1);
+        if (rc == AIL_OK && deleted) printf("overwrite=true: deleted the previous run in %s\n", c->out);
     }
     return ail_error_agree(tr->comm, rc);
 }
@@ -653,7 +657,9 @@ int train_run(MPI_Comm comm, const TrainConfig *cfg) {
         MPI_Comm_split(comm, tr.dp_rank, tr.tp_rank, &tr.tp_comm);
         MPI_Comm_split(comm, tr.tp_rank, tr.dp_rank, &tr.dp_comm);
     }
-    tr.config_text = config_dump(cfg);
+    TrainConfig run = *cfg;  // the run's config, not how ailora was invoked this time
+    run.resume = run.overwrite = 0;
+    tr.config_text = config_dump(&run);
     if (rc == AIL_OK) rc = setup(&tr);
     if (rc == AIL_OK) rc = train_loop(&tr, &status);
     teardown(&tr);
