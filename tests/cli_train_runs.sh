@@ -124,6 +124,7 @@ for np in 1 2; do
                 checkpoint_every=0 checkpoint_minutes=$minutes out="$k" > "$WORK/k.out" 2>&1 &
         fi
         pid=$!
+        for _ in $(seq 100); do [ "$(session_of $pid)" = $pid ] && break; sleep 0.01; done  # setsid ran
         for _ in $(seq 600); do
             [ "$("$H5COMPARE" --attr "$k" / steps_done 2> /dev/null || echo 0)" -ge 3 ] && break
             kill -0 $pid 2> /dev/null || break

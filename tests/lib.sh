@@ -55,7 +55,20 @@ expect_error() {
 
 # session_pids SID: the processes of session SID (a run started with setsid: mpirun
 # and its ranks, which Open MPI puts in process groups of their own, or ailora)
-session_pids() { ps -eo pid=,sid= | awk -v s="$1" '$2 == s {print $1}'; }
+# (read from /proc: no procps needed)
+session_of() {  # session_of PID: its session id (empty once it is gone)
+    local stat rest
+    read -r stat 2> /dev/null < "/proc/$1/stat" || return 0
+    rest=${stat##*) }  # the fields after "(comm)": state ppid pgrp session ...
+    # shellcheck disable=SC2086
+    set -- $rest
+    echo "$4"
+}
+session_pids() {
+    local d
+    for d in /proc/[0-9]*; do [ "$(session_of "${d#/proc/}")" = "$1" ] && echo "${d#/proc/}"; done
+    return 0
+}
 
 # kill_session SID: SIGKILL every process of the session at once (a node loss: no
 # handler runs), then wait until all are gone

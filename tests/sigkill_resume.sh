@@ -62,7 +62,8 @@ for np in 1 2; do
         # them, the others start beside them
         [ $((i % 3)) -eq 0 ] || rm -f "$out.partial" "$out.ckpt.h5.partial"
         launch "$np" "$out"
-        [ "$(ps -o sid= -p "$PID" | tr -d ' ')" = "$PID" ] || fail "setsid did not start a session of its own"
+        for _ in $(seq 100); do [ "$(session_of "$PID")" = "$PID" ] && break; sleep 0.01; done  # setsid ran
+        [ "$(session_of "$PID")" = "$PID" ] || fail "setsid did not start a session of its own"
         case $((i % 3)) in
         0) sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.2 + 1.0 * r / 32768 }')" ;;
         1) wait_for "$out.ckpt.h5.partial" 20 && sleep "0.0$((RANDOM % 4))" ;;  # a checkpoint being written
