@@ -26,7 +26,10 @@ Every run writes <out_dir>/<name>/runs/<run name>.h5, the run name being its gri
 values (method-ailora_seed-1). The manifest (<out_dir>/<name>/manifest.tsv: index,
 run name, status, overrides) is written before anything runs. A run whose file
 already holds all its steps is skipped ("done"), so submitting again only runs what
-is missing; a run with a checkpoint resumes from it.
+is missing. Every run is started with resume=true: it continues from its checkpoint,
+or starts from scratch when there is none yet (a task requeued before its first
+checkpoint), and ailora refuses to continue a run whose stored config differs from
+the spec's in anything but steps and output cadence (README, Training: Resume).
 """
 import argparse
 import configparser
@@ -86,7 +89,11 @@ def status_of(overrides):
                 steps_done = int(f.attrs["steps_done"])
                 config = f.attrs["config"]
                 config = config.decode() if isinstance(config, bytes) else str(config)
+            # the spec's steps when it sets them: the stored config keeps the steps the
+            # run was started with, and a resume may extend them
             steps = [line.split("=", 1)[1].strip() for line in config.splitlines() if line.startswith("steps ")]
+            if "steps" in overrides:
+                steps = [overrides["steps"]]
             if steps and steps_done >= int(steps[0]):
                 return "done"
         except Exception:  # unreadable or partial: run it again
@@ -100,8 +107,7 @@ def command(sweep, overrides, ailora):
     if sweep.get("config"):
         args.append(sweep["config"])
     args += [f"{k}={v}" for k, v in overrides.items()]
-    if status_of(overrides) == "resume":
-        args.append("resume=true")
+    args.append("resume=true")  # continue from a checkpoint, or start when there is none
     return args
 
 
@@ -165,10 +171,8 @@ export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-1}}
 line=$(awk -F'\\t' -v i="$SLURM_ARRAY_TASK_ID" '$1 == i' {manifest})
 name=$(printf '%s' "$line" | cut -f2)
 args=$(printf '%s' "$line" | cut -f4)
-out=$(printf '%s' "$args" | tr ' ' '\\n' | sed -n 's/^out=//p')
-extra=""
-[ -f "$out.ckpt.h5" ] && extra="resume=true"
-srun --mpi={mpi} {ailora} train {config} $args $extra &
+# resume=true: continue from the checkpoint, or start when there is none yet
+srun --mpi={mpi} {ailora} train {config} $args resume=true &
 child=$!
 trap 'kill -USR1 $child 2>/dev/null' USR1
 wait $child; rc=$?

@@ -53,6 +53,35 @@ expect_error() {
     fi
 }
 
+# session_pids SID: the processes of session SID (a run started with setsid: mpirun
+# and its ranks, which Open MPI puts in process groups of their own, or ailora)
+# (read from /proc: no procps needed)
+session_of() {  # session_of PID: its session id (empty once it is gone)
+    local stat rest
+    read -r stat 2> /dev/null < "/proc/$1/stat" || return 0
+    rest=${stat##*) }  # the fields after "(comm)": state ppid pgrp session ...
+    # shellcheck disable=SC2086
+    set -- $rest
+    echo "$4"
+}
+session_pids() {
+    local d
+    for d in /proc/[0-9]*; do [ "$(session_of "${d#/proc/}")" = "$1" ] && echo "${d#/proc/}"; done
+    return 0
+}
+
+# kill_session SID: SIGKILL every process of the session at once (a node loss: no
+# handler runs), then wait until all are gone
+kill_session() {
+    local pids
+    pids=$(session_pids "$1")
+    # shellcheck disable=SC2086
+    [ -z "$pids" ] || kill -KILL $pids 2> /dev/null
+    wait "$1" 2> /dev/null
+    for _ in $(seq 200); do [ -z "$(session_pids "$1")" ] && return 0; sleep 0.05; done
+    fail "processes of the killed run still alive: $(session_pids "$1")"
+}
+
 finish() {
     echo "$(basename "$0"): $CHECKS checks, $FAILED failed"
     [ "$FAILED" -eq 0 ]

@@ -8,8 +8,12 @@
  *   /train/step (int64), loss, lr, grad_norm, tokens_per_s
  *   /eval/step (int64), loss, ppl, exact_match (NaN when not measured)
  *   root attributes: format, version, method, rank, alpha, ratio_q, ratio_v,
- *     ratio_other, seed, task, model, targets, steps_done, config (resolved text),
- *     model_fingerprint, fingerprint_algorithm, residual_dtype (model | fp32)
+ *     ratio_other, seed, task, model, targets, steps_done, config (resolved text
+ *     of the run as it was started: never rewritten by a resume),
+ *     model_fingerprint, fingerprint_algorithm, residual_dtype (model | fp32), and
+ *     after a resume resume_steps [n] int64 (steps_done at each resume) and resumes
+ *     (one line per resume: "step N: key old -> new, ..." naming the allowed keys
+ *     that changed, or "step N: same config")
  *   attributes of /adapters/<module>: fingerprint (source tensor, fingerprint.h),
  *     residual_dtype (the dtype W_res was rounded to), energy, recon_err_f64,
  *     recon_err_rounded (||W - W_res - s B0 A0||_F / ||W||_F with W_res in float64
@@ -57,13 +61,34 @@ typedef struct {
     int tp, dp;              /* this run's layout */
     int ckpt_tp, ckpt_dp;    /* the layout of the checkpoint read, if any */
     const char *model_fingerprint;  /* of the model directory (fingerprint.h) */
+    int nresumes;            /* resumes of this run so far: */
+    long long *resume_steps; /*   [nresumes] steps_done at each */
+    char *resumes;           /*   one line each (malloc'ed; NULL when none) */
 } RunState;
 
-/* Writes path atomically (one rank, serial HDF5). with_optimizer: a checkpoint. */
+/* Writes path atomically (one rank, serial HDF5). with_optimizer: a checkpoint.
+ * Test hook: the environment variable AILORA_TEST_COMMIT_PAUSE_MS=N pauses N ms
+ * between finishing "<path>.partial" and committing it (tests/sigkill_resume.sh
+ * widens the window a kill can fall into). */
 int runfile_write(const char *path, const RunState *st, int with_optimizer);
 /* Restores adapters, optimizer state, logs and step from a checkpoint written by
  * the same configuration; a different method, rank, residual_dtype or model
  * (fingerprint) is refused. */
 int checkpoint_read(const char *path, RunState *st);
+/* Appends "step N: <changed>" to st's resume record (changed: "" = same config). */
+int runstate_add_resume(RunState *st, long step, const char *changed);
+void runstate_free_resumes(RunState *st);
+
+/* The config text (malloc'ed) and steps_done of a run file or checkpoint. */
+int runfile_read_head(const char *path, char **config_text, long *steps_done);
+
+/* Compares the config a run was started with (stored: config_dump text) with the
+ * one given now, key by key; a key absent from stored (added to ailora later)
+ * counts as its default. Keys a resume may change (runfile.c: the steps and
+ * output cadence, the parallel layout, the device at the same compute precision)
+ * go to changed, every other difference to refused, each as "key old -> new",
+ * comma-separated ("" when none); *nrefused counts the refused keys. */
+int runfile_config_diff(const char *stored, const TrainConfig *cfg, char *refused, size_t rlen, char *changed,
+                        size_t clen, int *nrefused);
 
 #endif

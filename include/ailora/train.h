@@ -3,7 +3,8 @@
  *
  * Exit statuses of the program (train_run's return value maps onto them):
  *   0   finished: the run file holds the whole curve and the final adapters
- *   1   error (bad config, missing files, ...): one line on stderr
+ *   1   error (bad config, missing files, a run in `out` that a fresh run would replace
+ *       or a resume would mix with another config, ...): one line on stderr
  *   3   the loss became NaN or infinite: stopped; the checkpoint holds the last good step
  *   75  SIGTERM or SIGUSR1 (Slurm preemption / time limit): checkpointed at the step
  *       boundary; rerun with resume=true to continue

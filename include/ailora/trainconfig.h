@@ -28,6 +28,8 @@ typedef struct {
     int log_every, eval_every, checkpoint_every, eval_batches, max_new_tokens;
     int tp, dp;
     int preempt_at_step;
+    int overwrite;              /* a fresh run may replace an existing run in `out` */
+    double checkpoint_minutes;  /* a checkpoint at least this often (0: off) */
 } TrainConfig;
 
 void config_defaults(TrainConfig *cfg);

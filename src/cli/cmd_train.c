@@ -17,6 +17,11 @@ static const char *const train_usage =
     "\n"
     "exit status: 0 done, 1 error, 3 NaN/Inf loss (checkpoint of the last good\n"
     "step kept), 75 SIGTERM/SIGUSR1 received (checkpointed: rerun with resume=true)\n"
+    "\n"
+    "A run is never replaced or mixed: a fresh run onto an existing `out` is refused\n"
+    "(overwrite=true deletes it first); resume=true continues it only under the same\n"
+    "config up to steps, output cadence, layout and device (README: Training), and\n"
+    "starts from scratch when there is no checkpoint yet.\n"
     "\n";
 
 int cmd_train(int argc, char **argv) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ailora/error.h"
 #include "ailora/fileio.h"
@@ -142,6 +143,10 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
     AIL_CHECK(h5io_attr_int(f, "steps_done", st->step));
     AIL_CHECK(h5io_attr_str(f, "config", st->config_text));
     AIL_CHECK(write_provenance_root(f, st));
+    if (st->nresumes > 0) {
+        AIL_CHECK(h5io_attr_ints(f, "resume_steps", st->nresumes, st->resume_steps));
+        AIL_CHECK(h5io_attr_str(f, "resumes", st->resumes));
+    }
     for (int i = 0; i < st->ntargets; i++) {
         const ModuleInit *mi = &st->init[i];
         const char *name = st->targets[i].name;
@@ -201,6 +206,11 @@ int runfile_write(const char *path, const RunState *st, int with_optimizer) {
     if (f < 0) return AIL_ERROR(AIL_ERR_IO, "cannot create %s", partial);
     int rc = write_contents(f, st, with_optimizer);
     if (H5Fclose(f) < 0 && rc == AIL_OK) rc = AIL_ERROR(AIL_ERR_IO, "cannot close %s", partial);
+    const char *pause = getenv("AILORA_TEST_COMMIT_PAUSE_MS");  // test hook (runfile.h)
+    if (pause && atoi(pause) > 0) {
+        struct timespec ts = {.tv_sec = atoi(pause) / 1000, .tv_nsec = (long)(atoi(pause) % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (rc == AIL_OK) rc = file_commit(path);
     if (rc != AIL_OK) remove(partial);
     return rc;
@@ -238,6 +248,77 @@ static long long attr_int(hid_t f, const char *name) {
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
     if (a >= 0) H5Aread(a, H5T_NATIVE_LLONG, &v), H5Aclose(a);
     return v;
+}
+
+/* A string attribute of any length (malloc'ed); NULL when absent. */
+static char *attr_text(hid_t obj, const char *name) {
+    if (H5Aexists(obj, name) <= 0) return NULL;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = H5Aget_type(a);
+    char *text = NULL;
+    if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
+        size_t size = H5Tget_size(ft);
+        hid_t mt = H5Tcopy(ft);
+        H5Tset_size(mt, size + 1);
+        H5Tset_strpad(mt, H5T_STR_NULLTERM);
+        text = malloc(size + 1);
+        if (text && H5Aread(a, mt, text) < 0) free(text), text = NULL;
+        H5Tclose(mt);
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    return text;
+}
+
+static long long attr_int(hid_t f, const char *name);
+
+int runfile_read_head(const char *path, char **config_text, long *steps_done) {
+    hid_t f;
+    AIL_CHECK(h5io_open_read(path, &f));
+    *config_text = attr_text(f, "config");
+    *steps_done = (long)attr_int(f, "steps_done");
+    H5Fclose(f);
+    if (!*config_text || *steps_done < 0) {
+        free(*config_text), *config_text = NULL;
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s is not an ailora run file (no config or steps_done)", path);
+    }
+    return AIL_OK;
+}
+
+int runstate_add_resume(RunState *st, long step, const char *changed) {
+    char line[1200];
+    snprintf(line, sizeof line, "step %ld: %s\n", step, changed[0] ? changed : "same config");
+    size_t old = st->resumes ? strlen(st->resumes) : 0;
+    char *text = realloc(st->resumes, old + strlen(line) + 1);
+    long long *steps = realloc(st->resume_steps, sizeof(long long) * (size_t)(st->nresumes + 1));
+    if (text) st->resumes = text;
+    if (steps) st->resume_steps = steps;
+    if (!text || !steps) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    memcpy(text + old, line, strlen(line) + 1);
+    steps[st->nresumes++] = step;
+    return AIL_OK;
+}
+
+void runstate_free_resumes(RunState *st) {
+    free(st->resumes), free(st->resume_steps);
+    st->resumes = NULL, st->resume_steps = NULL, st->nresumes = 0;
+}
+
+/* Reads the resume record of a checkpoint into st (none: left empty). */
+static int read_resumes(hid_t f, RunState *st) {
+    runstate_free_resumes(st);
+    if (H5Aexists(f, "resume_steps") <= 0) return AIL_OK;
+    hid_t a = H5Aopen(f, "resume_steps", H5P_DEFAULT), sp = H5Aget_space(a);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    int rc = AIL_OK;
+    st->resume_steps = malloc(sizeof(long long) * (size_t)(n > 0 ? n : 1));
+    st->resumes = attr_text(f, "resumes");
+    if (!st->resume_steps || !st->resumes || n <= 0 || H5Aread(a, H5T_NATIVE_LLONG, st->resume_steps) < 0)
+        rc = AIL_ERROR(AIL_ERR_FORMAT, "unreadable resume record (resume_steps, resumes)");
+    else
+        st->nresumes = (int)n;
+    H5Sclose(sp);
+    H5Aclose(a);
+    return rc;
 }
 
 int checkpoint_read(const char *path, RunState *st) {
@@ -304,6 +385,96 @@ int checkpoint_read(const char *path, RunState *st) {
         if (rc == AIL_OK) rc = read_log(f, "/eval/exact_match", &e->count, &e->exact_match);
         e->cap = e->count;
     }
+    if (rc == AIL_OK) rc = read_resumes(f, st);
     H5Fclose(f);
     return rc;
+}
+
+/* ---- what a resume may change ---------------------------------------------------------- */
+
+/* The value of key in config_dump text (into buf); 0 when the key is absent. */
+static int config_lookup(const char *text, const char *key, char *buf, size_t len) {
+    size_t kl = strlen(key);
+    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, key, kl) || strncmp(line + kl, " = ", 3)) continue;
+        const char *v = line + kl + 3, *end = strchr(v, '\n');
+        snprintf(buf, len, "%.*s", (int)(end ? end - v : (long)strlen(v)), v);
+        return 1;
+    }
+    return 0;
+}
+
+/* cpu computes in float32 whatever `precision` says; cuda in `precision`. */
+static const char *compute_precision(const char *text, const char *fallback_text, char *buf, size_t len) {
+    char device[64] = "cpu";
+    if (!config_lookup(text, "device", device, sizeof device)) config_lookup(fallback_text, "device", device, sizeof device);
+    if (strcmp(device, "cuda")) return "fp32";
+    if (!config_lookup(text, "precision", buf, len)) config_lookup(fallback_text, "precision", buf, len);
+    return buf;
+}
+
+static void list_add(char *list, size_t len, const char *key, const char *a, const char *b, const char *why) {
+    size_t used = strlen(list);
+    snprintf(list + used, len - used, "%s%s %s -> %s%s", used ? ", " : "", key, a[0] ? a : "\"\"",
+             b[0] ? b : "\"\"", why);
+}
+
+int runfile_config_diff(const char *stored, const TrainConfig *cfg, char *refused, size_t rlen, char *changed,
+                        size_t clen, int *nrefused) {
+    // Keys that change neither the model, the data, the optimizer nor what is measured:
+    // how far to go, how often to log / evaluate / checkpoint, where the files live,
+    // and how the same global batch is spread over ranks and micro-batches.
+    static const char *const may_change[] = {"steps", "log_every", "eval_every", "checkpoint_every",
+                                             "checkpoint_minutes", "preempt_at_step", "out", "tp", "dp",
+                                             "grad_accum", "device", "precision"};
+    TrainConfig d;
+    config_defaults(&d);
+    char *now = config_dump(cfg), *defaults = config_dump(&d);
+    refused[0] = changed[0] = '\0';
+    if (!now || !defaults) {
+        free(now), free(defaults);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    }
+    char p_then[64] = "", p_now[64] = "";
+    const char *prec_then = compute_precision(stored, defaults, p_then, sizeof p_then);
+    const char *prec_now = compute_precision(now, defaults, p_now, sizeof p_now);
+    *nrefused = 0;
+    char key[128], a[1100], b[1100], why[128];
+    for (const char *line = now; *line; line = strchr(line, '\n') + 1) {
+        const char *eq = strstr(line, " = ");
+        if (!eq || !strchr(line, '\n')) break;
+        snprintf(key, sizeof key, "%.*s", (int)(eq - line), line);
+        if (!strcmp(key, "resume") || !strcmp(key, "overwrite")) continue;  // how ailora was invoked
+        config_lookup(now, key, b, sizeof b);
+        if (!config_lookup(stored, key, a, sizeof a)) config_lookup(defaults, key, a, sizeof a);
+        if (!strcmp(a, b)) continue;
+        int ok = 0;
+        why[0] = '\0';
+        for (size_t i = 0; i < sizeof may_change / sizeof *may_change; i++) ok |= !strcmp(key, may_change[i]);
+        if (!strcmp(key, "steps") && cfg->optim.schedule != SCHEDULE_CONSTANT) {
+            ok = 0;  // the linear / cosine lr of every later step depends on steps
+            snprintf(why, sizeof why, " (the %s schedule depends on it)", schedule_name(cfg->optim.schedule));
+        }
+        if ((!strcmp(key, "device") || !strcmp(key, "precision")) && strcmp(prec_then, prec_now)) {
+            ok = 0;  // same numbers on either device only at the same precision
+            snprintf(why, sizeof why, " (compute precision %s -> %s)", prec_then, prec_now);
+        }
+        if (ok) {
+            list_add(changed, clen, key, a, b, why);
+        } else {
+            list_add(refused, rlen, key, a, b, why);
+            (*nrefused)++;
+        }
+    }
+    for (const char *line = stored; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        const char *eq = strstr(line, " = ");
+        if (!eq) break;
+        snprintf(key, sizeof key, "%.*s", (int)(eq - line), line);
+        if (config_lookup(now, key, b, sizeof b)) continue;
+        config_lookup(stored, key, a, sizeof a);
+        list_add(refused, rlen, key, a, "(a key this ailora does not know)", "");
+        (*nrefused)++;
+    }
+    free(now), free(defaults);
+    return AIL_OK;
 }

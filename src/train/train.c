@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ailora/dataset.h"
 #include "ailora/error.h"
@@ -19,6 +21,7 @@
 #include "ailora/gpu.h"
 #include "ailora/safetensors.h"
 #include "ailora/adapter.h"
+#include "ailora/fileio.h"
 
 static volatile sig_atomic_t g_stop_signal = 0;
 
@@ -53,7 +56,13 @@ typedef struct {
     RunState st;
     char *config_text;
     char model_fp[FINGERPRINT_HEX]; /* fingerprint of the model directory (fingerprint.h) */
+    int start;            /* START_*: how this run begins (outputs_check) */
+    char changed[1024];   /* rank 0, START_CHECKPOINT: allowed keys that differ from the stored config */
 } Trainer;
+
+/* How a run starts: with nothing (a fresh run, or resume=true before any
+ * checkpoint exists), or from the checkpoint in `out`.ckpt.h5. */
+enum { START_FRESH, START_CHECKPOINT };
 
 #ifdef AILORA_REAL_DOUBLE
 #define MPI_REAL_T MPI_DOUBLE
@@ -356,12 +365,127 @@ static int save(Trainer *tr, int checkpoint) {
     int rc = ail_error_agree(tr->comm, engine_sync(&tr->eng, 1));
     if (rc == AIL_OK && tr->tp > 1) rc = whole_sync(tr, 1);
     if (rc == AIL_OK && tr->rank == 0) {
-        rc = runfile_write(tr->cfg->out, &tr->st, 0);
-        if (rc == AIL_OK && checkpoint) {
+        // Checkpoint first, then the run file: each commit is atomic (fileio.h), and a
+        // kill between the two leaves the older run file next to the newer checkpoint,
+        // which holds everything the run file does; the resume rewrites the run file.
+        // The other order could leave a finished run file beside an unfinished checkpoint.
+        if (checkpoint) {
             char path[1100];
             train_checkpoint_path(tr->cfg->out, path, sizeof path);
             rc = runfile_write(path, &tr->st, 1);
         }
+        if (rc == AIL_OK) rc = runfile_write(tr->cfg->out, &tr->st, 0);
+    }
+    return ail_error_agree(tr->comm, rc);
+}
+
+/* ---- the outputs of a run: never clobbered, never mixed ---------------------------- */
+
+/* A model directory written by llama_save holds files only: with doit 0 checks that
+ * (overwrite=true refuses anything else before it deletes anything), with doit 1
+ * deletes the files and the directory. */
+static int model_dir_remove(const char *dir, int doit) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return AIL_ERROR(AIL_ERR_IO, "overwrite=true: out_model %s is not a directory: remove it yourself", dir);
+    struct dirent *e;
+    char path[4200];
+    int rc = AIL_OK;
+    while (rc == AIL_OK && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            rc = AIL_ERROR(AIL_ERR_IO, "overwrite=true: out_model %s holds %s, not only model files: remove it "
+                           "yourself", dir, e->d_name);
+        else if (doit && unlink(path) != 0)
+            rc = AIL_ERROR(AIL_ERR_IO, "cannot remove %s", path);
+    }
+    closedir(d);
+    if (rc == AIL_OK && doit && rmdir(dir) != 0) rc = AIL_ERROR(AIL_ERR_IO, "cannot remove %s", dir);
+    return rc;
+}
+
+/* Rank 0: the refusals of outputs_check. Sets tr->start. */
+static int outputs_decide(Trainer *tr) {
+    const TrainConfig *c = tr->cfg;
+    char ckpt[1100];
+    train_checkpoint_path(c->out, ckpt, sizeof ckpt);
+    int have_out = file_exists(c->out), have_ckpt = file_exists(ckpt);
+    int have_model = c->train_base && file_exists(c->out_model);
+    tr->start = START_FRESH;
+    if (!c->resume) {
+        if (c->overwrite && have_model) return model_dir_remove(c->out_model, 0);
+        if (c->overwrite || !(have_out || have_ckpt || have_model)) return AIL_OK;
+        return AIL_ERROR(AIL_ERR_ARG, "%s %s already exists: a fresh run never replaces a run (resume=true "
+                         "continues it, overwrite=true deletes it first)", have_out ? "out" : have_ckpt ? "checkpoint" :
+                         "out_model", have_out ? c->out : have_ckpt ? ckpt : c->out_model);
+    }
+    // resume: the checkpoint (and a run file beside it) must hold this run's config
+    const char *paths[2] = {ckpt, c->out};
+    int have[2] = {have_ckpt, have_out};
+    long ckpt_steps = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!have[i]) continue;
+        char *stored = NULL, refused[1024];
+        long done;
+        int nrefused = 0;
+        int rc = runfile_read_head(paths[i], &stored, &done);
+        if (rc == AIL_OK)
+            rc = runfile_config_diff(stored, c, refused, sizeof refused, i ? refused : tr->changed,
+                                     i ? sizeof refused : sizeof tr->changed, &nrefused);
+        if (rc == AIL_OK && nrefused)
+            rc = AIL_ERROR(AIL_ERR_ARG, "resume=true: %s holds a run of another config: %s (a resume may change only "
+                           "steps (constant schedule), log_every, eval_every, checkpoint_every, checkpoint_minutes, "
+                           "preempt_at_step, out, tp, dp, grad_accum, and the device at the same precision; use "
+                           "another out, or overwrite=true without resume)", paths[i], refused);
+        if (rc == AIL_OK && i == 0) {
+            ckpt_steps = done;
+            free(tr->config_text);  // the run file keeps the config the run was started with
+            tr->config_text = stored, stored = NULL;
+        }
+        free(stored);
+        AIL_CHECK(rc);
+    }
+    if (have_ckpt && ckpt_steps > c->steps)
+        return AIL_ERROR(AIL_ERR_ARG, "resume=true: %s is at step %ld, beyond steps = %d", ckpt, ckpt_steps, c->steps);
+    if (have_model && (!have_ckpt || ckpt_steps < c->steps))
+        return AIL_ERROR(AIL_ERR_ARG, "out_model %s already exists but the run in %s is not finished", c->out_model,
+                         c->out);
+    tr->start = have_ckpt ? START_CHECKPOINT : START_FRESH;
+    return AIL_OK;
+}
+
+/* Decides, before anything is read or written, how the run starts (rank 0 looks,
+ * every rank agrees):
+ *  - resume=false: `out`, its checkpoint (and, train_base, out_model) must not exist,
+ *    unless overwrite=true (outputs_clear deletes them once setup has succeeded);
+ *  - resume=true: a checkpoint must hold the same config up to the keys a resume may
+ *    change (runfile_config_diff), and so must a run file; without a checkpoint the
+ *    run starts from scratch (a job requeued before its first checkpoint). */
+static int outputs_check(Trainer *tr) {
+    int rc = tr->rank == 0 ? outputs_decide(tr) : AIL_OK;
+    AIL_CHECK(ail_error_agree(tr->comm, rc));
+    MPI_Bcast(&tr->start, 1, MPI_INT, 0, tr->comm);
+    return AIL_OK;
+}
+
+/* overwrite=true: deletes the previous run (checkpoint first, then the run file,
+ * then out_model), so nothing of it can be mixed into this one. */
+static int outputs_clear(Trainer *tr) {
+    const TrainConfig *c = tr->cfg;
+    int rc = AIL_OK;
+    if (tr->rank == 0 && c->overwrite) {
+        char ckpt[1100];
+        train_checkpoint_path(c->out, ckpt, sizeof ckpt);
+        const char *paths[2] = {ckpt, c->out};
+        int deleted = 0;
+        for (int i = 0; i < 2 && rc == AIL_OK; i++)
+            if (file_exists(paths[i]) && ++deleted && remove(paths[i]) != 0)
+                rc = AIL_ERROR(AIL_ERR_IO, "overwrite=true: cannot remove %s", paths[i]);
+        if (rc == AIL_OK && c->train_base && file_exists(c->out_model) && ++deleted)
+            rc = model_dir_remove(c->out_model, 1);
+        if (rc == AIL_OK && deleted) printf("overwrite=true: deleted the previous run in %s\n", c->out);
     }
     return ail_error_agree(tr->comm, rc);
 }
@@ -373,17 +497,13 @@ static void format_eta(double seconds, char *buf, size_t len) {
 
 static int setup(Trainer *tr) {
     const TrainConfig *c = tr->cfg;
+    AIL_CHECK(outputs_check(tr));
     AIL_CHECK(ail_error_agree(tr->comm, hfmodel_open(c->model, &tr->model)));
     AIL_CHECK(fingerprint_model(tr->comm, &tr->model, tr->model_fp));  // recorded in run files
     if (!c->train_base)
         AIL_CHECK(ail_error_agree(tr->comm, hfmodel_targets(&tr->model, c->targets, &tr->targets, &tr->ntargets)));
     AIL_CHECK(ail_error_agree(tr->comm, llama_load_tp(&tr->model, tr->tp_comm, &tr->llm)));
-    if (c->train_base) {
-        struct stat sb;
-        int rc = stat(c->out_model, &sb) == 0 ? AIL_ERROR(AIL_ERR_IO, "out_model %s already exists", c->out_model)
-                                              : llama_enable_base_grads(&tr->llm);
-        AIL_CHECK(ail_error_agree(tr->comm, rc));
-    }
+    if (c->train_base) AIL_CHECK(ail_error_agree(tr->comm, llama_enable_base_grads(&tr->llm)));
     AIL_CHECK(ail_error_agree(tr->comm, dataset_load(c->train_data, tr->llm.V, &tr->train)));
     if (c->eval_data[0]) AIL_CHECK(ail_error_agree(tr->comm, dataset_load(c->eval_data, tr->llm.V, &tr->eval)));
     if (tr->eval.n && tr->eval.T != tr->train.T)
@@ -400,23 +520,26 @@ static int setup(Trainer *tr) {
                         .ntargets = tr->ntargets, .init = tr->init,
                         .llm = tr->tp > 1 ? &tr->whole : &tr->llm, .opt = tr->tp > 1 ? &tr->whole_opt : &tr->opt,
                         .tp = tr->tp, .dp = tr->dp, .model_fingerprint = tr->model_fp};
-    if (c->resume) {
+    if (c->resume && tr->start == START_FRESH && tr->rank == 0)
+        printf("resume=true: no checkpoint %s.ckpt.h5 yet: starting from scratch\n", c->out);
+    if (tr->start == START_CHECKPOINT) {
         char path[1100];
         train_checkpoint_path(c->out, path, sizeof path);
-        int rc = AIL_OK;
-        struct stat sb;
-        if (stat(path, &sb) != 0)
-            rc = AIL_ERROR(AIL_ERR_IO, "resume=true but there is no checkpoint %s", path);
-        if (rc == AIL_OK) rc = checkpoint_read(path, &tr->st);
+        int rc = checkpoint_read(path, &tr->st);
         if (rc == AIL_OK && tr->tp > 1) rc = whole_sync(tr, 0);
+        if (rc == AIL_OK && tr->rank == 0 && tr->st.step < c->steps)  // recorded apart from the stored config
+            rc = runstate_add_resume(&tr->st, tr->st.step, tr->changed);
         AIL_CHECK(ail_error_agree(tr->comm, rc));
-        if (tr->rank == 0) printf("resuming %s at step %ld\n", c->out, tr->st.step);
+        if (tr->rank == 0)
+            printf("resuming %s at step %ld%s%s\n", c->out, tr->st.step, tr->changed[0] ? "; changed: " : "",
+                   tr->changed);
         if (tr->rank == 0 && (tr->st.ckpt_tp != tr->tp || tr->st.ckpt_dp != tr->dp))
             printf("note: the checkpoint was written on tp=%d x dp=%d, this run is tp=%d x dp=%d: the curve continues "
                    "equal up to float rounding, not bit for bit\n", tr->st.ckpt_tp, tr->st.ckpt_dp, tr->tp, tr->dp);
     }
-    return engine_create(&tr->eng, c->device, c->precision, &tr->llm, &tr->opt, tr->comm, tr->tp_comm, tr->dp_comm,
-                         tr->micro, tr->train.T);
+    AIL_CHECK(engine_create(&tr->eng, c->device, c->precision, &tr->llm, &tr->opt, tr->comm, tr->tp_comm,
+                            tr->dp_comm, tr->micro, tr->train.T));
+    return outputs_clear(tr);  // the last step of setup: a failed setup deletes nothing
 }
 
 static void teardown(Trainer *tr) {
@@ -425,6 +548,7 @@ static void teardown(Trainer *tr) {
     free(tr->init);
     trainlog_free(&tr->st.train);
     evallog_free(&tr->st.eval);
+    runstate_free_resumes(&tr->st);
     whole_free(tr);
     adamw_free(&tr->opt);
     dataset_free(&tr->train);
@@ -448,6 +572,28 @@ static int record_eval(Trainer *tr, long step) {
     return evallog_append(&tr->st.eval, step, loss, em);
 }
 
+/* A resume of a finished checkpoint: rewrites a run file left behind by a kill
+ * between the final commits (or deleted), and writes out_model if it is missing. */
+static int finish_outputs(Trainer *tr) {
+    const TrainConfig *c = tr->cfg;
+    int rc = AIL_OK;
+    if (tr->rank == 0) {
+        char *text = NULL;
+        long done = -1;
+        if (file_exists(c->out) && runfile_read_head(c->out, &text, &done) != AIL_OK) ail_error_clear();
+        free(text);
+        if (done < c->steps) {
+            rc = runfile_write(c->out, &tr->st, 0);
+            if (rc == AIL_OK) printf("rewrote %s from its checkpoint\n", c->out);
+        }
+        if (rc == AIL_OK && c->train_base && !file_exists(c->out_model)) {
+            rc = llama_save(&tr->llm, &tr->model, c->out_model);
+            if (rc == AIL_OK) printf("wrote the trained model to %s\n", c->out_model);
+        }
+    }
+    return ail_error_agree(tr->comm, rc);
+}
+
 static int train_loop(Trainer *tr, int *status) {
     const TrainConfig *c = tr->cfg;
     int T = tr->train.T;
@@ -458,7 +604,7 @@ static int train_loop(Trainer *tr, int *status) {
         free(tok), free(lab), free(rows);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
-    double t_begin = MPI_Wtime();
+    double t_begin = MPI_Wtime(), t_ckpt = t_begin;
     long first = tr->st.step;
     int rc = AIL_OK;
     *status = TRAIN_DONE;
@@ -512,10 +658,18 @@ static int train_loop(Trainer *tr, int *status) {
         }
         if (rc == AIL_OK && c->eval_every > 0 && done % c->eval_every == 0 && done < c->steps)
             rc = record_eval(tr, done);
-        int stop = g_stop_signal ? g_stop_signal : (done == c->preempt_at_step ? SIGUSR1 : 0);
-        MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, tr->comm);
-        int ckpt = (c->checkpoint_every > 0 && done % c->checkpoint_every == 0) || stop;
-        if (rc == AIL_OK && (ckpt || done % c->log_every == 0)) rc = save(tr, ckpt);
+        // stop: a signal on any rank; due: checkpoint_minutes passed on rank 0's clock.
+        // One reduction, so every rank checkpoints at the same step.
+        int flags[2] = {g_stop_signal ? g_stop_signal : (done == c->preempt_at_step ? SIGUSR1 : 0),
+                        tr->rank == 0 && c->checkpoint_minutes > 0 &&
+                            MPI_Wtime() - t_ckpt >= 60.0 * c->checkpoint_minutes};
+        MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, tr->comm);
+        int stop = flags[0];
+        int ckpt = (c->checkpoint_every > 0 && done % c->checkpoint_every == 0) || stop || flags[1];
+        // the last step is saved after the final evaluation below, so a checkpoint at
+        // `steps` is always the finished run
+        if (rc == AIL_OK && done < c->steps && (ckpt || done % c->log_every == 0)) rc = save(tr, ckpt);
+        if (ckpt) t_ckpt = MPI_Wtime();
         if (rc == AIL_OK && stop && done < c->steps) {
             if (tr->rank == 0)
                 fprintf(stderr, "ailora train: signal %d: checkpointed at step %ld; resume with resume=true\n", stop, done);
@@ -526,6 +680,7 @@ static int train_loop(Trainer *tr, int *status) {
     free(tok), free(lab), free(rows);
     if (rc == AIL_OK && *status == TRAIN_DONE && first == c->steps) {
         if (tr->rank == 0) printf("%s already holds all %d steps: nothing to do\n", c->out, c->steps);
+        rc = finish_outputs(tr);
     } else if (rc == AIL_OK && *status == TRAIN_DONE) {
         rc = record_eval(tr, tr->st.step);
         if (rc == AIL_OK) rc = save(tr, 1);
@@ -558,7 +713,9 @@ int train_run(MPI_Comm comm, const TrainConfig *cfg) {
         MPI_Comm_split(comm, tr.dp_rank, tr.tp_rank, &tr.tp_comm);
         MPI_Comm_split(comm, tr.tp_rank, tr.dp_rank, &tr.dp_comm);
     }
-    tr.config_text = config_dump(cfg);
+    TrainConfig run = *cfg;  // the run's config, not how ailora was invoked this time
+    run.resume = run.overwrite = 0;
+    tr.config_text = config_dump(&run);
     if (rc == AIL_OK) rc = setup(&tr);
     if (rc == AIL_OK) rc = train_loop(&tr, &status);
     teardown(&tr);

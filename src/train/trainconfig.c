@@ -61,6 +61,9 @@ static const Option keys[] = {
                "frozen W - sBA: formed in float64, rounded once to the model's dtype, or to fp32"),
     OPT_INT("preempt_at_step", preempt_at_step, "0", "[0, inf)",
             "act as if SIGUSR1 arrived after this step (requeue drills, tests; 0 = off)"),
+    OPT_BOOL("overwrite", overwrite, "false", "a fresh run may replace the run in `out` (deleted first)"),
+    OPT_DBL("checkpoint_minutes", checkpoint_minutes, "30", "[0, inf)",
+            "minutes between checkpoints, besides checkpoint_every (0: off)"),
 };
 #undef OPT_STRUCT
 
@@ -111,6 +114,8 @@ int config_validate(const TrainConfig *c, int world) {
                                       "(use precision = fp32 or residual_dtype = model)");
     if (!strcmp(c->device, "cuda") && c->train_base)
         return AIL_ERROR(AIL_ERR_ARG, "train_base = true runs on device = cpu only");
+    if (c->resume && c->overwrite)
+        return AIL_ERROR(AIL_ERR_ARG, "resume = true and overwrite = true contradict each other: pick one");
     return AIL_OK;
 }
 
