@@ -72,10 +72,11 @@ static double compare_vectors(const char *name, const double *x, const double *y
                               const double *S, int k, double tol) {
     int *idx = malloc(sizeof(int) * (size_t)(kv ? kv : 1)), *col = malloc(sizeof(int) * (size_t)k);
     int *cl = malloc(sizeof(int) * (size_t)(k + 1));
+    double *r = malloc(sizeof(double) * (size_t)(len ? len : 1));
     double worst = 0.0, s0 = k > 0 ? S[0] : 0.0;
     if (kv != k && (kv % 2 || kv > k)) {
         printf("SHAPE %s: %d vectors for %d singular values\n", name, kv, k);
-        free(idx), free(col), free(cl);
+        free(idx), free(col), free(cl), free(r);
         return INFINITY;
     }
     for (int j = 0; j < k; j++) col[j] = -1;
@@ -128,15 +129,15 @@ static double compare_vectors(const char *name, const double *x, const double *y
             }
             // in a's span: ||b - P b|| over a's cluster; else orthogonal to a's other vectors
             double res = 0.0;
-            if (whole && !null_joined) {
-                double nb = 0.0, proj = 0.0;
-                for (int i = 0; i < len; i++) nb += vec_at(y, is_u, kv, len, c, i) * vec_at(y, is_u, kv, len, c, i);
+            if (whole && !null_joined) {  // the residual itself: 1 - sum dot^2 cancels to sqrt(eps)
+                for (int i = 0; i < len; i++) r[i] = vec_at(y, is_u, kv, len, c, i);
                 for (int j2 = lo; j2 < top; j2++) {
                     double dot = 0.0;
                     for (int i = 0; i < len; i++) dot += vec_at(x, is_u, kv, len, col[j2], i) * vec_at(y, is_u, kv, len, c, i);
-                    proj += dot * dot;
+                    for (int i = 0; i < len; i++) r[i] -= dot * vec_at(x, is_u, kv, len, col[j2], i);
                 }
-                res = sqrt(fmax(nb - proj, 0.0));
+                for (int i = 0; i < len; i++) res += r[i] * r[i];
+                res = sqrt(res);
             } else {
                 for (int c2 = 0; c2 < kv; c2++) {
                     if (idx[c2] >= lo && idx[c2] < top) continue;
@@ -149,7 +150,7 @@ static double compare_vectors(const char *name, const double *x, const double *y
             if (!(res <= bound)) worst = fmax(worst, isnan(res) ? INFINITY : res / (bound > 0 ? bound : 1e-300));
         }
     }
-    free(idx), free(col), free(cl), free(Sx);
+    free(idx), free(col), free(cl), free(Sx), free(r);
     return worst;
 }
 
