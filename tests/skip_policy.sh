@@ -27,13 +27,17 @@ expect_rc 1 "notebooks.sh must not skip on CI: no nbclient" env CI=true top_srcd
 expect_rc 1 "1 check(s) failed before the skip (no pandas)" env -u CI top_srcdir="$top_srcdir" bash "$WORK/t/analysis.sh"
 expect_rc 77 "SKIP: built without CUDA" env CI=true top_srcdir="$top_srcdir" top_builddir="$WORK/nocuda" bash "$WORK/t/gpu_emu.sh"
 expect_rc 1 "gpu_emu.sh must not skip on CI" env CI=true top_srcdir="$top_srcdir" top_builddir="$WORK/cuda" bash "$WORK/t/gpu_emu.sh"
-# summary.sh on automake's result files
+# summary.sh on automake's result files (named without .sh)
 mkdir -p "$WORK/trs"
 printf ':test-result: PASS\n' > "$WORK/trs/test_dtype.trs"
-printf ':test-result: SKIP\n' > "$WORK/trs/notebooks.sh.trs"
-echo "SKIP: no nbclient" > "$WORK/trs/notebooks.sh.log"
-expect_rc 0 "1 passed, 0 failed, 1 skipped" env -u CI sh "$top_srcdir/tests/summary.sh" "$WORK/trs"
-expect_rc 1 "FAIL: notebooks.sh skipped on CI (SKIP: no nbclient)" env CI=true sh "$top_srcdir/tests/summary.sh" "$WORK/trs"
+printf ':test-result: SKIP\n' > "$WORK/trs/gpu_emu.trs"
+printf ':test-result: SKIP\n' > "$WORK/trs/notebooks.trs"
+echo "SKIP: no nbclient" > "$WORK/trs/notebooks.log"
+expect_rc 0 "1 passed, 0 failed, 2 skipped" env -u CI top_builddir="$WORK/cuda" sh "$top_srcdir/tests/summary.sh" "$WORK/trs"
+expect_rc 1 "FAIL: notebooks skipped on CI (SKIP: no nbclient)" env CI=true top_builddir="$WORK/nocuda" \
+    sh "$top_srcdir/tests/summary.sh" "$WORK/trs"
 CHECKS=$((CHECKS + 1))
-grep -q "1 passed, 1 failed, 0 skipped" "$WORK/out.txt" || fail "summary under CI: $(cat "$WORK/out.txt")"
+grep -q "1 passed, 1 failed, 1 skipped" "$WORK/out.txt" || fail "summary under CI without CUDA: $(cat "$WORK/out.txt")"
+rm "$WORK/trs/notebooks.trs"
+expect_rc 1 "FAIL: gpu_emu skipped on CI" env CI=true top_builddir="$WORK/cuda" sh "$top_srcdir/tests/summary.sh" "$WORK/trs"
 finish
