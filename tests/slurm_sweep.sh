@@ -214,7 +214,7 @@ done
 CHECKS=$((CHECKS + 1))
 if [ "$(squeue -h | wc -l)" -ne 0 ] || [ "$(done_runs)" -ne 4 ]; then
     fail "the job array did not finish within 4 minutes: $(squeue -h)"
-    tail -n 5 "$TINY"/logs/*.out
+    tail -n 30 "$TINY"/logs/*.out
     grep -vE "MailProg|state file|backup state" "$SL/log/slurmctld.log" | tail -40
 fi
 for f in "$TINY"/runs/*_seed-?.h5; do
