@@ -16,6 +16,7 @@ A spec is INI (Python's configparser):
     time = 01:00:00              ; Slurm time limit per run
     partition =                  ; Slurm partition (optional)
     gpus_per_task =              ; GPUs per MPI rank (default: 1 if [base]/[grid] set device = cuda)
+    signal_lead = 120            ; seconds before the time limit Slurm sends USR1 (B:USR1@120)
     [base]                       ; key = value overrides of the base config; values
     steps = 200                  ; may use grid keys: train_data = data/{task}_train.h5
     [grid]                       ; comma-separated values: the cartesian product
@@ -24,23 +25,32 @@ A spec is INI (Python's configparser):
 
 Every run writes <out_dir>/<name>/runs/<run name>.h5, the run name being its grid
 values (method-ailora_seed-1). The manifest (<out_dir>/<name>/manifest.tsv: index,
-run name, status, overrides) is written before anything runs. A run whose file
-already holds all its steps is skipped ("done"), so submitting again only runs what
-is missing. Every run is started with resume=true: it continues from its checkpoint,
-or starts from scratch when there is none yet (a task requeued before its first
-checkpoint), and ailora refuses to continue a run whose stored config differs from
-the spec's in anything but steps and output cadence (README, Training: Resume).
+run name, status, overrides as shell-quoted key=value words) is written before
+anything runs. A run whose file already holds all its steps is skipped ("done"), so
+submitting again only runs what is missing. Every run is started with resume=true:
+it continues from its checkpoint, or starts from scratch when there is none yet (a
+task requeued before its first checkpoint), and ailora refuses to continue a run
+whose stored config differs from the spec's in anything but steps and output
+cadence (README, Training). A run file that exists but cannot be read (h5py
+missing, a damaged file) is an error: nothing is written or submitted. Relative
+paths are relative to the folder sweep.py runs in; the job script changes to it, so
+it runs the same whatever directory it is submitted from.
 """
 import argparse
 import configparser
 import itertools
 import os
+import re
 import shlex
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+
+class SweepError(Exception):
+    """one line for the user; nothing has been written or submitted"""
 
 
 def load_spec(path):
@@ -60,12 +70,24 @@ def load_spec(path):
     for key, values in grid.items():
         if not values:
             sys.exit(f"sweep: error: {path}: grid key {key} has no values")
+    # the manifest is one line per run, tab-separated: values can hold anything else
+    for section, items in (("sweep", sweep), ("base", base), ("grid", {k: ",".join(v) for k, v in grid.items()})):
+        for key, value in items.items():
+            if any(ch in key + value for ch in "\t\n\r"):
+                sys.exit(f"sweep: error: {path}: [{section}] {key}: tabs and line breaks are not allowed")
+    if "%" in sweep["out_dir"] + sweep["name"]:
+        sys.exit(f"sweep: error: {path}: '%' in out_dir or name (Slurm reads it as a file name pattern)")
+    for key, pattern in (("ranks", r"[1-9][0-9]*"), ("throttle", r"[1-9][0-9]*"), ("signal_lead", r"[0-9]+"),
+                         ("time", r"[A-Za-z0-9:-]+"), ("partition", r"[A-Za-z0-9_.,-]*"), ("mpi", r"[A-Za-z0-9_-]+"),
+                         ("gpus_per_task", r"[0-9]*")):
+        if key in sweep and not re.fullmatch(pattern, sweep[key]):
+            sys.exit(f"sweep: error: {path}: [sweep] {key} = {sweep[key]!r} is not valid")
     return sweep, base, grid
 
 
 def expand(sweep, base, grid):
     """[(run name, overrides dict)] in grid order"""
-    folder = os.path.join(sweep["out_dir"], sweep["name"])
+    folder = os.path.abspath(os.path.join(sweep["out_dir"], sweep["name"]))
     runs = []
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
@@ -80,11 +102,18 @@ def expand(sweep, base, grid):
 
 
 def status_of(overrides):
-    """done | resume | new, from the run file and its checkpoint"""
+    """done | resume | new, from the run file and its checkpoint. A run file that
+    exists but cannot be read raises SweepError: calling it "new" would run it
+    again over finished work."""
     out = overrides["out"]
     if os.path.exists(out):
         try:
             import h5py
+        except Exception as e:  # ImportError, or a broken install
+            why = " ".join(str(e).split())
+            raise SweepError(f"cannot read run file {out}: h5py does not import ({why}); "
+                             f"run sweep.py with a python3 that has h5py") from None
+        try:
             with h5py.File(out, "r") as f:
                 steps_done = int(f.attrs["steps_done"])
                 config = f.attrs["config"]
@@ -96,12 +125,19 @@ def status_of(overrides):
                 steps = [overrides["steps"]]
             if steps and steps_done >= int(steps[0]):
                 return "done"
-        except Exception:  # unreadable or partial: run it again
-            pass
+        except Exception as e:
+            why = " ".join(str(e).split())  # one line
+            raise SweepError(f"cannot read run file {out}: {type(e).__name__}: {why}; "
+                             f"move it away to run it again") from None
     return "resume" if os.path.exists(out + ".ckpt.h5") else "new"
 
 
-def command(sweep, overrides, ailora):
+def statuses_of(runs):
+    """every run's status, before anything is written: one unreadable file stops all"""
+    return [status_of(overrides) for _, overrides in runs]
+
+
+def command(sweep, overrides, status, ailora):
     """the `ailora train` arguments of one run (without the launcher)"""
     args = [ailora, "train"]
     if sweep.get("config"):
@@ -111,20 +147,23 @@ def command(sweep, overrides, ailora):
     return args
 
 
-def write_manifest(sweep, runs):
-    folder = os.path.join(sweep["out_dir"], sweep["name"])
+def write_manifest(sweep, runs, statuses):
+    """manifest.tsv; its overrides column is shell-quoted key=value words, so that the
+    job script gets every value back as one argument (spaces, quotes, $, globs)"""
+    folder = os.path.abspath(os.path.join(sweep["out_dir"], sweep["name"]))
     os.makedirs(os.path.join(folder, "runs"), exist_ok=True)
     path = os.path.join(folder, "manifest.tsv")
     with open(path + ".partial", "w") as f:
         f.write("index\tname\tstatus\toverrides\n")
-        for i, (name, overrides) in enumerate(runs):
-            f.write(f"{i}\t{name}\t{status_of(overrides)}\t{' '.join(f'{k}={v}' for k, v in overrides.items())}\n")
+        for i, ((name, overrides), status) in enumerate(zip(runs, statuses)):
+            words = " ".join(shlex.quote(f"{k}={v}") for k, v in overrides.items())
+            f.write(f"{i}\t{name}\t{status}\t{words}\n")
     os.replace(path + ".partial", path)
     return path
 
 
-def run_local(sweep, runs, jobs, ranks, ailora):
-    todo = [(n, o) for n, o in runs if status_of(o) != "done"]
+def run_local(sweep, runs, statuses, jobs, ranks, ailora):
+    todo = [(n, o, s) for (n, o), s in zip(runs, statuses) if s != "done"]
     print(f"sweep {sweep['name']}: {len(runs)} runs, {len(runs) - len(todo)} done, running {len(todo)} "
           f"({jobs} at a time, {ranks} rank(s) each)")
     failed, active = [], []
@@ -132,7 +171,7 @@ def run_local(sweep, runs, jobs, ranks, ailora):
     os.makedirs(logdir, exist_ok=True)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env.setdefault("OMP_NUM_THREADS", "1")
-    for name, overrides in todo:
+    for name, overrides, status in todo:
         while len(active) >= jobs:
             for p in list(active):
                 if p[1].poll() is not None:
@@ -143,7 +182,7 @@ def run_local(sweep, runs, jobs, ranks, ailora):
                 active[0][1].wait()
         launcher = ["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none"] if ranks > 1 else []
         log = open(os.path.join(logdir, name + ".log"), "w")
-        proc = subprocess.Popen(launcher + command(sweep, overrides, ailora), stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(launcher + command(sweep, overrides, status, ailora), stdout=log, stderr=subprocess.STDOUT, env=env)
         active.append((name, proc))
     for name, proc in active:
         if proc.wait() != 0:
@@ -154,27 +193,30 @@ def run_local(sweep, runs, jobs, ranks, ailora):
 
 
 SBATCH = """#!/bin/bash
-#SBATCH --job-name=ailora-{name}
-#SBATCH --array=0-{last}%{throttle}
 #SBATCH --ntasks={ranks}
 #SBATCH --time={time}
-#SBATCH --output={folder}/logs/%A_%a.out
-#SBATCH --signal=B:USR1@120
+#SBATCH --signal=B:USR1@{signal_lead}
 #SBATCH --requeue
 #SBATCH --open-mode=append
 {extra}
-# One array task = one run of the manifest. Before the time limit (or on
-# preemption) Slurm sends USR1 to this script, which passes it to the run: ailora
+# One array task = one run of the manifest; sweep.py submits this script with
+# --array, --job-name and --output (it prints the sbatch command). Before the time
+# limit (signal_lead seconds), or on `scancel -b -s USR1`, Slurm sends USR1 to this
+# script, which passes it to srun, which passes it to every rank: ailora
 # checkpoints at the next step boundary and exits 75, and the task requeues itself
-# to resume from that checkpoint.
+# to resume from that checkpoint. Paths are absolute and relative values are
+# relative to the folder sweep.py ran in, so the script runs from any directory.
+cd {workdir} || exit 1
 export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-1}}
 line=$(awk -F'\\t' -v i="$SLURM_ARRAY_TASK_ID" '$1 == i' {manifest})
+[ -n "$line" ] || {{ echo "array task $SLURM_ARRAY_TASK_ID is not in {manifest}" >&2; exit 1; }}
 name=$(printf '%s' "$line" | cut -f2)
-args=$(printf '%s' "$line" | cut -f4)
+# the overrides are shell-quoted key=value words (sweep.py writes them with shlex.quote)
+eval "set -- $(printf '%s' "$line" | cut -f4)"
 # resume=true: continue from the checkpoint, or start when there is none yet
-srun --mpi={mpi} {ailora} train {config} $args resume=true &
+srun --mpi={mpi} {ailora} train {config} "$@" resume=true &
 child=$!
-trap 'kill -USR1 $child 2>/dev/null' USR1
+trap 'echo "run $name: USR1, passed on to its ranks"; kill -USR1 $child 2>/dev/null' USR1
 wait $child; rc=$?
 while kill -0 $child 2>/dev/null; do wait $child; rc=$?; done   # wait returns early on a trapped signal
 if [ "$rc" -eq 75 ]; then
@@ -189,10 +231,10 @@ exit $rc
 """
 
 
-def submit(sweep, runs, ailora, dry_run):
+def submit(sweep, runs, statuses, ailora, dry_run):
     folder = os.path.abspath(os.path.join(sweep["out_dir"], sweep["name"]))
-    manifest = write_manifest(sweep, runs)
-    todo = [i for i, (_, o) in enumerate(runs) if status_of(o) != "done"]
+    todo = [i for i, status in enumerate(statuses) if status != "done"]
+    manifest = write_manifest(sweep, runs, statuses)
     if not todo:
         print(f"sweep {sweep['name']}: all {len(runs)} runs done, nothing to submit")
         return 0
@@ -201,19 +243,22 @@ def submit(sweep, runs, ailora, dry_run):
     gpus = sweep.get("gpus_per_task") or ("1" if any(o.get("device") == "cuda" for _, o in runs) else "")
     if gpus and gpus != "0":  # one GPU per rank: ailora picks node-local rank mod visible GPUs
         extra.append(f"#SBATCH --gpus-per-task={gpus}")
-    script = SBATCH.format(name=sweep["name"], last=len(runs) - 1, throttle=sweep.get("throttle", "8"),
-                           ranks=sweep.get("ranks", "1"), time=sweep.get("time", "01:00:00"), folder=folder,
-                           extra="\n".join(extra),
-                           manifest=shlex.quote(os.path.abspath(manifest)), mpi=sweep.get("mpi", "pmix"),
-                           ailora=shlex.quote(os.path.abspath(ailora)),
-                           config=shlex.quote(os.path.abspath(sweep["config"])) if sweep.get("config") else "")
+    q = shlex.quote
+    script = SBATCH.format(ranks=sweep.get("ranks", "1"), time=sweep.get("time", "01:00:00"),
+                           signal_lead=sweep.get("signal_lead", "120"), extra="\n".join(extra),
+                           workdir=q(os.getcwd()), manifest=q(manifest), mpi=sweep.get("mpi", "pmix"),
+                           ailora=q(os.path.abspath(ailora)),
+                           config=q(os.path.abspath(sweep["config"])) if sweep.get("config") else "")
     path = os.path.join(folder, "array.sbatch")
-    with open(path, "w") as f:
+    with open(path + ".partial", "w") as f:
         f.write(script)
+    os.replace(path + ".partial", path)
     array = ",".join(str(i) for i in todo)
-    cmd = ["sbatch", f"--array={array}%{sweep.get('throttle', '8')}", path]
+    # names and paths go on the command line (an argument list, no shell), not in #SBATCH lines
+    cmd = ["sbatch", f"--array={array}%{sweep.get('throttle', '8')}", f"--job-name=ailora-{sweep['name']}",
+           f"--output={os.path.join(folder, 'logs', '%A_%a.out')}", path]
     print(f"sweep {sweep['name']}: {len(todo)} of {len(runs)} runs to submit; manifest {manifest}")
-    print(" ".join(shlex.quote(c) for c in cmd))
+    print(" ".join(q(c) for c in cmd))
     if dry_run:
         return 0
     return subprocess.call(cmd)
@@ -230,14 +275,19 @@ def main():
     args = ap.parse_args()
     sweep, base, grid = load_spec(args.spec)
     runs = expand(sweep, base, grid)
+    try:
+        statuses = statuses_of(runs)
+    except SweepError as e:
+        print(f"sweep: error: {e}", file=sys.stderr)
+        return 1
     if args.action == "expand":
-        for name, overrides in runs:
-            print(name, " ".join(f"{k}={v}" for k, v in overrides.items()), status_of(overrides))
+        for (name, overrides), status in zip(runs, statuses):
+            print(name, " ".join(shlex.quote(f"{k}={v}") for k, v in overrides.items()), status)
         return 0
     if args.action == "local":
-        write_manifest(sweep, runs)
-        return run_local(sweep, runs, args.jobs, args.np or int(sweep.get("ranks", "1")), args.ailora)
-    return submit(sweep, runs, args.ailora, args.dry_run)
+        write_manifest(sweep, runs, statuses)
+        return run_local(sweep, runs, statuses, args.jobs, args.np or int(sweep.get("ranks", "1")), args.ailora)
+    return submit(sweep, runs, statuses, args.ailora, args.dry_run)
 
 
 if __name__ == "__main__":

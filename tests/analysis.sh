@@ -4,10 +4,8 @@
 # lacks the packages (scripts/install-deps.sh installs them).
 . "${top_srcdir:-.}/tests/lib.sh"
 PY=/usr/bin/python3
-if ! $PY -c "import numpy, pandas, h5py, matplotlib, scipy" 2> /dev/null; then
-    echo "SKIP: /usr/bin/python3 lacks numpy/pandas/h5py/matplotlib/scipy"
-    exit 77
-fi
+$PY -c "import numpy, pandas, h5py, matplotlib, scipy" 2> /dev/null ||
+    skip "/usr/bin/python3 lacks numpy/pandas/h5py/matplotlib/scipy (scripts/install-deps.sh)"
 R="$top_srcdir/tests/reference"
 check "$AILORA" svd --model "$R/train_llama" --out "$WORK/svd.h5" --quiet
 mkdir -p "$WORK/sweep"

@@ -45,6 +45,34 @@ CHECKS=$((CHECKS + 1))
 # exact match was measured (a number in [0, 1], not NaN) at each evaluation
 h5dump -d /eval/exact_match "$WORK/full.h5" | grep -qE '\(0\): [01]' || fail "no exact-match values in the run file"
 
+# exact match where it is known: 4 rows (5 prompt tokens, 2 scored answer tokens)
+# that the run memorizes, evaluated on the same rows. The untrained model (lr = 0)
+# matches none (each answer is 2 of 128 tokens); 30 steps at lr 1e-2 learn all 4.
+for n in ids lab; do
+    printf 'PATH %s\nINPUT-CLASS TEXTIN\nRANK 2\nDIMENSION-SIZES 4 7\nOUTPUT-CLASS IN\nOUTPUT-SIZE 32\nOUTPUT-BYTE-ORDER LE\n' \
+        "$([ $n = ids ] && echo input_ids || echo labels)" > "$WORK/mem_$n.cfg"
+done
+printf '10 20 30 40 50 60 70\n11 21 31 41 51 61 71\n12 22 32 42 52 62 72\n13 23 33 43 53 63 73\n' > "$WORK/mem_ids.txt"
+sed 's/^\([0-9]* \)\{5\}/-100 -100 -100 -100 -100 /' "$WORK/mem_ids.txt" > "$WORK/mem_lab.txt"
+check h5import "$WORK/mem_ids.txt" -c "$WORK/mem_ids.cfg" "$WORK/mem_lab.txt" -c "$WORK/mem_lab.cfg" -o "$WORK/mem.h5"
+MEM="model=$R/train_llama svd_cache=$WORK/svd.h5 train_data=$WORK/mem.h5 eval_data=$WORK/mem.h5 method=pissa rank=4"
+MEM="$MEM batch_size=4 log_every=10 eval_every=10 max_new_tokens=2"
+for lr in 1e-12 1e-2; do  # 1e-12: as good as untrained
+    # shellcheck disable=SC2086
+    check run_np 2 "$AILORA" train $MEM steps=30 lr=$lr out="$WORK/mem_$lr.h5"
+done
+CHECKS=$((CHECKS + 1))
+em0=$("$H5COMPARE" --value "$WORK/mem_1e-12.h5" /eval/exact_match -1)
+em1=$("$H5COMPARE" --value "$WORK/mem_1e-2.h5" /eval/exact_match -1)
+[ "$em0" = 0 ] && [ "$em1" = 1 ] || fail "exact match on memorized rows: untrained $em0 (want 0), trained $em1 (want 1)"
+echo "exact match on memorized rows: untrained $em0, trained $em1"
+# without max_new_tokens exact match is not measured: NaN, equal only under --nan-equal
+# shellcheck disable=SC2086
+check "$AILORA" train $BASE method=lora steps=4 batch_size=4 eval_every=2 out="$WORK/noem.h5"
+check "$H5COMPARE" "$WORK/noem.h5" "$WORK/noem.h5" --only /eval/exact_match --nan-equal
+CHECKS=$((CHECKS + 1))
+"$H5COMPARE" "$WORK/noem.h5" "$WORK/noem.h5" --only /eval/exact_match > /dev/null && fail "NaN compared equal without --nan-equal"
+
 # a real signal: checkpoint at the next step boundary and exit 75
 # shellcheck disable=SC2086
 "$AILORA" train $BASE method=lora steps=1000000 batch_size=4 out="$WORK/sig.h5" > "$WORK/sig.out" 2>&1 &

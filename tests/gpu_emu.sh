@@ -9,8 +9,8 @@
 #    5e-2, CPU checkpoint resumed on the "GPU", preempt + resume)
 # Skipped in builds without CUDA (the headers are needed) or without g++.
 . "${top_srcdir:-.}/tests/lib.sh"
-grep -q "define AILORA_HAVE_CUDA 1" "$top_builddir/config.h" 2>/dev/null || { echo "SKIP: built without CUDA"; exit 77; }
-command -v g++ > /dev/null || { echo "SKIP: no g++"; exit 77; }
+grep -q "define AILORA_HAVE_CUDA 1" "$top_builddir/config.h" 2>/dev/null || skip "built without CUDA"
+command -v g++ > /dev/null || skip "no g++"
 CUDA_INC=${CUDA_CFLAGS#-I}
 export CUDA_INC
 # kept attention probabilities here (the e2e below recomputes them: the emulation reports no free memory)

@@ -1,6 +1,7 @@
 # lib.sh - shared helpers of the shell tests (sourced). Exit 0 = pass, 1 = fail, 77 = skip.
 set -u
 : "${top_builddir:=.}" "${top_srcdir:=.}" "${MPIEXEC:=mpirun}"
+. "$top_srcdir/tests/ci_skips.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 AILORA="$top_builddir/ailora"
 H5COMPARE="$top_builddir/tests/h5compare"
@@ -80,6 +81,22 @@ kill_session() {
     wait "$1" 2> /dev/null
     for _ in $(seq 200); do [ -z "$(session_pids "$1")" ] && return 0; sleep 0.05; done
     fail "processes of the killed run still alive: $(session_pids "$1")"
+}
+
+# skip REASON: exit 77 (automake's "skipped") saying why. A skip never hides a
+# failure: after a failed check it fails instead, and under CI=true a test that
+# tests/ci_skips.sh does not allow to skip on this machine fails with the reason.
+skip() {
+    if [ "$FAILED" -gt 0 ]; then
+        echo "FAIL: $FAILED check(s) failed before the skip ($*)"
+        exit 1
+    fi
+    if [ "${CI:-}" = true ] && ! ci_may_skip "$(basename "$0")"; then
+        echo "FAIL: $(basename "$0") must not skip on CI: $*"
+        exit 1
+    fi
+    echo "SKIP: $*"
+    exit 77
 }
 
 finish() {

@@ -3,10 +3,8 @@
 # grid (2 x 2 ratios x 2 ranks). Fails if a cell errors or a figure is missing.
 . "${top_srcdir:-.}/tests/lib.sh"
 PY=/usr/bin/python3
-if ! $PY -c "import numpy, pandas, h5py, matplotlib, scipy, nbclient, nbformat, ipykernel" 2> /dev/null; then
-    echo "SKIP: /usr/bin/python3 lacks the analysis or notebook packages (scripts/install-deps.sh)"
-    exit 77
-fi
+$PY -c "import numpy, pandas, h5py, matplotlib, scipy, nbclient, nbformat, ipykernel" 2> /dev/null ||
+    skip "/usr/bin/python3 lacks the analysis or notebook packages (scripts/install-deps.sh)"
 R=$(cd "$top_srcdir/tests/reference" && pwd)
 check "$AILORA" svd --model "$R/train_llama" --out "$WORK/svd.h5" --quiet
 common="model = $R/train_llama

@@ -10,6 +10,10 @@
  *   - lora: A in (-1/sqrt(n), 1/sqrt(n)) with variance 1/(3n), B = 0, same numbers
  *     for the same (seed, module) and different ones otherwise; gaussian A with
  *     std 1/r as PEFT draws it
+ *   - milora on a spectrum whose minor end is a cluster of tiny values, from a
+ *     computed SVD (dgesdd): which r vectors of the cluster come back is arbitrary,
+ *     but every column of B and row of A lies in the true cluster's subspace within
+ *     Wedin's bound 1e-12 * (smax / gap + 1) (the rule of tests/test_svd.c)
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 
 #include "ailora/adapter.h"
 #include "ailora/error.h"
+#include "ailora/svd.h"
 #include "ailora/synth.h"
 #include "testutil.h"
 
@@ -158,11 +163,67 @@ static void test_lora_random(void) {
     free(A), free(B), free(A2);
 }
 
+/* |b - P b| / |b| for P the projection onto the columns [lo, k) of Q [rows, k] row-major;
+ * x(i) = element i of the vector b, stride apart in X. */
+static double leak(const double *Q, int rows, int k, int lo, const double *X, size_t stride) {
+    double *res = malloc(sizeof(double) * rows), norm = 0.0, out = 0.0;
+    for (int i = 0; i < rows; i++) res[i] = X[i * stride], norm += res[i] * res[i];
+    for (int t = lo; t < k; t++) {
+        double dot = 0.0;
+        for (int i = 0; i < rows; i++) dot += Q[(size_t)i * k + t] * X[i * stride];
+        for (int i = 0; i < rows; i++) res[i] -= dot * Q[(size_t)i * k + t];
+    }
+    for (int i = 0; i < rows; i++) out += res[i] * res[i];
+    free(res);
+    return sqrt(out / norm);
+}
+
+static void test_milora_cluster(void) {
+    const int m = 40, n = 30, k = 30, r = 6;
+    double S[30], Sc[30];
+    double *W = malloc(sizeof(double) * m * n), *Ut = malloc(sizeof(double) * m * k);
+    double *Vtt = malloc(sizeof(double) * k * n), *U = malloc(sizeof(double) * m * k);
+    double *Vt = malloc(sizeof(double) * k * n), *work = malloc(sizeof(double) * m * n);
+    spectrum_fill(SPECTRUM_CLUSTER, k, 2.0, 9.0, S);  // the last 15 within 1e-6 relative of 2e-9
+    TU_CHECK(synth_matrix(m, n, S, 5, 2, W, Ut, Vtt) == AIL_OK, "synth");
+    memcpy(work, W, sizeof(double) * m * n);
+    TU_CHECK(svd_lapack(m, n, work, Sc, U, Vt) == AIL_OK, "%s", ail_error_message());
+    int sel[6];
+    init_select(k, r, 0, sel);  // milora: the r smallest
+    double S_I[6], U_I[40 * 6], Vt_I[6 * 30], A[6 * 30], B[40 * 6];
+    for (int j = 0; j < r; j++) {
+        S_I[j] = Sc[sel[j]];
+        for (int i = 0; i < m; i++) U_I[i * r + j] = U[i * k + sel[j]];
+        for (int i = 0; i < n; i++) Vt_I[j * n + i] = Vt[sel[j] * n + i];
+    }
+    adapter_from_svd(m, n, r, 1.0, S_I, U_I, Vt_I, A, B);
+    // the true cluster holding the selection: widen while neighbours are not separated
+    int lo = k - r;
+    while (lo > 0 && !(S[lo - 1] - S[lo] > 0 && 1e-12 * S[0] / (S[lo - 1] - S[lo]) <= 1e-2)) lo--;
+    TU_CHECK(lo < k - r, "the selection lies inside a wider cluster (lo = %d)", lo);
+    double gap_v = S[lo - 1] - S[lo], gap_u = fmin(gap_v, S[k - 1]);  // U is tall: its null space is 0
+    double *V = malloc(sizeof(double) * n * k);  // V [n, k] row-major
+    for (int t = 0; t < k; t++)
+        for (int i = 0; i < n; i++) V[(size_t)i * k + t] = Vtt[(size_t)t * n + i];
+    double worst_b = 0.0, worst_a = 0.0;
+    for (int j = 0; j < r; j++) {
+        worst_b = fmax(worst_b, leak(Ut, m, k, lo, B + j, r));
+        worst_a = fmax(worst_a, leak(V, n, k, lo, A + (size_t)j * n, 1));
+    }
+    char what[128];
+    snprintf(what, sizeof what, "milora B in the minor cluster's left subspace [%d, %d)", lo, k);
+    TU_CLOSE(worst_b, 0.0, 1e-12 * (S[0] / gap_u + 1.0), what);
+    snprintf(what, sizeof what, "milora A in the minor cluster's right subspace [%d, %d)", lo, k);
+    TU_CLOSE(worst_a, 0.0, 1e-12 * (S[0] / gap_v + 1.0), what);
+    free(W), free(Ut), free(Vtt), free(U), free(Vt), free(work), free(V);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     test_selection();
     test_svd_adapters();
     test_lora_random();
+    test_milora_cluster();
     int status = tu_finish("test_adapter");
     MPI_Finalize();
     return status;
