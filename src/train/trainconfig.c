@@ -176,10 +176,11 @@ int config_validate(const TrainConfig *c, int world) {
         return AIL_ERROR(AIL_ERR_ARG, "train_base = true needs out_model (where to write the trained model)");
     if (c->steps <= 0 || c->batch_size <= 0 || c->grad_accum <= 0)
         return AIL_ERROR(AIL_ERR_ARG, "steps, batch_size and grad_accum must be positive");
-    int dp = c->dp ? c->dp : world / c->tp;
-    if (c->tp <= 0 || dp <= 0 || c->tp * dp != world)
+    // tp checked before dividing by it; products in long long (the values are any int)
+    int dp = c->dp ? c->dp : c->tp > 0 ? world / c->tp : 0;
+    if (c->tp <= 0 || dp <= 0 || (long long)c->tp * dp != world)
         return AIL_ERROR(AIL_ERR_ARG, "tp (%d) x dp (%d) must equal the number of ranks (%d)", c->tp, dp, world);
-    if (c->batch_size % (dp * c->grad_accum))
+    if (c->batch_size % ((long long)dp * c->grad_accum))
         return AIL_ERROR(AIL_ERR_ARG, "batch_size %d is not divisible by dp (%d) x grad_accum (%d)",
                          c->batch_size, dp, c->grad_accum);
     if (c->optim.lr < 0 || c->optim.beta1 < 0 || c->optim.beta1 >= 1 || c->optim.beta2 < 0 ||
