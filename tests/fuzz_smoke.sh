@@ -25,6 +25,10 @@ if [ "$rc" -ne 0 ]; then
 fi
 export AILORA_SRCDIR="$top_srcdir"  # fuzz_checkpoint loads tests/reference/train_llama
 export UBSAN_OPTIONS=print_stacktrace=1
+# readable stacks: Debian's llvm-14 installs llvm-symbolizer off PATH
+if ! command -v llvm-symbolizer > /dev/null && [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
+    export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
+fi
 for h in safetensors config_json trainconfig dataset svdcache checkpoint; do
     seeds="$top_srcdir/tests/fuzz/corpus/$h"
     dict=""
