@@ -12,7 +12,7 @@ set -eu
 srcdir=$(cd "$(dirname "$0")/../.." && pwd)
 builddir=$(cd "${1:-$srcdir}" && pwd)
 out=${2:-$builddir/tests/fuzz/bin}
-CLANG=${CLANG:-clang}
+CLANG=${CLANG:-$(command -v clang || command -v clang-14 || echo clang)}
 JOBS=${JOBS:-2}
 
 command -v "$CLANG" > /dev/null || { echo "build.sh: $CLANG not found (Debian: clang-14)"; exit 77; }
