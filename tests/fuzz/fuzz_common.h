@@ -3,7 +3,7 @@
  * Every reader under test takes a path, so each harness writes its input (or the
  * file it generates from the input) into one private scratch directory, made once
  * per process under /dev/shm (RAM) when it exists, else $TMPDIR or /tmp, and
- * removed at exit.
+ * removed at exit (see fuzz_scratch).
  *
  * FuzzIn consumes the input as a stream of choices (like LLVM's
  * FuzzedDataProvider): the structured harnesses (HDF5 files) draw shapes, types,
@@ -13,12 +13,16 @@
 #ifndef AILORA_FUZZ_COMMON_H
 #define AILORA_FUZZ_COMMON_H
 
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ailora/error.h"
@@ -32,14 +36,27 @@ static void fuzz_cleanup(void) {
     if (system(cmd) != 0) fprintf(stderr, "fuzz: could not remove %s\n", fuzz_dir);
 }
 
-/* The scratch directory (made on first use). */
+/* The scratch directory (made on first use), base/ailora-fuzz-<pid>. A run that ends
+ * in a crash leaves with _Exit, past atexit: the next harness removes the directories
+ * of processes that no longer exist. */
 static const char *fuzz_scratch(void) {
     if (fuzz_dir[0]) return fuzz_dir;
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
     if (!base || !base[0]) base = "/tmp";
-    snprintf(fuzz_dir, sizeof fuzz_dir, "%s/ailora-fuzz-XXXXXX", base);
-    if (!mkdtemp(fuzz_dir)) {
-        perror("fuzz: mkdtemp");
+    DIR *d = opendir(base);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        long pid;
+        char cmd[600], rest;
+        if (sscanf(e->d_name, "ailora-fuzz-%ld%c", &pid, &rest) == 1 && pid > 0 && kill((pid_t)pid, 0) != 0 &&
+            errno == ESRCH) {
+            snprintf(cmd, sizeof cmd, "rm -rf '%s/%s'", base, e->d_name);
+            if (system(cmd) != 0) fprintf(stderr, "fuzz: could not remove %s/%s\n", base, e->d_name);
+        }
+    }
+    if (d) closedir(d);
+    snprintf(fuzz_dir, sizeof fuzz_dir, "%s/ailora-fuzz-%ld", base, (long)getpid());
+    if (mkdir(fuzz_dir, 0700) != 0 && errno != EEXIST) {
+        perror("fuzz: mkdir");
         abort();
     }
     atexit(fuzz_cleanup);
