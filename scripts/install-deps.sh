@@ -15,6 +15,7 @@ packages=(
     python3-xxhash                          # tests: fingerprints recomputed independently
     python3-nbclient python3-nbformat python3-ipykernel  # executing analysis/notebooks headless
     slurm-wlm munge                         # slurm/ sweeps and their single-node test cluster
+    clang-14 libclang-rt-14-dev llvm-14     # tests/fuzz: libFuzzer + ASan/UBSan runtimes, llvm-symbolizer
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -23,6 +23,12 @@ M2="$WORK/model2"
 check "$AILORA" synth --out "$M2" --hidden 48 --heads 2 --kv-heads 1 --layers 1
 check "$AILORA" svd --model "$M2" --out "$WORK/svd2.h5" --quiet
 expect_error "no SVD of model.layers.0.self_attn.q_proj (32x32)" "$O" "$AILORA" init --model "$M" --method pissa --rank 2 --svd "$WORK/svd2.h5" --out "$O"
+# a cache of this model with one Vt of the wrong shape (U right): refused before reading
+if /usr/bin/python3 -c "import h5py" 2> /dev/null; then
+    check "$AILORA" svd --model "$M" --out "$WORK/svd_vt.h5" --quiet
+    check /usr/bin/python3 -c "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); p = '/modules/model.layers.0.self_attn.q_proj/Vt'; del f[p]; f[p] = [[0.0] * 33] * 32" "$WORK/svd_vt.h5"
+    expect_error "no SVD of model.layers.0.self_attn.q_proj (32x32)" "$O" "$AILORA" init --model "$M" --method pissa --rank 2 --svd "$WORK/svd_vt.h5" --out "$O"
+fi
 
 # config.json problems
 B="$WORK/badcfg"; mkdir "$B"; cp "$M/model.safetensors" "$B/"
@@ -30,6 +36,8 @@ grep -v '"hidden_size"' "$M/config.json" > "$B/config.json"
 expect_error "missing required key \"hidden_size\"" "$O" "$AILORA" svd --model "$B" --out "$O"
 echo '{"hidden_size": 32,' > "$B/config.json"
 expect_error "not a valid JSON object" "$O" "$AILORA" svd --model "$B" --out "$O"
+sed 's/"num_attention_heads":[[:space:]]*[0-9]*/"num_attention_heads": 3e44/' "$M/config.json" > "$B/config.json"
+expect_error "\"num_attention_heads\" must be a positive integer" "$O" "$AILORA" svd --model "$B" --out "$O"
 
 # malformed safetensors: truncated data, and a header length past the end
 T="$WORK/trunc"; mkdir "$T"; cp "$M/config.json" "$T/"

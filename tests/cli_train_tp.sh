@@ -61,6 +61,7 @@ done
 BASE="model=$R/train_llama svd_cache=$WORK/svd_train_llama.h5 train_data=$R/train_data.h5 rank=4 steps=2 batch_size=4"
 expect_error "tp = 4 must divide" "$WORK/bad.h5" run_np 4 "$AILORA" train $BASE tp=4 out="$WORK/bad.h5"
 expect_error "tp (2) x dp (1) must equal" "$WORK/bad.h5" run_np 4 "$AILORA" train $BASE tp=2 dp=1 out="$WORK/bad.h5"
+expect_error "tp must be >= 1, got 0" "$WORK/bad.h5" run_np 1 "$AILORA" train $BASE tp=0 dp=0 out="$WORK/bad.h5"
 expect_error "train_base = true supports tp = 1 only" "$WORK/bad.h5" \
     run_np 2 "$AILORA" train $BASE tp=2 train_base=true out_model="$WORK/m" out="$WORK/bad.h5"
 finish

@@ -22,13 +22,18 @@ E="$WORK/ailora_emu"
 LIB="$(cd "$top_builddir" && pwd)/libailora.a"
 mkdir -p "$E" && (cd "$E" && ar x "$LIB" && rm -f gpu_kernels.o gpu_model.o gpu_svd.o)
 MPI_INC=$(mpicc --showme:compile)
+# the library's own CFLAGS too: in a sanitizer build (scripts/sanitize-check.sh) its
+# objects need the sanitizer runtimes at link time, and the emulation is checked with them
+EMU_CFLAGS=${EMU_CFLAGS:-}
 # shellcheck disable=SC2086
-check g++ -O2 -x c++ -I"$top_srcdir/include" -I"$top_builddir" -I"$CUDA_INC" $MPI_INC -DOMPI_SKIP_MPICXX=1 \
+check g++ -O2 $EMU_CFLAGS -x c++ -I"$top_srcdir/include" -I"$top_builddir" -I"$CUDA_INC" $MPI_INC -DOMPI_SKIP_MPICXX=1 \
     -c "$top_srcdir/src/cuda/gpu_model.cu" -o "$E/gpu_model.o"
-check g++ -O2 -DAILORA_NO_MPI -I"$top_srcdir/include" -I"$CUDA_INC" -c "$top_srcdir/tests/gpu/cuda_emu.cpp" -o "$E/cuda_emu.o"
-check mpicc -O2 -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/src/cuda/gpu_svd_none.c" -o "$E/gpu_svd_none.o"
 # shellcheck disable=SC2086
-check mpicc -o "$E/ailora" "$top_builddir"/src/cli/*.o "$E"/*.o $EMU_LIBS
+check g++ -O2 $EMU_CFLAGS -DAILORA_NO_MPI -I"$top_srcdir/include" -I"$CUDA_INC" -c "$top_srcdir/tests/gpu/cuda_emu.cpp" -o "$E/cuda_emu.o"
+# shellcheck disable=SC2086
+check mpicc -O2 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/src/cuda/gpu_svd_none.c" -o "$E/gpu_svd_none.o"
+# shellcheck disable=SC2086
+check mpicc $EMU_CFLAGS -o "$E/ailora" "$top_builddir"/src/cli/*.o "$E"/*.o $EMU_LIBS
 mkdir -p "$WORK/e2e"
 check env AILORA="$E/ailora" H5COMPARE="$H5COMPARE" bash "$top_srcdir/experiments/bench/gpu_train_e2e.sh" "$WORK/e2e"
 sed 's/^/    /' "$WORK/e2e/e2e.log" | grep -E "PASS|FAIL|e2e:"

@@ -56,6 +56,10 @@ int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spe
     snprintf(path, sizeof path, "/modules/%s/S", t->name);
     AIL_CHECK(h5io_read_f64(cache, path, 1, dims, &mi->S));
     mi->k = (int)dims[0];
+    // the selection indexes S, U and Vt up to k - 1 (svdcache_open checked U and Vt)
+    if (mi->k != (m < n ? m : n))
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: %s has %d singular values, expected min(m, n) = %d", t->name, path,
+                         mi->k, m < n ? m : n);
     AIL_MALLOC(mi->A, (size_t)r * n);
     AIL_MALLOC(mi->B, (size_t)m * r);
     if (spec->method == INIT_LORA) {

@@ -2,6 +2,8 @@
 #include "ailora/h5io.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,8 +126,17 @@ static int open_dataset(hid_t file, const char *path, int ndims, hsize_t *dims, 
 int h5io_read_f64(hid_t file, const char *path, int ndims, hsize_t *dims, double **buf) {
     hid_t dset;
     AIL_CHECK(open_dataset(file, path, ndims, dims, &dset));
+    // ailora's sizes are ints; a larger dimension (or a byte count past size_t) is a
+    // corrupt file, refused before anything is allocated from it
     size_t count = 1;
-    for (int i = 0; i < ndims; i++) count *= dims[i];
+    for (int i = 0; i < ndims; i++) {
+        if (dims[i] > INT_MAX || (dims[i] && count > SIZE_MAX / sizeof(double) / dims[i])) {
+            H5Dclose(dset);
+            return AIL_ERROR(AIL_ERR_FORMAT, "dataset %s: dimension %d of %llu is too large", path, i,
+                             (unsigned long long)dims[i]);
+        }
+        count *= dims[i];
+    }
     *buf = malloc(sizeof(double) * (count ? count : 1));
     int rc = AIL_OK;
     if (!*buf) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s", path);

@@ -3,6 +3,8 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +35,8 @@ static int json_int(const cJSON *root, const char *path, const char *key, int re
         return AIL_OK;
     }
     double v = item->valuedouble;
-    if (!cJSON_IsNumber(item) || v != (double)(int)v || v <= 0)
+    // range first: converting a double outside int's range to int is undefined
+    if (!cJSON_IsNumber(item) || !(v >= 1 && v <= INT_MAX) || v != (double)(int)v)
         return AIL_ERROR(AIL_ERR_FORMAT, "%s: \"%s\" must be a positive integer", path, key);
     *out = (int)v;
     return AIL_OK;
@@ -46,7 +49,7 @@ static int json_double(const cJSON *root, const char *path, const char *key, dou
         *out = fallback;
         return AIL_OK;
     }
-    if (!cJSON_IsNumber(item) || !(item->valuedouble > 0))
+    if (!cJSON_IsNumber(item) || !(item->valuedouble > 0) || !isfinite(item->valuedouble))
         return AIL_ERROR(AIL_ERR_FORMAT, "%s: \"%s\" must be a positive number", path, key);
     *out = item->valuedouble;
     return AIL_OK;
@@ -77,6 +80,9 @@ static int parse_config(const cJSON *root, const char *path, ModelConfig *c) {
                        &c->num_key_value_heads));
     AIL_CHECK(json_int(root, path, "head_dim", 0, c->hidden_size / c->num_attention_heads,
                        &c->head_dim));
+    if (c->head_dim <= 0)  // the default when num_attention_heads > hidden_size
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: hidden_size %d / num_attention_heads %d gives head_dim 0: set \"head_dim\"",
+                         path, c->hidden_size, c->num_attention_heads);
     AIL_CHECK(json_int(root, path, "vocab_size", 1, 0, &c->vocab_size));
     AIL_CHECK(json_int(root, path, "max_position_embeddings", 0, 2048,
                        &c->max_position_embeddings));

@@ -262,21 +262,32 @@ int svdcache_open(const char *path, const TargetModule *targets, int ntargets, h
                          path, format);
     }
     for (int i = 0; i < ntargets; i++) {
-        char dpath[256];
-        snprintf(dpath, sizeof dpath, "/modules/%s/U", targets[i].name);
-        hid_t dset = H5Lexists(*file, "/modules", H5P_DEFAULT) > 0 &&
-                             H5Lexists(*file, dpath, H5P_DEFAULT) > 0
-                         ? H5Dopen2(*file, dpath, H5P_DEFAULT)
-                         : -1;
-        hsize_t dims[2] = {0, 0};
-        if (dset >= 0) {
-            hid_t space = H5Dget_space(dset);
-            H5Sget_simple_extent_dims(space, dims, NULL);
-            H5Sclose(space);
-            H5Dclose(dset);
+        // every reader relies on S [k], U [m, k] and Vt [k, n]: check all three here,
+        // before anything is allocated from the shapes the file declares
+        int m = targets[i].m, n = targets[i].n, k = m < n ? m : n;
+        const char *leaf[3] = {"S", "U", "Vt"};
+        const int nd[3] = {1, 2, 2};
+        const hsize_t want[3][2] = {{(hsize_t)k, 0}, {(hsize_t)m, (hsize_t)k}, {(hsize_t)k, (hsize_t)n}};
+        int ok = 1;
+        for (int j = 0; j < 3 && ok; j++) {
+            char dpath[256];
+            snprintf(dpath, sizeof dpath, "/modules/%s/%s", targets[i].name, leaf[j]);
+            hid_t dset = H5Lexists(*file, "/modules", H5P_DEFAULT) > 0 &&
+                                 H5Lexists(*file, dpath, H5P_DEFAULT) > 0
+                             ? H5Dopen2(*file, dpath, H5P_DEFAULT)
+                             : -1;
+            hsize_t dims[2] = {0, 0};
+            int ndims = -1;
+            if (dset >= 0) {
+                hid_t space = H5Dget_space(dset);
+                ndims = H5Sget_simple_extent_ndims(space);
+                if (ndims == nd[j]) H5Sget_simple_extent_dims(space, dims, NULL);
+                H5Sclose(space);
+                H5Dclose(dset);
+            }
+            ok = ndims == nd[j] && dims[0] == want[j][0] && dims[1] == want[j][1];
         }
-        int k = targets[i].m < targets[i].n ? targets[i].m : targets[i].n;
-        if (dset < 0 || dims[0] != (hsize_t)targets[i].m || dims[1] != (hsize_t)k) {
+        if (!ok) {
             H5Fclose(*file);
             return AIL_ERROR(AIL_ERR_FORMAT, "%s: no SVD of %s (%dx%d) in the cache", path,
                              targets[i].name, targets[i].m, targets[i].n);

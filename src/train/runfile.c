@@ -243,10 +243,17 @@ static int read_floats(hid_t f, const char *file, const char *path, float *out, 
     return rc;
 }
 
+/* A scalar integer attribute; -1 when absent or anything else (callers check). */
 static long long attr_int(hid_t f, const char *name) {
     long long v = -1;
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    if (a >= 0) H5Aread(a, H5T_NATIVE_LLONG, &v), H5Aclose(a);
+    if (a < 0) return v;
+    hid_t s = H5Aget_space(a), t = H5Aget_type(a);
+    // exactly one integer: an array attribute would overflow v
+    if (H5Sget_simple_extent_npoints(s) == 1 && H5Tget_class(t) == H5T_INTEGER &&
+        H5Aread(a, H5T_NATIVE_LLONG, &v) < 0)
+        v = -1;
+    H5Tclose(t), H5Sclose(s), H5Aclose(a);
     return v;
 }
 
@@ -352,7 +359,12 @@ int checkpoint_read(const char *path, RunState *st) {
             rc = h5io_read_f64(f, p, 2, dims, &x);
             if (rc != AIL_OK) break;
             size_t n = (size_t)(ab ? ad->m * ad->r : ad->r * ad->n);
-            if (dims[0] * dims[1] != n) rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s has the wrong shape", path, p);
+            // the exact shape: a transposed [n, r] has the right count and scrambles A
+            hsize_t rows = (hsize_t)(ab ? ad->m : ad->r), cols = (hsize_t)(ab ? ad->r : ad->n);
+            if (dims[0] != rows || dims[1] != cols)
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s has shape [%llu, %llu], expected [%llu, %llu]", path, p,
+                               (unsigned long long)dims[0], (unsigned long long)dims[1],
+                               (unsigned long long)rows, (unsigned long long)cols);
             for (size_t j = 0; j < n && rc == AIL_OK; j++) (ab ? ad->B : ad->A)[j] = (real)x[j];
             free(x);
         }
@@ -373,16 +385,23 @@ int checkpoint_read(const char *path, RunState *st) {
         EvalLog *e = &st->eval;
         trainlog_free(t);
         evallog_free(e);
-        rc = read_log(f, "/train/step", &t->count, &t->step);
-        if (rc == AIL_OK) rc = read_log(f, "/train/loss", &t->count, &t->loss);
-        if (rc == AIL_OK) rc = read_log(f, "/train/lr", &t->count, &t->lr);
-        if (rc == AIL_OK) rc = read_log(f, "/train/grad_norm", &t->count, &t->grad_norm);
-        if (rc == AIL_OK) rc = read_log(f, "/train/tokens_per_s", &t->count, &t->tokens_per_s);
+        if (st->step < 0 || st->opt->step < 0)
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: attributes steps_done and optimizer_step missing or negative", path);
+        // every curve of a log must be as long as its first (appending and writing assume it)
+        const char *tnames[5] = {"/train/step", "/train/loss", "/train/lr", "/train/grad_norm", "/train/tokens_per_s"};
+        double **tarrays[5] = {&t->step, &t->loss, &t->lr, &t->grad_norm, &t->tokens_per_s};
+        const char *enames[4] = {"/eval/step", "/eval/loss", "/eval/ppl", "/eval/exact_match"};
+        double **earrays[4] = {&e->step, &e->loss, &e->ppl, &e->exact_match};
+        for (int i = 0; i < 9 && rc == AIL_OK; i++) {
+            const char *name = i < 5 ? tnames[i] : enames[i - 5];
+            int *count = i < 5 ? &t->count : &e->count, n;
+            rc = read_log(f, name, &n, i < 5 ? tarrays[i] : earrays[i - 5]);
+            if (rc == AIL_OK && (i == 0 || i == 5)) *count = n;
+            else if (rc == AIL_OK && n != *count)
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s has %d entries, %s has %d", path, name, n,
+                               i < 5 ? tnames[0] : enames[0], *count);
+        }
         t->cap = t->count;
-        if (rc == AIL_OK) rc = read_log(f, "/eval/step", &e->count, &e->step);
-        if (rc == AIL_OK) rc = read_log(f, "/eval/loss", &e->count, &e->loss);
-        if (rc == AIL_OK) rc = read_log(f, "/eval/ppl", &e->count, &e->ppl);
-        if (rc == AIL_OK) rc = read_log(f, "/eval/exact_match", &e->count, &e->exact_match);
         e->cap = e->count;
     }
     if (rc == AIL_OK) rc = read_resumes(f, st);

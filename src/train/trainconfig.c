@@ -103,8 +103,9 @@ int config_validate(const TrainConfig *c, int world) {
     AIL_CHECK(options_check(&table, c));  // each key on its own; what follows spans several
     if (c->train_base && !c->out_model[0])
         return AIL_ERROR(AIL_ERR_ARG, "train_base = true needs out_model (where to write the trained model)");
-    int dp = c->dp ? c->dp : world / c->tp;
-    if (dp <= 0 || (long long)c->tp * dp != world)
+    // tp checked before dividing by it; products in long long (the values are any int)
+    int dp = c->dp ? c->dp : c->tp > 0 ? world / c->tp : 0;
+    if (c->tp <= 0 || dp <= 0 || (long long)c->tp * dp != world)
         return AIL_ERROR(AIL_ERR_ARG, "tp (%d) x dp (%d) must equal the number of ranks (%d)", c->tp, dp, world);
     if (c->batch_size % ((long long)dp * c->grad_accum))
         return AIL_ERROR(AIL_ERR_ARG, "batch_size %d is not divisible by dp (%d) x grad_accum (%d)",
