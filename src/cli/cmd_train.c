@@ -29,7 +29,8 @@ int cmd_train(int argc, char **argv) {
     const char *path = argc > 1 && !strchr(argv[1], '=') ? argv[1] : NULL;
     int first = path ? 2 : 1;
     TrainConfig cfg;
-    int rc = config_load(path, argc - first, argv + first, &cfg);
+    // every rank reads the config itself: a rank that could not must not leave alone
+    int rc = ail_error_agree(MPI_COMM_WORLD, config_load(path, argc - first, argv + first, &cfg));
     if (rc != AIL_OK) return cli_fail("ailora train");
     train_install_signal_handlers();
     int status = train_run(MPI_COMM_WORLD, &cfg);

@@ -104,7 +104,7 @@ void adapter_diagnostics(int m, int n, int r, double scale, const double *W, con
 
     size_t count = (size_t)m * n;
     double wnorm = frobenius(W, count);
-    double *err = malloc(sizeof(double) * count);
+    double *err = malloc(sizeof(double) * count);  // not a fault point: it cannot fail the run
     if (!err) {  // diagnostics only: report NaN rather than fail the init
         diag->recon_err_f64 = diag->recon_err_rounded = NAN;
         return;

@@ -76,9 +76,9 @@ static int run_single(const TargetModule *t, SvdBackend backend, ModuleSets *set
     double *w, *S, *U, *Vt;
     AIL_MALLOC(w, (size_t)m * n);
     dtype_to_f64(t->dtype, t->weight->data, (size_t)m * n, w);
-    S = malloc(sizeof(double) * (size_t)k);
-    U = malloc(sizeof(double) * (size_t)m * k);
-    Vt = malloc(sizeof(double) * (size_t)k * n);
+    S = ail_malloc(sizeof(double) * (size_t)k);
+    U = ail_malloc(sizeof(double) * (size_t)m * k);
+    Vt = ail_malloc(sizeof(double) * (size_t)k * n);
     int rc = (S && U && Vt) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for the SVD of %s", t->name);
     if (rc == AIL_OK)
         rc = backend == SVD_BACKEND_CUSOLVER ? gpu_svd_f64(m, n, w, S, U, Vt)
@@ -103,7 +103,7 @@ static int run_pdgesvd(const BlacsGrid *grid, const TargetModule *t, int nb, Mod
     if (rc == AIL_OK) rc = distmat_write_h5_t(sets->Vt, &svd.p);
     if (rc == AIL_OK) rc = distmat_write_h5_t(sets->U, &svd.qt);
     dist_svd_free(&svd);
-    return rc;
+    return ail_error_agree(grid->comm, rc);  // the group's next pdgesvd is collective
 }
 
 /* This rank's part of one phase of the plan. seconds[t] gets the wall time of the
@@ -188,8 +188,8 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     MPI_Comm_size(comm, &nranks);
     double t_start = MPI_Wtime();
     SvdPlan plan;
-    AIL_CHECK(svd_plan_make(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes,
-                            opt->group_ranks, &plan));
+    AIL_CHECK(ail_error_agree(comm, svd_plan_make(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes,
+                                                  opt->group_ranks, &plan)));
     if (opt->verbose && rank == 0)
         for (int p = 0; p < plan.nphases; p++)
             printf("svd plan: phase %d: %d group(s) of %d rank(s)\n", p, plan.phases[p].ngroups,
@@ -205,8 +205,8 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     char partial[4096];
     file_partial_path(out_path, partial, sizeof partial);
     hid_t file = -1;
-    ModuleSets *sets = calloc((size_t)ntargets, sizeof *sets);
-    double *seconds = calloc((size_t)ntargets, sizeof *seconds);
+    ModuleSets *sets = ail_calloc((size_t)ntargets, sizeof *sets);
+    double *seconds = ail_calloc((size_t)ntargets, sizeof *seconds);
     int rc = (sets && seconds) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     rc = ail_error_agree(comm, rc);
     if (rc == AIL_OK) rc = ail_error_agree(comm, h5io_create_parallel(partial, comm, &file));

@@ -18,7 +18,7 @@ static int grow(int *cap, int count, double **arrays[], int narrays) {
     if (count < *cap) return AIL_OK;
     int ncap = *cap ? 2 * *cap : 256;
     for (int i = 0; i < narrays; i++) {
-        double *p = realloc(*arrays[i], sizeof(double) * (size_t)ncap);
+        double *p = ail_realloc(*arrays[i], sizeof(double) * (size_t)ncap);
         if (!p) return AIL_ERROR(AIL_ERR_MEM, "out of memory for metrics");
         *arrays[i] = p;
     }
@@ -73,7 +73,7 @@ static int write_doubles(hid_t file, const char *path, int count, const double *
 }
 
 static int write_steps(hid_t file, const char *path, int count, const double *x) {
-    long long *v = malloc(sizeof(long long) * (size_t)(count ? count : 1));
+    long long *v = ail_malloc(sizeof(long long) * (size_t)(count ? count : 1));
     if (!v) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int i = 0; i < count; i++) v[i] = (long long)x[i];
     hsize_t dim = (hsize_t)count;
@@ -85,7 +85,7 @@ static int write_steps(hid_t file, const char *path, int count, const double *x)
 /* A real (float) array widened to float64: exact, so checkpoints restore bit for bit. */
 static int write_real(hid_t file, const char *path, int rows, int cols, const real *x) {
     size_t n = (size_t)rows * cols;
-    double *v = malloc(sizeof(double) * (n ? n : 1));
+    double *v = ail_malloc(sizeof(double) * (n ? n : 1));
     if (!v) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (size_t i = 0; i < n; i++) v[i] = x[i];
     hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};

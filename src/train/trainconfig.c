@@ -214,7 +214,7 @@ static void value_text(const TrainConfig *cfg, const Key *k, char *buf, size_t l
 
 char *config_dump(const TrainConfig *cfg) {
     size_t cap = 16384, used = 0;
-    char *text = malloc(cap), value[1100];
+    char *text = ail_malloc(cap), value[1100];
     if (!text) return NULL;
     text[0] = '\0';
     for (int i = 0; i < NKEYS; i++) {
