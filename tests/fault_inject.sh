@@ -116,6 +116,32 @@ sweep() {
     done < "$WORK/picked"
 }
 
+# A matrix whose dgesdd workspace exceeds the 32-bit LWORK (k = 23200: 4k^2 > 2^31)
+# is refused by the plan with one line, before anything is computed or written
+# (the weight is a sparse file: no disk space, never read).
+BIG="$WORK/big"
+mkdir -p "$BIG"
+/usr/bin/python3 - "$BIG" <<'PY'
+import json, struct, sys
+d, H = sys.argv[1], 23200
+json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H,
+           "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 8,
+           "num_key_value_heads": 8, "vocab_size": 16, "max_position_embeddings": 16,
+           "rms_norm_eps": 1e-5, "rope_theta": 10000.0}, open(d + "/config.json", "w"))
+n = H * H * 2
+h = json.dumps({"model.layers.0.self_attn.q_proj.weight":
+                {"dtype": "BF16", "shape": [H, H], "data_offsets": [0, n]}}).encode()
+h += b" " * (-len(h) % 8)
+with open(d + "/model.safetensors", "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h)
+    f.truncate(8 + len(h) + n)
+PY
+expect_error "exceeds LAPACK's 32-bit LWORK" "$WORK/big.h5" \
+    "$AILORA" svd --model "$BIG" --targets q_proj --backend lapack --out "$WORK/big.h5" --quiet
+expect_error "exceeds LAPACK's 32-bit LWORK" "$WORK/big.h5" \
+    run_np 2 "$AILORA" svd --model "$BIG" --targets q_proj --backend lapack --out "$WORK/big.h5" --quiet
+rm -rf "$BIG"
+
 START=$(date +%s)
 ALL=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
 S="$WORK/s.h5"

@@ -68,6 +68,19 @@ static int tp_agree(const Trainer *tr, int rc) { return tr->tp > 1 ? ail_error_a
 
 /* ---- whole-module adapters under tensor parallelism ------------------------------ */
 
+/* All-gather of each tp rank's rows x cols into dst, counted in rows of a contiguous
+ * type: no MPI count exceeds an int however large the shard. A failing gather may
+ * leave partners inside it: that ends the job. */
+static int tp_allgather(const Trainer *tr, const real *local, real *dst, int rows, int cols) {
+    MPI_Datatype row;
+    MPI_Type_contiguous(cols, MPI_REAL_T, &row);
+    MPI_Type_commit(&row);
+    int st = MPI_Allgather(local, rows, row, dst, rows, row, tr->tp_comm);
+    MPI_Type_free(&row);
+    return st == MPI_SUCCESS ? AIL_OK
+                             : ail_error_fatal(tr->tp_comm, AIL_ERROR(AIL_ERR_MPI, "tensor-parallel gather failed"));
+}
+
 /* Copies between this rank's shard (rows x cols of the local tensor) and the whole
  * tensor: a tensor split by rows is the concatenation of the shards, one split by
  * columns interleaves them. gather: all-gather into whole; else slice whole. */
@@ -79,8 +92,7 @@ static int shard_copy(const Trainer *tr, int gather, int split_cols, int rows, i
             memcpy(local, whole + (size_t)rk * n, sizeof(real) * n);
             return AIL_OK;
         }
-        return MPI_Allgather(local, (int)n, MPI_REAL_T, whole, (int)n, MPI_REAL_T, tr->tp_comm) == MPI_SUCCESS
-                   ? AIL_OK : AIL_ERROR(AIL_ERR_MPI, "tensor-parallel gather failed");
+        return tp_allgather(tr, local, whole, rows, cols);
     }
     size_t wc = (size_t)cols * tp;
     if (!gather) {
@@ -92,8 +104,7 @@ static int shard_copy(const Trainer *tr, int gather, int split_cols, int rows, i
         free(all);
         return ail_error_code();
     }
-    int rc = MPI_Allgather(local, (int)n, MPI_REAL_T, all, (int)n, MPI_REAL_T, tr->tp_comm) == MPI_SUCCESS
-                 ? AIL_OK : AIL_ERROR(AIL_ERR_MPI, "tensor-parallel gather failed");
+    int rc = tp_allgather(tr, local, all, rows, cols);
     for (int p = 0; p < tp && rc == AIL_OK; p++)
         for (int i = 0; i < rows; i++) memcpy(whole + i * wc + (size_t)p * cols, all + (size_t)p * n + (size_t)i * cols, sizeof(real) * cols);
     free(all);
