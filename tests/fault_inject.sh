@@ -1,26 +1,28 @@
 # One rank failing never hangs or crashes the job (fault injection, AILORA_FAULT in
 # include/ailora/error.h). For `svd` (backends lapack, pdgesvd, auto with pdgesvd
 # sub-grids) and `train` (data-parallel, tp = 2 with eval and exact match) on 2 and 4
-# ranks, a traced clean run lists the fault points (allocations and reads) each rank
+# ranks, and `init` (with a cache and a residual directory on 2 ranks, computing its
+# own cache on 4), a traced clean run lists the fault points (allocations and reads) each rank
 # passes; then one rank at a time is made to fail at one of them. Every such job must
 #  - end within $LIMIT seconds (a hang is killed by `timeout` and fails the test),
 #  - exit non-zero, and not by a signal (134, 139, any status >= 128 fails),
 #  - print exactly one "error:" line on stderr, naming the failing rank when it is
-#    not rank 0; the only other lines allowed are Open MPI's MPI_ABORT notice (for
-#    failures that cannot be agreed, which end the job through ail_error_fatal),
+#    not rank 0; the only other lines allowed are Open MPI's boxed notices (a process
+#    exited non-zero; MPI_ABORT for failures that cannot be agreed, which end the
+#    job through ail_error_fatal),
 #  - leave no final output; "<out>.partial" only after an MPI_Abort (harmless: it
 #    is never read, and the next run rewrites it from scratch).
 # Sampling: the fault points of a configuration are grouped by site (kind and
 # file:line); each site is taken once, at its first occurrence, on the ranks in
 # turn (site j on rank (j + c) mod np, c the configuration's number). By default
-# AILORA_FAULT_SAMPLE=6 of these sites per configuration, evenly spaced with an
-# offset that moves with c, so the 10 configurations together cover most sites
-# (~70 jobs, ~1.5 min on 2 cores); AILORA_FAULT_SAMPLE=all takes every site,
+# AILORA_FAULT_SAMPLE=5 of these sites per configuration, evenly spaced with an
+# offset that moves with c, so the 12 configurations together cover most sites
+# (60 jobs, ~1.5-2 min on 2 busy cores); AILORA_FAULT_SAMPLE=all takes every site,
 # AILORA_FAULT_SAMPLE=every every fault point on every rank (thousands of jobs).
 . "${top_srcdir:-.}/tests/lib.sh"
 R="$top_srcdir/tests/reference"
 LIMIT=${AILORA_FAULT_TIMEOUT:-60}
-SAMPLE=${AILORA_FAULT_SAMPLE:-6}
+SAMPLE=${AILORA_FAULT_SAMPLE:-5}
 export OMP_NUM_THREADS=1  # ranks oversubscribe 2 cores: spinning OpenMP threads would crawl
 JOBS=0
 CFG=0
@@ -32,7 +34,7 @@ trace() {
     shift
     CHECKS=$((CHECKS + 1))
     if ! AILORA_FAULT=trace timeout -k 5 "$LIMIT" "$MPIEXEC" -np "$np" --oversubscribe --bind-to none "$@" \
-        > "$WORK/trace.out" 2> "$WORK/trace.err"; then
+        < /dev/null > "$WORK/trace.out" 2> "$WORK/trace.err"; then
         fail "clean run failed: $*"
         grep -v "fault point" "$WORK/trace.err" | head -5 | sed 's/^/    /'
         return 1
@@ -40,6 +42,13 @@ trace() {
     sed -n 's/^ailora: fault point: rank \([0-9]*\): \([0-9]*\) \([a-z]*\) \(.*\)$/\1 \2 \3@\4/p' \
         "$WORK/trace.err" > "$WORK/points"
     [ -s "$WORK/points" ] || { fail "no fault points traced: $*"; return 1; }
+    # the per-rank totals (what AILORA_FAULT=count prints) match the traced points
+    CHECKS=$((CHECKS + 1))
+    local bad
+    bad=$(sed -n 's/^ailora: fault points: rank \([0-9]*\): \([0-9]*\)$/\1 \2/p' "$WORK/trace.err" |
+        awk -v np="$np" 'NR == FNR { n[$1]++; next } { seen++; if (n[$1] != $2) print "rank " $1 }
+                         END { if (seen != np) print "totals of " seen " ranks" }' "$WORK/points" -)
+    [ -z "$bad" ] || fail "fault point totals disagree with the trace ($bad): $*"
 }
 
 # pick NP: "rank index site" lines of the fault points to inject (see the header)
@@ -155,8 +164,15 @@ for np in 2 4; do
     sweep "$np" "$S" -- "$AILORA" svd --model "$R/train_llama" --out "$S" --quiet --backend auto --targets $ALL $grid
 done
 
-# train on a fixed cache: every fault point of the training itself
+# init: from a cache on 2 ranks (with the residual model directory), computing its
+# own temporary cache on 4 ranks (which must not outlive a failure either)
 check "$AILORA" svd --model "$R/train_llama" --out "$WORK/cache.h5" --quiet
+I="$WORK/init.h5"
+sweep 2 "$I $WORK/res" -- "$AILORA" init --model "$R/train_llama" --method ailora --rank 4 \
+    --svd "$WORK/cache.h5" --out "$I" --residual-out "$WORK/res" --quiet
+sweep 4 "$I $I.svd-tmp.h5" -- "$AILORA" init --model "$R/train_llama" --method pissa --rank 4 --out "$I" --quiet
+
+# train on a fixed cache: every fault point of the training itself
 OUT="$WORK/run.h5"
 BASE="model=$R/train_llama svd_cache=$WORK/cache.h5 train_data=$R/train_data.h5 eval_data=$R/train_data.h5"
 BASE="$BASE method=ailora rank=4 steps=2 batch_size=4 log_every=2 eval_every=1 eval_batches=1"
