@@ -82,11 +82,14 @@ inject() {
     local rc=0 before=$FAILED what="rank $rank point $index ($site) of: ${*##*/}"
     AILORA_FAULT="$index:$rank" timeout -k 5 "$LIMIT" "$MPIEXEC" -np "$np" --oversubscribe --bind-to none "$@" \
         < /dev/null > "$WORK/inj.out" 2> "$WORK/inj.err" || rc=$?
-    # Open MPI's abort notice: the block between dashed lines and its aggregation hints
+    # Open MPI's notices: the blocks between dashed lines, their aggregation hints, and
+    # the error Open MPI 4.1 sometimes logs instead of the MPI_ABORT notice when the
+    # job is torn down while the notice is on its way (a race in its show_help.c)
     awk '/^-----/ { inbox = !inbox; next } !inbox' "$WORK/inj.err" |
-        grep -v -e 'more process.* sent help message' -e 'orte_base_help_aggregate' > "$WORK/inj.rest"
+        grep -v -e 'more process.* sent help message' -e 'orte_base_help_aggregate' \
+            -e '^\[[^]]*\] .*ORTE_ERROR_LOG: .*show_help\.c' > "$WORK/inj.rest"
     local aborted=0
-    grep -q "MPI_ABORT was invoked" "$WORK/inj.err" && aborted=1
+    grep -q -e "MPI_ABORT was invoked" -e "(aborting the job)$" "$WORK/inj.err" && aborted=1
     local nerr
     nerr=$(grep -c "error:" "$WORK/inj.rest" || true)
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then

@@ -131,7 +131,7 @@ static int run_phase(MPI_Comm comm, const SvdPlan *plan, int phase, const Target
         const SvdTask *any = NULL;
         for (int i = 0; i < plan->ntasks && !any; i++)
             if (plan->tasks[i].phase == phase) any = &plan->tasks[i];
-        rc = blacs_grid_create(gcomm, any->nprow, any->npcol, &grid);
+        rc = ail_error_agree(gcomm, blacs_grid_create(gcomm, any->nprow, any->npcol, &grid));
     }
     for (int i = 0; i < plan->ntasks && rc == AIL_OK; i++) {
         const SvdTask *task = &plan->tasks[i];
