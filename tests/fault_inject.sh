@@ -33,12 +33,15 @@ trace() {
     local np=$1
     shift
     CHECKS=$((CHECKS + 1))
-    if ! AILORA_FAULT=trace timeout -k 5 "$LIMIT" "$MPIEXEC" -np "$np" --oversubscribe --bind-to none "$@" \
-        < /dev/null > "$WORK/trace.out" 2> "$WORK/trace.err"; then
+    # one file per rank: mpirun's merged stderr can split a line of one rank in two
+    rm -rf "$WORK/trace"
+    if ! AILORA_FAULT=trace timeout -k 5 "$LIMIT" "$MPIEXEC" -np "$np" --oversubscribe --bind-to none \
+        --output-filename "$WORK/trace" "$@" < /dev/null > /dev/null 2> "$WORK/trace.merged"; then
         fail "clean run failed: $*"
-        grep -v "fault point" "$WORK/trace.err" | head -5 | sed 's/^/    /'
+        grep -v "fault point" "$WORK/trace.merged" | head -5 | sed 's/^/    /'
         return 1
     fi
+    cat "$WORK"/trace/1/rank.*/stderr > "$WORK/trace.err"
     sed -n 's/^ailora: fault point: rank \([0-9]*\): \([0-9]*\) \([a-z]*\) \(.*\)$/\1 \2 \3@\4/p' \
         "$WORK/trace.err" > "$WORK/points"
     [ -s "$WORK/points" ] || { fail "no fault points traced: $*"; return 1; }
