@@ -71,7 +71,10 @@ void ail_error_format(const char *prog, char *buf, int len);
  *     AILORA_FAULT=count    every rank prints how many points it passed (ail_fault_report)
  *     AILORA_FAULT=trace    every rank prints each point as it passes it
  * An allocation fault returns NULL, a read fault makes the helper report an I/O
- * error. Unset, a fault point costs one predictable branch. */
+ * error. Unset, a fault point costs one predictable branch. New library code
+ * allocates with these (not malloc) so that its failure paths are tested too.
+ * Fault points are counted on the thread that calls MPI (the counter is plain):
+ * no allocation happens inside an OpenMP region. */
 int ail_fault_at(const char *kind, const char *file, int line);  /* nonzero: fail here */
 #define AIL_FAULT(kind) ail_fault_at((kind), __FILE__, __LINE__)
 void *ail_malloc_at(size_t bytes, const char *file, int line);
