@@ -10,8 +10,10 @@
 #    not rank 0; the only other lines allowed are Open MPI's boxed notices (a process
 #    exited non-zero; MPI_ABORT for failures that cannot be agreed, which end the
 #    job through ail_error_fatal),
-#  - leave no final output; "<out>.partial" only after an MPI_Abort (harmless: it
-#    is never read, and the next run rewrites it from scratch).
+#  - leave no final output (train: none but a whole run file or checkpoint
+#    committed at a log step before the fault, checked by reading it back);
+#    "<out>.partial" only after an MPI_Abort (harmless: it is never read, and the
+#    next run rewrites it from scratch).
 # Sampling: the fault points of a configuration are grouped by site (kind and
 # file:line); each site is taken once, at its first occurrence, on the ranks in
 # turn (site j on rank (j + c) mod np, c the configuration's number). By default
@@ -109,7 +111,12 @@ inject() {
     [ "$FAILED" -gt "$before" ] && head -8 "$WORK/inj.err" | sed 's/^/    /'
     for o in $outputs; do
         CHECKS=$((CHECKS + 1))
-        if [ -e "$o" ]; then
+        local earlier=0
+        case $o in "?"*) earlier=1 o=${o#\?} ;; esac
+        if [ -e "$o" ] && [ "$earlier" -eq 1 ]; then
+            # committed before the fault (a run file at a log step): must be whole
+            "$H5COMPARE" "$o" "$o" > /dev/null 2>&1 || fail "left a broken $o behind: $what"
+        elif [ -e "$o" ]; then
             fail "left the final output $o behind: $what"
         elif [ -e "$o.partial" ] && [ "$aborted" -eq 0 ]; then
             fail "left $o.partial behind without an MPI_Abort: $what"
@@ -118,12 +125,14 @@ inject() {
     done
 }
 
-# sweep NP OUTPUTS -- CMD...: trace CMD, then inject the picked fault points
+# sweep NP OUTPUTS -- CMD...: trace CMD, then inject the picked fault points.
+# OUTPUTS: files a failed job must not leave; "?FILE": a file it may leave only
+# whole, committed before the fault (train writes its run file at log steps)
 sweep() {
     local np=$1 outputs=$2
     CFG=$((CFG + 1))
     trace "$np" "${@:4}" || return 0
-    for o in $outputs; do rm -rf "$o" "$o.partial"; done
+    for o in $outputs; do rm -rf "${o#\?}" "${o#\?}.partial"; done
     pick "$np" > "$WORK/picked"
     [ -n "${AILORA_FAULT_VERBOSE:-}" ] && sed "s/^/  pick: /" "$WORK/picked"
     while read -r rank index site; do
@@ -185,9 +194,9 @@ BASE="$BASE method=ailora rank=4 steps=2 batch_size=4 log_every=2 eval_every=1 e
 BASE="$BASE max_new_tokens=2 shuffle=true out=$OUT"
 for np in 2 4; do
     # shellcheck disable=SC2086
-    sweep "$np" "$OUT $OUT.ckpt.h5" -- "$AILORA" train $BASE
+    sweep "$np" "?$OUT ?$OUT.ckpt.h5" -- "$AILORA" train $BASE
     # shellcheck disable=SC2086
-    sweep "$np" "$OUT $OUT.ckpt.h5" -- "$AILORA" train $BASE tp=2
+    sweep "$np" "?$OUT ?$OUT.ckpt.h5" -- "$AILORA" train $BASE tp=2
 done
 echo "fault_inject: $JOBS injected jobs in $(($(date +%s) - START)) s (sample: $SAMPLE per configuration)"
 finish
