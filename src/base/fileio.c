@@ -17,6 +17,7 @@
 
 int file_read_all(const char *path, char **buf, size_t *len) {
     *buf = NULL;
+    if (AIL_FAULT("read")) return AIL_ERROR(AIL_ERR_IO, "%s: injected read fault (AILORA_FAULT)", path);
     int fd = open(path, O_RDONLY);
     if (fd < 0) return AIL_ERROR(AIL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
@@ -25,7 +26,7 @@ int file_read_all(const char *path, char **buf, size_t *len) {
         return AIL_ERROR(AIL_ERR_IO, "%s is not a regular file", path);
     }
     size_t size = (size_t)sb.st_size;
-    char *text = malloc(size + 1);
+    char *text = ail_malloc(size + 1);
     if (!text) {
         close(fd);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s (%zu bytes)", path, size);
@@ -75,7 +76,7 @@ static int sync_tree(const char *path, int depth) {
         for (struct dirent *e; rc == AIL_OK && d && (e = readdir(d));) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
             size_t n = strlen(path) + strlen(e->d_name) + 2;
-            char *child = malloc(n);
+            char *child = ail_malloc(n);
             if (!child) {
                 rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
                 break;

@@ -287,7 +287,7 @@ static int ini_entry(void *user, const char *section, const char *name, const ch
 static int load_text(const OptionTable *t, void *obj, const char *text, size_t len, const char *source,
                      int *given) {
     IniText s = {.t = t, .obj = obj, .text = text, .len = len, .source = source, .given = given};
-    s.given_at = calloc((size_t)t->n + 1, sizeof *s.given_at);
+    s.given_at = ail_calloc((size_t)t->n + 1, sizeof *s.given_at);
     if (!s.given_at) return AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s", source);
     int line = ini_parse_stream(ini_read_line, &s, ini_entry, &s);
     free(s.given_at);
@@ -308,11 +308,11 @@ static int load_file(const OptionTable *t, void *obj, const char *path, int *giv
     FILE *f = fopen(path, "rb");
     if (!f) return AIL_ERROR(AIL_ERR_IO, "cannot open config %s: %s", path, strerror(errno));
     size_t cap = 4096, len = 0;
-    char *text = malloc(cap);
+    char *text = ail_malloc(cap);
     while (text) {
         len += fread(text + len, 1, cap - len, f);
         if (len < cap) break;
-        char *more = cap < ((size_t)1 << 30) ? realloc(text, cap *= 2) : NULL;
+        char *more = cap < ((size_t)1 << 30) ? ail_realloc(text, cap *= 2) : NULL;
         if (!more) free(text);
         text = more;
     }
@@ -397,7 +397,7 @@ static int parse_args(const OptionTable *t, void *obj, int argc, char **argv, in
 }
 
 int options_parse_args(const OptionTable *t, void *obj, int argc, char **argv, int *action) {
-    int *given = calloc((size_t)t->n + 1, sizeof *given);
+    int *given = ail_calloc((size_t)t->n + 1, sizeof *given);
     if (!given) return AIL_ERROR(AIL_ERR_MEM, "out of memory parsing the command line");
     int rc = parse_args(t, obj, argc, argv, action, given);
     free(given);
@@ -425,14 +425,14 @@ static void value_text(const Option *o, const void *obj, char *buf, size_t len) 
 
 char *options_dump(const OptionTable *t, const void *obj) {
     size_t cap = 1024, used = 0;
-    char *text = malloc(cap), value[1100];
+    char *text = ail_malloc(cap), value[1100];
     if (!text) return NULL;
     text[0] = '\0';
     for (int i = 0; i < t->n; i++) {
         value_text(&t->opts[i], obj, value, sizeof value);
         size_t need = strlen(t->opts[i].name) + strlen(value) + 5;
         if (used + need >= cap) {
-            char *more = realloc(text, cap = 2 * cap + need);
+            char *more = ail_realloc(text, cap = 2 * cap + need);
             if (!more) {
                 free(text);
                 return NULL;

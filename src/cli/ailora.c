@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ailora/cpu.h"
+#include "ailora/error.h"
 #include "ailora/h5io.h"
 #include "cli.h"
 #include "config.h"
@@ -33,7 +34,16 @@ static void usage(FILE *out) {
 
 int main(int argc, char **argv) {
     cpu_tune_blis();  // before any BLIS call
-    MPI_Init(&argc, &argv);
+    // BLIS / OpenMP threads compute; only the main thread calls MPI
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    if (provided < MPI_THREAD_FUNNELED) {
+        if (cli_rank() == 0)
+            fprintf(stderr, "ailora: error: the MPI library provides thread level %d, ailora needs "
+                    "MPI_THREAD_FUNNELED (%d)\n", provided, MPI_THREAD_FUNNELED);
+        MPI_Finalize();
+        return 1;
+    }
     h5io_quiet();
     int status;
     const char *cmd = argc > 1 ? argv[1] : "";
@@ -54,6 +64,7 @@ int main(int argc, char **argv) {
         }
         status = 2;
     }
+    ail_fault_report();  // AILORA_FAULT=count: fault points passed (tests/fault_inject.sh)
     MPI_Finalize();
     return status;
 }

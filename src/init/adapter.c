@@ -99,7 +99,7 @@ double adapter_recon_error(int m, int n, int r, double scale, const double *W, c
                            const double *A, const double *B) {
     size_t count = (size_t)m * n;
     double wnorm = frobenius(W, count);
-    double *err = malloc(sizeof(double) * count);
+    double *err = malloc(sizeof(double) * count);  // not a fault point: it cannot fail the run
     if (!err) return NAN;  // diagnostics only: report NaN rather than fail the init
     // err = W - W_held - s B A
     for (size_t i = 0; i < count; i++) err[i] = W[i] - W_held[i];
@@ -119,8 +119,8 @@ void adapter_diagnostics(int m, int n, int r, double scale, const double *W, con
 
     size_t count = (size_t)m * n;
     diag->recon_err_f64 = adapter_recon_error(m, n, r, scale, W, W_res, A, B);
-    double *held = malloc(sizeof(double) * count);
-    if (!held) {
+    double *held = malloc(sizeof(double) * count);  // not a fault point: it cannot fail the run
+    if (!held) {  // diagnostics only: report NaN rather than fail the init
         diag->recon_err_rounded = NAN;
         return;
     }

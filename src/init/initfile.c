@@ -73,8 +73,8 @@ int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spe
         double *S_I, *U_I, *Vt_I;
         AIL_MALLOC(S_I, r);
         for (int j = 0; j < r; j++) S_I[j] = mi->S[mi->selected[j]];
-        U_I = malloc(sizeof(double) * (size_t)m * r);
-        Vt_I = malloc(sizeof(double) * (size_t)r * n);
+        U_I = ail_malloc(sizeof(double) * (size_t)m * r);
+        Vt_I = ail_malloc(sizeof(double) * (size_t)r * n);
         int rc = (U_I && Vt_I) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", t->name);
         snprintf(path, sizeof path, "/modules/%s/U", t->name);
         if (rc == AIL_OK) rc = h5io_read_selected(cache, path, 1, r, mi->selected, U_I);
@@ -95,7 +95,7 @@ int init_module_residual(const TargetModule *t, const InitSpec *spec, DType roun
     double scale = spec->alpha / spec->rank;
     double *W, *W_res;
     AIL_MALLOC(W, (size_t)m * n);
-    W_res = malloc(sizeof(double) * (size_t)m * n);
+    W_res = ail_malloc(sizeof(double) * (size_t)m * n);
     if (!W_res) {
         free(W);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory for the residual of %s", t->name);
@@ -209,7 +209,7 @@ static int write_safetensors_parallel(MPI_Comm comm, const char *path, int count
                                       const char *const *keys, const char *const *values) {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    size_t *offsets = malloc(sizeof(size_t) * (size_t)count), size = 0;
+    size_t *offsets = ail_malloc(sizeof(size_t) * (size_t)count), size = 0;
     int rc = offsets ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     if (rc == AIL_OK && rank == 0)
         rc = safetensors_write_header(path, count, specs, nmeta, keys, values, offsets, &size);
@@ -282,9 +282,9 @@ static int write_residual_dir(MPI_Comm comm, const HFModel *model, const TargetM
     // model.safetensors: every tensor of every shard; targets replaced by W_res
     int total = 0;
     for (int s = 0; s < model->nshards; s++) total += model->shards[s].count;
-    SafeTensorSpec *specs = calloc((size_t)total, sizeof *specs);
-    int *owner = calloc((size_t)total, sizeof *owner);
-    void **owned = calloc((size_t)total, sizeof *owned);  // residual bytes this rank writes
+    SafeTensorSpec *specs = ail_calloc((size_t)total, sizeof *specs);
+    int *owner = ail_calloc((size_t)total, sizeof *owner);
+    void **owned = ail_calloc((size_t)total, sizeof *owned);  // residual bytes this rank writes
     if (!specs || !owner || !owned) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int s = 0, i = 0; s < model->nshards && rc == AIL_OK; s++) {
         for (int j = 0; j < model->shards[s].count; j++, i++) {
@@ -298,7 +298,7 @@ static int write_residual_dir(MPI_Comm comm, const HFModel *model, const TargetM
                     specs[i].data = NULL;  // filled below on the owning rank
                     if (owner[i] != rank) continue;
                     size_t count = (size_t)targets[k].m * targets[k].n;
-                    void *bytes = malloc(count * dtype_size(t->dtype));
+                    void *bytes = ail_malloc(count * dtype_size(t->dtype));
                     if (!bytes) {
                         rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for the residual of %s", targets[k].name);
                         break;
@@ -320,10 +320,10 @@ static int write_residual_dir(MPI_Comm comm, const HFModel *model, const TargetM
     AIL_CHECK(rc);
 
     // adapter_model.safetensors in PEFT's naming, float32
-    specs = calloc((size_t)(2 * ntargets), sizeof *specs);
-    owner = calloc((size_t)(2 * ntargets), sizeof *owner);
-    char(*names)[200] = calloc((size_t)(2 * ntargets), sizeof *names);
-    float **data = calloc((size_t)(2 * ntargets), sizeof *data);
+    specs = ail_calloc((size_t)(2 * ntargets), sizeof *specs);
+    owner = ail_calloc((size_t)(2 * ntargets), sizeof *owner);
+    char(*names)[200] = ail_calloc((size_t)(2 * ntargets), sizeof *names);
+    float **data = ail_calloc((size_t)(2 * ntargets), sizeof *data);
     if (!specs || !owner || !names || !data) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     int r = opt->spec.rank;
     for (int k = 0; k < ntargets && rc == AIL_OK; k++) {
@@ -337,7 +337,7 @@ static int write_residual_dir(MPI_Comm comm, const HFModel *model, const TargetM
             owner[i] = k % nranks;
             if (owner[i] != rank) continue;
             size_t count = (size_t)specs[i].shape[0] * (size_t)specs[i].shape[1];
-            if (!(data[i] = malloc(sizeof(float) * count))) {
+            if (!(data[i] = ail_malloc(sizeof(float) * count))) {
                 rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
                 break;
             }
@@ -406,10 +406,10 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     hid_t cache = -1;
     int rc = ail_error_agree(comm, svdcache_open(opt.svd_path, targets, ntargets, &cache));
 
-    ModuleInit *mods = calloc((size_t)ntargets, sizeof *mods);
-    InitSets *sets = calloc((size_t)ntargets, sizeof *sets);
-    double *diag = calloc((size_t)ntargets * D_COUNT, sizeof *diag);
-    char(*fps)[FINGERPRINT_HEX] = calloc((size_t)ntargets + 1, sizeof *fps);
+    ModuleInit *mods = ail_calloc((size_t)ntargets, sizeof *mods);
+    InitSets *sets = ail_calloc((size_t)ntargets, sizeof *sets);
+    double *diag = ail_calloc((size_t)ntargets * D_COUNT, sizeof *diag);
+    char(*fps)[FINGERPRINT_HEX] = ail_calloc((size_t)ntargets + 1, sizeof *fps);
     char model_fp[FINGERPRINT_HEX] = "";
     if (rc == AIL_OK && (!mods || !sets || !diag || !fps)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     rc = ail_error_agree(comm, rc);

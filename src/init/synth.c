@@ -99,17 +99,17 @@ static int list_add(TensorList *list, const char *name, DType dtype, int ndim, i
                     int64_t d1, const double *values) {
     if (list->count == list->cap) {
         int cap = list->cap ? 2 * list->cap : 64;
-        SafeTensorSpec *specs = realloc(list->specs, sizeof *specs * (size_t)cap);
+        SafeTensorSpec *specs = ail_realloc(list->specs, sizeof *specs * (size_t)cap);
         if (specs) list->specs = specs;
-        char **names = realloc(list->names, sizeof *names * (size_t)cap);
+        char **names = ail_realloc(list->names, sizeof *names * (size_t)cap);
         if (names) list->names = names;
-        void **buffers = realloc(list->buffers, sizeof *buffers * (size_t)cap);
+        void **buffers = ail_realloc(list->buffers, sizeof *buffers * (size_t)cap);
         if (buffers) list->buffers = buffers;
         if (!specs || !names || !buffers) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
         list->cap = cap;
     }
     size_t numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
-    void *buf = malloc(numel * dtype_size(dtype));
+    void *buf = ail_malloc(numel * dtype_size(dtype));
     char *copy = strdup(name);
     if (!buf || !copy) {
         free(buf);
@@ -258,7 +258,7 @@ static int write_shards(const char *dir, const SynthSpec *spec, const TensorList
     cJSON *map = cJSON_AddObjectToObject(index, "weight_map");
     size_t total = 0;
     int rc = AIL_OK;
-    SafeTensorSpec *subset = malloc(sizeof *subset * (size_t)list->count);
+    SafeTensorSpec *subset = ail_malloc(sizeof *subset * (size_t)list->count);
     if (!subset) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int s = 0; s < nshard && rc == AIL_OK; s++) {
         char file[64];

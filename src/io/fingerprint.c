@@ -52,8 +52,8 @@ int fingerprint_tensors(MPI_Comm comm, const SafeTensor *const *tensors, int cou
 int fingerprint_model(MPI_Comm comm, const HFModel *model, char hex[FINGERPRINT_HEX]) {
     int total = 0;
     for (int s = 0; s < model->nshards; s++) total += model->shards[s].count;
-    const SafeTensor **all = malloc(sizeof *all * (size_t)(total ? total : 1));
-    char(*fps)[FINGERPRINT_HEX] = malloc(sizeof *fps * (size_t)(total ? total : 1));
+    const SafeTensor **all = ail_malloc(sizeof *all * (size_t)(total ? total : 1));
+    char(*fps)[FINGERPRINT_HEX] = ail_malloc(sizeof *fps * (size_t)(total ? total : 1));
     char path[4096], *config = NULL;
     size_t config_len = 0;
     snprintf(path, sizeof path, "%s/config.json", model->dir);

@@ -24,6 +24,7 @@ int h5io_create_parallel(const char *path, MPI_Comm comm, hid_t *file) {
 }
 
 int h5io_open_read(const char *path, hid_t *file) {
+    if (AIL_FAULT("read")) return AIL_ERROR(AIL_ERR_IO, "%s: injected read fault (AILORA_FAULT)", path);
     FILE *f = fopen(path, "rb");
     if (!f) return AIL_ERROR(AIL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     fclose(f);
@@ -137,10 +138,10 @@ int h5io_read_f64(hid_t file, const char *path, int ndims, hsize_t *dims, double
         }
         count *= dims[i];
     }
-    *buf = malloc(sizeof(double) * (count ? count : 1));
+    *buf = ail_malloc(sizeof(double) * (count ? count : 1));
     int rc = AIL_OK;
     if (!*buf) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s", path);
-    else if (count && H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *buf) < 0)
+    else if (count && (AIL_FAULT("read") || H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *buf) < 0))
         rc = AIL_ERROR(AIL_ERR_IO, "cannot read dataset %s", path);
     H5Dclose(dset);
     if (rc != AIL_OK) {
@@ -173,7 +174,7 @@ int h5io_read_selected(hid_t file, const char *path, int columns, int nsel, cons
     hsize_t mdims[2] = {dims[0], dims[1]};
     mdims[axis] = (hsize_t)nsel;
     hid_t mspace = H5Screate_simple(2, mdims, NULL);
-    herr_t st = nsel ? H5Dread(dset, H5T_NATIVE_DOUBLE, mspace, fspace, H5P_DEFAULT, out) : 0;
+    herr_t st = AIL_FAULT("read") ? -1 : nsel ? H5Dread(dset, H5T_NATIVE_DOUBLE, mspace, fspace, H5P_DEFAULT, out) : 0;
     H5Sclose(mspace);
     H5Sclose(fspace);
     H5Dclose(dset);

@@ -137,7 +137,7 @@ static int index_shard_files(const char *index_path, char ***files, int *count) 
         return AIL_ERROR(AIL_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
     }
     int cap = cJSON_GetArraySize(map), n = 0;
-    char **names = calloc((size_t)(cap > 0 ? cap : 1), sizeof *names);
+    char **names = ail_calloc((size_t)(cap > 0 ? cap : 1), sizeof *names);
     if (!names) {
         cJSON_Delete(root);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory reading %s", index_path);
@@ -185,12 +185,12 @@ int hfmodel_open(const char *dir, HFModel *model) {
                              "%s: neither model.safetensors nor model.safetensors.index.json found",
                              dir);
         model->nshards = 1;
-        model->shard_files = malloc(sizeof(char *));
+        model->shard_files = ail_malloc(sizeof(char *));
         if (!model->shard_files) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
         model->shard_files[0] = strdup("model.safetensors");
     }
     model->dir = strdup(dir);
-    model->shards = calloc((size_t)model->nshards, sizeof(SafeTensors));
+    model->shards = ail_calloc((size_t)model->nshards, sizeof(SafeTensors));
     if (!model->dir || !model->shards) {
         hfmodel_close(model);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");
@@ -270,7 +270,7 @@ int hfmodel_targets(const HFModel *model, const char *suffix_csv, TargetModule *
     if (nsuffix == 0) return AIL_ERROR(AIL_ERR_ARG, "empty target list");
 
     int L = model->config.num_hidden_layers;
-    TargetModule *t = calloc((size_t)(L * nsuffix), sizeof *t);
+    TargetModule *t = ail_calloc((size_t)(L * nsuffix), sizeof *t);
     if (!t) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int layer = 0; layer < L; layer++) {
         for (int s = 0; s < nsuffix; s++) {

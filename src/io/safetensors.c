@@ -223,6 +223,7 @@ static int parse_header(const char *path, const cJSON *root, SafeTensors *st) {
 
 int safetensors_open(const char *path, SafeTensors *st) {
     memset(st, 0, sizeof *st);
+    if (AIL_FAULT("read")) return AIL_ERROR(AIL_ERR_IO, "%s: injected read fault (AILORA_FAULT)", path);
     int fd = open(path, O_RDONLY);
     if (fd < 0) return AIL_ERROR(AIL_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
@@ -472,7 +473,7 @@ static int layout_build(const char *path, int count, const SafeTensorSpec *specs
     // pad with spaces so the data buffer starts 8-byte aligned in the file
     size_t n = strlen(text);
     size_t padded = (n + 7) / 8 * 8;
-    l->header = realloc(text, padded + 1);
+    l->header = ail_realloc(text, padded + 1);
     if (!l->header) {
         free(text);
         return AIL_ERROR(AIL_ERR_MEM, "%s: out of memory padding the header", path);
@@ -536,7 +537,7 @@ int safetensors_write(const char *path, int count, const SafeTensorSpec *specs,
         return rc;
     }
     size_t tlen = strlen(path) + 16;
-    char *tmp = malloc(tlen);
+    char *tmp = ail_malloc(tlen);
     if (!tmp) {
         layout_free(&l);
         return AIL_ERROR(AIL_ERR_MEM, "%s: out of memory", path);

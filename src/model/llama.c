@@ -251,12 +251,12 @@ int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, co
     const int out[LIN_COUNT] = {llm->nh * llm->hd, llm->nkv * llm->hd, llm->nkv * llm->hd, llm->H,
                                 llm->I, llm->I, llm->H};
     const int in[LIN_COUNT] = {llm->H, llm->H, llm->H, llm->nh * llm->hd, llm->H, llm->H, llm->I};
-    LoraAdapter *ad = calloc(1, sizeof *ad);
+    LoraAdapter *ad = ail_calloc(1, sizeof *ad);
     if (!ad) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     ad->m = out[lin], ad->n = in[lin], ad->r = r, ad->scale = (real)scale;
     size_t na = (size_t)r * ad->n, nb = (size_t)ad->m * r;
-    ad->A = malloc(sizeof(real) * na), ad->dA = calloc(na, sizeof(real));
-    ad->B = malloc(sizeof(real) * nb), ad->dB = calloc(nb, sizeof(real));
+    ad->A = ail_malloc(sizeof(real) * na), ad->dA = ail_calloc(na, sizeof(real));
+    ad->B = ail_malloc(sizeof(real) * nb), ad->dB = ail_calloc(nb, sizeof(real));
     if (!ad->A || !ad->B || !ad->dA || !ad->dB) {
         free(ad->A), free(ad->B), free(ad->dA), free(ad->dB), free(ad);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory for an adapter");
@@ -316,13 +316,13 @@ int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
         {&a->lora_t, L * LIN_COUNT * N * (size_t)(a->rmax ? a->rmax : 1)},
         {&a->scratch, (size_t)a->nthreads * 2 * T * T}, {&a->row_lse, N}, {&a->act, N * I},
     };
-    a->row_loss = malloc(sizeof(double) * N);
-    if (llm->tp_size > 1 && !(a->tp_partial = malloc(sizeof(real) * N * H))) {
+    a->row_loss = ail_malloc(sizeof(double) * N);
+    if (llm->tp_size > 1 && !(a->tp_partial = ail_malloc(sizeof(real) * N * H))) {
         llama_acts_free(a);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory for activations (%d x %d tokens)", B, T);
     }
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        if (!(*bufs[i].p = malloc(sizeof(real) * bufs[i].n)) || !a->row_loss) {
+        if (!(*bufs[i].p = ail_malloc(sizeof(real) * bufs[i].n)) || !a->row_loss) {
             llama_acts_free(a);
             return AIL_ERROR(AIL_ERR_MEM, "out of memory for activations (%d x %d tokens)", B, T);
         }
@@ -346,12 +346,12 @@ static int target_of(const int32_t *labels, int n, int T) {
     return (n % T) + 1 < T ? labels[n + 1] : -100;
 }
 
-/* Sum of buf (count) over the tensor-parallel ranks, in place. */
+/* Sum of buf (count) over the tensor-parallel ranks, in place. A failure here
+ * cannot be agreed (the other ranks are inside this or the next all-reduce):
+ * it ends the job. */
 static int tp_allreduce(const Llama *llm, real *buf, size_t count) {
     if (llm->tp_size == 1) return AIL_OK;
-    if (MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_REAL_T, MPI_SUM, llm->tp_comm) != MPI_SUCCESS)
-        return AIL_ERROR(AIL_ERR_MPI, "tensor-parallel all-reduce failed");
-    return AIL_OK;
+    return ail_error_fatal(llm->tp_comm, ail_allreduce_sum(buf, count, MPI_REAL_T, llm->tp_comm));
 }
 
 /* y (N, m) = linear(in) with its adapter, if any */
@@ -478,8 +478,14 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
     if (!a->grad) {  // kept for the next steps: no page faults in the hot loop
         size_t total = 0;
         for (int i = 0; i < 9; i++) total += sizes[i];
-        if (!(a->grad = malloc(sizeof(real) * total)))
-            return AIL_ERROR(AIL_ERR_MEM, "out of memory for the backward pass");
+        a->grad = ail_malloc(sizeof(real) * total);
+        int rc = a->grad ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for the backward pass");
+        // first call on every tp rank alike: agree before the backward's all-reduces
+        if (llm->tp_size > 1) rc = ail_error_agree(llm->tp_comm, rc);
+        if (rc != AIL_OK) {
+            free(a->grad), a->grad = NULL;
+            return rc;
+        }
     }
     real *bufs[9], *p = a->grad;
     for (int i = 0; i < 9; i++) bufs[i] = p, p += sizes[i];

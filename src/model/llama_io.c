@@ -60,7 +60,7 @@ static int load_tensor(const HFModel *model, const TensorSlot *slot) {
     if (!dtype_is_float(t->dtype))
         return AIL_ERROR(AIL_ERR_FORMAT, "tensor \"%s\" in %s is not floating point", slot->name, model->dir);
     int64_t cols = slot->D1 ? slot->d1 : 1;
-    double *row = malloc(sizeof(double) * (size_t)cols);
+    double *row = ail_malloc(sizeof(double) * (size_t)cols);
     if (!row) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int64_t i = 0; i < slot->d0; i++) {  // row by row: only the shard's bytes are read
         safetensor_block_f64(t, slot->r0 + i, 1, slot->c0, cols, row);
@@ -144,13 +144,13 @@ int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     size_t total = (size_t)V * H * (c->tie_word_embeddings ? 1 : 2) + H + (size_t)L * per_layer;
     AIL_MALLOC(llm->storage, total);
     llm->storage_size = total;
-    llm->layers = calloc((size_t)L, sizeof *llm->layers);
+    llm->layers = ail_calloc((size_t)L, sizeof *llm->layers);
     if (!llm->layers) {
         llama_free(llm);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
     int count, rc = tensor_slots(llm, c, NULL, &count);
-    TensorSlot *slots = malloc(sizeof *slots * (size_t)count);
+    TensorSlot *slots = ail_malloc(sizeof *slots * (size_t)count);
     if (!slots) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     if (rc == AIL_OK) tensor_slots(llm, c, slots, &count);
     for (int i = 0; i < count && rc == AIL_OK; i++) rc = load_tensor(model, &slots[i]);
@@ -158,8 +158,8 @@ int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     // RoPE tables as HF computes them: inverse frequencies and angles in float32
     // (the float64 build computes them in float64, like a true float64 reference)
     int P = c->max_position_embeddings, half = hd / 2;
-    llm->rope_cos = malloc(sizeof(real) * (size_t)P * half);
-    llm->rope_sin = malloc(sizeof(real) * (size_t)P * half);
+    llm->rope_cos = ail_malloc(sizeof(real) * (size_t)P * half);
+    llm->rope_sin = ail_malloc(sizeof(real) * (size_t)P * half);
     if (rc == AIL_OK && (!llm->rope_cos || !llm->rope_sin)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int pos = 0; pos < P && rc == AIL_OK; pos++)
         for (int j = 0; j < half; j++) {
@@ -186,9 +186,9 @@ int llama_save(const Llama *llm, const HFModel *model, const char *dir) {
     if (mkdir(partial, 0755) != 0 && errno != EEXIST)
         return AIL_ERROR(AIL_ERR_IO, "cannot create %s: %s", partial, strerror(errno));
     int count, rc = tensor_slots((Llama *)llm, &llm->cfg, NULL, &count);
-    TensorSlot *slots = malloc(sizeof *slots * (size_t)count);
-    SafeTensorSpec *specs = calloc((size_t)count, sizeof *specs);
-    float **data = calloc((size_t)count, sizeof *data);
+    TensorSlot *slots = ail_malloc(sizeof *slots * (size_t)count);
+    SafeTensorSpec *specs = ail_calloc((size_t)count, sizeof *specs);
+    float **data = ail_calloc((size_t)count, sizeof *data);
     if (!slots || !specs || !data) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     if (rc == AIL_OK) {
         // tensor_slots only re-derives the pointers llama_load set: same layout
@@ -197,7 +197,7 @@ int llama_save(const Llama *llm, const HFModel *model, const char *dir) {
     }
     for (int i = 0; i < count && rc == AIL_OK; i++) {
         size_t n = (size_t)slots[i].d0 * (slots[i].d1 ? (size_t)slots[i].d1 : 1);
-        if (!(data[i] = malloc(sizeof(float) * n))) {
+        if (!(data[i] = ail_malloc(sizeof(float) * n))) {
             rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
             break;
         }

@@ -28,8 +28,17 @@ const char *svd_backend_name(SvdBackend backend) {
 }
 
 /* LAPACK's int workspace sizes come back as doubles; round up so a value just
- * below an integer cannot under-allocate. */
-static int lwork_from_query(double q) { return (int)ceil(q * (1.0 + 1e-9)) + 1; }
+ * below an integer cannot under-allocate, and refuse sizes the 32-bit LWORK of
+ * LAPACK / ScaLAPACK cannot hold (the cast would wrap). */
+static int lwork_from_query(double q, const char *routine, int m, int n, int *lwork) {
+    double need = ceil(q * (1.0 + 1e-9)) + 1;
+    if (!(need <= (double)INT_MAX))
+        return AIL_ERROR(AIL_ERR_ARG, "%s on a %dx%d matrix needs a workspace of %.0f doubles, more than "
+                         "its 32-bit LWORK can address (%d): use --backend pdgesvd on more ranks",
+                         routine, m, n, need, INT_MAX);
+    *lwork = (int)need;
+    return AIL_OK;
+}
 
 int svd_lapack(int m, int n, double *w, double *S, double *U, double *Vt) {
     // Column-major, the row-major W [m, n] is A = W^T (n x m). dgesdd(A) gives
@@ -37,11 +46,15 @@ int svd_lapack(int m, int n, double *w, double *S, double *U, double *Vt) {
     int k = m < n ? m : n, rows = n, cols = m, info, lwork = -1;
     int ldvt = k;
     double query;
-    int *iwork = malloc(sizeof(int) * 8 * (size_t)k);
+    int *iwork = ail_malloc(sizeof(int) * 8 * (size_t)k);
     if (!iwork) return AIL_ERROR(AIL_ERR_MEM, "out of memory for dgesdd workspace");
     dgesdd_("S", &rows, &cols, w, &rows, S, Vt, &rows, U, &ldvt, &query, &lwork, iwork, &info, 1);
-    lwork = lwork_from_query(query);
-    double *work = malloc(sizeof(double) * (size_t)lwork);
+    int rc = lwork_from_query(query, "dgesdd", m, n, &lwork);
+    if (rc != AIL_OK) {
+        free(iwork);
+        return rc;
+    }
+    double *work = ail_malloc(sizeof(double) * (size_t)lwork);
     if (!work) {
         free(iwork);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory for dgesdd workspace (%d doubles)", lwork);
@@ -61,12 +74,13 @@ int svd_lapack(int m, int n, double *w, double *S, double *U, double *Vt) {
  * p column j where that entry is negative. */
 static int dist_canonical_signs(DistSvd *svd) {
     int k = svd->k;
-    struct { double v; int i; } *best = malloc(sizeof *best * (size_t)k);
-    double *sign = calloc((size_t)k, sizeof *sign);
-    if (!best || !sign) {
+    struct { double v; int i; } *best = ail_malloc(sizeof *best * (size_t)k);
+    double *sign = ail_calloc((size_t)k, sizeof *sign);
+    int rc = best && sign ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for sign canonicalization");
+    if (ail_error_agree(svd->qt.grid->comm, rc) != AIL_OK) {  // before the grid's all-reduces
         free(best);
         free(sign);
-        return AIL_ERROR(AIL_ERR_MEM, "out of memory for sign canonicalization");
+        return ail_error_code();
     }
     for (int j = 0; j < k; j++) best[j].v = -1.0, best[j].i = INT_MAX;
     DistMatrix *qt = &svd->qt;
@@ -104,13 +118,16 @@ int svd_pdgesvd(const BlacsGrid *grid, const SafeTensor *w, int nb, DistSvd *out
     memset(out, 0, sizeof *out);
     int m = (int)w->shape[0], n = (int)w->shape[1], k = m < n ? m : n;
     out->m = m, out->n = n, out->k = k;
-    DistMatrix a;  // W^T, n x m
-    AIL_CHECK(distmat_create(grid, n, m, nb, &a));
-    int rc = distmat_load_weight_t(&a, w);
+    DistMatrix a = {0};  // W^T, n x m
+    // every rank of the grid agrees before each ScaLAPACK call: one rank's failure
+    // must not leave the others waiting inside pdgesvd
+    int rc = distmat_create(grid, n, m, nb, &a);
+    if (rc == AIL_OK) rc = distmat_load_weight_t(&a, w);
     if (rc == AIL_OK) rc = distmat_create(grid, n, k, nb, &out->p);
     if (rc == AIL_OK) rc = distmat_create(grid, k, m, nb, &out->qt);
-    if (rc == AIL_OK && !(out->S = malloc(sizeof(double) * (size_t)k)))
+    if (rc == AIL_OK && !(out->S = ail_malloc(sizeof(double) * (size_t)k)))
         rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    rc = ail_error_agree(grid->comm, rc);
     double *work = NULL;
     if (rc == AIL_OK) {
         int one = 1, lwork = -1, info;
@@ -118,17 +135,20 @@ int svd_pdgesvd(const BlacsGrid *grid, const SafeTensor *w, int nb, DistSvd *out
         pdgesvd_("V", "V", &n, &m, a.local, &one, &one, a.desc, out->S, out->p.local, &one, &one,
                  out->p.desc, out->qt.local, &one, &one, out->qt.desc, &query, &lwork, &info, 1, 1);
         // pdgesvd's query can differ across ranks; everyone uses the largest
-        lwork = lwork_from_query(query);
-        MPI_Allreduce(MPI_IN_PLACE, &lwork, 1, MPI_INT, MPI_MAX, grid->comm);
-        if (!(work = malloc(sizeof(double) * (size_t)lwork))) {
+        MPI_Allreduce(MPI_IN_PLACE, &query, 1, MPI_DOUBLE, MPI_MAX, grid->comm);
+        rc = lwork_from_query(query, "pdgesvd", m, n, &lwork);  // same answer on every rank
+        if (rc == AIL_OK && !(work = ail_malloc(sizeof(double) * (size_t)lwork)))
             rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for pdgesvd workspace (%d doubles)", lwork);
-        } else {
+        rc = ail_error_agree(grid->comm, rc);
+        if (rc == AIL_OK) {
             pdgesvd_("V", "V", &n, &m, a.local, &one, &one, a.desc, out->S, out->p.local, &one,
                      &one, out->p.desc, out->qt.local, &one, &one, out->qt.desc, work, &lwork, &info,
                      1, 1);
+            // info is global for pdgesvd's argument and convergence checks
             if (info != 0)
                 rc = AIL_ERROR(AIL_ERR_LIB, "pdgesvd failed on %s (%dx%d, info %d)", w->name, m, n,
                                info);
+            rc = ail_error_agree(grid->comm, rc);
         }
     }
     free(work);

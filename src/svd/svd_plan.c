@@ -5,6 +5,7 @@
  * group. Phase 0 holds the matrices one rank can hold; phase 1, if any matrix is
  * too big for one rank, runs those on a grid of all ranks.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,13 @@ double svd_lapack_bytes(int m, int n) {
     double k = m < n ? m : n, big = m > n ? m : n;
     // W, U, Vt, and dgesdd's workspace of about 4k^2 + 7k + max(m,n)k doubles, plus iwork
     return 8.0 * ((double)m * n + (double)m * k + k * n + 4.0 * k * k + 7.0 * k + big * k) + 32.0 * k;
+}
+
+/* dgesdd's LWORK is a 32-bit int and its JOBZ='S' workspace at least 4k^2 + 7k:
+ * from k of about 23170 on, no 32-bit LAPACK can take the matrix whole. */
+static int lapack_lwork_overflows(int m, int n) {
+    double k = m < n ? m : n;
+    return 4.0 * k * k + 7.0 * k > (double)INT_MAX;
 }
 
 static double task_cost(const TargetModule *t) {
@@ -34,9 +42,10 @@ static int by_cost_desc(const void *a, const void *b) {
 }
 
 /* Assign the tasks listed in order[] (by decreasing cost) to ngroups groups of phase. */
-static void assign_lpt(SvdPlan *plan, const CostIndex *order, int count, int phase, int ngroups,
-                       int group_size, SvdBackend backend) {
-    double *load = calloc((size_t)ngroups, sizeof *load);
+static int assign_lpt(SvdPlan *plan, const CostIndex *order, int count, int phase, int ngroups,
+                      int group_size, SvdBackend backend) {
+    double *load;
+    AIL_CALLOC(load, ngroups);
     int nprow, npcol;
     blacs_grid_shape(group_size, &nprow, &npcol);
     for (int t = 0; t < count; t++) {
@@ -54,6 +63,7 @@ static void assign_lpt(SvdPlan *plan, const CostIndex *order, int count, int pha
     plan->phases[phase].ngroups = ngroups;
     plan->phases[phase].group_size = group_size;
     free(load);
+    return AIL_OK;
 }
 
 int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
@@ -64,19 +74,23 @@ int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets,
                          nranks);
     AIL_CALLOC(plan->tasks, ntargets);
     plan->ntasks = ntargets;
-    CostIndex *fits = malloc(sizeof *fits * (size_t)(ntargets ? ntargets : 1));
-    CostIndex *big = malloc(sizeof *big * (size_t)(ntargets ? ntargets : 1));
+    CostIndex *fits = ail_malloc(sizeof *fits * (size_t)(ntargets ? ntargets : 1));
+    CostIndex *big = ail_malloc(sizeof *big * (size_t)(ntargets ? ntargets : 1));
     if (!fits || !big) {
         free(fits);
         free(big);
         svd_plan_free(plan);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
-    int nfits = 0, nbig = 0;
+    int nfits = 0, nbig = 0, rc = AIL_OK;
     for (int i = 0; i < ntargets; i++) {
         CostIndex ci = {task_cost(&targets[i]), i};
         int too_big = svd_lapack_bytes(targets[i].m, targets[i].n) > max_rank_bytes;
-        if (backend == SVD_BACKEND_PDGESVD || (backend == SVD_BACKEND_AUTO && too_big && nranks > 1))
+        int no_lwork = lapack_lwork_overflows(targets[i].m, targets[i].n);
+        if (backend == SVD_BACKEND_LAPACK && no_lwork && rc == AIL_OK)
+            rc = AIL_ERROR(AIL_ERR_ARG, "%s (%dx%d): dgesdd's workspace exceeds LAPACK's 32-bit LWORK; "
+                           "use --backend pdgesvd or auto", targets[i].name, targets[i].m, targets[i].n);
+        if (backend == SVD_BACKEND_PDGESVD || (backend == SVD_BACKEND_AUTO && ((too_big && nranks > 1) || no_lwork)))
             big[nbig++] = ci;
         else
             fits[nfits++] = ci;
@@ -84,24 +98,25 @@ int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets,
     qsort(fits, (size_t)nfits, sizeof *fits, by_cost_desc);
     qsort(big, (size_t)nbig, sizeof *big, by_cost_desc);
 
-    if (nfits > 0) {
+    if (rc == AIL_OK && nfits > 0) {
         // Split a matrix over g ranks only when pdgesvd on g ranks beats dgesdd
         // on one, i.e. when g exceeds pdgesvd's per-rank slowdown.
         int g = group_ranks > 0 ? group_ranks : nranks / nfits;
         if (backend == SVD_BACKEND_AUTO && (group_ranks > 0 || g > SVD_PDGESVD_SLOWDOWN))
-            assign_lpt(plan, fits, nfits, plan->nphases, nranks / g, g, SVD_BACKEND_PDGESVD);
+            rc = assign_lpt(plan, fits, nfits, plan->nphases, nranks / g, g, SVD_BACKEND_PDGESVD);
         else  // one matrix per rank: dgesdd, or cuSOLVER on the rank's GPU
-            assign_lpt(plan, fits, nfits, plan->nphases, nranks < nfits ? nranks : nfits, 1,
-                       backend == SVD_BACKEND_CUSOLVER ? SVD_BACKEND_CUSOLVER : SVD_BACKEND_LAPACK);
+            rc = assign_lpt(plan, fits, nfits, plan->nphases, nranks < nfits ? nranks : nfits, 1,
+                            backend == SVD_BACKEND_CUSOLVER ? SVD_BACKEND_CUSOLVER : SVD_BACKEND_LAPACK);
         plan->nphases++;
     }
-    if (nbig > 0) {
-        assign_lpt(plan, big, nbig, plan->nphases, 1, nranks, SVD_BACKEND_PDGESVD);
+    if (rc == AIL_OK && nbig > 0) {
+        rc = assign_lpt(plan, big, nbig, plan->nphases, 1, nranks, SVD_BACKEND_PDGESVD);
         plan->nphases++;
     }
     free(fits);
     free(big);
-    return AIL_OK;
+    if (rc != AIL_OK) svd_plan_free(plan);
+    return rc;
 }
 
 void svd_plan_free(SvdPlan *plan) {

@@ -77,9 +77,9 @@ static int run_single(const TargetModule *t, SvdBackend backend, ModuleSets *set
     double *w, *S, *U, *Vt;
     AIL_MALLOC(w, (size_t)m * n);
     dtype_to_f64(t->dtype, t->weight->data, (size_t)m * n, w);
-    S = malloc(sizeof(double) * (size_t)k);
-    U = malloc(sizeof(double) * (size_t)m * k);
-    Vt = malloc(sizeof(double) * (size_t)k * n);
+    S = ail_malloc(sizeof(double) * (size_t)k);
+    U = ail_malloc(sizeof(double) * (size_t)m * k);
+    Vt = ail_malloc(sizeof(double) * (size_t)k * n);
     int rc = (S && U && Vt) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for the SVD of %s", t->name);
     if (rc == AIL_OK)
         rc = backend == SVD_BACKEND_CUSOLVER ? gpu_svd_f64(m, n, w, S, U, Vt)
@@ -104,7 +104,7 @@ static int run_pdgesvd(const BlacsGrid *grid, const TargetModule *t, int nb, Mod
     if (rc == AIL_OK) rc = distmat_write_h5_t(sets->Vt, &svd.p);
     if (rc == AIL_OK) rc = distmat_write_h5_t(sets->U, &svd.qt);
     dist_svd_free(&svd);
-    return rc;
+    return ail_error_agree(grid->comm, rc);  // the group's next pdgesvd is collective
 }
 
 /* This rank's part of one phase of the plan. seconds[t] gets the wall time of the
@@ -132,7 +132,7 @@ static int run_phase(MPI_Comm comm, const SvdPlan *plan, int phase, const Target
         const SvdTask *any = NULL;
         for (int i = 0; i < plan->ntasks && !any; i++)
             if (plan->tasks[i].phase == phase) any = &plan->tasks[i];
-        rc = blacs_grid_create(gcomm, any->nprow, any->npcol, &grid);
+        rc = ail_error_agree(gcomm, blacs_grid_create(gcomm, any->nprow, any->npcol, &grid));
     }
     for (int i = 0; i < plan->ntasks && rc == AIL_OK; i++) {
         const SvdTask *task = &plan->tasks[i];
@@ -193,8 +193,8 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     MPI_Comm_size(comm, &nranks);
     double t_start = MPI_Wtime();
     SvdPlan plan;
-    AIL_CHECK(svd_plan_make(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes,
-                            opt->group_ranks, &plan));
+    AIL_CHECK(ail_error_agree(comm, svd_plan_make(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes,
+                                                  opt->group_ranks, &plan)));
     if (opt->verbose && rank == 0)
         for (int p = 0; p < plan.nphases; p++)
             printf("svd plan: phase %d: %d group(s) of %d rank(s)\n", p, plan.phases[p].ngroups,
@@ -210,10 +210,10 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     char partial[4096];
     file_partial_path(out_path, partial, sizeof partial);
     hid_t file = -1;
-    ModuleSets *sets = calloc((size_t)ntargets, sizeof *sets);
-    double *seconds = calloc((size_t)ntargets, sizeof *seconds);
-    char(*fps)[FINGERPRINT_HEX] = calloc((size_t)ntargets + 1, sizeof *fps);
-    const SafeTensor **weights = calloc((size_t)ntargets + 1, sizeof *weights);
+    ModuleSets *sets = ail_calloc((size_t)ntargets, sizeof *sets);
+    double *seconds = ail_calloc((size_t)ntargets, sizeof *seconds);
+    char(*fps)[FINGERPRINT_HEX] = ail_calloc((size_t)ntargets + 1, sizeof *fps);
+    const SafeTensor **weights = ail_calloc((size_t)ntargets + 1, sizeof *weights);
     char model_fp[FINGERPRINT_HEX] = "";
     int rc = (sets && seconds && fps && weights) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     rc = ail_error_agree(comm, rc);
@@ -345,8 +345,8 @@ int svdcache_verify(MPI_Comm comm, const char *path, hid_t cache, const TargetMo
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    char(*mine)[FINGERPRINT_HEX] = calloc((size_t)ntargets + 1, sizeof *mine);
-    const SafeTensor **weights = calloc((size_t)ntargets + 1, sizeof *weights);
+    char(*mine)[FINGERPRINT_HEX] = ail_calloc((size_t)ntargets + 1, sizeof *mine);
+    const SafeTensor **weights = ail_calloc((size_t)ntargets + 1, sizeof *weights);
     int rc = mine && weights ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     rc = ail_error_agree(comm, rc);
     for (int i = 0; i < ntargets && rc == AIL_OK; i++) weights[i] = targets[i].weight;

@@ -28,7 +28,7 @@ static int read_block(const Dataset *ds, hid_t dset, int first, int count, int32
     hsize_t start[2] = {(hsize_t)first, 0}, cnt[2] = {(hsize_t)count, (hsize_t)ds->T};
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
     hid_t ms = H5Screate_simple(2, cnt, NULL);
-    herr_t st = H5Dread(dset, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out);
+    herr_t st = AIL_FAULT("read") ? -1 : H5Dread(dset, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out);
     H5Sclose(ms), H5Sclose(fs);
     return st < 0 ? AIL_ERROR(AIL_ERR_IO, "%s: read failed", ds->path) : AIL_OK;
 }
@@ -47,14 +47,14 @@ int dataset_load(const char *path, int vocab, Dataset *ds) {
         rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: needs 1 to 2^31 sequences of at least 2 tokens", path);
     if (rc == AIL_OK) {
         ds->n = (int)di[0], ds->T = (int)di[1];
-        if (!(ds->scored = calloc((size_t)ds->n, sizeof *ds->scored)))
+        if (!(ds->scored = ail_calloc((size_t)ds->n, sizeof *ds->scored)))
             rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", path);
     }
     // one streaming pass: validate every id and label, count scored positions
     int chunk = rc == AIL_OK ? (int)(1048576 / ds->T + 1) : 0;
     int32_t *ids = NULL, *lab = NULL;
-    if (rc == AIL_OK && (!(ids = malloc(sizeof(int32_t) * (size_t)chunk * ds->T)) ||
-                         !(lab = malloc(sizeof(int32_t) * (size_t)chunk * ds->T))))
+    if (rc == AIL_OK && (!(ids = ail_malloc(sizeof(int32_t) * (size_t)chunk * ds->T)) ||
+                         !(lab = ail_malloc(sizeof(int32_t) * (size_t)chunk * ds->T))))
         rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", path);
     for (int first = 0; first < ds->n && rc == AIL_OK; first += chunk) {
         int count = ds->n - first < chunk ? ds->n - first : chunk;
@@ -109,8 +109,10 @@ int dataset_index(const Dataset *ds, long long pos, uint64_t seed, int shuffle) 
     static __thread long long perm_epoch = -1;
     static __thread uint64_t perm_seed = 0;
     if (perm_n != ds->n || perm_epoch != epoch || perm_seed != seed) {
-        int *p = realloc(perm, sizeof(int) * (size_t)ds->n);
-        if (!p) return i;  // cannot happen for sane n; falls back to the identity
+        int *p = ail_realloc(perm, sizeof(int) * (size_t)ds->n);
+        if (!p)  // no error return here, and another order would be silently wrong: end the job
+            ail_error_fatal(MPI_COMM_WORLD, AIL_ERROR(AIL_ERR_MEM, "out of memory for the order of %s (%d rows)",
+                                                      ds->path, ds->n));
         perm = p, perm_n = ds->n, perm_epoch = epoch, perm_seed = seed;
         Rng rng;
         rng_init(&rng, seed, 0x5eed0000ULL + (uint64_t)epoch);

@@ -125,17 +125,27 @@ static int cpu_create(Engine *e) {
 
 static int gpu_zero_grads_op(Engine *e) { return gpu_zero_grads(e->gpu); }
 
+/* The GPU model's NCCL all-reduces are queued inside these calls: a rank failing in
+ * one leaves its partners blocked in NCCL, where no agreement reaches them. Under
+ * tp (forward, backward, norm) or any parallelism (gradient all-reduce) such a
+ * failure ends the job (ail_error_fatal); alone, it is an ordinary error. */
+static int nccl_fatal(const Engine *e, int collective, int rc) {
+    return collective ? ail_error_fatal(e->comm, rc) : rc;
+}
+
 static int gpu_forward_op(Engine *e, const int32_t *tok, const int32_t *lab, double *loss_sum, long *scored) {
-    return gpu_forward(e->gpu, tok, lab, loss_sum, scored);
+    return nccl_fatal(e, e->tp > 1, gpu_forward(e->gpu, tok, lab, loss_sum, scored));
 }
 
 static int gpu_backward_op(Engine *e, const int32_t *lab, double loss_scale) {
-    return gpu_backward(e->gpu, loss_scale);
+    return nccl_fatal(e, e->tp > 1, gpu_backward(e->gpu, loss_scale));
 }
 
-static int gpu_allreduce_op(Engine *e) { return gpu_grads_allreduce(e->gpu, e->gpu_dp); }
+static int gpu_allreduce_op(Engine *e) {
+    return nccl_fatal(e, e->tp > 1 || e->dp > 1, gpu_grads_allreduce(e->gpu, e->gpu_dp));
+}
 
-static int gpu_grad_norm_op(Engine *e, double *norm) { return gpu_grad_norm(e->gpu, norm); }
+static int gpu_grad_norm_op(Engine *e, double *norm) { return nccl_fatal(e, e->tp > 1, gpu_grad_norm(e->gpu, norm)); }
 
 static int gpu_adamw_step_op(Engine *e, double norm) {
     const OptimConfig *o = &e->opt->cfg;
@@ -198,7 +208,7 @@ static int gpu_create_engine(Engine *e, const char *precision) {
     AIL_CHECK(gpu_comm_over(e->tp_comm, &e->gpu_tp));
     AIL_CHECK(gpu_comm_over(e->dp_comm, &e->gpu_dp));
     const Llama *l = e->llm;
-    GpuLayerSpec *layers = calloc((size_t)l->L, sizeof *layers);
+    GpuLayerSpec *layers = ail_calloc((size_t)l->L, sizeof *layers);
     rc = layers ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int i = 0; layers && i < l->L; i++) {
         const LlamaLayer *ly = &l->layers[i];

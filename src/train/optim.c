@@ -49,8 +49,8 @@ int adamw_init(AdamW *opt, const OptimConfig *cfg, Llama *llm) {
             opt->params[k++] = (OptimParam){.p = ad->B, .g = ad->dB, .n = (size_t)ad->m * ad->r};
         }
     for (int i = 0; i < opt->count; i++) {
-        opt->params[i].m = calloc(opt->params[i].n, sizeof(real));
-        opt->params[i].v = calloc(opt->params[i].n, sizeof(real));
+        opt->params[i].m = ail_calloc(opt->params[i].n, sizeof(real));
+        opt->params[i].v = ail_calloc(opt->params[i].n, sizeof(real));
         if (!opt->params[i].m || !opt->params[i].v) {
             adamw_free(opt);
             return AIL_ERROR(AIL_ERR_MEM, "out of memory for optimizer state");

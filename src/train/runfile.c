@@ -19,7 +19,7 @@ static int grow(int *cap, int count, double **arrays[], int narrays) {
     if (count < *cap) return AIL_OK;
     int ncap = *cap ? 2 * *cap : 256;
     for (int i = 0; i < narrays; i++) {
-        double *p = realloc(*arrays[i], sizeof(double) * (size_t)ncap);
+        double *p = ail_realloc(*arrays[i], sizeof(double) * (size_t)ncap);
         if (!p) return AIL_ERROR(AIL_ERR_MEM, "out of memory for metrics");
         *arrays[i] = p;
     }
@@ -74,7 +74,7 @@ static int write_doubles(hid_t file, const char *path, int count, const double *
 }
 
 static int write_steps(hid_t file, const char *path, int count, const double *x) {
-    long long *v = malloc(sizeof(long long) * (size_t)(count ? count : 1));
+    long long *v = ail_malloc(sizeof(long long) * (size_t)(count ? count : 1));
     if (!v) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int i = 0; i < count; i++) v[i] = (long long)x[i];
     hsize_t dim = (hsize_t)count;
@@ -86,7 +86,7 @@ static int write_steps(hid_t file, const char *path, int count, const double *x)
 /* A real (float) array widened to float64: exact, so checkpoints restore bit for bit. */
 static int write_real(hid_t file, const char *path, int rows, int cols, const real *x) {
     size_t n = (size_t)rows * cols;
-    double *v = malloc(sizeof(double) * (n ? n : 1));
+    double *v = ail_malloc(sizeof(double) * (n ? n : 1));
     if (!v) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (size_t i = 0; i < n; i++) v[i] = x[i];
     hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
@@ -267,7 +267,7 @@ static char *attr_text(hid_t obj, const char *name) {
         hid_t mt = H5Tcopy(ft);
         H5Tset_size(mt, size + 1);
         H5Tset_strpad(mt, H5T_STR_NULLTERM);
-        text = malloc(size + 1);
+        text = ail_malloc(size + 1);
         if (text && H5Aread(a, mt, text) < 0) free(text), text = NULL;
         H5Tclose(mt);
     }
@@ -295,8 +295,8 @@ int runstate_add_resume(RunState *st, long step, const char *changed) {
     char line[1200];
     snprintf(line, sizeof line, "step %ld: %s\n", step, changed[0] ? changed : "same config");
     size_t old = st->resumes ? strlen(st->resumes) : 0;
-    char *text = realloc(st->resumes, old + strlen(line) + 1);
-    long long *steps = realloc(st->resume_steps, sizeof(long long) * (size_t)(st->nresumes + 1));
+    char *text = ail_realloc(st->resumes, old + strlen(line) + 1);
+    long long *steps = ail_realloc(st->resume_steps, sizeof(long long) * (size_t)(st->nresumes + 1));
     if (text) st->resumes = text;
     if (steps) st->resume_steps = steps;
     if (!text || !steps) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
@@ -317,7 +317,7 @@ static int read_resumes(hid_t f, RunState *st) {
     hid_t a = H5Aopen(f, "resume_steps", H5P_DEFAULT), sp = H5Aget_space(a);
     hssize_t n = H5Sget_simple_extent_npoints(sp);
     int rc = AIL_OK;
-    st->resume_steps = malloc(sizeof(long long) * (size_t)(n > 0 ? n : 1));
+    st->resume_steps = ail_malloc(sizeof(long long) * (size_t)(n > 0 ? n : 1));
     st->resumes = attr_text(f, "resumes");
     if (!st->resume_steps || !st->resumes || n <= 0 || H5Aread(a, H5T_NATIVE_LLONG, st->resume_steps) < 0)
         rc = AIL_ERROR(AIL_ERR_FORMAT, "unreadable resume record (resume_steps, resumes)");

@@ -70,7 +70,26 @@ enum { START_FRESH, START_CHECKPOINT };
 #define MPI_REAL_T MPI_FLOAT
 #endif
 
+/* Agreement within one model replica: its tp ranks run the forward's all-reduces
+ * together, so a failure on one of them (a read, an allocation) must stop all of
+ * them before the next forward. Other replicas learn of it at the next agreement
+ * over the world. */
+static int tp_agree(const Trainer *tr, int rc) { return tr->tp > 1 ? ail_error_agree(tr->tp_comm, rc) : rc; }
+
 /* ---- whole-module adapters under tensor parallelism ------------------------------ */
+
+/* All-gather of each tp rank's rows x cols into dst, counted in rows of a contiguous
+ * type: no MPI count exceeds an int however large the shard. A failing gather may
+ * leave partners inside it: that ends the job. */
+static int tp_allgather(const Trainer *tr, const real *local, real *dst, int rows, int cols) {
+    MPI_Datatype row;
+    MPI_Type_contiguous(cols, MPI_REAL_T, &row);
+    MPI_Type_commit(&row);
+    int st = MPI_Allgather(local, rows, row, dst, rows, row, tr->tp_comm);
+    MPI_Type_free(&row);
+    return st == MPI_SUCCESS ? AIL_OK
+                             : ail_error_fatal(tr->tp_comm, AIL_ERROR(AIL_ERR_MPI, "tensor-parallel gather failed"));
+}
 
 /* Copies between this rank's shard (rows x cols of the local tensor) and the whole
  * tensor: a tensor split by rows is the concatenation of the shards, one split by
@@ -83,18 +102,19 @@ static int shard_copy(const Trainer *tr, int gather, int split_cols, int rows, i
             memcpy(local, whole + (size_t)rk * n, sizeof(real) * n);
             return AIL_OK;
         }
-        return MPI_Allgather(local, (int)n, MPI_REAL_T, whole, (int)n, MPI_REAL_T, tr->tp_comm) == MPI_SUCCESS
-                   ? AIL_OK : AIL_ERROR(AIL_ERR_MPI, "tensor-parallel gather failed");
+        return tp_allgather(tr, local, whole, rows, cols);
     }
     size_t wc = (size_t)cols * tp;
     if (!gather) {
         for (int i = 0; i < rows; i++) memcpy(local + (size_t)i * cols, whole + i * wc + (size_t)rk * cols, sizeof(real) * cols);
         return AIL_OK;
     }
-    real *all = malloc(sizeof(real) * n * tp);
-    if (!all) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    int rc = MPI_Allgather(local, (int)n, MPI_REAL_T, all, (int)n, MPI_REAL_T, tr->tp_comm) == MPI_SUCCESS
-                 ? AIL_OK : AIL_ERROR(AIL_ERR_MPI, "tensor-parallel gather failed");
+    real *all = ail_malloc(sizeof(real) * n * tp);
+    if (tp_agree(tr, all ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory")) != AIL_OK) {  // before the gather
+        free(all);
+        return ail_error_code();
+    }
+    int rc = tp_allgather(tr, local, all, rows, cols);
     for (int p = 0; p < tp && rc == AIL_OK; p++)
         for (int i = 0; i < rows; i++) memcpy(whole + i * wc + (size_t)p * cols, all + (size_t)p * n + (size_t)i * cols, sizeof(real) * cols);
     free(all);
@@ -195,8 +215,8 @@ static int set_residual(Trainer *tr, const TargetModule *t, const ModuleInit *mi
     int row_par = llama_adapter_tp_sharded(&tr->llm, lin, 0);  // A split by columns: so is W
     int nr = row_par ? t->m : t->m / tp, nc = row_par ? t->n / tp : t->n;
     int r0 = row_par ? 0 : nr * rk, c0 = row_par ? nc * rk : 0;
-    double *W = malloc(sizeof(double) * (size_t)nr * nc), *Wres = malloc(sizeof(double) * (size_t)nr * nc);
-    double *A = malloc(sizeof(double) * (size_t)r * nc);
+    double *W = ail_malloc(sizeof(double) * (size_t)nr * nc), *Wres = ail_malloc(sizeof(double) * (size_t)nr * nc);
+    double *A = ail_malloc(sizeof(double) * (size_t)r * nc);
     int rc = W && Wres && A ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for the residual of %s", t->name);
     if (rc == AIL_OK) {
         safetensor_block_f64(t->weight, r0, nr, c0, nc, W);
@@ -255,8 +275,8 @@ static int setup_adapters(Trainer *tr) {
     }
     hid_t cache;
     AIL_CHECK(ail_error_agree(tr->comm, svdcache_open(cache_path, tr->targets, tr->ntargets, &cache)));
-    char(*fps)[FINGERPRINT_HEX] = calloc((size_t)tr->ntargets + 1, sizeof *fps);
-    tr->init = calloc((size_t)tr->ntargets + 1, sizeof *tr->init);
+    char(*fps)[FINGERPRINT_HEX] = ail_calloc((size_t)tr->ntargets + 1, sizeof *fps);
+    tr->init = ail_calloc((size_t)tr->ntargets + 1, sizeof *tr->init);
     int rc = ail_error_agree(tr->comm, fps && tr->init ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
     // the cache must come from these very weights (collective; before any residual is formed)
     if (rc == AIL_OK) rc = svdcache_verify(tr->comm, cache_path, cache, tr->targets, tr->ntargets, fps);
@@ -273,7 +293,7 @@ static int setup_adapters(Trainer *tr) {
     H5Fclose(cache);
     free(fps);
     // reconstruction errors of whole modules, dealt over all ranks, then shared
-    double *diag = calloc((size_t)tr->ntargets * 3 + 1, sizeof *diag);
+    double *diag = ail_calloc((size_t)tr->ntargets * 3 + 1, sizeof *diag);
     int world;
     MPI_Comm_size(tr->comm, &world);
     rc = ail_error_agree(tr->comm, rc == AIL_OK && !diag ? AIL_ERROR(AIL_ERR_MEM, "out of memory") : rc);
@@ -313,7 +333,7 @@ static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *work, doub
     const Dataset *d = &tr->eval;
     int32_t ids[d->T], lab[d->T];
     int match;
-    AIL_CHECK(dataset_read_rows(d, &idx, 1, ids, lab));
+    AIL_CHECK(tp_agree(tr, dataset_read_rows(d, &idx, 1, ids, lab)));
     AIL_CHECK(eval_exact_match(&tr->llm, one, ids, lab, d->T, tr->cfg->max_new_tokens, work, &match));
     *hits += match;
     return AIL_OK;
@@ -326,21 +346,18 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
     int limit = d->n;
     long long want = (long long)tr->cfg->eval_batches * tr->micro * tr->dp;  // eval_batches may be huge
     if (tr->cfg->eval_batches > 0 && want < limit) limit = (int)want;
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
-    if (!tok || !lab) {
-        free(tok), free(lab);
-        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    }
+    int32_t *tok = ail_malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
+    int32_t *lab = ail_malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
     double sums[4] = {0, 0, 0, 0};  // loss sum, scored, exact matches, sequences
-    int rc = AIL_OK;
+    int rc = tok && lab ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     LlamaActs one = {0};
-    if (tr->cfg->max_new_tokens > 0) rc = llama_acts_alloc(&tr->llm, 1, d->T, &one);
+    if (rc == AIL_OK && tr->cfg->max_new_tokens > 0) rc = llama_acts_alloc(&tr->llm, 1, d->T, &one);
     if (rc == AIL_OK && tr->cfg->max_new_tokens > 0) rc = engine_sync(&tr->eng, 1);  // decoding runs on the host
+    rc = tp_agree(tr, rc);
     for (int start = tr->dp_rank * tr->micro; start < limit && rc == AIL_OK; start += tr->micro * tr->dp) {
         int nb = limit - start < tr->micro ? limit - start : tr->micro, rows[tr->micro];
         for (int b = 0; b < tr->micro; b++) rows[b] = start + (b < nb ? b : 0);
-        rc = dataset_read_rows(d, rows, tr->micro, tok, lab);
+        rc = tp_agree(tr, dataset_read_rows(d, rows, tr->micro, tok, lab));
         for (size_t i = (size_t)nb * d->T; i < (size_t)tr->micro * d->T; i++) lab[i] = -100;  // padding rows
         if (rc != AIL_OK) break;
         double s;
@@ -569,7 +586,7 @@ static int record_eval(Trainer *tr, long step) {
         printf("\n");
         fflush(stdout);
     }
-    return evallog_append(&tr->st.eval, step, loss, em);
+    return ail_error_agree(tr->comm, evallog_append(&tr->st.eval, step, loss, em));
 }
 
 /* A resume of a finished checkpoint: rewrites a run file left behind by a kill
@@ -598,11 +615,11 @@ static int train_loop(Trainer *tr, int *status) {
     const TrainConfig *c = tr->cfg;
     int T = tr->train.T;
     size_t per = (size_t)tr->micro * T;
-    int32_t *tok = malloc(sizeof(int32_t) * per), *lab = malloc(sizeof(int32_t) * per);
-    int *rows = malloc(sizeof(int) * (size_t)tr->micro);
-    if (!tok || !lab || !rows) {
+    int32_t *tok = ail_malloc(sizeof(int32_t) * per), *lab = ail_malloc(sizeof(int32_t) * per);
+    int *rows = ail_malloc(sizeof(int) * (size_t)tr->micro);
+    if (ail_error_agree(tr->comm, tok && lab && rows ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory")) != AIL_OK) {
         free(tok), free(lab), free(rows);
-        return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+        return ail_error_code();
     }
     double t_begin = MPI_Wtime(), t_ckpt = t_begin;
     long first = tr->st.step;
@@ -615,7 +632,7 @@ static int train_loop(Trainer *tr, int *status) {
         Engine *e = &tr->eng;
         rc = engine_zero_grads(e);
         for (int j = 0; j < c->grad_accum && rc == AIL_OK; j++) {
-            rc = fill_micro(tr, step, j, rows, tok, lab);
+            rc = tp_agree(tr, fill_micro(tr, step, j, rows, tok, lab));  // before the tp forward
             if (rc != AIL_OK) break;
             double s;
             long count;
@@ -647,7 +664,7 @@ static int train_loop(Trainer *tr, int *status) {
         double dt = MPI_Wtime() - t0;
         MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, tr->comm);  // the slowest rank sets the pace
         double tps = (double)c->batch_size * T / dt;
-        rc = trainlog_append(&tr->st.train, tr->st.step, loss, lr, norm, tps);
+        rc = ail_error_agree(tr->comm, trainlog_append(&tr->st.train, tr->st.step, loss, lr, norm, tps));
         long done = tr->st.step;
         if (rc == AIL_OK && tr->rank == 0 && (done % c->log_every == 0 || done == c->steps || done == first + 1)) {
             char eta[32];
@@ -716,6 +733,7 @@ int train_run(MPI_Comm comm, const TrainConfig *cfg) {
     TrainConfig run = *cfg;  // the run's config, not how ailora was invoked this time
     run.resume = run.overwrite = 0;
     tr.config_text = config_dump(&run);
+    if (rc == AIL_OK) rc = ail_error_agree(comm, tr.config_text ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
     if (rc == AIL_OK) rc = setup(&tr);
     if (rc == AIL_OK) rc = train_loop(&tr, &status);
     teardown(&tr);
