@@ -23,9 +23,10 @@ typedef struct {
     double rms_norm_eps;
     double rope_theta;
     int tie_word_embeddings;  /* 0/1, default 0 */
-    int attention_bias;       /* 0/1: q/k/v biases (Qwen2 sets it implicitly) */
+    int attention_bias;       /* 0/1: q/k/v biases (LLaMA's attention_bias; Qwen2 always) */
+    int o_proj_bias;          /* 0/1: o_proj bias (LLaMA's attention_bias; never in Qwen2) */
     DType torch_dtype;        /* storage dtype named in config.json, default F32 */
-    char model_type[32];      /* "llama", "mistral", "qwen2", ... */
+    char model_type[32];      /* "llama", "mistral" or "qwen2" (inferred from architectures, else llama) */
 } ModelConfig;
 
 typedef struct {
@@ -37,7 +38,14 @@ typedef struct {
 } HFModel;
 
 /* Parses config.json (missing required keys are an error naming the key) and maps
- * every shard. On error nothing stays open. */
+ * every shard. On error nothing stays open.
+ *
+ * config.json is held to what the engine computes exactly as transformers does:
+ * model_type / architectures llama (LlamaForCausalLM), mistral, qwen2; SiLU MLP
+ * without biases; plain RoPE (rope_type "default", no partial rotary factor); full
+ * causal attention (a sliding window only if it is off or >= max_position_embeddings);
+ * no soft-capping, attention dropout, quantization or remote code; a float
+ * torch_dtype. Anything else is one error line naming the key and its value. */
 int hfmodel_open(const char *dir, HFModel *model);
 void hfmodel_close(HFModel *model);
 /* Parses a config.json file only. */

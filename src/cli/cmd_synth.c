@@ -28,7 +28,8 @@ static const char *const synth_help =
     "  --seed N                random seed (default 0)\n"
     "  --shards N              number of safetensors shards (default 1)\n"
     "  --tie                   tie_word_embeddings = true\n"
-    "  --bias                  attention_bias = true (q/k/v biases)\n";
+    "  --bias                  attention_bias = true: q, k, v and o_proj biases (llama)\n"
+    "  --model-type T          llama (default), mistral or qwen2 (q/k/v biases, no o_proj bias)\n";
 
 int cmd_synth(int argc, char **argv) {
     static const struct option opts[] = {
@@ -40,6 +41,7 @@ int cmd_synth(int argc, char **argv) {
         {"smax", required_argument, 0, 'S'},     {"structured", required_argument, 0, 'T'},
         {"seed", required_argument, 0, 'r'},     {"shards", required_argument, 0, 'p'},
         {"tie", no_argument, 0, 't'},            {"bias", no_argument, 0, 'b'},
+        {"model-type", required_argument, 0, 'm'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     SynthSpec spec = {.dtype = DTYPE_F32, .spectrum = SPECTRUM_GEOMETRIC, .decades = 3.0,
                       .smax = 1.0, .shards = 1};
@@ -78,7 +80,8 @@ int cmd_synth(int argc, char **argv) {
             spec.seed = (uint64_t)v;
             break;
         case 't': cfg->tie_word_embeddings = 1; break;
-        case 'b': cfg->attention_bias = 1; break;
+        case 'b': cfg->attention_bias = cfg->o_proj_bias = 1; break;
+        case 'm': snprintf(cfg->model_type, sizeof cfg->model_type, "%s", optarg); break;
         case 'h':
             if (cli_rank() == 0) fputs(synth_help, stdout);
             return 0;
@@ -95,6 +98,10 @@ int cmd_synth(int argc, char **argv) {
     if (rc == AIL_OK && cfg->num_attention_heads % cfg->num_key_value_heads)
         rc = AIL_ERROR(AIL_ERR_ARG, "--heads must be a multiple of --kv-heads");
     cfg->head_dim = cfg->hidden_size / cfg->num_attention_heads;
+    if (rc == AIL_OK && !strcmp(cfg->model_type, "qwen2")) {  // Qwen2's q/k/v biases are not optional
+        if (cfg->o_proj_bias) rc = AIL_ERROR(AIL_ERR_ARG, "--bias is for llama models (qwen2 always has q/k/v biases)");
+        cfg->attention_bias = 1;
+    }
     // one writer: the model is small and synth runs before the MPI jobs
     if (rc == AIL_OK && cli_rank() == 0) rc = synth_model_write(out, &spec);
     rc = ail_error_agree(MPI_COMM_WORLD, rc);

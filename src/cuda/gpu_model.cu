@@ -73,7 +73,7 @@ typedef struct {
 typedef struct {
     float *ln1, *ln2;
     void *w[GPU_LIN_COUNT];
-    float *bias[3];
+    float *bias[4];      /* q, k, v (this rank's rows), o (whole: added once after the tp sum) */
     Adapter ad[GPU_LIN_COUNT];
 } Layer;
 
@@ -465,7 +465,7 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
             DALLOC(ly->w[i], m->es * out[i] * in[i]);
             AIL_CHECK(upload_act(m, ly->w[i], ls->w[i], (size_t)out[i] * in[i], stage));
         }
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if (ls->bias[i]) AIL_CHECK(upload_f32(m, &ly->bias[i], ls->bias[i], out[i]));
     }
 
@@ -590,12 +590,14 @@ static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, in
     return lora_out(M, a, t, out);
 }
 
-/* res_out (N, H) = res_in + in_loc W_loc^T (+ s t B^T, t = allreduce(in_loc A_loc^T)):
+/* res_out (N, H) = res_in + in_loc W_loc^T (+ s t B^T, t = allreduce(in_loc A_loc^T)) (+ b):
  * a row-parallel linear added to the residual. The partial products are summed over
- * tp; the adapter's output is added on tp rank 0 only so the sum counts it once. */
+ * tp; the adapter's output is added on tp rank 0 only so the sum counts it once, the
+ * bias (o_proj of LLaMA's attention_bias) after the sum. */
 static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const void *res_in, void *res_out) {
     Layer *ly = &M->layers[l];
     const Adapter *a = &ly->ad[lin];
+    const float *bias = lin == GPU_LIN_O ? ly->bias[GPU_LIN_O] : NULL;
     int H = M->H;
     size_t nH = (size_t)M->N * H;
     void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
@@ -608,6 +610,10 @@ static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const vo
             AIL_CHECK(lora_t(M, a, in, t));
             AIL_CHECK(lora_out(M, a, t, res_out));
         }
+        if (bias) {
+            k_add_bias(M->bf, res_out, bias, M->N, H, M->st);
+            KCHECK();
+        }
         return AIL_OK;
     }
     AIL_CHECK(linear_fwd(M, M->tmp, in, ly->w[lin], H, ni, 0.f));
@@ -617,6 +623,10 @@ static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const vo
         if (M->tp_rank == 0) AIL_CHECK(lora_out(M, a, t, M->tmp));
     }
     AIL_CHECK(allreduce(M, M->tp, M->tmp, nH, 0));
+    if (bias) {
+        k_add_bias(M->bf, M->tmp, bias, M->N, H, M->st);
+        KCHECK();
+    }
     k_add(M->bf, res_out, res_in, M->tmp, nH, M->st);
     KCHECK();
     return AIL_OK;

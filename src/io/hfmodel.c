@@ -3,6 +3,7 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,21 +65,150 @@ static int json_bool(const cJSON *root, const char *path, const char *key, int f
     return AIL_OK;
 }
 
+/* One line naming a config.json key and its value that the engine does not compute. */
+static int refuse(const char *path, const char *key, const cJSON *item, const char *why) {
+    char *v = item ? cJSON_PrintUnformatted(item) : NULL;
+    int rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: unsupported \"%s\": %s (%s)", path, key, v ? v : "?", why);
+    free(v);
+    return rc;
+}
+
+static const cJSON *key_of(const cJSON *root, const char *key) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+    return item && !cJSON_IsNull(item) ? item : NULL;
+}
+
+/* The architectures ailora's engine computes exactly as transformers does, and the
+ * model class each one names in "architectures". */
+static const struct { const char *type, *arch; } known_arch[] = {
+    {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}};
+enum { KNOWN_ARCH = sizeof known_arch / sizeof *known_arch };
+
+/* model_type and architectures: one of known_arch, consistent with each other. */
+static int check_architecture(const cJSON *root, const char *path, ModelConfig *c) {
+    const cJSON *mt = key_of(root, "model_type"), *arch = key_of(root, "architectures");
+    if (arch && (!cJSON_IsArray(arch) || cJSON_GetArraySize(arch) == 0))
+        return refuse(path, "architectures", arch, "expected a list of model classes");
+    const char *type = NULL;
+    if (mt) {
+        if (!cJSON_IsString(mt)) return refuse(path, "model_type", mt, "expected a string");
+        for (int i = 0; i < KNOWN_ARCH; i++)
+            if (strcmp(mt->valuestring, known_arch[i].type) == 0) type = known_arch[i].type;
+        if (!type) return refuse(path, "model_type", mt, "ailora computes llama, mistral and qwen2 models only");
+    }
+    const cJSON *a;
+    cJSON_ArrayForEach(a, arch) {
+        int k = -1;
+        for (int i = 0; i < KNOWN_ARCH && cJSON_IsString(a); i++)
+            if (strcmp(a->valuestring, known_arch[i].arch) == 0) k = i;
+        if (k < 0)
+            return refuse(path, "architectures", a,
+                          "ailora computes LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM only");
+        if (type && strcmp(type, known_arch[k].type) != 0)
+            return refuse(path, "architectures", a, "does not match model_type");
+        type = known_arch[k].type;  // no model_type: the class says what it is
+    }
+    snprintf(c->model_type, sizeof c->model_type, "%s", type ? type : "llama");
+    return AIL_OK;
+}
+
+/* A rope_scaling / rope_parameters object: plain RoPE only (rope_type "default"),
+ * every rotary dimension. */
+static int check_rope(const cJSON *rope, const char *path, const char *key) {
+    if (!rope) return AIL_OK;
+    if (!cJSON_IsObject(rope)) return refuse(path, key, rope, "expected an object");
+    char name[96];
+    const cJSON *item;
+    cJSON_ArrayForEach(item, rope) {
+        snprintf(name, sizeof name, "%s.%s", key, item->string);
+        if (cJSON_IsObject(item))  // per-layer-type parameters (Gemma 3 and the like)
+            return refuse(path, name, item, "per-layer RoPE parameters are not implemented");
+        if ((!strcmp(item->string, "rope_type") || !strcmp(item->string, "type")) &&
+            !(cJSON_IsString(item) && !strcmp(item->valuestring, "default")))
+            return refuse(path, name, item, "only plain RoPE (rope_type \"default\") is implemented");
+        if (!strcmp(item->string, "partial_rotary_factor") && !(cJSON_IsNumber(item) && item->valuedouble == 1.0))
+            return refuse(path, name, item, "RoPE on every dimension of a head only");
+    }
+    return AIL_OK;
+}
+
+/* Keys that change what the network computes and that ailora does not implement:
+ * refused with the key and value rather than computed as a plain LLaMA. */
+static int check_unsupported(const cJSON *root, const char *path, ModelConfig *c) {
+    const cJSON *item;
+    // activation: LlamaConfig's hidden_act (Gemma's hidden_activation); "swish" is SiLU in HF
+    const char *act_keys[] = {"hidden_act", "hidden_activation"};
+    for (int i = 0; i < 2; i++)
+        if ((item = key_of(root, act_keys[i])) &&
+            !(cJSON_IsString(item) && (!strcmp(item->valuestring, "silu") || !strcmp(item->valuestring, "swish"))))
+            return refuse(path, act_keys[i], item, "the engine's MLP is SiLU-gated only");
+    if ((item = key_of(root, "mlp_bias")) && !cJSON_IsFalse(item))
+        return refuse(path, "mlp_bias", item, "MLP biases are not implemented");
+    AIL_CHECK(check_rope(key_of(root, "rope_scaling"), path, "rope_scaling"));
+    AIL_CHECK(check_rope(key_of(root, "rope_parameters"), path, "rope_parameters"));
+    if ((item = key_of(root, "partial_rotary_factor")) && !(cJSON_IsNumber(item) && item->valuedouble == 1.0))
+        return refuse(path, "partial_rotary_factor", item, "RoPE on every dimension of a head only");
+    const char *softcap[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    for (int i = 0; i < 2; i++)
+        if ((item = key_of(root, softcap[i])))
+            return refuse(path, softcap[i], item, "logit soft-capping is not implemented");
+    // transformers LLaMA's pretraining_tp > 1 only slices the same products (equal math)
+    if ((item = key_of(root, "pretraining_tp")) &&
+        !(cJSON_IsNumber(item) && item->valuedouble >= 1 && item->valuedouble == (double)(int)item->valuedouble))
+        return refuse(path, "pretraining_tp", item, "expected a positive integer");
+    if ((item = key_of(root, "attention_dropout")) && !(cJSON_IsNumber(item) && item->valuedouble == 0.0))
+        return refuse(path, "attention_dropout", item, "attention dropout is not implemented");
+    if ((item = key_of(root, "quantization_config")))
+        return refuse(path, "quantization_config", item, "quantized checkpoints are not supported");
+    const cJSON *automap = key_of(root, "auto_map");
+    if ((item = cJSON_GetObjectItemCaseSensitive(automap, "AutoModelForCausalLM")))
+        return refuse(path, "auto_map.AutoModelForCausalLM", item, "remote model code is not what ailora computes");
+    // sliding-window attention: refused wherever it can differ from full causal attention
+    // (a window >= max_position_embeddings never masks anything the engine runs)
+    // (a window >= max_position_embeddings never masks anything the engine runs).
+    // Mistral and Qwen2 default to a 4096 window when the key is absent (null: none);
+    // Qwen2 uses it only with use_sliding_window; LLaMA has no window (key refused if set)
+    const cJSON *win = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    const cJSON *use = key_of(root, "use_sliding_window");
+    if (use && !cJSON_IsBool(use)) return refuse(path, "use_sliding_window", use, "expected true or false");
+    double window = !win ? (strcmp(c->model_type, "llama") ? 4096 : INFINITY)
+                         : cJSON_IsNull(win) ? INFINITY : cJSON_IsNumber(win) ? win->valuedouble : -1;
+    if (!strcmp(c->model_type, "qwen2") && !cJSON_IsTrue(use)) window = INFINITY;
+    if (window < c->max_position_embeddings) {
+        char shown[32];  // the default, when config.json does not say
+        snprintf(shown, sizeof shown, "%.0f (the default)", window);
+        cJSON *def = win ? NULL : cJSON_CreateRaw(shown);
+        int rc = refuse(path, "sliding_window", win ? win : def,
+                        "sliding-window attention shorter than max_position_embeddings is not implemented");
+        cJSON_Delete(def);
+        return rc;
+    }
+    const cJSON *types = key_of(root, "layer_types");
+    cJSON_ArrayForEach(item, types)
+        if (!cJSON_IsString(item) || strcmp(item->valuestring, "full_attention") != 0)
+            return refuse(path, "layer_types", item, "every layer must use full causal attention");
+    return AIL_OK;
+}
+
 static int parse_config(const cJSON *root, const char *path, ModelConfig *c) {
     memset(c, 0, sizeof *c);
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    snprintf(c->model_type, sizeof c->model_type, "%s",
-             cJSON_IsString(mt) ? mt->valuestring : "llama");
+    AIL_CHECK(check_architecture(root, path, c));
     AIL_CHECK(json_int(root, path, "hidden_size", 1, 0, &c->hidden_size));
     AIL_CHECK(json_int(root, path, "intermediate_size", 1, 0, &c->intermediate_size));
     AIL_CHECK(json_int(root, path, "num_hidden_layers", 1, 0, &c->num_hidden_layers));
     AIL_CHECK(json_int(root, path, "num_attention_heads", 1, 0, &c->num_attention_heads));
-    AIL_CHECK(json_int(root, path, "num_key_value_heads", 0, c->num_attention_heads,
+    // defaults of transformers' config classes where config.json is silent
+    int llama = !strcmp(c->model_type, "llama"), qwen2 = !strcmp(c->model_type, "qwen2");
+    AIL_CHECK(json_int(root, path, "num_key_value_heads", 0, llama ? c->num_attention_heads : qwen2 ? 32 : 8,
                        &c->num_key_value_heads));
+    if (!key_of(root, "head_dim") && c->hidden_size % c->num_attention_heads)
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: no \"head_dim\" and hidden_size %d is not a multiple of "
+                         "num_attention_heads %d", path, c->hidden_size, c->num_attention_heads);
     AIL_CHECK(json_int(root, path, "head_dim", 0, c->hidden_size / c->num_attention_heads,
                        &c->head_dim));
+    if (c->head_dim % 2) return refuse(path, "head_dim", key_of(root, "head_dim"), "RoPE needs an even head_dim");
     AIL_CHECK(json_int(root, path, "vocab_size", 1, 0, &c->vocab_size));
-    AIL_CHECK(json_int(root, path, "max_position_embeddings", 0, 2048,
+    AIL_CHECK(json_int(root, path, "max_position_embeddings", 0, llama ? 2048 : qwen2 ? 32768 : 131072,
                        &c->max_position_embeddings));
     AIL_CHECK(json_double(root, path, "rms_norm_eps", 1e-6, &c->rms_norm_eps));
     // transformers >= 5 nests rope_theta in "rope_parameters"; older files keep it on top
@@ -88,24 +218,29 @@ static int parse_config(const cJSON *root, const char *path, ModelConfig *c) {
     else
         AIL_CHECK(json_double(root, path, "rope_theta", 10000.0, &c->rope_theta));
     AIL_CHECK(json_bool(root, path, "tie_word_embeddings", 0, &c->tie_word_embeddings));
-    // Qwen2 always has q/k/v biases without saying so in config.json
-    AIL_CHECK(json_bool(root, path, "attention_bias", strcmp(c->model_type, "qwen2") == 0,
-                        &c->attention_bias));
+    // biases as transformers builds them: LLaMA's attention_bias puts one on q, k, v
+    // AND o; Qwen2 always has q, k, v biases and never an o bias (it has no such key);
+    // Mistral has none
+    int bias;
+    AIL_CHECK(json_bool(root, path, "attention_bias", 0, &bias));
+    if (!strcmp(c->model_type, "llama")) c->attention_bias = c->o_proj_bias = bias;
+    else if (!strcmp(c->model_type, "qwen2")) c->attention_bias = 1;
+    else if (bias) return refuse(path, "attention_bias", key_of(root, "attention_bias"),
+                                 "transformers' Mistral has no attention biases and would drop them");
     if (c->num_attention_heads % c->num_key_value_heads != 0)
         return AIL_ERROR(AIL_ERR_FORMAT,
                          "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
                          path, c->num_attention_heads, c->num_key_value_heads);
     c->torch_dtype = DTYPE_F32;
     // "torch_dtype" before transformers 5, "dtype" since
-    const cJSON *td = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
-    if (!cJSON_IsString(td)) td = cJSON_GetObjectItemCaseSensitive(root, "dtype");
-    if (cJSON_IsString(td)) {
-        c->torch_dtype = dtype_from_torch_name(td->valuestring);
+    const char *dkey = key_of(root, "torch_dtype") ? "torch_dtype" : "dtype";
+    const cJSON *td = key_of(root, dkey);
+    if (td) {
+        c->torch_dtype = cJSON_IsString(td) ? dtype_from_torch_name(td->valuestring) : DTYPE_INVALID;
         if (!dtype_is_float(c->torch_dtype))
-            return AIL_ERROR(AIL_ERR_FORMAT, "%s: unsupported torch_dtype \"%s\"", path,
-                             td->valuestring);
+            return refuse(path, dkey, td, "float32, bfloat16, float16 or float64");
     }
-    return AIL_OK;
+    return check_unsupported(root, path, c);
 }
 
 int model_config_load(const char *path, ModelConfig *cfg) {
