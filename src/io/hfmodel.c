@@ -295,6 +295,44 @@ static int index_shard_files(const char *index_path, char ***files, int *count) 
     return AIL_OK;
 }
 
+/* The checkpoint against config.json: every layer tensor present has the shape the
+ * config implies, and the biases present are exactly those transformers' class
+ * builds (a bias the config does not declare would be dropped by transformers and
+ * by ailora alike, a declared one that is missing initialized at random: refused,
+ * since the config then mislabels the model). */
+static int check_tensors(const HFModel *model) {
+    const ModelConfig *c = &model->config;
+    int H = c->hidden_size, I = c->intermediate_size, qd = c->num_attention_heads * c->head_dim;
+    int kd = c->num_key_value_heads * c->head_dim;
+    const struct { const char *name; int out, in, bias; } mods[] = {
+        {"self_attn.q_proj", qd, H, c->attention_bias}, {"self_attn.k_proj", kd, H, c->attention_bias},
+        {"self_attn.v_proj", kd, H, c->attention_bias}, {"self_attn.o_proj", H, qd, c->o_proj_bias},
+        {"mlp.gate_proj", I, H, 0}, {"mlp.up_proj", I, H, 0}, {"mlp.down_proj", H, I, 0}};
+    char name[160];
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        for (size_t i = 0; i < sizeof mods / sizeof *mods; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, mods[i].name);
+            int shard = hfmodel_shard_of(model, name);
+            const SafeTensor *t = shard < 0 ? NULL : safetensors_find(&model->shards[shard], name);
+            if (t && !(t->ndim == 2 && t->shape[0] == mods[i].out && t->shape[1] == mods[i].in))
+                return AIL_ERROR(AIL_ERR_FORMAT,
+                                 "%s: tensor \"%s\" is not [%d, %d] as config.json implies (hidden_size %d, "
+                                 "intermediate_size %d, heads %d, kv heads %d, head_dim %d)",
+                                 model->dir, name, mods[i].out, mods[i].in, H, I, c->num_attention_heads,
+                                 c->num_key_value_heads, c->head_dim);
+            snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, mods[i].name);
+            if (t && mods[i].bias && hfmodel_shard_of(model, name) < 0)  // transformers: a random bias
+                return AIL_ERROR(AIL_ERR_FORMAT, "%s: tensor \"%s\" is missing but config.json (model_type \"%s\"%s) "
+                                 "implies it", model->dir, name, c->model_type,
+                                 !strcmp(c->model_type, "llama") ? ", attention_bias true" : "");
+            if (!mods[i].bias && hfmodel_shard_of(model, name) >= 0)
+                return AIL_ERROR(AIL_ERR_FORMAT,
+                                 "%s: tensor \"%s\" exists but model_type \"%s\" with this config.json has no "
+                                 "such bias (transformers would drop it)", model->dir, name, c->model_type);
+        }
+    return AIL_OK;
+}
+
 int hfmodel_open(const char *dir, HFModel *model) {
     memset(model, 0, sizeof *model);
     char path[4096];
@@ -332,7 +370,9 @@ int hfmodel_open(const char *dir, HFModel *model) {
             return rc;
         }
     }
-    return AIL_OK;
+    int rc = check_tensors(model);
+    if (rc != AIL_OK) hfmodel_close(model);
+    return rc;
 }
 
 void hfmodel_close(HFModel *model) {

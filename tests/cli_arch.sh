@@ -1,0 +1,148 @@
+# What config.json may say (src/io/hfmodel.c) and LLaMA's attention_bias in training:
+#  - every variant of the table below that the engine would compute as some other
+#    network is refused by `ailora svd` and `ailora train`, at 1 and at 2 ranks, with
+#    one error line naming the key and its value, and nothing written
+#  - variants that transformers computes exactly as the engine does still run
+#    (pretraining_tp = 2 gives the same losses as 1, bit for bit)
+#  - a LLaMA with attention_bias (q, k, v and o biases, tests/reference/bias_llama,
+#    whose logits match transformers in test_llama_parity): tp = 2 and tp = 2 x dp = 2
+#    reproduce tp = 1 within 1e-5 of the loss scale over 12 steps (o_proj.bias added
+#    once, after the all-reduce: added on both ranks it would move the loss by ~2.5 %);
+#    full-parameter training writes a model that holds the trained o_proj.bias and
+#    loads again
+. "${top_srcdir:-.}/tests/lib.sh"
+R=$(cd "$top_srcdir/tests/reference" && pwd)
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "SKIP: no $PY"; exit 77; }
+
+# variant NAME BASE PATCH: model dir NAME with BASE's weights and BASE's config.json
+# patched by the JSON object PATCH (a value "DEL" removes the key)
+variant() {
+    mkdir -p "$WORK/$1"
+    ln -sf "$R/$2/model.safetensors" "$WORK/$1/model.safetensors"
+    "$PY" -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+for k, v in json.loads(sys.argv[2]).items():
+    c.pop(k, None) if v == "DEL" else c.__setitem__(k, v)
+json.dump(c, open(sys.argv[3], "w"), indent=1)' "$R/$2/config.json" "$3" "$WORK/$1/config.json"
+}
+
+MISTRAL='"model_type": "mistral", "architectures": ["MistralForCausalLM"]'
+# base | patch | the error names
+TABLE=$(cat << EOF
+train_llama|{"model_type": "gemma"}|"model_type": "gemma"
+train_llama|{"model_type": "phi3", "architectures": ["Phi3ForCausalLM"]}|"model_type": "phi3"
+train_llama|{"model_type": "DEL", "architectures": ["GPT2LMHeadModel"]}|"architectures": "GPT2LMHeadModel"
+train_llama|{"architectures": ["LlamaForSequenceClassification"]}|"architectures": "LlamaForSequenceClassification"
+train_llama|{"architectures": ["MistralForCausalLM"]}|"architectures": "MistralForCausalLM" (does not match model_type)
+train_llama|{"hidden_act": "gelu"}|"hidden_act": "gelu"
+train_llama|{"hidden_activation": "gelu_pytorch_tanh"}|"hidden_activation": "gelu_pytorch_tanh"
+train_llama|{"mlp_bias": true}|"mlp_bias": true
+train_llama|{"rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}|"rope_parameters.rope_type": "llama3"
+train_llama|{"rope_parameters": {"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0}}|"rope_parameters.rope_type": "yarn"
+train_llama|{"rope_scaling": {"type": "linear", "factor": 2.0}}|"rope_scaling.type": "linear"
+train_llama|{"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}|"rope_scaling.rope_type": "dynamic"
+train_llama|{"rope_scaling": {"rope_type": "longrope", "short_factor": [1], "long_factor": [2]}}|"rope_scaling.rope_type": "longrope"
+train_llama|{"partial_rotary_factor": 0.5}|"partial_rotary_factor": 0.5
+train_llama|{"attn_logit_softcapping": 50.0}|"attn_logit_softcapping": 50
+train_llama|{"final_logit_softcapping": 30.0}|"final_logit_softcapping": 30
+train_llama|{$MISTRAL, "sliding_window": 16}|"sliding_window": 16
+train_llama|{$MISTRAL, "max_position_embeddings": 8192}|"sliding_window": 4096 (the default)
+train_llama|{$MISTRAL, "sliding_window": null, "attention_bias": true}|"attention_bias": true
+train_qwen2|{"use_sliding_window": true, "sliding_window": 32}|"sliding_window": 32
+train_qwen2|{"layer_types": ["full_attention", "sliding_attention"]}|"layer_types": "sliding_attention"
+train_llama|{"head_dim": 8}|is not [32, 64] as config.json implies
+train_llama|{"head_dim": 5}|"head_dim": 5
+train_llama|{"dtype": "int8"}|"dtype": "int8"
+train_llama|{"dtype": "DEL", "torch_dtype": "float8_e4m3fn"}|"torch_dtype": "float8_e4m3fn"
+train_llama|{"attention_dropout": 0.1}|"attention_dropout": 0.1
+train_llama|{"pretraining_tp": 0}|"pretraining_tp": 0
+train_llama|{"quantization_config": {"quant_method": "gptq", "bits": 4}}|"quantization_config"
+train_llama|{"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}}|"auto_map.AutoModelForCausalLM"
+bias_llama|{"attention_bias": false}|"model.layers.0.self_attn.q_proj.bias" exists
+bias_llama|{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "attention_bias": "DEL"}|"model.layers.0.self_attn.o_proj.bias" exists
+train_llama|{"attention_bias": true}|"model.layers.0.self_attn.q_proj.bias" is missing
+train_qwen2|{"model_type": "llama", "architectures": ["LlamaForCausalLM"]}|"model.layers.0.self_attn.q_proj.bias" exists
+EOF
+)
+i=0
+while IFS='|' read -r base patch want <&3; do
+    i=$((i + 1))
+    variant "bad$i" "$base" "$patch"
+    TRAIN="train_data=$R/train_data.h5 method=lora rank=4 steps=2 batch_size=4"
+    # every variant at 1 and at 2 ranks, svd and train taking turns
+    if [ $((i % 2)) -eq 0 ]; then
+        expect_error "$want" "$WORK/out$i.h5" "$AILORA" svd --model "$WORK/bad$i" --out "$WORK/out$i.h5"
+        # shellcheck disable=SC2086
+        expect_error "$want" "$WORK/run$i.h5" run_np 2 "$AILORA" train model="$WORK/bad$i" $TRAIN out="$WORK/run$i.h5"
+    else
+        # shellcheck disable=SC2086
+        expect_error "$want" "$WORK/run$i.h5" "$AILORA" train model="$WORK/bad$i" $TRAIN out="$WORK/run$i.h5"
+        expect_error "$want" "$WORK/out$i.h5" run_np 2 "$AILORA" svd --model "$WORK/bad$i" --out "$WORK/out$i.h5"
+    fi
+done 3<< EOF
+$TABLE
+EOF
+
+# computed exactly as transformers does: accepted
+TRAIN="train_data=$R/train_data.h5 method=lora rank=4 steps=4 batch_size=4 log_every=1"
+cat << EOF > "$WORK/good.txt"
+train_llama|{"pretraining_tp": 2}
+train_llama|{"hidden_act": "swish", "rope_scaling": null, "attention_dropout": 0}
+train_llama|{"rope_scaling": {"rope_type": "default"}}
+train_llama|{$MISTRAL, "sliding_window": 64}
+train_llama|{$MISTRAL, "sliding_window": null}
+train_qwen2|{"use_sliding_window": false, "sliding_window": 4}
+EOF
+i=0
+while IFS='|' read -r base patch <&3; do
+    i=$((i + 1))
+    variant "good$i" "$base" "$patch"
+    # shellcheck disable=SC2086
+    check "$AILORA" train model="$WORK/good$i" $TRAIN out="$WORK/good$i.h5"
+done 3< "$WORK/good.txt"
+# shellcheck disable=SC2086
+check "$AILORA" train model="$R/train_llama" $TRAIN out="$WORK/plain.h5"
+check "$H5COMPARE" "$WORK/plain.h5" "$WORK/good1.h5" --only /train/loss --tol 0
+
+# LLaMA attention_bias under tensor parallelism: adapters on all seven modules
+ALL=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+BASE="model=$R/bias_llama train_data=$R/train_data.h5 eval_data=$R/train_data.h5 targets=$ALL method=lora"
+BASE="$BASE rank=4 lr=5e-3 steps=12 batch_size=8 log_every=4 eval_every=6"
+# shellcheck disable=SC2086
+check "$AILORA" train $BASE out="$WORK/bias_tp1.h5"
+# shellcheck disable=SC2086
+check run_np 2 "$AILORA" train $BASE tp=2 out="$WORK/bias_tp2.h5"
+# shellcheck disable=SC2086
+check run_np 4 "$AILORA" train $BASE tp=2 out="$WORK/bias_tp2dp2.h5"
+for other in tp2 tp2dp2; do
+    for d in /train/loss /train/grad_norm /eval/loss; do
+        check "$H5COMPARE" "$WORK/bias_tp1.h5" "$WORK/bias_$other.h5" --only $d --tol 1e-5
+    done
+    check "$H5COMPARE" "$WORK/bias_tp1.h5" "$WORK/bias_$other.h5" --only /adapters/ --tol 1e-3
+done
+
+# full-parameter training keeps (and trains) o_proj.bias in the model it writes
+# shellcheck disable=SC2086
+check "$AILORA" train model="$R/bias_llama" train_data="$R/train_data.h5" train_base=true lr=1e-2 steps=3 \
+    batch_size=4 out="$WORK/full.h5" out_model="$WORK/full_model"
+CHECKS=$((CHECKS + 1))
+"$PY" - "$R/bias_llama/model.safetensors" "$WORK/full_model/model.safetensors" > "$WORK/st.out" 2>&1 << 'EOF' ||
+import json, struct, sys
+def tensors(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    head.pop("__metadata__", None)
+    return {k: raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in head.items()}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert set(a) == set(b), sorted(set(a) ^ set(b))
+for l in range(2):
+    name = f"model.layers.{l}.self_attn.o_proj.bias"
+    assert a[name] != b[name], name + " did not train"
+print(len(b), "tensors, o_proj biases trained")
+EOF
+    { fail "trained model lacks or did not train o_proj.bias"; sed 's/^/    /' "$WORK/st.out"; }
+# shellcheck disable=SC2086
+check "$AILORA" train model="$WORK/full_model" $TRAIN out="$WORK/again.h5"
+finish
