@@ -9,7 +9,9 @@
 #    reproduce tp = 1 within 1e-5 of the loss scale over 12 steps (o_proj.bias added
 #    once, after the all-reduce: added on both ranks it would move the loss by ~2.5 %);
 #    full-parameter training writes a model that holds the trained o_proj.bias and
-#    loads again
+#    loads again; so does `init --residual-out`
+#  - `ailora synth --bias` (LLaMA q/k/v/o biases), `--model-type qwen2` (q/k/v) and
+#    `--model-type mistral` write models that svd and train at tp = 2 accept
 . "${top_srcdir:-.}/tests/lib.sh"
 R=$(cd "$top_srcdir/tests/reference" && pwd)
 PY=/usr/bin/python3
@@ -104,6 +106,30 @@ done 3< "$WORK/good.txt"
 # shellcheck disable=SC2086
 check "$AILORA" train model="$R/train_llama" $TRAIN out="$WORK/plain.h5"
 check "$H5COMPARE" "$WORK/plain.h5" "$WORK/good1.h5" --only /train/loss --tol 0
+
+# synthetic models with each class's biases load and train; an unknown type is refused
+TRAIN2="train_data=$R/train_data.h5 method=pissa rank=2 steps=2 batch_size=4"
+SYN="--hidden 32 --heads 4 --kv-heads 2 --layers 1 --vocab 128"
+for kind in "--bias" "--model-type qwen2" "--model-type mistral"; do
+    name=$(echo "$kind" | tr -d ' -')
+    # shellcheck disable=SC2086
+    check "$AILORA" synth --out "$WORK/syn_$name" $SYN $kind
+    check "$AILORA" svd --model "$WORK/syn_$name" --out "$WORK/syn_$name.h5" --quiet
+    # shellcheck disable=SC2086
+    check run_np 2 "$AILORA" train model="$WORK/syn_$name" svd_cache="$WORK/syn_$name.h5" $TRAIN2 tp=2 \
+        out="$WORK/syn_$name.run.h5"
+done
+grep -Eq '"attention_bias":[[:space:]]*true' "$WORK/syn_bias/config.json" || fail "synth --bias wrote no attention_bias"
+# shellcheck disable=SC2086
+expect_error 'not "gemma"' "$WORK/syn_gemma/model.safetensors" "$AILORA" synth --out "$WORK/syn_gemma" $SYN --model-type gemma
+# shellcheck disable=SC2086
+expect_error "--bias is for llama" "$WORK/syn_q/model.safetensors" "$AILORA" synth --out "$WORK/syn_q" $SYN \
+    --model-type qwen2 --bias
+
+# a residual directory of the attention_bias LLaMA keeps every bias (it opens and trains)
+check "$AILORA" init --model "$R/bias_llama" --method pissa --rank 2 --out "$WORK/init.h5" --residual-out "$WORK/res"
+# shellcheck disable=SC2086
+check "$AILORA" train model="$WORK/res" $TRAIN out="$WORK/res.h5"
 
 # LLaMA attention_bias under tensor parallelism: adapters on all seven modules
 ALL=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj

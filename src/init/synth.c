@@ -253,6 +253,7 @@ static int write_config(const char *dir, const SynthSpec *spec) {
     cJSON_AddNumberToObject(root, "rms_norm_eps", c->rms_norm_eps);
     cJSON_AddNumberToObject(root, "rope_theta", c->rope_theta);
     cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tie_word_embeddings);
+    if (!llama) cJSON_AddNullToObject(root, "sliding_window");  // full causal attention
     if (llama) cJSON_AddBoolToObject(root, "attention_bias", c->attention_bias);
     if (llama) cJSON_AddBoolToObject(root, "mlp_bias", 0);
     cJSON_AddStringToObject(root, "hidden_act", "silu");
