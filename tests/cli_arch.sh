@@ -40,9 +40,9 @@ train_llama|{"architectures": ["MistralForCausalLM"]}|"architectures": "MistralF
 train_llama|{"hidden_act": "gelu"}|"hidden_act": "gelu"
 train_llama|{"hidden_activation": "gelu_pytorch_tanh"}|"hidden_activation": "gelu_pytorch_tanh"
 train_llama|{"mlp_bias": true}|"mlp_bias": true
-train_llama|{"rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}|"rope_parameters.rope_type": "llama3"
+train_llama|{"rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}|"rope_parameters.low_freq_factor"
 train_llama|{"rope_parameters": {"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0}}|"rope_parameters.rope_type": "yarn"
-train_llama|{"rope_scaling": {"type": "linear", "factor": 2.0}}|"rope_scaling.type": "linear"
+train_llama|{"rope_scaling": {"type": "linear"}}|"rope_scaling.factor"
 train_llama|{"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}|"rope_scaling.rope_type": "dynamic"
 train_llama|{"rope_scaling": {"rope_type": "longrope", "short_factor": [1], "long_factor": [2]}}|"rope_scaling.rope_type": "longrope"
 train_llama|{"partial_rotary_factor": 0.5}|"partial_rotary_factor": 0.5
@@ -54,7 +54,7 @@ train_llama|{$MISTRAL, "sliding_window": null, "attention_bias": true}|"attentio
 train_qwen2|{"use_sliding_window": true, "sliding_window": 32}|"sliding_window": 32
 train_qwen2|{"layer_types": ["full_attention", "sliding_attention"]}|"layer_types": "sliding_attention"
 train_llama|{"head_dim": 8}|is not [32, 64] as config.json implies
-train_llama|{"head_dim": 5}|"head_dim": 5
+train_llama|{"head_dim": 5}|is not [20, 64] as config.json implies
 train_llama|{"dtype": "int8"}|"dtype": "int8"
 train_llama|{"dtype": "DEL", "torch_dtype": "float8_e4m3fn"}|"torch_dtype": "float8_e4m3fn"
 train_llama|{"attention_dropout": 0.1}|"attention_dropout": 0.1
@@ -86,12 +86,22 @@ done 3<< EOF
 $TABLE
 EOF
 
+# an odd head_dim: the matrices have SVDs, but RoPE (here and in transformers) needs pairs
+check "$AILORA" synth --out "$WORK/odd" --hidden 20 --heads 4 --kv-heads 2 --layers 1 --vocab 128
+check "$AILORA" svd --model "$WORK/odd" --out "$WORK/odd.h5" --quiet
+expect_error "head_dim 5 is odd" "$WORK/odd_run.h5" "$AILORA" train model="$WORK/odd" train_data="$R/train_data.h5" \
+    method=lora rank=2 steps=2 batch_size=4 out="$WORK/odd_run.h5"
+expect_error "head_dim 5 is odd" "$WORK/odd_run.h5" run_np 2 "$AILORA" train model="$WORK/odd" \
+    train_data="$R/train_data.h5" method=lora rank=2 steps=2 batch_size=4 out="$WORK/odd_run.h5"
+
 # computed exactly as transformers does: accepted
 TRAIN="train_data=$R/train_data.h5 method=lora rank=4 steps=4 batch_size=4 log_every=1"
 cat << EOF > "$WORK/good.txt"
 train_llama|{"pretraining_tp": 2}
 train_llama|{"hidden_act": "swish", "rope_scaling": null, "attention_dropout": 0}
 train_llama|{"rope_scaling": {"rope_type": "default"}}
+train_llama|{"rope_scaling": {"type": "linear", "factor": 2.0}}
+rope_llama3|{}
 train_llama|{$MISTRAL, "sliding_window": 64}
 train_llama|{$MISTRAL, "sliding_window": null}
 train_qwen2|{"use_sliding_window": false, "sliding_window": 4}

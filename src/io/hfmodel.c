@@ -112,22 +112,58 @@ static int check_architecture(const cJSON *root, const char *path, ModelConfig *
     return AIL_OK;
 }
 
-/* A rope_scaling / rope_parameters object: plain RoPE only (rope_type "default"),
- * every rotary dimension. */
-static int check_rope(const cJSON *rope, const char *path, const char *key) {
+/* RoPE as transformers 5 resolves it: a non-empty rope_scaling (transformers 4's
+ * key) replaces rope_parameters; rope_theta comes from that object, else the top
+ * level, else 10000; a missing type is "default". Implemented exactly (inverse
+ * frequencies, llama_io.c): "default", "linear" (divided by factor) and "llama3"
+ * (Llama 3.1's banded rescaling); anything else is refused. */
+static int parse_rope(const cJSON *root, const char *path, ModelConfig *c) {
+    const cJSON *scaling = key_of(root, "rope_scaling");
+    int use_scaling = scaling && !(cJSON_IsObject(scaling) && !scaling->child);
+    const char *key = use_scaling ? "rope_scaling" : "rope_parameters";
+    const cJSON *rope = use_scaling ? scaling : key_of(root, "rope_parameters");
+    c->rope_type = ROPE_DEFAULT;
+    c->rope_factor = 1.0;
+    AIL_CHECK(json_double(root, path, "rope_theta", 10000.0, &c->rope_theta));
     if (!rope) return AIL_OK;
     if (!cJSON_IsObject(rope)) return refuse(path, key, rope, "expected an object");
     char name[96];
-    const cJSON *item;
+    const cJSON *item, *type = NULL;
     cJSON_ArrayForEach(item, rope) {
         snprintf(name, sizeof name, "%s.%s", key, item->string);
         if (cJSON_IsObject(item))  // per-layer-type parameters (Gemma 3 and the like)
             return refuse(path, name, item, "per-layer RoPE parameters are not implemented");
-        if ((!strcmp(item->string, "rope_type") || !strcmp(item->string, "type")) &&
-            !(cJSON_IsString(item) && !strcmp(item->valuestring, "default")))
-            return refuse(path, name, item, "only plain RoPE (rope_type \"default\") is implemented");
         if (!strcmp(item->string, "partial_rotary_factor") && !(cJSON_IsNumber(item) && item->valuedouble == 1.0))
             return refuse(path, name, item, "RoPE on every dimension of a head only");
+        if (!strcmp(item->string, "rope_type") || (!type && !strcmp(item->string, "type"))) type = item;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(rope, "rope_theta"))
+        AIL_CHECK(json_double(rope, path, "rope_theta", 10000.0, &c->rope_theta));
+    if (!type || cJSON_IsNull(type) || (cJSON_IsString(type) && !strcmp(type->valuestring, "default")))
+        return AIL_OK;
+    snprintf(name, sizeof name, "%s.%s", key, type->string);
+    int linear = cJSON_IsString(type) && !strcmp(type->valuestring, "linear");
+    int llama3 = cJSON_IsString(type) && !strcmp(type->valuestring, "llama3");
+    if (!linear && !llama3)
+        return refuse(path, name, type, "RoPE types implemented: default, linear, llama3");
+    c->rope_type = linear ? ROPE_LINEAR : ROPE_LLAMA3;
+    const char *need[] = {"factor", "low_freq_factor", "high_freq_factor"};
+    double *into[] = {&c->rope_factor, &c->rope_low_freq_factor, &c->rope_high_freq_factor};
+    for (int i = 0; i < (llama3 ? 3 : 1); i++) {
+        item = cJSON_GetObjectItemCaseSensitive(rope, need[i]);
+        snprintf(name, sizeof name, "%s.%s", key, need[i]);
+        if (!cJSON_IsNumber(item) || !(item->valuedouble > 0))
+            return refuse(path, name, item ? item : type, "needs a positive number");
+        *into[i] = item->valuedouble;
+    }
+    if (llama3) {
+        if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
+            return refuse(path, name, item, "high_freq_factor must exceed low_freq_factor");
+        // transformers prefers a top-level original_max_position_embeddings (Phi-3 style),
+        // then the RoPE object's, then max_position_embeddings
+        const cJSON *top = key_of(root, "original_max_position_embeddings");
+        AIL_CHECK(json_int(top ? root : rope, path, "original_max_position_embeddings", 0,
+                           c->max_position_embeddings, &c->rope_original_max_pos));
     }
     return AIL_OK;
 }
@@ -144,8 +180,6 @@ static int check_unsupported(const cJSON *root, const char *path, ModelConfig *c
             return refuse(path, act_keys[i], item, "the engine's MLP is SiLU-gated only");
     if ((item = key_of(root, "mlp_bias")) && !cJSON_IsFalse(item))
         return refuse(path, "mlp_bias", item, "MLP biases are not implemented");
-    AIL_CHECK(check_rope(key_of(root, "rope_scaling"), path, "rope_scaling"));
-    AIL_CHECK(check_rope(key_of(root, "rope_parameters"), path, "rope_parameters"));
     if ((item = key_of(root, "partial_rotary_factor")) && !(cJSON_IsNumber(item) && item->valuedouble == 1.0))
         return refuse(path, "partial_rotary_factor", item, "RoPE on every dimension of a head only");
     const char *softcap[] = {"attn_logit_softcapping", "final_logit_softcapping"};
@@ -206,17 +240,12 @@ static int parse_config(const cJSON *root, const char *path, ModelConfig *c) {
                          "num_attention_heads %d", path, c->hidden_size, c->num_attention_heads);
     AIL_CHECK(json_int(root, path, "head_dim", 0, c->hidden_size / c->num_attention_heads,
                        &c->head_dim));
-    if (c->head_dim % 2) return refuse(path, "head_dim", key_of(root, "head_dim"), "RoPE needs an even head_dim");
     AIL_CHECK(json_int(root, path, "vocab_size", 1, 0, &c->vocab_size));
     AIL_CHECK(json_int(root, path, "max_position_embeddings", 0, llama ? 2048 : qwen2 ? 32768 : 131072,
                        &c->max_position_embeddings));
     AIL_CHECK(json_double(root, path, "rms_norm_eps", 1e-6, &c->rms_norm_eps));
     // transformers >= 5 nests rope_theta in "rope_parameters"; older files keep it on top
-    const cJSON *rope = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
-    if (cJSON_IsObject(rope) && cJSON_GetObjectItemCaseSensitive(rope, "rope_theta"))
-        AIL_CHECK(json_double(rope, path, "rope_theta", 10000.0, &c->rope_theta));
-    else
-        AIL_CHECK(json_double(root, path, "rope_theta", 10000.0, &c->rope_theta));
+    AIL_CHECK(parse_rope(root, path, c));
     AIL_CHECK(json_bool(root, path, "tie_word_embeddings", 0, &c->tie_word_embeddings));
     // biases as transformers builds them: LLaMA's attention_bias puts one on q, k, v
     // AND o; Qwen2 always has q, k, v biases and never an o bias (it has no such key);

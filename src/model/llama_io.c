@@ -118,6 +118,30 @@ static int tensor_slots(Llama *llm, const ModelConfig *c, TensorSlot *slots, int
                : AIL_ERROR(AIL_ERR_FORMAT, "internal: tensor layout does not fill the storage");
 }
 
+/* Inverse frequency j (< hd/2) of c's RoPE, in real precision with transformers'
+ * operations (float32 there, like HF; float64 in the float64 build). */
+static real rope_inv_freq(const ModelConfig *c, int j, int hd) {
+#ifdef AILORA_REAL_DOUBLE
+    real inv = 1.0 / pow(c->rope_theta, (double)(2 * j) / hd);
+#else
+    real inv = 1.0f / powf((float)c->rope_theta, (float)(2 * j) / (float)hd);
+#endif
+    real factor = (real)c->rope_factor;
+    if (c->rope_type == ROPE_LINEAR) return inv / factor;
+    if (c->rope_type != ROPE_LLAMA3) return inv;
+    // Llama 3.1: wavelengths above old / low are slowed by factor, those below
+    // old / high kept, and the band between interpolated smoothly
+    real lo = (real)c->rope_low_freq_factor, hi = (real)c->rope_high_freq_factor;
+    real old = (real)c->rope_original_max_pos;
+    real low_wavelen = (real)(c->rope_original_max_pos / c->rope_low_freq_factor);
+    real high_wavelen = (real)(c->rope_original_max_pos / c->rope_high_freq_factor);
+    real wavelen = (real)(2 * 3.14159265358979323846) / inv;
+    real scaled = wavelen > low_wavelen ? inv / factor : inv;
+    real smooth = (old / wavelen - lo) / (hi - lo);
+    if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) scaled = (1 - smooth) * scaled / factor + smooth * scaled;
+    return scaled;
+}
+
 int llama_load(const HFModel *model, Llama *llm) { return llama_load_tp(model, MPI_COMM_NULL, llm); }
 
 int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
@@ -164,19 +188,20 @@ int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     llm->rope_cos = malloc(sizeof(real) * (size_t)P * half);
     llm->rope_sin = malloc(sizeof(real) * (size_t)P * half);
     if (rc == AIL_OK && (!llm->rope_cos || !llm->rope_sin)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    for (int pos = 0; pos < P && rc == AIL_OK; pos++)
-        for (int j = 0; j < half; j++) {
+    for (int j = 0; j < half && rc == AIL_OK; j++) {
+        real inv = rope_inv_freq(c, j, hd);
+        for (int pos = 0; pos < P; pos++) {
 #ifdef AILORA_REAL_DOUBLE
-            double ang = pos * (1.0 / pow(c->rope_theta, (double)(2 * j) / hd));
+            double ang = pos * inv;
             llm->rope_cos[(size_t)pos * half + j] = cos(ang);
             llm->rope_sin[(size_t)pos * half + j] = sin(ang);
 #else
-            float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * j) / (float)hd);
             float ang = (float)pos * inv;
             llm->rope_cos[(size_t)pos * half + j] = cosf(ang);
             llm->rope_sin[(size_t)pos * half + j] = sinf(ang);
 #endif
         }
+    }
     if (rc != AIL_OK) llama_free(llm);
     return rc;
 }
