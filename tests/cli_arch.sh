@@ -3,7 +3,8 @@
 #    network is refused by `ailora svd` and `ailora train`, at 1 and at 2 ranks, with
 #    one error line naming the key and its value, and nothing written
 #  - variants that transformers computes exactly as the engine does still run
-#    (pretraining_tp = 2 gives the same losses as 1, bit for bit)
+#    (pretraining_tp = 2 gives the same losses as 1, bit for bit; llama3 and linear
+#    RoPE in transformers 4 and 5 spellings, whose logits test_llama_parity checks)
 #  - a LLaMA with attention_bias (q, k, v and o biases, tests/reference/bias_llama,
 #    whose logits match transformers in test_llama_parity): tp = 2 and tp = 2 x dp = 2
 #    reproduce tp = 1 within 1e-5 of the loss scale over 12 steps (o_proj.bias added
@@ -86,6 +87,12 @@ done 3<< EOF
 $TABLE
 EOF
 
+# init opens models the same way
+expect_error '"hidden_act": "gelu"' "$WORK/init_bad.h5" "$AILORA" init --model "$WORK/bad6" --method pissa --rank 2 \
+    --out "$WORK/init_bad.h5"
+expect_error '"hidden_act": "gelu"' "$WORK/init_bad.h5" run_np 2 "$AILORA" init --model "$WORK/bad6" --method lora \
+    --rank 2 --out "$WORK/init_bad.h5"
+
 # an odd head_dim: the matrices have SVDs, but RoPE (here and in transformers) needs pairs
 check "$AILORA" synth --out "$WORK/odd" --hidden 20 --heads 4 --kv-heads 2 --layers 1 --vocab 128
 check "$AILORA" svd --model "$WORK/odd" --out "$WORK/odd.h5" --quiet
@@ -102,6 +109,7 @@ train_llama|{"hidden_act": "swish", "rope_scaling": null, "attention_dropout": 0
 train_llama|{"rope_scaling": {"rope_type": "default"}}
 train_llama|{"rope_scaling": {"type": "linear", "factor": 2.0}}
 rope_llama3|{}
+train_llama|{"rope_parameters": "DEL", "rope_theta": 500000.0, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16, "rope_type": "llama3"}}
 train_llama|{$MISTRAL, "sliding_window": 64}
 train_llama|{$MISTRAL, "sliding_window": null}
 train_qwen2|{"use_sliding_window": false, "sliding_window": 4}

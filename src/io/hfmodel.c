@@ -198,10 +198,10 @@ static int check_unsupported(const cJSON *root, const char *path, ModelConfig *c
     if ((item = cJSON_GetObjectItemCaseSensitive(automap, "AutoModelForCausalLM")))
         return refuse(path, "auto_map.AutoModelForCausalLM", item, "remote model code is not what ailora computes");
     // sliding-window attention: refused wherever it can differ from full causal attention
-    // (a window >= max_position_embeddings never masks anything the engine runs)
     // (a window >= max_position_embeddings never masks anything the engine runs).
     // Mistral and Qwen2 default to a 4096 window when the key is absent (null: none);
-    // Qwen2 uses it only with use_sliding_window; LLaMA has no window (key refused if set)
+    // Qwen2 uses it only with use_sliding_window; transformers' LLaMA ignores the key,
+    // but a LLaMA config that sets a short window is refused too (it was meant for one)
     const cJSON *win = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     const cJSON *use = key_of(root, "use_sliding_window");
     if (use && !cJSON_IsBool(use)) return refuse(path, "use_sliding_window", use, "expected true or false");
