@@ -2,6 +2,8 @@
 #  - every variant of the table below that the engine would compute as some other
 #    network is refused by `ailora svd` and `ailora train`, at 1 and at 2 ranks, with
 #    one error line naming the key and its value, and nothing written
+#  - an active sliding window (Mistral, Qwen2) runs sequences up to its length, where it
+#    masks nothing (equal to the model without it, bit for bit), and refuses longer ones
 #  - variants that transformers computes exactly as the engine does still run
 #    (pretraining_tp = 2 gives the same losses as 1, bit for bit; llama3 and linear
 #    RoPE in transformers 4 and 5 spellings, whose logits test_llama_parity checks)
@@ -49,10 +51,9 @@ train_llama|{"rope_scaling": {"rope_type": "longrope", "short_factor": [1], "lon
 train_llama|{"partial_rotary_factor": 0.5}|"partial_rotary_factor": 0.5
 train_llama|{"attn_logit_softcapping": 50.0}|"attn_logit_softcapping": 50
 train_llama|{"final_logit_softcapping": 30.0}|"final_logit_softcapping": 30
-train_llama|{$MISTRAL, "sliding_window": 16}|"sliding_window": 16
-train_llama|{$MISTRAL, "max_position_embeddings": 8192}|"sliding_window": 4096 (the default)
+train_llama|{$MISTRAL, "sliding_window": "4k"}|"sliding_window": "4k"
 train_llama|{$MISTRAL, "sliding_window": null, "attention_bias": true}|"attention_bias": true
-train_qwen2|{"use_sliding_window": true, "sliding_window": 32}|"sliding_window": 32
+train_qwen2|{"use_sliding_window": "yes"}|"use_sliding_window": "yes"
 train_qwen2|{"layer_types": ["full_attention", "sliding_attention"]}|"layer_types": "sliding_attention"
 train_llama|{"head_dim": 8}|is not [32, 64] as config.json implies
 train_llama|{"head_dim": 5}|is not [20, 64] as config.json implies
@@ -93,6 +94,20 @@ expect_error '"hidden_act": "gelu"' "$WORK/init_bad.h5" "$AILORA" init --model "
 expect_error '"hidden_act": "gelu"' "$WORK/init_bad.h5" run_np 2 "$AILORA" init --model "$WORK/bad6" --method lora \
     --rank 2 --out "$WORK/init_bad.h5"
 
+# an active sliding window: sequences up to its length (where it masks nothing) run,
+# longer ones are refused by train (svd does not care)
+for v in "train_llama|{$MISTRAL, \"sliding_window\": 8}" "train_qwen2|{\"use_sliding_window\": true, \"sliding_window\": 15}"; do
+    i=$((i + 1))
+    variant "win$i" "${v%%|*}" "${v#*|}"
+    check "$AILORA" svd --model "$WORK/win$i" --out "$WORK/win$i.h5" --quiet
+    # shellcheck disable=SC2086
+    expect_error "exceeds config.json's sliding_window" "$WORK/winrun$i.h5" "$AILORA" train model="$WORK/win$i" \
+        train_data="$R/train_data.h5" method=lora rank=2 steps=2 batch_size=4 out="$WORK/winrun$i.h5"
+    # shellcheck disable=SC2086
+    expect_error "sliding_window" "$WORK/winrun$i.h5" run_np 2 "$AILORA" train model="$WORK/win$i" \
+        train_data="$R/train_data.h5" method=lora rank=2 steps=2 batch_size=4 out="$WORK/winrun$i.h5"
+done
+
 # an odd head_dim: the matrices have SVDs, but RoPE (here and in transformers) needs pairs
 check "$AILORA" synth --out "$WORK/odd" --hidden 20 --heads 4 --kv-heads 2 --layers 1 --vocab 128
 check "$AILORA" svd --model "$WORK/odd" --out "$WORK/odd.h5" --quiet
@@ -110,8 +125,11 @@ train_llama|{"rope_scaling": {"rope_type": "default"}}
 train_llama|{"rope_scaling": {"type": "linear", "factor": 2.0}}
 rope_llama3|{}
 train_llama|{"rope_parameters": "DEL", "rope_theta": 500000.0, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16, "rope_type": "llama3"}}
+train_llama|{$MISTRAL, "sliding_window": 16}
 train_llama|{$MISTRAL, "sliding_window": 64}
 train_llama|{$MISTRAL, "sliding_window": null}
+train_llama|{$MISTRAL, "max_position_embeddings": 8192}
+train_qwen2|{"use_sliding_window": true, "sliding_window": 16}
 train_qwen2|{"use_sliding_window": false, "sliding_window": 4}
 EOF
 i=0
@@ -124,6 +142,8 @@ done 3< "$WORK/good.txt"
 # shellcheck disable=SC2086
 check "$AILORA" train model="$R/train_llama" $TRAIN out="$WORK/plain.h5"
 check "$H5COMPARE" "$WORK/plain.h5" "$WORK/good1.h5" --only /train/loss --tol 0
+# a window as long as the sequences (16 tokens) masks nothing: the plain model's losses
+check "$H5COMPARE" "$WORK/plain.h5" "$WORK/good7.h5" --only /train/loss --tol 0
 
 # synthetic models with each class's biases load and train; an unknown type is refused
 TRAIN2="train_data=$R/train_data.h5 method=pissa rank=2 steps=2 batch_size=4"

@@ -30,6 +30,9 @@ typedef struct {
     double rope_factor;                       /* linear, llama3 */
     double rope_low_freq_factor, rope_high_freq_factor;  /* llama3 */
     int rope_original_max_pos;                /* llama3: original_max_position_embeddings */
+    int sliding_window;       /* 0, or an active window < max_position_embeddings: the model
+                                 then runs sequences of at most this many tokens (where the
+                                 window masks nothing, so attention is exact) */
     int tie_word_embeddings;  /* 0/1, default 0 */
     int attention_bias;       /* 0/1: q/k/v biases (LLaMA's attention_bias; Qwen2 always) */
     int o_proj_bias;          /* 0/1: o_proj bias (LLaMA's attention_bias; never in Qwen2) */
@@ -51,7 +54,7 @@ typedef struct {
  * config.json is held to what the engine computes exactly as transformers does:
  * model_type / architectures llama (LlamaForCausalLM), mistral, qwen2; SiLU MLP
  * without biases; RoPE of type default, linear or llama3 on whole heads; full
- * causal attention (a sliding window only if it is off or >= max_position_embeddings);
+ * causal attention (an active sliding window limits sequences to its length);
  * no soft-capping, attention dropout, quantization or remote code; a float
  * torch_dtype. Anything else is one error line naming the key and its value.
  * (An odd head_dim, which transformers cannot run either, is refused by llama_load:

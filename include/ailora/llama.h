@@ -90,7 +90,8 @@ typedef struct {
 } LlamaLayer;
 
 typedef struct {
-    ModelConfig cfg;
+    ModelConfig cfg;              /* max_position_embeddings: the longest sequence it runs
+                                     (config.json's, or an active sliding_window) */
     int H, I, V, L, nh, nkv, hd;  /* hidden, intermediate (local), vocab, layers, heads (local), kv heads (local), head dim */
     int tp_size, tp_rank;         /* tensor-parallel layout: 1, 0 without */
     MPI_Comm tp_comm;             /* MPI_COMM_NULL without */

@@ -371,7 +371,8 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
         return AIL_ERROR(AIL_ERR_ARG, "bad GPU model shape H %d I %d V %d L %d nh %d nkv %d hd %d", H, I, V, L, nh,
                          nkv, hd);
     if (B <= 0 || T <= 0 || T > sp->max_pos)
-        return AIL_ERROR(AIL_ERR_ARG, "batch %d x %d does not fit max_pos %d", B, T, sp->max_pos);
+        return AIL_ERROR(AIL_ERR_ARG, "batch %d x %d does not fit max_pos %d (max_position_embeddings, or "
+                         "config.json's sliding_window when shorter)", B, T, sp->max_pos);
     if (gpu_comm_size(tp) != m->tp_size || m->tp_rank < 0 || m->tp_rank >= m->tp_size ||
         (tp && tp->rank != m->tp_rank))
         return AIL_ERROR(AIL_ERR_ARG, "tensor-parallel rank %d of %d does not match its communicator (%d ranks)",

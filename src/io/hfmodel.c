@@ -197,26 +197,21 @@ static int check_unsupported(const cJSON *root, const char *path, ModelConfig *c
     const cJSON *automap = key_of(root, "auto_map");
     if ((item = cJSON_GetObjectItemCaseSensitive(automap, "AutoModelForCausalLM")))
         return refuse(path, "auto_map.AutoModelForCausalLM", item, "remote model code is not what ailora computes");
-    // sliding-window attention: refused wherever it can differ from full causal attention
-    // (a window >= max_position_embeddings never masks anything the engine runs).
-    // Mistral and Qwen2 default to a 4096 window when the key is absent (null: none);
-    // Qwen2 uses it only with use_sliding_window; transformers' LLaMA ignores the key,
-    // but a LLaMA config that sets a short window is refused too (it was meant for one)
+    // sliding-window attention (transformers: query q sees key k iff q - k < window) equals
+    // full causal attention on sequences of at most window tokens: an active window
+    // shorter than max_position_embeddings limits the sequences (llama_load), longer
+    // ones are refused there. Mistral and Qwen2 default to a 4096 window when the key is
+    // absent (null: none); Qwen2 uses it only with use_sliding_window; transformers'
+    // LLaMA ignores the key, but a LLaMA config that sets one is held to it too
     const cJSON *win = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     const cJSON *use = key_of(root, "use_sliding_window");
     if (use && !cJSON_IsBool(use)) return refuse(path, "use_sliding_window", use, "expected true or false");
     double window = !win ? (strcmp(c->model_type, "llama") ? 4096 : INFINITY)
                          : cJSON_IsNull(win) ? INFINITY : cJSON_IsNumber(win) ? win->valuedouble : -1;
     if (!strcmp(c->model_type, "qwen2") && !cJSON_IsTrue(use)) window = INFINITY;
-    if (window < c->max_position_embeddings) {
-        char shown[32];  // the default, when config.json does not say
-        snprintf(shown, sizeof shown, "%.0f (the default)", window);
-        cJSON *def = win ? NULL : cJSON_CreateRaw(shown);
-        int rc = refuse(path, "sliding_window", win ? win : def,
-                        "sliding-window attention shorter than max_position_embeddings is not implemented");
-        cJSON_Delete(def);
-        return rc;
-    }
+    if (!(window >= 1) || (isfinite(window) && window != (double)(int)window))
+        return refuse(path, "sliding_window", win, "expected a positive integer or null");
+    if (window < c->max_position_embeddings) c->sliding_window = (int)window;
     const cJSON *types = key_of(root, "layer_types");
     cJSON_ArrayForEach(item, types)
         if (!cJSON_IsString(item) || strcmp(item->valuestring, "full_attention") != 0)

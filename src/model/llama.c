@@ -298,6 +298,10 @@ void llama_zero_grads(Llama *llm) {
 
 int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
     memset(a, 0, sizeof *a);
+    if (T > llm->cfg.max_position_embeddings && llm->cfg.sliding_window)
+        return AIL_ERROR(AIL_ERR_ARG, "sequence length %d exceeds config.json's sliding_window %d (sliding-window "
+                         "attention is not implemented; up to the window it equals full attention)", T,
+                         llm->cfg.sliding_window);
     if (T > llm->cfg.max_position_embeddings)
         return AIL_ERROR(AIL_ERR_ARG, "sequence length %d exceeds max_position_embeddings %d", T,
                          llm->cfg.max_position_embeddings);

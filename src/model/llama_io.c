@@ -148,6 +148,9 @@ int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     memset(llm, 0, sizeof *llm);
     const ModelConfig *c = &model->config;
     llm->cfg = *c;
+    // an active sliding window masks nothing on sequences up to its length: the
+    // engine runs those exactly and refuses longer ones (llama_acts_alloc, the GPU)
+    if (c->sliding_window) llm->cfg.max_position_embeddings = c->sliding_window;
     llm->tp_comm = tp_comm;
     llm->tp_size = 1;
     if (tp_comm != MPI_COMM_NULL) {
@@ -184,7 +187,7 @@ int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     free(slots);
     // RoPE tables as HF computes them: inverse frequencies and angles in float32
     // (the float64 build computes them in float64, like a true float64 reference)
-    int P = c->max_position_embeddings, half = hd / 2;
+    int P = llm->cfg.max_position_embeddings, half = hd / 2;
     llm->rope_cos = malloc(sizeof(real) * (size_t)P * half);
     llm->rope_sin = malloc(sizeof(real) * (size_t)P * half);
     if (rc == AIL_OK && (!llm->rope_cos || !llm->rope_sin)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
