@@ -60,6 +60,9 @@ train_llama|{"head_dim": 5}|is not [20, 64] as config.json implies
 train_llama|{"dtype": "int8"}|"dtype": "int8"
 train_llama|{"dtype": "DEL", "torch_dtype": "float8_e4m3fn"}|"torch_dtype": "float8_e4m3fn"
 train_llama|{"attention_dropout": 0.1}|"attention_dropout": 0.1
+train_llama|{"embedding_multiplier": 12.0, "logits_scaling": 8.0}|"embedding_multiplier": 12
+train_llama|{"use_qk_norm": true}|"use_qk_norm": true
+train_llama|{"num_hidden_layers": 1}|"model.layers.1.input_layernorm.weight" exists but config.json says num_hidden_layers 1
 train_llama|{"pretraining_tp": 0}|"pretraining_tp": 0
 train_llama|{"quantization_config": {"quant_method": "gptq", "bits": 4}}|"quantization_config"
 train_llama|{"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}}|"auto_map.AutoModelForCausalLM"

@@ -182,6 +182,15 @@ static int check_unsupported(const cJSON *root, const char *path, ModelConfig *c
         return refuse(path, "mlp_bias", item, "MLP biases are not implemented");
     if ((item = key_of(root, "partial_rotary_factor")) && !(cJSON_IsNumber(item) && item->valuedouble == 1.0))
         return refuse(path, "partial_rotary_factor", item, "RoPE on every dimension of a head only");
+    // keys of related architectures (Granite, Gemma 2, OLMo, Falcon, ...) that change their
+    // math: transformers' LLaMA would ignore them, so the config describes another network
+    const char *foreign[] = {"embedding_multiplier", "attention_multiplier", "residual_multiplier",
+                             "logits_scaling", "query_pre_attn_scalar", "use_qk_norm", "qk_layernorm",
+                             "clip_qkv", "parallel_attn", "parallel_residual", "use_parallel_residual"};
+    for (size_t i = 0; i < sizeof foreign / sizeof *foreign; i++)
+        if ((item = key_of(root, foreign[i])) && !cJSON_IsFalse(item) &&
+            !(cJSON_IsNumber(item) && item->valuedouble == 1.0))
+            return refuse(path, foreign[i], item, "a key of another architecture, which computes differently");
     const char *softcap[] = {"attn_logit_softcapping", "final_logit_softcapping"};
     for (int i = 0; i < 2; i++)
         if ((item = key_of(root, softcap[i])))
@@ -333,6 +342,10 @@ static int check_tensors(const HFModel *model) {
         {"self_attn.v_proj", kd, H, c->attention_bias}, {"self_attn.o_proj", H, qd, c->o_proj_bias},
         {"mlp.gate_proj", I, H, 0}, {"mlp.up_proj", I, H, 0}, {"mlp.down_proj", H, I, 0}};
     char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", c->num_hidden_layers);
+    if (hfmodel_shard_of(model, name) >= 0)  // transformers would drop the extra layers
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: tensor \"%s\" exists but config.json says num_hidden_layers %d",
+                         model->dir, name, c->num_hidden_layers);
     for (int l = 0; l < c->num_hidden_layers; l++)
         for (size_t i = 0; i < sizeof mods / sizeof *mods; i++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, mods[i].name);
