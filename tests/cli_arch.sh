@@ -7,14 +7,14 @@
 #  - variants that transformers computes exactly as the engine does still run
 #    (pretraining_tp = 2 gives the same losses as 1, bit for bit; llama3 and linear
 #    RoPE in transformers 4 and 5 spellings, whose logits test_llama_parity checks)
-#  - a LLaMA with attention_bias (q, k, v and o biases, tests/reference/bias_llama,
-#    whose logits match transformers in test_llama_parity): tp = 2 and tp = 2 x dp = 2
-#    reproduce tp = 1 within 1e-5 of the loss scale over 12 steps (o_proj.bias added
-#    once, after the all-reduce: added on both ranks it would move the loss by ~2.5 %);
-#    full-parameter training writes a model that holds the trained o_proj.bias and
-#    loads again; so does `init --residual-out`
-#  - `ailora synth --bias` (LLaMA q/k/v/o biases), `--model-type qwen2` (q/k/v) and
-#    `--model-type mistral` write models that svd and train at tp = 2 accept
+#  - a LLaMA with attention_bias and mlp_bias (biases on all seven linears,
+#    tests/reference/bias_llama, whose logits match transformers in test_llama_parity):
+#    tp = 2 and tp = 2 x dp = 2 reproduce tp = 1 within 1e-5 of the loss scale over 12
+#    steps (o_proj's and down_proj's biases added once, after the all-reduce; added on
+#    both ranks they move the loss by 2 %); full-parameter training writes a model
+#    that holds the trained o_proj.bias and loads again; so does `init --residual-out`
+#  - `ailora synth --bias --mlp-bias` (LLaMA, all seven biases), `--model-type qwen2`
+#    (q/k/v) and `--model-type mistral` write models that svd and train at tp = 2 accept
 . "${top_srcdir:-.}/tests/lib.sh"
 R=$(cd "$top_srcdir/tests/reference" && pwd)
 PY=/usr/bin/python3
@@ -42,7 +42,8 @@ train_llama|{"architectures": ["LlamaForSequenceClassification"]}|"architectures
 train_llama|{"architectures": ["MistralForCausalLM"]}|"architectures": "MistralForCausalLM" (does not match model_type)
 train_llama|{"hidden_act": "gelu"}|"hidden_act": "gelu"
 train_llama|{"hidden_activation": "gelu_pytorch_tanh"}|"hidden_activation": "gelu_pytorch_tanh"
-train_llama|{"mlp_bias": true}|"mlp_bias": true
+train_llama|{"mlp_bias": true}|"model.layers.0.mlp.gate_proj.bias" is missing
+train_llama|{$MISTRAL, "sliding_window": null, "mlp_bias": true}|"mlp_bias": true
 train_llama|{"rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}|"rope_parameters.low_freq_factor"
 train_llama|{"rope_parameters": {"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0}}|"rope_parameters.rope_type": "yarn"
 train_llama|{"rope_scaling": {"type": "linear"}}|"rope_scaling.factor"
@@ -67,7 +68,7 @@ train_llama|{"pretraining_tp": 0}|"pretraining_tp": 0
 train_llama|{"quantization_config": {"quant_method": "gptq", "bits": 4}}|"quantization_config"
 train_llama|{"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}}|"auto_map.AutoModelForCausalLM"
 bias_llama|{"attention_bias": false}|"model.layers.0.self_attn.q_proj.bias" exists
-bias_llama|{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "attention_bias": "DEL"}|"model.layers.0.self_attn.o_proj.bias" exists
+bias_llama|{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "attention_bias": "DEL", "mlp_bias": "DEL"}|"model.layers.0.self_attn.o_proj.bias" exists
 train_llama|{"attention_bias": true}|"model.layers.0.self_attn.q_proj.bias" is missing
 train_qwen2|{"model_type": "llama", "architectures": ["LlamaForCausalLM"]}|"model.layers.0.self_attn.q_proj.bias" exists
 EOF
@@ -151,7 +152,7 @@ check "$H5COMPARE" "$WORK/plain.h5" "$WORK/good7.h5" --only /train/loss --tol 0
 # synthetic models with each class's biases load and train; an unknown type is refused
 TRAIN2="train_data=$R/train_data.h5 method=pissa rank=2 steps=2 batch_size=4"
 SYN="--hidden 32 --heads 4 --kv-heads 2 --layers 1 --vocab 128"
-for kind in "--bias" "--model-type qwen2" "--model-type mistral"; do
+for kind in "--bias --mlp-bias" "--model-type qwen2" "--model-type mistral"; do
     name=$(echo "$kind" | tr -d ' -')
     # shellcheck disable=SC2086
     check "$AILORA" synth --out "$WORK/syn_$name" $SYN $kind
@@ -160,7 +161,7 @@ for kind in "--bias" "--model-type qwen2" "--model-type mistral"; do
     check run_np 2 "$AILORA" train model="$WORK/syn_$name" svd_cache="$WORK/syn_$name.h5" $TRAIN2 tp=2 \
         out="$WORK/syn_$name.run.h5"
 done
-grep -Eq '"attention_bias":[[:space:]]*true' "$WORK/syn_bias/config.json" || fail "synth --bias wrote no attention_bias"
+grep -Eq '"attention_bias":[[:space:]]*true' "$WORK/syn_biasmlpbias/config.json" || fail "synth --bias wrote no attention_bias"
 # shellcheck disable=SC2086
 expect_error 'not "gemma"' "$WORK/syn_gemma/model.safetensors" "$AILORA" synth --out "$WORK/syn_gemma" $SYN --model-type gemma
 # shellcheck disable=SC2086
@@ -186,10 +187,13 @@ for other in tp2 tp2dp2; do
     for d in /train/loss /train/grad_norm /eval/loss; do
         check "$H5COMPARE" "$WORK/bias_tp1.h5" "$WORK/bias_$other.h5" --only $d --tol 1e-5
     done
-    check "$H5COMPARE" "$WORK/bias_tp1.h5" "$WORK/bias_$other.h5" --only /adapters/ --tol 1e-3
+    # adapters: 1e-2 of each tensor's scale. Measured 4.7e-3 in layer 0's down_proj lora_B,
+    # one of whose step-1 gradients is ~1e-8, as small as Adam's eps, so that its first
+    # update lr g / (|g| + eps) is decided by float rounding (the losses agree to 1e-5)
+    check "$H5COMPARE" "$WORK/bias_tp1.h5" "$WORK/bias_$other.h5" --only /adapters/ --tol 1e-2
 done
 
-# full-parameter training keeps (and trains) o_proj.bias in the model it writes
+# full-parameter training keeps (and trains) every bias in the model it writes
 # shellcheck disable=SC2086
 check "$AILORA" train model="$R/bias_llama" train_data="$R/train_data.h5" train_base=true lr=1e-2 steps=3 \
     batch_size=4 out="$WORK/full.h5" out_model="$WORK/full_model"
@@ -204,12 +208,11 @@ def tensors(path):
     return {k: raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in head.items()}
 a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
 assert set(a) == set(b), sorted(set(a) ^ set(b))
-for l in range(2):
-    name = f"model.layers.{l}.self_attn.o_proj.bias"
+for name in [k for k in a if k.endswith(".bias")]:
     assert a[name] != b[name], name + " did not train"
-print(len(b), "tensors, o_proj biases trained")
+print(len(b), "tensors, all", sum(k.endswith(".bias") for k in a), "biases trained")
 EOF
-    { fail "trained model lacks or did not train o_proj.bias"; sed 's/^/    /' "$WORK/st.out"; }
+    { fail "trained model lacks or did not train a bias"; sed 's/^/    /' "$WORK/st.out"; }
 # shellcheck disable=SC2086
 check "$AILORA" train model="$WORK/full_model" $TRAIN out="$WORK/again.h5"
 finish

@@ -2,7 +2,7 @@
  *
  * Built against a float64 copy of src/model/llama.c (-DAILORA_REAL_DOUBLE). For tiny
  * models (GQA; no biases, Qwen2's q/k/v biases with tied embeddings, LLaMA's
- * attention_bias q/k/v/o biases) with adapters
+ * attention_bias and mlp_bias: biases on all seven linears) with adapters
  * on all seven linear modules, every adapter gradient entry is compared with a
  * central difference (L(p + h) - L(p - h)) / 2h, h = 1e-5: truncation error
  * O(h^2) ~ 1e-10 and rounding ~ 1e-16 / h ~ 1e-11 relative to the loss, so
@@ -31,7 +31,8 @@ static double loss_of(const Llama *llm, LlamaActs *a, const int32_t *tok, const 
     return sum / count;
 }
 
-/* type "llama": bias = attention_bias (q, k, v and o biases); "qwen2": q, k, v biases */
+/* type "llama": bias = attention_bias and mlp_bias (biases on all seven linears);
+ * "qwen2": q, k, v biases */
 static void check_model(const char *label, const char *type, int bias, int tie) {
     char dir[128] = "/tmp/ailora-test-grad-XXXXXX";
     if (!mkdtemp(dir)) return;
@@ -40,7 +41,7 @@ static void check_model(const char *label, const char *type, int bias, int tie) 
                                 .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 4,
                                 .vocab_size = 32, .max_position_embeddings = 16, .rms_norm_eps = 1e-5,
                                 .rope_theta = 10000.0, .tie_word_embeddings = tie, .attention_bias = bias,
-                                .o_proj_bias = bias && !strcmp(type, "llama")};
+                                .o_proj_bias = bias && !strcmp(type, "llama"), .mlp_bias = bias && !strcmp(type, "llama")};
     snprintf(spec.config.model_type, sizeof spec.config.model_type, "%s", type);
     snprintf(spec.structured, sizeof spec.structured, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
     HFModel model;
@@ -50,12 +51,13 @@ static void check_model(const char *label, const char *type, int bias, int tie) 
     TU_CHECK(llama_load(&model, &llm) == AIL_OK, "%s", ail_error_message());
     Rng rng;
     rng_init(&rng, 5, 1);
-    TU_CHECK(model.config.o_proj_bias == spec.config.o_proj_bias && model.config.attention_bias == bias,
+    TU_CHECK(model.config.o_proj_bias == spec.config.o_proj_bias && model.config.attention_bias == bias &&
+                 model.config.mlp_bias == spec.config.mlp_bias,
              "%s: config.json read back with other biases", label);
     // biases of std 0.5 (not synth's 0.02) so that a bias used twice, or not at all, shows
     for (int l = 0; l < llm.L; l++)
-        for (int lin = 0; lin <= LIN_O; lin++) {
-            int n = lin == LIN_Q ? llm.nh * llm.hd : lin == LIN_O ? llm.H : llm.nkv * llm.hd;
+        for (int lin = 0; lin < LIN_COUNT; lin++) {
+            int n = lin == LIN_Q ? llm.nh * llm.hd : llama_row_parallel(lin) ? llm.H : lin <= LIN_V ? llm.nkv * llm.hd : llm.I;
             for (int i = 0; llm.layers[l].bias[lin] && i < n; i++) llm.layers[l].bias[lin][i] = 0.5 * rng_normal(&rng);
         }
     // embeddings of std 1 so that attention and the MLP matter
@@ -117,12 +119,14 @@ static void check_model(const char *label, const char *type, int bias, int tie) 
     TU_CHECK(llama_backward(&llm, &a, lab, 1.0 / count) == AIL_OK, "%s", ail_error_message());
     worst = gmax = 0.0;
     checked = 0;
-    // every 7th entry, and every entry of the o_proj biases (added after the row-parallel sum)
+    // every 7th entry, and every entry of the o_proj and down_proj biases (added after
+    // the row-parallel sum)
     for (size_t i = 0; i < llm.storage_size; i++) {
         int in_obias = 0;
         for (int l = 0; l < llm.L; l++)
-            in_obias |= llm.layers[l].bias[LIN_O] && llm.storage + i >= llm.layers[l].bias[LIN_O] &&
-                        llm.storage + i < llm.layers[l].bias[LIN_O] + llm.H;
+            for (int lin = LIN_O; lin < LIN_COUNT; lin += LIN_DOWN - LIN_O)
+                in_obias |= llm.layers[l].bias[lin] && llm.storage + i >= llm.layers[l].bias[lin] &&
+                            llm.storage + i < llm.layers[l].bias[lin] + llm.H;
         if (i % 7 && !in_obias) continue;
         real keep = llm.storage[i];
         llm.storage[i] = keep + h;
@@ -189,7 +193,7 @@ int main(int argc, char **argv) {
     check_f64_fixture(getenv("top_srcdir") ? getenv("top_srcdir") : ".");
     check_model("llama (GQA, untied)", "llama", 0, 0);
     check_model("qwen2 (q/k/v biases, tied embeddings)", "qwen2", 1, 1);
-    check_model("llama attention_bias (q/k/v/o biases, untied)", "llama", 1, 0);
+    check_model("llama attention_bias + mlp_bias (biases on all seven linears, untied)", "llama", 1, 0);
     int status = tu_finish("test_llama_grad");
     MPI_Finalize();
     return status;

@@ -108,7 +108,7 @@ typedef struct {
 typedef struct {
     const float *ln1, *ln2;       /* (H) */
     const float *w[7];            /* this rank's shard (out_local, in_local), row-major */
-    const float *bias[4];         /* q, k, v biases (out_local), o bias (H, whole) or NULL */
+    const float *bias[7];         /* biases or NULL: column-parallel (out_local), o and down (H, whole) */
     GpuAdapterSpec lora[7];
 } GpuLayerSpec;
 

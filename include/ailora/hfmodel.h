@@ -36,6 +36,7 @@ typedef struct {
     int tie_word_embeddings;  /* 0/1, default 0 */
     int attention_bias;       /* 0/1: q/k/v biases (LLaMA's attention_bias; Qwen2 always) */
     int o_proj_bias;          /* 0/1: o_proj bias (LLaMA's attention_bias; never in Qwen2) */
+    int mlp_bias;             /* 0/1: gate, up and down biases (LLaMA's mlp_bias) */
     DType torch_dtype;        /* storage dtype named in config.json, default F32 */
     char model_type[32];      /* "llama", "mistral" or "qwen2" (inferred from architectures, else llama) */
 } ModelConfig;
@@ -53,7 +54,7 @@ typedef struct {
  *
  * config.json is held to what the engine computes exactly as transformers does:
  * model_type / architectures llama (LlamaForCausalLM), mistral, qwen2; SiLU MLP
- * without biases; RoPE of type default, linear or llama3 on whole heads; full
+ * (with biases: LLaMA's mlp_bias); RoPE of type default, linear or llama3 on whole heads; full
  * causal attention (an active sliding window limits sequences to its length);
  * no soft-capping, attention dropout, quantization or remote code; a float
  * torch_dtype. Anything else is one error line naming the key and its value.

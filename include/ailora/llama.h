@@ -9,7 +9,7 @@
  *     y = causal softmax(q k^T / sqrt(hd)) v               grouped-query: kv head = h / (nh / nkv)
  *     x = x + y Wo^T (+bo)                                 LLaMA attention_bias: q, k, v and o biases
  *     h2 = rmsnorm(x) * ln2
- *     x = x + (silu(h2 Wg^T) * h2 Wu^T) Wd^T
+ *     x = x + (silu(h2 Wg^T (+bg)) * (h2 Wu^T (+bu))) Wd^T (+bd)  LLaMA mlp_bias
  *   logits = rmsnorm(x) * norm  W_head^T                   (B, T, V), W_head = embed if tied
  *
  * Loss: labels aligned with tokens (HF convention): position t predicts
@@ -28,7 +28,7 @@
  *     heads, I/tp MLP columns (rows of W, and of B); A is replicated and its
  *     gradient is a partial sum over tp (llama_adapter_tp_partial says which)
  *   row-parallel o, down: each rank holds the matching columns of W (and of A);
- *     B and o's bias are replicated. Forward all-reduces the partial outputs (and
+ *     B and the biases (o, down) are replicated. Forward all-reduces the partial outputs (and
  *     the adapter's h A^T, so that B sees the whole projection), then adds the
  *     bias once
  *   backward all-reduces the input gradient of each column-parallel group (q,k,v
@@ -85,7 +85,8 @@ typedef struct {
 typedef struct {
     real *ln1, *ln2;            /* (H) */
     real *w[LIN_COUNT];         /* (out, in) */
-    real *bias[4];              /* q, k, v (out, this rank's rows), o (H, whole) biases or NULL */
+    real *bias[LIN_COUNT];      /* biases or NULL: column-parallel ones this rank's rows (out),
+                                   row-parallel o, down whole (H) */
     LoraAdapter *lora[LIN_COUNT];  /* NULL where not adapted */
 } LlamaLayer;
 

@@ -29,6 +29,7 @@ static const char *const synth_help =
     "  --shards N              number of safetensors shards (default 1)\n"
     "  --tie                   tie_word_embeddings = true\n"
     "  --bias                  attention_bias = true: q, k, v and o_proj biases (llama)\n"
+    "  --mlp-bias              mlp_bias = true: gate, up and down_proj biases (llama)\n"
     "  --model-type T          llama (default), mistral or qwen2 (q/k/v biases, no o_proj bias)\n";
 
 int cmd_synth(int argc, char **argv) {
@@ -41,7 +42,7 @@ int cmd_synth(int argc, char **argv) {
         {"smax", required_argument, 0, 'S'},     {"structured", required_argument, 0, 'T'},
         {"seed", required_argument, 0, 'r'},     {"shards", required_argument, 0, 'p'},
         {"tie", no_argument, 0, 't'},            {"bias", no_argument, 0, 'b'},
-        {"model-type", required_argument, 0, 'm'},
+        {"model-type", required_argument, 0, 'm'}, {"mlp-bias", no_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     SynthSpec spec = {.dtype = DTYPE_F32, .spectrum = SPECTRUM_GEOMETRIC, .decades = 3.0,
                       .smax = 1.0, .shards = 1};
@@ -81,6 +82,7 @@ int cmd_synth(int argc, char **argv) {
             break;
         case 't': cfg->tie_word_embeddings = 1; break;
         case 'b': cfg->attention_bias = cfg->o_proj_bias = 1; break;
+        case 'M': cfg->mlp_bias = 1; break;
         case 'm': snprintf(cfg->model_type, sizeof cfg->model_type, "%s", optarg); break;
         case 'h':
             if (cli_rank() == 0) fputs(synth_help, stdout);

@@ -73,7 +73,7 @@ typedef struct {
 typedef struct {
     float *ln1, *ln2;
     void *w[GPU_LIN_COUNT];
-    float *bias[4];      /* q, k, v (this rank's rows), o (whole: added once after the tp sum) */
+    float *bias[GPU_LIN_COUNT];  /* column-parallel: this rank's rows; o, down: whole, added after the tp sum */
     Adapter ad[GPU_LIN_COUNT];
 } Layer;
 
@@ -466,7 +466,7 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
             DALLOC(ly->w[i], m->es * out[i] * in[i]);
             AIL_CHECK(upload_act(m, ly->w[i], ls->w[i], (size_t)out[i] * in[i], stage));
         }
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < GPU_LIN_COUNT; i++)
             if (ls->bias[i]) AIL_CHECK(upload_f32(m, &ly->bias[i], ls->bias[i], out[i]));
     }
 
@@ -579,7 +579,7 @@ static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, in
     Layer *ly = &M->layers[l];
     prof(M, prof_fwd_lin[lin]);
     AIL_CHECK(linear_fwd(M, out, in, ly->w[lin], mo, ni, 0.f));
-    if (lin <= GPU_LIN_V && ly->bias[lin]) {
+    if (ly->bias[lin]) {
         k_add_bias(M->bf, out, ly->bias[lin], M->N, mo, M->st);
         KCHECK();
     }
@@ -594,11 +594,11 @@ static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, in
 /* res_out (N, H) = res_in + in_loc W_loc^T (+ s t B^T, t = allreduce(in_loc A_loc^T)) (+ b):
  * a row-parallel linear added to the residual. The partial products are summed over
  * tp; the adapter's output is added on tp rank 0 only so the sum counts it once, the
- * bias (o_proj of LLaMA's attention_bias) after the sum. */
+ * bias (LLaMA's o_proj and down_proj ones) after the sum. */
 static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const void *res_in, void *res_out) {
     Layer *ly = &M->layers[l];
     const Adapter *a = &ly->ad[lin];
-    const float *bias = lin == GPU_LIN_O ? ly->bias[GPU_LIN_O] : NULL;
+    const float *bias = ly->bias[lin];
     int H = M->H;
     size_t nH = (size_t)M->N * H;
     void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);

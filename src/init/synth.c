@@ -201,8 +201,8 @@ static int build_tensors(const SynthSpec *spec, TensorList *list) {
         for (size_t t = 0; t < sizeof lin / sizeof *lin && rc == AIL_OK; t++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lin[t].block, lin[t].suffix);
             rc = add_linear(list, spec, name, lin[t].suffix, lin[t].m, lin[t].n, scratch);
-            if (rc == AIL_OK && ((c->attention_bias && t < 3) || (c->o_proj_bias && t == 3))) {
-                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, lin[t].suffix);
+            if (rc == AIL_OK && ((c->attention_bias && t < 3) || (c->o_proj_bias && t == 3) || (c->mlp_bias && t > 3))) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l, lin[t].block, lin[t].suffix);
                 rc = add_filled(list, spec, name, lin[t].m, 0, 1, 0.02, 1, scratch);
             }
         }
@@ -227,9 +227,9 @@ static int check_arch(const ModelConfig *c) {
     if (!llama && !qwen2 && strcmp(type, "mistral") != 0)
         return AIL_ERROR(AIL_ERR_ARG, "synthetic models are llama, mistral or qwen2, not \"%s\"", type);
     if ((llama && c->attention_bias != c->o_proj_bias) || (qwen2 && (!c->attention_bias || c->o_proj_bias)) ||
-        (!llama && !qwen2 && (c->attention_bias || c->o_proj_bias)))
-        return AIL_ERROR(AIL_ERR_ARG, "a %s model cannot have %sq/k/v biases and %s o_proj bias", type,
-                         c->attention_bias ? "" : "no ", c->o_proj_bias ? "an" : "no");
+        (!llama && !qwen2 && (c->attention_bias || c->o_proj_bias)) || (!llama && c->mlp_bias))
+        return AIL_ERROR(AIL_ERR_ARG, "a %s model cannot have %sq/k/v biases, %s o_proj bias and %sMLP biases", type,
+                         c->attention_bias ? "" : "no ", c->o_proj_bias ? "an" : "no", c->mlp_bias ? "" : "no ");
     return AIL_OK;
 }
 
@@ -255,7 +255,7 @@ static int write_config(const char *dir, const SynthSpec *spec) {
     cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tie_word_embeddings);
     if (!llama) cJSON_AddNullToObject(root, "sliding_window");  // full causal attention
     if (llama) cJSON_AddBoolToObject(root, "attention_bias", c->attention_bias);
-    if (llama) cJSON_AddBoolToObject(root, "mlp_bias", 0);
+    if (llama) cJSON_AddBoolToObject(root, "mlp_bias", c->mlp_bias);
     cJSON_AddStringToObject(root, "hidden_act", "silu");
     cJSON_AddNumberToObject(root, "initializer_range", 0.02);
     cJSON_AddNumberToObject(root, "bos_token_id", 1);

@@ -178,8 +178,6 @@ static int check_unsupported(const cJSON *root, const char *path, ModelConfig *c
         if ((item = key_of(root, act_keys[i])) &&
             !(cJSON_IsString(item) && (!strcmp(item->valuestring, "silu") || !strcmp(item->valuestring, "swish"))))
             return refuse(path, act_keys[i], item, "the engine's MLP is SiLU-gated only");
-    if ((item = key_of(root, "mlp_bias")) && !cJSON_IsFalse(item))
-        return refuse(path, "mlp_bias", item, "MLP biases are not implemented");
     if ((item = key_of(root, "partial_rotary_factor")) && !(cJSON_IsNumber(item) && item->valuedouble == 1.0))
         return refuse(path, "partial_rotary_factor", item, "RoPE on every dimension of a head only");
     // keys of related architectures (Granite, Gemma 2, OLMo, Falcon, ...) that change their
@@ -254,12 +252,16 @@ static int parse_config(const cJSON *root, const char *path, ModelConfig *c) {
     // biases as transformers builds them: LLaMA's attention_bias puts one on q, k, v
     // AND o; Qwen2 always has q, k, v biases and never an o bias (it has no such key);
     // Mistral has none
-    int bias;
+    int bias, mlp_bias;
     AIL_CHECK(json_bool(root, path, "attention_bias", 0, &bias));
-    if (!strcmp(c->model_type, "llama")) c->attention_bias = c->o_proj_bias = bias;
+    AIL_CHECK(json_bool(root, path, "mlp_bias", 0, &mlp_bias));
+    if (!strcmp(c->model_type, "llama")) c->attention_bias = c->o_proj_bias = bias, c->mlp_bias = mlp_bias;
     else if (!strcmp(c->model_type, "qwen2")) c->attention_bias = 1;
     else if (bias) return refuse(path, "attention_bias", key_of(root, "attention_bias"),
                                  "transformers' Mistral has no attention biases and would drop them");
+    if (strcmp(c->model_type, "llama") && mlp_bias)
+        return refuse(path, "mlp_bias", key_of(root, "mlp_bias"),
+                      "only transformers' LLaMA has MLP biases; this class would drop them");
     if (c->num_attention_heads % c->num_key_value_heads != 0)
         return AIL_ERROR(AIL_ERR_FORMAT,
                          "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
@@ -340,7 +342,7 @@ static int check_tensors(const HFModel *model) {
     const struct { const char *name; int out, in, bias; } mods[] = {
         {"self_attn.q_proj", qd, H, c->attention_bias}, {"self_attn.k_proj", kd, H, c->attention_bias},
         {"self_attn.v_proj", kd, H, c->attention_bias}, {"self_attn.o_proj", H, qd, c->o_proj_bias},
-        {"mlp.gate_proj", I, H, 0}, {"mlp.up_proj", I, H, 0}, {"mlp.down_proj", H, I, 0}};
+        {"mlp.gate_proj", I, H, c->mlp_bias}, {"mlp.up_proj", I, H, c->mlp_bias}, {"mlp.down_proj", H, I, c->mlp_bias}};
     char name[160];
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", c->num_hidden_layers);
     if (hfmodel_shard_of(model, name) >= 0)  // transformers would drop the extra layers
@@ -361,7 +363,8 @@ static int check_tensors(const HFModel *model) {
             if (t && mods[i].bias && hfmodel_shard_of(model, name) < 0)  // transformers: a random bias
                 return AIL_ERROR(AIL_ERR_FORMAT, "%s: tensor \"%s\" is missing but config.json (model_type \"%s\"%s) "
                                  "implies it", model->dir, name, c->model_type,
-                                 !strcmp(c->model_type, "llama") ? ", attention_bias true" : "");
+                                 !strcmp(c->model_type, "llama") ? (i < 4 ? ", attention_bias true" : ", mlp_bias true")
+                                                                 : "");
             if (!mods[i].bias && hfmodel_shard_of(model, name) >= 0)
                 return AIL_ERROR(AIL_ERR_FORMAT,
                                  "%s: tensor \"%s\" exists but model_type \"%s\" with this config.json has no "

@@ -104,11 +104,12 @@ static int tensor_slots(Llama *llm, const ModelConfig *c, TensorSlot *slots, int
             else  // this rank's rows
                 SLOT(ly->w[i], out[i], in[i], out[i] * tp, in[i], out[i] * rk, 0, "model.layers.%d.%s.%s.weight", l,
                      block, lin_suffix[i]);
-            if (c->attention_bias && i <= LIN_V)
-                SLOT(ly->bias[i], out[i], 0, out[i] * tp, 0, out[i] * rk, 0, "model.layers.%d.self_attn.%s.bias", l,
+            int has_bias = i <= LIN_V ? c->attention_bias : i == LIN_O ? c->o_proj_bias : c->mlp_bias;
+            if (has_bias && llama_row_parallel(i))  // the whole bias on every rank, added once
+                SLOT(ly->bias[i], H, 0, H, 0, 0, 0, "model.layers.%d.%s.%s.bias", l, block, lin_suffix[i]);
+            else if (has_bias)  // this rank's rows
+                SLOT(ly->bias[i], out[i], 0, out[i] * tp, 0, out[i] * rk, 0, "model.layers.%d.%s.%s.bias", l, block,
                      lin_suffix[i]);
-            if (c->o_proj_bias && i == LIN_O)  // row-parallel: the whole bias on every rank, added once
-                SLOT(ly->bias[i], H, 0, H, 0, 0, 0, "model.layers.%d.self_attn.o_proj.bias", l);
         }
     }
 #undef SLOT
@@ -169,7 +170,7 @@ int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};
     const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};  // (out, in) of each linear shard
     size_t per_layer = 2 * (size_t)H + (c->attention_bias ? (size_t)(nh + 2 * nkv) * hd : 0) +
-                       (c->o_proj_bias ? (size_t)H : 0);
+                       (c->o_proj_bias ? (size_t)H : 0) + (c->mlp_bias ? 2 * (size_t)I + H : 0);
     for (int i = 0; i < LIN_COUNT; i++) per_layer += (size_t)out[i] * in[i];
     size_t total = (size_t)V * H * (c->tie_word_embeddings ? 1 : 2) + H + (size_t)L * per_layer;
     AIL_MALLOC(llm->storage, total);

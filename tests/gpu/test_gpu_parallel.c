@@ -10,7 +10,8 @@
  * within 1e-4 relative, the gradient norm within 1e-5 at step 1 (1e-3 after, see
  * test_gpu_train.c) and equal on every rank, and the step-1 gradients of every
  * adapter, reassembled from the shards, within 1e-4 of each tensor's norm. Then
- * with an o_proj bias (LLaMA's attention_bias): tp = 2 and 2 x 2 = one device.
+ * with o, gate, up and down biases (LLaMA's attention_bias, mlp_bias): tp = 2 and
+ * 2 x 2 = one device.
  *
  * Needs NCCL and tp * dp devices (exit 77 otherwise). Without GPUs it runs on the
  * CPU through tests/gpu/cuda_emu.cpp (threads as ranks; tests/gpu/emu_check.sh).
@@ -39,7 +40,7 @@ typedef struct {
 } Rank;
 
 static long global_count[MAXS];
-static float *obias[8];          /* o_proj biases (H) of check_obias, NULL otherwise */
+static float *obias[8][7];       /* whole biases of check_obias (o, gate, up, down), NULL otherwise */
 static double last_curve[MAXS];  /* the loss curve of the last run */
 
 static float *cols(const float *W, int m, int n, int c0, int nc) {  // columns [c0, c0 + nc) of W (m, n)
@@ -74,7 +75,8 @@ static void *rank_main(void *arg) {
             }
             layers[l].lora[i] = a;
         }
-        layers[l].bias[GPU_LIN_O] = obias[l];  // whole on every tp rank
+        for (int i = GPU_LIN_O; i < 7; i++)  // row-parallel: whole on every rank; column-parallel: local rows
+            if (obias[l][i]) layers[l].bias[i] = obias[l][i] + (i == GPU_LIN_O || i == GPU_LIN_DOWN ? 0 : (size_t)t * lo[i]);
     }
     GpuModelSpec sp = {H, I, hdr[GF_V], L, nh, nkv, hd, hyp[GF_EPS_RMS], hdr[GF_MAXPOS], rope_cos, rope_sin,
                        in->embed, in->final_norm, in->lm_head, layers, tp, t};
@@ -175,7 +177,7 @@ static void run(int k, int tp, int dp) {
         worst = fmax(worst, rel), worstn = fmax(worstn, reln);
         badl += rel > 1e-4, badn += reln > (s == 0 ? 1e-5 : 1e-3);
     }
-    if (obias[0]) {  // check_obias compares the curves itself: the fixture has no bias
+    if (obias[0][GPU_LIN_O]) {  // check_obias compares the curves itself: the fixture has no bias
         for (int j = 0; j < L * 7; j++) free(gA[j]), free(gB[j]);
         free(loss_sum), free(norms);
         return;
@@ -214,24 +216,27 @@ static void run(int k, int tp, int dp) {
     free(loss_sum), free(norms);
 }
 
-/* LLaMA's attention_bias: o_proj's bias is whole on every tp rank and must be added
- * once, after the all-reduce. With a bias of std 0.3 in both layers, tp = 2 (and
- * 2 x 2) reproduces one device's loss curve within 1e-4 relative (the tolerance
- * above), while the bias moves that curve off the unbiased fixture's by > 1e-3. */
+/* LLaMA's attention_bias and mlp_bias: o_proj's and down_proj's biases are whole on
+ * every tp rank and must be added once, after the all-reduce; gate's and up's are
+ * split like their rows. With biases of std 0.3 in both layers, tp = 2 (and 2 x 2)
+ * reproduces one device's loss curve within 1e-4 relative (the tolerance above),
+ * while the biases move that curve off the unbiased fixture's by > 1e-3. */
 static void check_obias(int devices) {
     int S = hdr[GF_STEPS], L = hdr[GF_L], H = hdr[GF_H];
     uint64_t x = 12345;
-    for (int l = 0; l < L; l++) {
-        obias[l] = malloc(sizeof(float) * H);
-        for (int j = 0; j < H; j++) {  // uniform, std 0.3
-            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-            obias[l][j] = (float)(0.3 * sqrt(3.0) * ((double)(x >> 11) / 4503599627370496.0 - 1.0));
+    for (int l = 0; l < L; l++)
+        for (int i = GPU_LIN_O; i < 7; i++) {
+            int n = i == GPU_LIN_O || i == GPU_LIN_DOWN ? H : out_[i];
+            obias[l][i] = malloc(sizeof(float) * n);
+            for (int j = 0; j < n; j++) {  // uniform, std 0.3
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                obias[l][i][j] = (float)(0.3 * sqrt(3.0) * ((double)(x >> 11) / 4503599627370496.0 - 1.0));
+            }
         }
-    }
     double one[MAXS], off = 0;
     run(0, 1, 1);
     for (int s = 0; s < S; s++) one[s] = last_curve[s], off = fmax(off, fabs(one[s] - inits[0].losses[s]) / one[s]);
-    printf("%s o_proj bias moves the one-device curve off the unbiased one by %.3e (want > 1e-3)\n",
+    printf("%s o/gate/up/down biases move the one-device curve off the unbiased one by %.3e (want > 1e-3)\n",
            off > 1e-3 ? "PASS" : "FAIL", off);
     failures += off <= 1e-3;
     const int grid[2][2] = {{2, 1}, {2, 2}};
@@ -240,11 +245,12 @@ static void check_obias(int devices) {
         run(0, grid[g][0], grid[g][1]);
         double worst = 0;
         for (int s = 0; s < S; s++) worst = fmax(worst, fabs(last_curve[s] - one[s]) / one[s]);
-        printf("%s o_proj bias, tp %d x dp %d = one device: worst relative loss difference %.3e (tolerance 1e-4)\n",
+        printf("%s o/gate/up/down biases, tp %d x dp %d = one device: worst relative loss difference %.3e (tolerance 1e-4)\n",
                worst <= 1e-4 ? "PASS" : "FAIL", grid[g][0], grid[g][1], worst);
         failures += worst > 1e-4;
     }
-    for (int l = 0; l < L; l++) free(obias[l]), obias[l] = NULL;
+    for (int l = 0; l < L; l++)
+        for (int i = GPU_LIN_O; i < 7; i++) free(obias[l][i]), obias[l][i] = NULL;
 }
 
 int main(int argc, char **argv) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate the architecture fixtures: HF transformers' logits and loss of tiny
-LlamaForCausalLM models with q/k/v AND o biases (attention_bias) and with Llama
-3.1 ("llama3") and linear RoPE scaling.
+LlamaForCausalLM models with biases on all seven linears (attention_bias: q, k, v
+AND o; mlp_bias: gate, up, down) and with Llama 3.1 ("llama3") and linear RoPE
+scaling.
 
 Regenerate (from the repository root; CPU only, one thread, no network):
 
@@ -14,17 +15,18 @@ tests/reference/README.md). The output is byte-deterministic.
 Outputs, next to this script:
 
   bias_llama/{config.json,model.safetensors}
-      LlamaForCausalLM, float32, attention_bias=True: hidden 16, intermediate
-      24, 2 layers, 4 heads, 2 KV heads (head_dim 4), vocab 128, max positions
-      64, rms_norm_eps 1e-5, rope theta 10000 ("default"), untied lm_head,
-      mlp_bias false. transformers builds q_proj, k_proj, v_proj AND o_proj
-      with biases (LlamaAttention: bias=config.attention_bias on all four).
+      LlamaForCausalLM, float32, attention_bias=True, mlp_bias=True: hidden 16,
+      intermediate 24, 2 layers, 4 heads, 2 KV heads (head_dim 4), vocab 128,
+      max positions 64, rms_norm_eps 1e-5, rope theta 10000 ("default"),
+      untied lm_head. transformers builds q_proj, k_proj, v_proj AND o_proj
+      with biases (LlamaAttention: bias=config.attention_bias on all four), and
+      gate_proj, up_proj, down_proj with biases (LlamaMLP: bias=config.mlp_bias).
       Vocab and max positions match train_data.h5, so the training tests can
       run on it.
       Weights, in named_parameters() order from torch.Generator seed 11:
         embed_tokens.weight, lm_head.weight   N(0, 1), N(0, 1/16)
         every other Linear weight             N(0, 1/fan_in)
-        every bias (q, k, v, o)               N(0, 0.3^2)
+        every bias (q, k, v, o, gate, up, down)  N(0, 0.3^2)
         every RMSNorm weight                  1 + 0.1 N(0, 1)
   rope_llama3/{config.json,model.safetensors}
       LlamaForCausalLM, float32, no biases: hidden 32, intermediate 32, 1 layer,
@@ -49,8 +51,9 @@ Outputs, next to this script:
                                           "rope_theta": 100}
 
 Asserted: the saved models reload with no missing or unexpected keys (so
-o_proj.bias is really part of the checkpoint); dropping the o_proj biases
-moves the loss by more than 1e-2 relative; each scaled RoPE moves the logits
+o_proj.bias is really part of the checkpoint); dropping the o_proj biases,
+or the MLP biases, moves the loss by more than 1e-3 relative (100x the C test's
+loss tolerance); each scaled RoPE moves the logits
 by more than 0.05 from plain RoPE (so a test at 1e-4 sees the scaling).
 """
 
@@ -93,13 +96,15 @@ def build():
         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, head_dim=HIDDEN // HEADS,
         vocab_size=VOCAB, max_position_embeddings=MAXPOS, rms_norm_eps=1e-5, hidden_act="silu",
         rope_parameters={"rope_theta": 10000.0, "rope_type": "default"},
-        tie_word_embeddings=False, attention_bias=True, mlp_bias=False)
+        tie_word_embeddings=False, attention_bias=True, mlp_bias=True)
     cfg.dtype = torch.float32
     torch.manual_seed(SEED)
     model = transformers.LlamaForCausalLM(cfg).to(torch.float32).eval()
     names = [n for n, _ in model.named_parameters()]
     assert all(f"model.layers.{l}.self_attn.{p}.bias" in names for l in range(LAYERS)
                for p in ("q_proj", "k_proj", "v_proj", "o_proj")), names
+    assert all(f"model.layers.{l}.mlp.{p}.bias" in names for l in range(LAYERS)
+               for p in ("gate_proj", "up_proj", "down_proj")), names
     init_weights(model, SEED)
     if os.path.isdir(MODEL_DIR):
         shutil.rmtree(MODEL_DIR)
@@ -183,7 +188,14 @@ def main():
     labels[:, :PROMPT] = -100
     with torch.no_grad():
         out = model(input_ids=torch.from_numpy(tokens).long(), labels=torch.from_numpy(labels).long())
+        keep = [{n: p.clone() for n, p in model.model.layers[l].mlp.named_parameters()} for l in range(LAYERS)]
         for l in range(LAYERS):
+            for p in ("gate_proj", "up_proj", "down_proj"):
+                getattr(model.model.layers[l].mlp, p).bias.zero_()
+        no_mlpbias = model(input_ids=torch.from_numpy(tokens).long(), labels=torch.from_numpy(labels).long()).loss
+        for l in range(LAYERS):
+            for n, p in model.model.layers[l].mlp.named_parameters():
+                p.copy_(keep[l][n])
             model.model.layers[l].self_attn.o_proj.bias.zero_()
         no_obias = model(input_ids=torch.from_numpy(tokens).long(), labels=torch.from_numpy(labels).long()).loss
     loss, logits = float(out.loss), out.logits.numpy().astype(np.float32)
@@ -193,7 +205,9 @@ def main():
     nll = lse - np.take_along_axis(lg, np.clip(lb, 0, None)[..., None], -1)[..., 0]
     assert abs(nll[lb != -100].mean() - loss) < 1e-6 * loss
     moved = abs(float(no_obias) - loss) / loss
-    assert moved > 1e-2, moved
+    assert moved > 1e-3, moved
+    moved_mlp = abs(float(no_mlpbias) - loss) / loss
+    assert moved_mlp > 1e-3, moved_mlp
     versions = {"python": sys.version.split()[0], "torch": torch.__version__,
                 "transformers": transformers.__version__, "safetensors": safetensors.__version__,
                 "numpy": np.__version__}
@@ -202,7 +216,8 @@ def main():
         "bias.loss": np.array(loss, dtype=np.float32),
         "bias.loss_no_obias": np.array(float(no_obias), dtype=np.float32), **rope,
     }, {"generator": "make_arch_fixtures.py"}, versions)
-    print(f"loss {loss:.7f}, without o_proj.bias {float(no_obias):.7f} ({moved:.1%} off); "
+    print(f"loss {loss:.7f}, without o_proj.bias {float(no_obias):.7f} ({moved:.1%} off), "
+          f"without the MLP biases {float(no_mlpbias):.7f} ({moved_mlp:.1%} off); "
           f"max |logit| {np.abs(logits).max():.3f}; {FIXTURE}: {size} bytes")
 
 
