@@ -1,7 +1,8 @@
 /* test_llama_grad.c - finite-difference check of the LLaMA + LoRA backward, float64.
  *
  * Built against a float64 copy of src/model/llama.c (-DAILORA_REAL_DOUBLE). For tiny
- * models (GQA; with and without q/k/v biases and tied embeddings) with adapters
+ * models (GQA; no biases, Qwen2's q/k/v biases with tied embeddings, LLaMA's
+ * attention_bias and mlp_bias: biases on all seven linears) with adapters
  * on all seven linear modules, every adapter gradient entry is compared with a
  * central difference (L(p + h) - L(p - h)) / 2h, h = 1e-5: truncation error
  * O(h^2) ~ 1e-10 and rounding ~ 1e-16 / h ~ 1e-11 relative to the loss, so
@@ -30,23 +31,36 @@ static double loss_of(const Llama *llm, LlamaActs *a, const int32_t *tok, const 
     return sum / count;
 }
 
-static void check_model(const char *label, int bias, int tie) {
+/* type "llama": bias = attention_bias and mlp_bias (biases on all seven linears);
+ * "qwen2": q, k, v biases */
+static void check_model(const char *label, const char *type, int bias, int tie) {
     char dir[128] = "/tmp/ailora-test-grad-XXXXXX";
     if (!mkdtemp(dir)) return;
     SynthSpec spec = {.dtype = DTYPE_F64, .spectrum = SPECTRUM_GEOMETRIC, .decades = 1.0, .smax = 1.5, .seed = 9};
     spec.config = (ModelConfig){.hidden_size = 16, .intermediate_size = 24, .num_hidden_layers = 2,
                                 .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 4,
                                 .vocab_size = 32, .max_position_embeddings = 16, .rms_norm_eps = 1e-5,
-                                .rope_theta = 10000.0, .tie_word_embeddings = tie, .attention_bias = bias};
+                                .rope_theta = 10000.0, .tie_word_embeddings = tie, .attention_bias = bias,
+                                .o_proj_bias = bias && !strcmp(type, "llama"), .mlp_bias = bias && !strcmp(type, "llama")};
+    snprintf(spec.config.model_type, sizeof spec.config.model_type, "%s", type);
     snprintf(spec.structured, sizeof spec.structured, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
     HFModel model;
     Llama llm;
     TU_CHECK(synth_model_write(dir, &spec) == AIL_OK, "%s", ail_error_message());
     TU_CHECK(hfmodel_open(dir, &model) == AIL_OK, "%s", ail_error_message());
     TU_CHECK(llama_load(&model, &llm) == AIL_OK, "%s", ail_error_message());
-    // embeddings of std 1 so that attention and the MLP matter
     Rng rng;
     rng_init(&rng, 5, 1);
+    TU_CHECK(model.config.o_proj_bias == spec.config.o_proj_bias && model.config.attention_bias == bias &&
+                 model.config.mlp_bias == spec.config.mlp_bias,
+             "%s: config.json read back with other biases", label);
+    // biases of std 0.5 (not synth's 0.02) so that a bias used twice, or not at all, shows
+    for (int l = 0; l < llm.L; l++)
+        for (int lin = 0; lin < LIN_COUNT; lin++) {
+            int n = lin == LIN_Q ? llm.nh * llm.hd : llama_row_parallel(lin) ? llm.H : lin <= LIN_V ? llm.nkv * llm.hd : llm.I;
+            for (int i = 0; llm.layers[l].bias[lin] && i < n; i++) llm.layers[l].bias[lin][i] = 0.5 * rng_normal(&rng);
+        }
+    // embeddings of std 1 so that attention and the MLP matter
     for (int i = 0; i < llm.V * llm.H; i++) llm.embed[i] = rng_normal(&rng);
     int r = 3;
     for (int l = 0; l < llm.L; l++)
@@ -98,14 +112,22 @@ static void check_model(const char *label, int bias, int tie) {
            checked, worst / gmax, gmax);
 
     // full-parameter training: every 7th entry of every base tensor (embedding,
-    // norms, all linears, biases, head), adapters still attached
+    // norms, all linears, biases, head) and all of o_proj's bias, adapters still attached
     TU_CHECK(llama_enable_base_grads(&llm) == AIL_OK, "%s", ail_error_message());
     llama_zero_grads(&llm);
     llama_forward(&llm, &a, tok, lab, &sum, &count);
     TU_CHECK(llama_backward(&llm, &a, lab, 1.0 / count) == AIL_OK, "%s", ail_error_message());
     worst = gmax = 0.0;
     checked = 0;
-    for (size_t i = 0; i < llm.storage_size; i += 7) {
+    // every 7th entry, and every entry of the o_proj and down_proj biases (added after
+    // the row-parallel sum)
+    for (size_t i = 0; i < llm.storage_size; i++) {
+        int in_obias = 0;
+        for (int l = 0; l < llm.L; l++)
+            for (int lin = LIN_O; lin < LIN_COUNT; lin += LIN_DOWN - LIN_O)
+                in_obias |= llm.layers[l].bias[lin] && llm.storage + i >= llm.layers[l].bias[lin] &&
+                            llm.storage + i < llm.layers[l].bias[lin] + llm.H;
+        if (i % 7 && !in_obias) continue;
         real keep = llm.storage[i];
         llm.storage[i] = keep + h;
         double up = loss_of(&llm, &a, tok, lab);
@@ -169,8 +191,9 @@ static void check_f64_fixture(const char *srcdir) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     check_f64_fixture(getenv("top_srcdir") ? getenv("top_srcdir") : ".");
-    check_model("llama (GQA, untied)", 0, 0);
-    check_model("qwen2-like (q/k/v biases, tied embeddings)", 1, 1);
+    check_model("llama (GQA, untied)", "llama", 0, 0);
+    check_model("qwen2 (q/k/v biases, tied embeddings)", "qwen2", 1, 1);
+    check_model("llama attention_bias + mlp_bias (biases on all seven linears, untied)", "llama", 1, 0);
     int status = tu_finish("test_llama_grad");
     MPI_Finalize();
     return status;

@@ -133,6 +133,101 @@ static void check_generation(const char *srcdir) {
     fixture_close(&f);
 }
 
+/* LLaMA with attention_bias and mlp_bias true (biases on all seven linears: q, k, v
+ * AND o; gate, up, down) against HF transformers
+ * (tests/reference/arch_fixtures.safetensors, make_arch_fixtures.py): logits within
+ * 1e-4 absolute and the loss within 1e-5 relative, as above. Dropping o_proj.bias
+ * moves HF's loss by 0.3 % (280x the tolerance), and the check that our loss
+ * without it matches HF's loss_no_obias shows the bias is what the tolerance
+ * separates. */
+static void check_bias_llama(const char *srcdir) {
+    char path[1024];
+    HFModel model;
+    Llama llm;
+    SafeTensors fx;
+    snprintf(path, sizeof path, "%s/tests/reference/bias_llama", srcdir);
+    int rc = hfmodel_open(path, &model);
+    TU_CHECK(rc == AIL_OK, "%s", ail_error_message());
+    if (rc != AIL_OK) return;
+    TU_CHECK(model.config.attention_bias && model.config.o_proj_bias && model.config.mlp_bias,
+             "attention_bias / mlp_bias: true read as fewer biases");
+    TU_CHECK(llama_load(&model, &llm) == AIL_OK, "%s", ail_error_message());
+    snprintf(path, sizeof path, "%s/tests/reference/arch_fixtures.safetensors", srcdir);
+    TU_CHECK(safetensors_open(path, &fx) == AIL_OK, "%s", ail_error_message());
+    const SafeTensor *tt = safetensors_find(&fx, "bias.tokens"), *tl = safetensors_find(&fx, "bias.labels");
+    const SafeTensor *tg = safetensors_find(&fx, "bias.logits");
+    TU_CHECK(tt && tl && tg && tt->ndim == 2 && tt->dtype == DTYPE_I32, "fixture tensors missing");
+    if (!tt || !tl || !tg) return;
+    int B = (int)tt->shape[0], T = (int)tt->shape[1];
+    const int32_t *tok = (const int32_t *)tt->data, *lab = (const int32_t *)tl->data;
+    LlamaActs a;
+    TU_CHECK(llama_acts_alloc(&llm, B, T, &a) == AIL_OK, "%s", ail_error_message());
+    double sum, d, m, want, want_no;
+    long count;
+    TU_CHECK(llama_forward(&llm, &a, tok, lab, &sum, &count) == AIL_OK, "%s", ail_error_message());
+    fixture_diff(a.logits, tg, &d, &m);
+    TU_CLOSE(d, 0.0, 1e-4, "llama attention_bias + mlp_bias logits vs HF");
+    dtype_to_f64(DTYPE_F32, safetensors_find(&fx, "bias.loss")->data, 1, &want);
+    dtype_to_f64(DTYPE_F32, safetensors_find(&fx, "bias.loss_no_obias")->data, 1, &want_no);
+    TU_CLOSE(sum / count, want, 1e-5 * want, "llama attention_bias + mlp_bias loss vs HF");
+    printf("llama attention_bias + mlp_bias: max |logit - HF| %.2e (max |logit| %.2f), loss %.7f vs HF %.7f\n", d, m,
+           sum / count, want);
+    for (int l = 0; l < llm.L; l++)
+        if (llm.layers[l].bias[LIN_O]) memset(llm.layers[l].bias[LIN_O], 0, sizeof(real) * llm.H);
+    llama_forward(&llm, &a, tok, lab, &sum, &count);
+    TU_CLOSE(sum / count, want_no, 1e-5 * want_no, "llama attention_bias loss without o_proj.bias vs HF's");
+    fixture_diff(a.logits, tg, &d, &m);
+    TU_CHECK(d > 100 * 1e-4, "dropping o_proj.bias moved the logits by only %.2e", d);
+    llama_acts_free(&a);
+    safetensors_close(&fx);
+    llama_free(&llm);
+    hfmodel_close(&model);
+}
+
+/* Scaled RoPE against transformers (tests/reference/rope_llama3: Llama 3.1's
+ * "llama3" rescaling with all three frequency bands populated, and the same
+ * weights under "linear" scaling): logits within 1e-4 absolute, as above; each
+ * scaling moves HF's logits by > 0.8 from plain RoPE. */
+static void check_rope_scaling(const char *srcdir) {
+    char path[1024];
+    HFModel model;
+    SafeTensors fx;
+    snprintf(path, sizeof path, "%s/tests/reference/arch_fixtures.safetensors", srcdir);
+    TU_CHECK(safetensors_open(path, &fx) == AIL_OK, "%s", ail_error_message());
+    snprintf(path, sizeof path, "%s/tests/reference/rope_llama3", srcdir);
+    int rc = hfmodel_open(path, &model);
+    TU_CHECK(rc == AIL_OK, "%s", ail_error_message());
+    if (rc != AIL_OK) return;
+    TU_CHECK(model.config.rope_type == ROPE_LLAMA3 && model.config.rope_original_max_pos == 64,
+             "rope_llama3/config.json read as RoPE type %d", (int)model.config.rope_type);
+    const SafeTensor *tt = safetensors_find(&fx, "rope.tokens");
+    for (int kind = 0; kind < 2 && tt; kind++) {
+        if (kind == 1) {  // the same checkpoint with rope_parameters {"rope_type": "linear", "factor": 4}
+            model.config.rope_type = ROPE_LINEAR;
+            model.config.rope_factor = 4.0;
+        }
+        Llama llm;
+        LlamaActs a;
+        TU_CHECK(llama_load(&model, &llm) == AIL_OK, "%s", ail_error_message());
+        int T = (int)tt->shape[1];
+        TU_CHECK(llama_acts_alloc(&llm, 1, T, &a) == AIL_OK, "%s", ail_error_message());
+        double sum, d, m;
+        long count;
+        TU_CHECK(llama_forward(&llm, &a, (const int32_t *)tt->data, NULL, &sum, &count) == AIL_OK, "%s",
+                 ail_error_message());
+        const SafeTensor *ref = safetensors_find(&fx, kind ? "rope.linear.logits" : "rope.llama3.logits");
+        fixture_diff(a.logits, ref, &d, &m);
+        char label[64];
+        snprintf(label, sizeof label, "%s RoPE logits vs HF", kind ? "linear" : "llama3");
+        TU_CLOSE(d, 0.0, 1e-4, label);
+        printf("%s RoPE: max |logit - HF| %.2e (max |logit| %.2f)\n", kind ? "linear" : "llama3", d, m);
+        llama_acts_free(&a);
+        llama_free(&llm);
+    }
+    hfmodel_close(&model);
+    safetensors_close(&fx);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     const char *srcdir = getenv("top_srcdir") ? getenv("top_srcdir") : ".";
@@ -141,6 +236,8 @@ int main(int argc, char **argv) {
     run_case(srcdir, "qwen2", "lora");
     run_case(srcdir, "qwen2", "pissa");
     check_generation(srcdir);
+    check_bias_llama(srcdir);
+    check_rope_scaling(srcdir);
     int status = tu_finish("test_llama_parity");
     MPI_Finalize();
     return status;

@@ -14,6 +14,7 @@
 #   - a CPU checkpoint resumes on the GPU (fp32) and ends on the CPU curve (1e-4)
 #   - a GPU run preempted at step 7 and resumed equals the uninterrupted GPU run
 #     (1e-6: the same kernels on the same data)
+#   - a LLaMA with attention_bias and mlp_bias (all seven biases) in fp32 equals the CPU run (1e-4)
 # Writes OUTDIR/e2e.log; exit status = number of failed checks.
 set -uo pipefail
 OUTDIR=$1
@@ -70,6 +71,13 @@ rc=0; timeout 120 "$AILORA" train $BASE method=ailora device=cuda precision=bf16
 [ "$rc" = 75 ] || { say "FAIL gpu preempt exit $rc"; tail -3 "$W/g.out" | tee -a "$LOG"; failed=$((failed + 1)); }
 run "g_resume" $BASE method=ailora device=cuda precision=bf16 out="$W/g_part.h5" resume=true
 cmp "gpu preempted + resumed = uninterrupted" bf16_ailora g_part /train/loss 1e-6
+# LLaMA with attention_bias and mlp_bias (biases on all seven linears:
+# tests/reference/bias_llama): the GPU adds them as the CPU does
+BIAS="model=$R/bias_llama train_data=$R/train_data.h5 targets=$ALL method=lora rank=4 lr=5e-3 log_every=5"
+BIAS="$BIAS steps=10 batch_size=8"
+run "cpu_bias" $BIAS out="$W/cpu_bias.h5"
+run "fp32_bias" $BIAS device=cuda precision=fp32 out="$W/fp32_bias.h5"
+for d in /train/loss /train/grad_norm; do cmp "gpu fp32 = cpu, attention_bias" cpu_bias fp32_bias $d 1e-4; done
 say "e2e: $failed failed"
 rm -rf "$W"
 exit "$failed"

@@ -112,7 +112,7 @@ typedef struct {
 typedef struct {
     const float *ln1, *ln2;       /* (H) */
     const float *w[7];            /* this rank's shard (out_local, in_local), row-major */
-    const float *bias[3];         /* q, k, v biases (out_local) or NULL */
+    const float *bias[7];         /* biases or NULL: column-parallel (out_local), o and down (H, whole) */
     GpuAdapterSpec lora[7];
 } GpuLayerSpec;
 

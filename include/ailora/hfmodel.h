@@ -11,6 +11,10 @@
 #include "ailora/dtype.h"
 #include "ailora/safetensors.h"
 
+/* RoPE inverse frequencies: theta^(-2j/d), divided by factor (linear), or Llama 3.1's
+ * rescaling (llama3: low frequencies / factor, high ones kept, a smooth band between). */
+typedef enum { ROPE_DEFAULT = 0, ROPE_LINEAR, ROPE_LLAMA3 } RopeType;
+
 typedef struct {
     int hidden_size;
     int intermediate_size;
@@ -22,10 +26,19 @@ typedef struct {
     int max_position_embeddings;
     double rms_norm_eps;
     double rope_theta;
+    RopeType rope_type;
+    double rope_factor;                       /* linear, llama3 */
+    double rope_low_freq_factor, rope_high_freq_factor;  /* llama3 */
+    int rope_original_max_pos;                /* llama3: original_max_position_embeddings */
+    int sliding_window;       /* 0, or an active window < max_position_embeddings: the model
+                                 then runs sequences of at most this many tokens (where the
+                                 window masks nothing, so attention is exact) */
     int tie_word_embeddings;  /* 0/1, default 0 */
-    int attention_bias;       /* 0/1: q/k/v biases (Qwen2 sets it implicitly) */
+    int attention_bias;       /* 0/1: q/k/v biases (LLaMA's attention_bias; Qwen2 always) */
+    int o_proj_bias;          /* 0/1: o_proj bias (LLaMA's attention_bias; never in Qwen2) */
+    int mlp_bias;             /* 0/1: gate, up and down biases (LLaMA's mlp_bias) */
     DType torch_dtype;        /* storage dtype named in config.json, default F32 */
-    char model_type[32];      /* "llama", "mistral", "qwen2", ... */
+    char model_type[32];      /* "llama", "mistral" or "qwen2" (inferred from architectures, else llama) */
 } ModelConfig;
 
 typedef struct {
@@ -37,7 +50,16 @@ typedef struct {
 } HFModel;
 
 /* Parses config.json (missing required keys are an error naming the key) and maps
- * every shard. On error nothing stays open. */
+ * every shard. On error nothing stays open.
+ *
+ * config.json is held to what the engine computes exactly as transformers does:
+ * model_type / architectures llama (LlamaForCausalLM), mistral, qwen2; SiLU MLP
+ * (with biases: LLaMA's mlp_bias); RoPE of type default, linear or llama3 on whole heads; full
+ * causal attention (an active sliding window limits sequences to its length);
+ * no soft-capping, attention dropout, quantization or remote code; a float
+ * torch_dtype. Anything else is one error line naming the key and its value.
+ * (An odd head_dim, which transformers cannot run either, is refused by llama_load:
+ * the SVD of such a model's matrices is still well defined.) */
 int hfmodel_open(const char *dir, HFModel *model);
 void hfmodel_close(HFModel *model);
 /* Parses a config.json file only. */

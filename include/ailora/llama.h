@@ -7,9 +7,9 @@
  *     q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)   (+ s (h A^T) B^T if adapted)
  *     q, k = rope(q), rope(k)            HF rotate-half: pairs (i, i + hd/2)
  *     y = causal softmax(q k^T / sqrt(hd)) v               grouped-query: kv head = h / (nh / nkv)
- *     x = x + y Wo^T
+ *     x = x + y Wo^T (+bo)                                 LLaMA attention_bias: q, k, v and o biases
  *     h2 = rmsnorm(x) * ln2
- *     x = x + (silu(h2 Wg^T) * h2 Wu^T) Wd^T
+ *     x = x + (silu(h2 Wg^T (+bg)) * (h2 Wu^T (+bu))) Wd^T (+bd)  LLaMA mlp_bias
  *   logits = rmsnorm(x) * norm  W_head^T                   (B, T, V), W_head = embed if tied
  *
  * Loss: labels aligned with tokens (HF convention): position t predicts
@@ -28,8 +28,9 @@
  *     heads, I/tp MLP columns (rows of W, and of B); A is replicated and its
  *     gradient is a partial sum over tp (llama_adapter_tp_partial says which)
  *   row-parallel o, down: each rank holds the matching columns of W (and of A);
- *     B is replicated. Forward all-reduces the partial outputs (and the adapter's
- *     h A^T, so that B sees the whole projection)
+ *     B and the biases (o, down) are replicated. Forward all-reduces the partial outputs (and
+ *     the adapter's h A^T, so that B sees the whole projection), then adds the
+ *     bias once
  *   backward all-reduces the input gradient of each column-parallel group (q,k,v
  *     and gate,up) before the RMSNorm backward; embeddings, norms and the LM head
  *     are replicated and computed by every rank.
@@ -84,12 +85,14 @@ typedef struct {
 typedef struct {
     real *ln1, *ln2;            /* (H) */
     real *w[LIN_COUNT];         /* (out, in) */
-    real *bias[3];              /* q, k, v biases (out) or NULL */
+    real *bias[LIN_COUNT];      /* biases or NULL: column-parallel ones this rank's rows (out),
+                                   row-parallel o, down whole (H) */
     LoraAdapter *lora[LIN_COUNT];  /* NULL where not adapted */
 } LlamaLayer;
 
 typedef struct {
-    ModelConfig cfg;
+    ModelConfig cfg;              /* max_position_embeddings: the longest sequence it runs
+                                     (config.json's, or an active sliding_window) */
     int H, I, V, L, nh, nkv, hd;  /* hidden, intermediate (local), vocab, layers, heads (local), kv heads (local), head dim */
     int tp_size, tp_rank;         /* tensor-parallel layout: 1, 0 without */
     MPI_Comm tp_comm;             /* MPI_COMM_NULL without */

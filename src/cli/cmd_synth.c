@@ -16,7 +16,8 @@ static const char *const synth_usage =
 
 typedef struct {
     char out[1024], structured[128];
-    int hidden, intermediate, layers, heads, kv_heads, vocab, shards, tie, bias;
+    int hidden, intermediate, layers, heads, kv_heads, vocab, shards, tie, bias, mlp_bias;
+    char model_type[16];
     DType dtype;
     SpectrumKind spectrum;
     double decades, smax;
@@ -53,7 +54,10 @@ static const Option synth_opts[] = {
     OPT_LLONG("seed", seed, "0", "[0, inf)", "random seed"),
     OPT_INT("shards", shards, "1", "[1, 1048576]", "number of safetensors shards"),
     OPT_BOOL("tie", tie, "false", "tie_word_embeddings = true"),
-    OPT_BOOL("bias", bias, "false", "attention_bias = true (q/k/v biases)"),
+    OPT_BOOL("bias", bias, "false", "attention_bias = true: q, k, v and o_proj biases (llama)"),
+    OPT_BOOL("mlp_bias", mlp_bias, "false", "mlp_bias = true: gate, up and down_proj biases (llama)"),
+    OPT_CHOICE("model_type", model_type, "llama", "llama|mistral|qwen2",
+               "model_type (qwen2: q/k/v biases, no o_proj bias)"),
 };
 #undef OPT_STRUCT
 static const OptionTable synth_table = {"ailora synth", synth_opts, (int)(sizeof synth_opts / sizeof *synth_opts), 1};
@@ -70,7 +74,9 @@ int cmd_synth(int argc, char **argv) {
                          .num_hidden_layers = a.layers, .num_attention_heads = a.heads,
                          .num_key_value_heads = a.kv_heads, .vocab_size = a.vocab,
                          .max_position_embeddings = 512, .rms_norm_eps = 1e-6, .rope_theta = 10000.0,
-                         .tie_word_embeddings = a.tie, .attention_bias = a.bias};
+                         .tie_word_embeddings = a.tie, .attention_bias = a.bias,
+                         .o_proj_bias = a.bias, .mlp_bias = a.mlp_bias};
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", a.model_type);
     const char *out = a.out;
     int rc = AIL_OK;
     if (rc == AIL_OK && cfg->hidden_size % cfg->num_attention_heads)
@@ -78,6 +84,10 @@ int cmd_synth(int argc, char **argv) {
     if (rc == AIL_OK && cfg->num_attention_heads % cfg->num_key_value_heads)
         rc = AIL_ERROR(AIL_ERR_ARG, "--heads must be a multiple of --kv-heads");
     cfg->head_dim = cfg->hidden_size / cfg->num_attention_heads;
+    if (rc == AIL_OK && !strcmp(cfg->model_type, "qwen2")) {  // Qwen2's q/k/v biases are not optional
+        if (cfg->o_proj_bias) rc = AIL_ERROR(AIL_ERR_ARG, "--bias is for llama models (qwen2 always has q/k/v biases)");
+        cfg->attention_bias = 1;
+    }
     // one writer: the model is small and synth runs before the MPI jobs
     if (rc == AIL_OK && cli_rank() == 0) rc = synth_model_write(out, &spec);
     rc = ail_error_agree(MPI_COMM_WORLD, rc);

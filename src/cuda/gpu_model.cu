@@ -73,7 +73,7 @@ typedef struct {
 typedef struct {
     float *ln1, *ln2;
     void *w[GPU_LIN_COUNT];
-    float *bias[3];
+    float *bias[GPU_LIN_COUNT];  /* column-parallel: this rank's rows; o, down: whole, added after the tp sum */
     Adapter ad[GPU_LIN_COUNT];
 } Layer;
 
@@ -371,7 +371,8 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
         return AIL_ERROR(AIL_ERR_ARG, "bad GPU model shape H %d I %d V %d L %d nh %d nkv %d hd %d", H, I, V, L, nh,
                          nkv, hd);
     if (B <= 0 || T <= 0 || T > sp->max_pos)
-        return AIL_ERROR(AIL_ERR_ARG, "batch %d x %d does not fit max_pos %d", B, T, sp->max_pos);
+        return AIL_ERROR(AIL_ERR_ARG, "batch %d x %d does not fit max_pos %d (max_position_embeddings, or "
+                         "config.json's sliding_window when shorter)", B, T, sp->max_pos);
     if (gpu_comm_size(tp) != m->tp_size || m->tp_rank < 0 || m->tp_rank >= m->tp_size ||
         (tp && tp->rank != m->tp_rank))
         return AIL_ERROR(AIL_ERR_ARG, "tensor-parallel rank %d of %d does not match its communicator (%d ranks)",
@@ -465,7 +466,7 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
             DALLOC(ly->w[i], m->es * out[i] * in[i]);
             AIL_CHECK(upload_act(m, ly->w[i], ls->w[i], (size_t)out[i] * in[i], stage));
         }
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < GPU_LIN_COUNT; i++)
             if (ls->bias[i]) AIL_CHECK(upload_f32(m, &ly->bias[i], ls->bias[i], out[i]));
     }
 
@@ -578,7 +579,7 @@ static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, in
     Layer *ly = &M->layers[l];
     prof(M, prof_fwd_lin[lin]);
     AIL_CHECK(linear_fwd(M, out, in, ly->w[lin], mo, ni, 0.f));
-    if (lin <= GPU_LIN_V && ly->bias[lin]) {
+    if (ly->bias[lin]) {
         k_add_bias(M->bf, out, ly->bias[lin], M->N, mo, M->st);
         KCHECK();
     }
@@ -590,12 +591,14 @@ static int column_fwd(GpuModel *M, int l, int lin, const void *in, void *out, in
     return lora_out(M, a, t, out);
 }
 
-/* res_out (N, H) = res_in + in_loc W_loc^T (+ s t B^T, t = allreduce(in_loc A_loc^T)):
+/* res_out (N, H) = res_in + in_loc W_loc^T (+ s t B^T, t = allreduce(in_loc A_loc^T)) (+ b):
  * a row-parallel linear added to the residual. The partial products are summed over
- * tp; the adapter's output is added on tp rank 0 only so the sum counts it once. */
+ * tp; the adapter's output is added on tp rank 0 only so the sum counts it once, the
+ * bias (LLaMA's o_proj and down_proj ones) after the sum. */
 static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const void *res_in, void *res_out) {
     Layer *ly = &M->layers[l];
     const Adapter *a = &ly->ad[lin];
+    const float *bias = ly->bias[lin];
     int H = M->H;
     size_t nH = (size_t)M->N * H;
     void *t = at(M->lora_t, ((size_t)l * GPU_LIN_COUNT + lin) * M->N * M->rmax, M->es);
@@ -608,6 +611,10 @@ static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const vo
             AIL_CHECK(lora_t(M, a, in, t));
             AIL_CHECK(lora_out(M, a, t, res_out));
         }
+        if (bias) {
+            k_add_bias(M->bf, res_out, bias, M->N, H, M->st);
+            KCHECK();
+        }
         return AIL_OK;
     }
     AIL_CHECK(linear_fwd(M, M->tmp, in, ly->w[lin], H, ni, 0.f));
@@ -617,6 +624,10 @@ static int row_fwd(GpuModel *M, int l, int lin, const void *in, int ni, const vo
         if (M->tp_rank == 0) AIL_CHECK(lora_out(M, a, t, M->tmp));
     }
     AIL_CHECK(allreduce(M, M->tp, M->tmp, nH, 0));
+    if (bias) {
+        k_add_bias(M->bf, M->tmp, bias, M->N, H, M->st);
+        KCHECK();
+    }
     k_add(M->bf, res_out, res_in, M->tmp, nH, M->st);
     KCHECK();
     return AIL_OK;

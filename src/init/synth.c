@@ -201,8 +201,8 @@ static int build_tensors(const SynthSpec *spec, TensorList *list) {
         for (size_t t = 0; t < sizeof lin / sizeof *lin && rc == AIL_OK; t++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lin[t].block, lin[t].suffix);
             rc = add_linear(list, spec, name, lin[t].suffix, lin[t].m, lin[t].n, scratch);
-            if (rc == AIL_OK && c->attention_bias && t < 3) {
-                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, lin[t].suffix);
+            if (rc == AIL_OK && ((c->attention_bias && t < 3) || (c->o_proj_bias && t == 3) || (c->mlp_bias && t > 3))) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l, lin[t].block, lin[t].suffix);
                 rc = add_filled(list, spec, name, lin[t].m, 0, 1, 0.02, 1, scratch);
             }
         }
@@ -218,12 +218,30 @@ static int build_tensors(const SynthSpec *spec, TensorList *list) {
     return rc;
 }
 
+/* The biases must be those transformers' class of the model type builds: LLaMA's
+ * attention_bias means q, k, v and o biases, Qwen2 always has q, k, v biases and no
+ * o bias, Mistral none. */
+static int check_arch(const ModelConfig *c) {
+    const char *type = c->model_type[0] ? c->model_type : "llama";
+    int llama = !strcmp(type, "llama"), qwen2 = !strcmp(type, "qwen2");
+    if (!llama && !qwen2 && strcmp(type, "mistral") != 0)
+        return AIL_ERROR(AIL_ERR_ARG, "synthetic models are llama, mistral or qwen2, not \"%s\"", type);
+    if ((llama && c->attention_bias != c->o_proj_bias) || (qwen2 && (!c->attention_bias || c->o_proj_bias)) ||
+        (!llama && !qwen2 && (c->attention_bias || c->o_proj_bias)) || (!llama && c->mlp_bias))
+        return AIL_ERROR(AIL_ERR_ARG, "a %s model cannot have %sq/k/v biases, %s o_proj bias and %sMLP biases", type,
+                         c->attention_bias ? "" : "no ", c->o_proj_bias ? "an" : "no", c->mlp_bias ? "" : "no ");
+    return AIL_OK;
+}
+
 static int write_config(const char *dir, const SynthSpec *spec) {
     const ModelConfig *c = &spec->config;
     cJSON *root = cJSON_CreateObject();
+    const char *type = c->model_type[0] ? c->model_type : "llama";
+    int llama = !strcmp(type, "llama"), qwen2 = !strcmp(type, "qwen2");
     cJSON *arch = cJSON_AddArrayToObject(root, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-    cJSON_AddStringToObject(root, "model_type", "llama");
+    cJSON_AddItemToArray(arch, cJSON_CreateString(llama ? "LlamaForCausalLM" : qwen2 ? "Qwen2ForCausalLM"
+                                                                                   : "MistralForCausalLM"));
+    cJSON_AddStringToObject(root, "model_type", type);
     cJSON_AddNumberToObject(root, "hidden_size", c->hidden_size);
     cJSON_AddNumberToObject(root, "intermediate_size", c->intermediate_size);
     cJSON_AddNumberToObject(root, "num_hidden_layers", c->num_hidden_layers);
@@ -235,8 +253,9 @@ static int write_config(const char *dir, const SynthSpec *spec) {
     cJSON_AddNumberToObject(root, "rms_norm_eps", c->rms_norm_eps);
     cJSON_AddNumberToObject(root, "rope_theta", c->rope_theta);
     cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tie_word_embeddings);
-    cJSON_AddBoolToObject(root, "attention_bias", c->attention_bias);
-    cJSON_AddBoolToObject(root, "mlp_bias", 0);
+    if (!llama) cJSON_AddNullToObject(root, "sliding_window");  // full causal attention
+    if (llama) cJSON_AddBoolToObject(root, "attention_bias", c->attention_bias);
+    if (llama) cJSON_AddBoolToObject(root, "mlp_bias", c->mlp_bias);
     cJSON_AddStringToObject(root, "hidden_act", "silu");
     cJSON_AddNumberToObject(root, "initializer_range", 0.02);
     cJSON_AddNumberToObject(root, "bos_token_id", 1);
@@ -286,6 +305,7 @@ int synth_model_write(const char *dir, const SynthSpec *spec) {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return AIL_ERROR(AIL_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
     if (spec->dtype == DTYPE_INVALID) return AIL_ERROR(AIL_ERR_ARG, "invalid dtype");
+    AIL_CHECK(check_arch(&spec->config));
     TensorList list = {0};
     int rc = build_tensors(spec, &list);
     char path[4096];

@@ -298,6 +298,10 @@ void llama_zero_grads(Llama *llm) {
 
 int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
     memset(a, 0, sizeof *a);
+    if (T > llm->cfg.max_position_embeddings && llm->cfg.sliding_window)
+        return AIL_ERROR(AIL_ERR_ARG, "sequence length %d exceeds config.json's sliding_window %d (sliding-window "
+                         "attention is not implemented; up to the window it equals full attention)", T,
+                         llm->cfg.sliding_window);
     if (T > llm->cfg.max_position_embeddings)
         return AIL_ERROR(AIL_ERR_ARG, "sequence length %d exceeds max_position_embeddings %d", T,
                          llm->cfg.max_position_embeddings);
@@ -357,13 +361,14 @@ static int tp_allreduce(const Llama *llm, real *buf, size_t count) {
 /* y (N, m) = linear(in) with its adapter, if any */
 static void adapted_linear(const LlamaLayer *ly, int lin, const real *in, real *out, real *t,
                            int N, int m, int n, real beta) {
-    linear_forward(out, in, ly->w[lin], lin <= LIN_V ? ly->bias[lin] : NULL, N, m, n, beta);
+    linear_forward(out, in, ly->w[lin], ly->bias[lin], N, m, n, beta);
     if (ly->lora[lin]) lora_forward(ly->lora[lin], in, out, t, N);
 }
 
 /* out (N, H) += the row-parallel linear lin of in (N, n) (this rank's columns):
  * partial products all-reduced over tp; the adapter's t = in A^T too, so that
- * s t B^T is added once, with the whole t (kept for backward). */
+ * s t B^T is added once, with the whole t (kept for backward). The bias (LLaMA's
+ * o_proj and down_proj ones) is whole on every rank: added after the sum, once. */
 static int row_parallel_linear(const Llama *llm, LlamaActs *a, const LlamaLayer *ly, int lin, const real *in,
                                real *out, real *t, int N, int n) {
     int H = llm->H;
@@ -374,8 +379,9 @@ static int row_parallel_linear(const Llama *llm, LlamaActs *a, const LlamaLayer 
     real *part = a->tp_partial;
     linear_forward(part, in, ly->w[lin], NULL, N, H, n, 0);
     AIL_CHECK(tp_allreduce(llm, part, (size_t)N * H));
+    const real *bias = ly->bias[lin];
 #pragma omp parallel for
-    for (size_t i = 0; i < (size_t)N * H; i++) out[i] += part[i];
+    for (size_t i = 0; i < (size_t)N * H; i++) out[i] += bias ? part[i] + bias[i % H] : part[i];
     const LoraAdapter *ad = ly->lora[lin];
     if (ad) {
         gemm(N, ad->r, ad->n, 1, in, ad->n, 1, ad->A, 1, ad->n, 0, t, ad->r, 1, 0);
@@ -464,7 +470,7 @@ static void adapted_linear_backward(const Llama *llm, LlamaLayer *ly, int lin, c
                                     int m, int n, real beta) {
     if (din) linear_backward_input(din, dout, ly->w[lin], N, m, n, beta);
     if (llm->grad_storage)
-        linear_backward_weight(base_grad(llm, ly->w[lin]), base_grad(llm, lin <= LIN_V ? ly->bias[lin] : NULL),
+        linear_backward_weight(base_grad(llm, ly->w[lin]), base_grad(llm, ly->bias[lin]),
                                dout, in, N, m, n);
     if (ly->lora[lin]) lora_backward(ly->lora[lin], in, t, dout, din, dt, N);
 }

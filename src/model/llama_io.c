@@ -104,8 +104,11 @@ static int tensor_slots(Llama *llm, const ModelConfig *c, TensorSlot *slots, int
             else  // this rank's rows
                 SLOT(ly->w[i], out[i], in[i], out[i] * tp, in[i], out[i] * rk, 0, "model.layers.%d.%s.%s.weight", l,
                      block, lin_suffix[i]);
-            if (c->attention_bias && i <= LIN_V)
-                SLOT(ly->bias[i], out[i], 0, out[i] * tp, 0, out[i] * rk, 0, "model.layers.%d.self_attn.%s.bias", l,
+            int has_bias = i <= LIN_V ? c->attention_bias : i == LIN_O ? c->o_proj_bias : c->mlp_bias;
+            if (has_bias && llama_row_parallel(i))  // the whole bias on every rank, added once
+                SLOT(ly->bias[i], H, 0, H, 0, 0, 0, "model.layers.%d.%s.%s.bias", l, block, lin_suffix[i]);
+            else if (has_bias)  // this rank's rows
+                SLOT(ly->bias[i], out[i], 0, out[i] * tp, 0, out[i] * rk, 0, "model.layers.%d.%s.%s.bias", l, block,
                      lin_suffix[i]);
         }
     }
@@ -116,12 +119,39 @@ static int tensor_slots(Llama *llm, const ModelConfig *c, TensorSlot *slots, int
                : AIL_ERROR(AIL_ERR_FORMAT, "internal: tensor layout does not fill the storage");
 }
 
+/* Inverse frequency j (< hd/2) of c's RoPE, in real precision with transformers'
+ * operations (float32 there, like HF; float64 in the float64 build). */
+static real rope_inv_freq(const ModelConfig *c, int j, int hd) {
+#ifdef AILORA_REAL_DOUBLE
+    real inv = 1.0 / pow(c->rope_theta, (double)(2 * j) / hd);
+#else
+    real inv = 1.0f / powf((float)c->rope_theta, (float)(2 * j) / (float)hd);
+#endif
+    real factor = (real)c->rope_factor;
+    if (c->rope_type == ROPE_LINEAR) return inv / factor;
+    if (c->rope_type != ROPE_LLAMA3) return inv;
+    // Llama 3.1: wavelengths above old / low are slowed by factor, those below
+    // old / high kept, and the band between interpolated smoothly
+    real lo = (real)c->rope_low_freq_factor, hi = (real)c->rope_high_freq_factor;
+    real old = (real)c->rope_original_max_pos;
+    real low_wavelen = (real)(c->rope_original_max_pos / c->rope_low_freq_factor);
+    real high_wavelen = (real)(c->rope_original_max_pos / c->rope_high_freq_factor);
+    real wavelen = (real)(2 * 3.14159265358979323846) / inv;
+    real scaled = wavelen > low_wavelen ? inv / factor : inv;
+    real smooth = (old / wavelen - lo) / (hi - lo);
+    if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) scaled = (1 - smooth) * scaled / factor + smooth * scaled;
+    return scaled;
+}
+
 int llama_load(const HFModel *model, Llama *llm) { return llama_load_tp(model, MPI_COMM_NULL, llm); }
 
 int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     memset(llm, 0, sizeof *llm);
     const ModelConfig *c = &model->config;
     llm->cfg = *c;
+    // an active sliding window masks nothing on sequences up to its length: the
+    // engine runs those exactly and refuses longer ones (llama_acts_alloc, the GPU)
+    if (c->sliding_window) llm->cfg.max_position_embeddings = c->sliding_window;
     llm->tp_comm = tp_comm;
     llm->tp_size = 1;
     if (tp_comm != MPI_COMM_NULL) {
@@ -139,7 +169,8 @@ int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     if (hd % 2) return AIL_ERROR(AIL_ERR_FORMAT, "%s: head_dim %d is odd (RoPE needs pairs)", model->dir, hd);
     const int64_t out[LIN_COUNT] = {nh * hd, nkv * hd, nkv * hd, H, I, I, H};
     const int64_t in[LIN_COUNT] = {H, H, H, nh * hd, H, H, I};  // (out, in) of each linear shard
-    size_t per_layer = 2 * (size_t)H + (c->attention_bias ? (size_t)(nh + 2 * nkv) * hd : 0);
+    size_t per_layer = 2 * (size_t)H + (c->attention_bias ? (size_t)(nh + 2 * nkv) * hd : 0) +
+                       (c->o_proj_bias ? (size_t)H : 0) + (c->mlp_bias ? 2 * (size_t)I + H : 0);
     for (int i = 0; i < LIN_COUNT; i++) per_layer += (size_t)out[i] * in[i];
     size_t total = (size_t)V * H * (c->tie_word_embeddings ? 1 : 2) + H + (size_t)L * per_layer;
     AIL_MALLOC(llm->storage, total);
@@ -157,23 +188,24 @@ int llama_load_tp(const HFModel *model, MPI_Comm tp_comm, Llama *llm) {
     free(slots);
     // RoPE tables as HF computes them: inverse frequencies and angles in float32
     // (the float64 build computes them in float64, like a true float64 reference)
-    int P = c->max_position_embeddings, half = hd / 2;
+    int P = llm->cfg.max_position_embeddings, half = hd / 2;
     llm->rope_cos = ail_malloc(sizeof(real) * (size_t)P * half);
     llm->rope_sin = ail_malloc(sizeof(real) * (size_t)P * half);
     if (rc == AIL_OK && (!llm->rope_cos || !llm->rope_sin)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    for (int pos = 0; pos < P && rc == AIL_OK; pos++)
-        for (int j = 0; j < half; j++) {
+    for (int j = 0; j < half && rc == AIL_OK; j++) {
+        real inv = rope_inv_freq(c, j, hd);
+        for (int pos = 0; pos < P; pos++) {
 #ifdef AILORA_REAL_DOUBLE
-            double ang = pos * (1.0 / pow(c->rope_theta, (double)(2 * j) / hd));
+            double ang = pos * inv;
             llm->rope_cos[(size_t)pos * half + j] = cos(ang);
             llm->rope_sin[(size_t)pos * half + j] = sin(ang);
 #else
-            float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * j) / (float)hd);
             float ang = (float)pos * inv;
             llm->rope_cos[(size_t)pos * half + j] = cosf(ang);
             llm->rope_sin[(size_t)pos * half + j] = sinf(ang);
 #endif
         }
+    }
     if (rc != AIL_OK) llama_free(llm);
     return rc;
 }

@@ -219,7 +219,7 @@ static int gpu_create_engine(Engine *e, const char *precision) {
             if (ad) layers[i].lora[j] = (GpuAdapterSpec){.m = ad->m, .n = ad->n, .r = ad->r, .scale = ad->scale,
                                                          .A = ad->A, .B = ad->B};
         }
-        for (int j = 0; j < 3; j++) layers[i].bias[j] = ly->bias[j];
+        for (int j = 0; j < LIN_COUNT; j++) layers[i].bias[j] = ly->bias[j];
     }
     GpuModelSpec spec = {.H = l->H, .I = l->I, .V = l->V, .L = l->L, .nh = l->nh, .nkv = l->nkv, .hd = l->hd,
                          .rms_eps = l->cfg.rms_norm_eps, .max_pos = l->cfg.max_position_embeddings,

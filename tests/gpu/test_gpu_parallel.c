@@ -9,7 +9,9 @@
  * fp32 against the CPU engine's single-process curve: every step's summed loss
  * within 1e-4 relative, the gradient norm within 1e-5 at step 1 (1e-3 after, see
  * test_gpu_train.c) and equal on every rank, and the step-1 gradients of every
- * adapter, reassembled from the shards, within 1e-4 of each tensor's norm.
+ * adapter, reassembled from the shards, within 1e-4 of each tensor's norm. Then
+ * with o, gate, up and down biases (LLaMA's attention_bias, mlp_bias): tp = 2 and
+ * 2 x 2 = one device.
  *
  * Needs NCCL and tp * dp devices (exit 77 otherwise). Without GPUs it runs on the
  * CPU through tests/gpu/cuda_emu.cpp (threads as ranks; tests/gpu/emu_check.sh).
@@ -38,6 +40,8 @@ typedef struct {
 } Rank;
 
 static long global_count[MAXS];
+static float *obias[8][7];       /* whole biases of check_obias (o, gate, up, down), NULL otherwise */
+static double last_curve[MAXS];  /* the loss curve of the last run */
 
 static float *cols(const float *W, int m, int n, int c0, int nc) {  // columns [c0, c0 + nc) of W (m, n)
     float *o = malloc(sizeof(float) * (size_t)m * nc);
@@ -71,6 +75,8 @@ static void *rank_main(void *arg) {
             }
             layers[l].lora[i] = a;
         }
+        for (int i = GPU_LIN_O; i < 7; i++)  // row-parallel: whole on every rank; column-parallel: local rows
+            if (obias[l][i]) layers[l].bias[i] = obias[l][i] + (i == GPU_LIN_O || i == GPU_LIN_DOWN ? 0 : (size_t)t * lo[i]);
     }
     GpuModelSpec sp = {H, I, hdr[GF_V], L, nh, nkv, hd, hyp[GF_EPS_RMS], hdr[GF_MAXPOS], rope_cos, rope_sin,
                        in->embed, in->final_norm, in->lm_head, layers, tp, t};
@@ -165,10 +171,16 @@ static void run(int k, int tp, int dp) {
         double sum = 0;
         for (int d = 0; d < dp; d++) sum += loss_sum[(size_t)d * S + s];
         double loss = sum / global_count[s], rel = fabs(loss - inits[k].losses[s]) / inits[k].losses[s];
+        last_curve[s] = loss;
         double reln = fabs(norms[s] - inits[k].norms[s]) / inits[k].norms[s];
         for (int w = 1; w < world; w++) spread = fmax(spread, fabs(norms[(size_t)w * S + s] - norms[s]) / norms[s]);
         worst = fmax(worst, rel), worstn = fmax(worstn, reln);
         badl += rel > 1e-4, badn += reln > (s == 0 ? 1e-5 : 1e-3);
+    }
+    if (obias[0][GPU_LIN_O]) {  // check_obias compares the curves itself: the fixture has no bias
+        for (int j = 0; j < L * 7; j++) free(gA[j]), free(gB[j]);
+        free(loss_sum), free(norms);
+        return;
     }
     printf("%s %s loss curve: worst relative difference %.3e (tolerance 1e-4)\n", badl ? "FAIL" : "PASS", name, worst);
     printf("%s %s gradient norms: worst relative difference %.3e (1e-5 step 1, 1e-3 after), spread over ranks %.1e\n",
@@ -204,6 +216,43 @@ static void run(int k, int tp, int dp) {
     free(loss_sum), free(norms);
 }
 
+/* LLaMA's attention_bias and mlp_bias: o_proj's and down_proj's biases are whole on
+ * every tp rank and must be added once, after the all-reduce; gate's and up's are
+ * split like their rows. With biases of std 0.3 in both layers, tp = 2 (and 2 x 2)
+ * reproduces one device's loss curve within 1e-4 relative (the tolerance above),
+ * while the biases move that curve off the unbiased fixture's by > 1e-3. */
+static void check_obias(int devices) {
+    int S = hdr[GF_STEPS], L = hdr[GF_L], H = hdr[GF_H];
+    uint64_t x = 12345;
+    for (int l = 0; l < L; l++)
+        for (int i = GPU_LIN_O; i < 7; i++) {
+            int n = i == GPU_LIN_O || i == GPU_LIN_DOWN ? H : out_[i];
+            obias[l][i] = malloc(sizeof(float) * n);
+            for (int j = 0; j < n; j++) {  // uniform, std 0.3
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                obias[l][i][j] = (float)(0.3 * sqrt(3.0) * ((double)(x >> 11) / 4503599627370496.0 - 1.0));
+            }
+        }
+    double one[MAXS], off = 0;
+    run(0, 1, 1);
+    for (int s = 0; s < S; s++) one[s] = last_curve[s], off = fmax(off, fabs(one[s] - inits[0].losses[s]) / one[s]);
+    printf("%s o/gate/up/down biases move the one-device curve off the unbiased one by %.3e (want > 1e-3)\n",
+           off > 1e-3 ? "PASS" : "FAIL", off);
+    failures += off <= 1e-3;
+    const int grid[2][2] = {{2, 1}, {2, 2}};
+    for (int g = 0; g < 2; g++) {
+        if (grid[g][0] * grid[g][1] > devices) continue;
+        run(0, grid[g][0], grid[g][1]);
+        double worst = 0;
+        for (int s = 0; s < S; s++) worst = fmax(worst, fabs(last_curve[s] - one[s]) / one[s]);
+        printf("%s o/gate/up/down biases, tp %d x dp %d = one device: worst relative loss difference %.3e (tolerance 1e-4)\n",
+               worst <= 1e-4 ? "PASS" : "FAIL", grid[g][0], grid[g][1], worst);
+        failures += worst > 1e-4;
+    }
+    for (int l = 0; l < L; l++)
+        for (int i = GPU_LIN_O; i < 7; i++) free(obias[l][i]), obias[l][i] = NULL;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // a timeout must not eat the log
     const char *path = argc > 1 ? argv[1] : "tests/reference/gpu_tiny.bin";
@@ -223,6 +272,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 2; k++)
         for (int g = 0; g < 3; g++)
             if (grid[g][0] * grid[g][1] <= devices) run(k, grid[g][0], grid[g][1]);
+    check_obias(devices);
     printf("%s test_gpu_parallel (%d failure%s)\n", failures ? "FAIL" : "PASS", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }
