@@ -137,6 +137,8 @@ static void test_ranges(void) {
     TU_CHECK(load("seed = 9223372036854775807\nsteps = 2147483647\n", &c) == AIL_OK && c.seed == LLONG_MAX &&
              c.steps == INT_MAX, "%s", ail_error_message());
     // number garbage
+    REFUSED("task = \"a\"b\"\n", "a double quote inside the quoted value");  // would not survive dump + load
+    REFUSED("task = \"\"\"x\"\n", "a double quote inside the quoted value");
     REFUSED("lr = nan\n", "lr expects a number, got \"nan\"");
     REFUSED("lr = inf\n", "lr expects a number");
     REFUSED("lr = 1e999\n", "lr expects a number");
@@ -227,6 +229,9 @@ static void test_args(void) {
     TU_CHECK(parse(t, &c, &action, 4, "train", "test_options.ini", "--log-every", "0") != AIL_OK &&
              strstr(ail_error_message(), "--log-every must be >= 1, got 0"), "%s", ail_error_message());
     config_defaults(&c);
+    TU_CHECK(parse(t, &c, &action, 3, "train", "test_options.ini", "task=\"x\"") != AIL_OK &&
+             strstr(ail_error_message(), "may not begin with a double quote"), "%s", ail_error_message());
+    config_defaults(&c);
     TU_CHECK(parse(t, &c, &action, 3, "train", "test_options.ini", "--rank") != AIL_OK &&
              strstr(ail_error_message(), "option --rank needs a value"), "%s", ail_error_message());
     config_defaults(&c);
@@ -270,7 +275,7 @@ static void test_mutations(void) {
             size_t at = (size_t)(rng_uniform(&rng) * n) % n;
             const char pool[] = "=;#\"[]\n\r\t -09xe.\0\xff";
             buf[at] = rng_uniform(&rng) < 0.5 ? pool[(int)(rng_uniform(&rng) * (sizeof pool - 1))]
-                                              : (char)(rng_uniform(&rng) * 256);
+                                              : (char)(unsigned char)(rng_uniform(&rng) * 256);  // via unsigned: no float-cast overflow
         }
         TrainConfig c;
         ail_error_clear();

@@ -123,6 +123,9 @@ static int option_set(const Option *o, void *obj, const char *spelled, const cha
     char *field = obj ? (char *)obj + o->offset : NULL, *end;
     Interval iv;
     int ranged = o->range && o->type != OPT_TCHOICE;
+    // a stored value never begins with a double quote, so that a dumped config loads back unchanged
+    if (value[0] == '"')
+        return AIL_ERROR(AIL_ERR_ARG, "%s: a value may not begin with a double quote (%s)", spelled, value);
     if (ranged && !interval_parse(o->range, &iv))
         return AIL_ERROR(AIL_ERR_ARG, "option %s: malformed range \"%s\" in the option table", o->name, o->range);
     switch (o->type) {
@@ -268,6 +271,8 @@ static int ini_entry(void *user, const char *section, const char *name, const ch
     else if (value[0] == '"' && (n < 2 || value[n - 1] != '"'))
         rc = AIL_ERROR(AIL_ERR_ARG, "%s: unbalanced double quote in %s (a \";\" or \" #\" inside quotes "
                        "starts a comment)", name, value);
+    else if (value[0] == '"' && memchr(value + 1, '"', n - 2))  // no escapes: a stored value never starts with "
+        rc = AIL_ERROR(AIL_ERR_ARG, "%s: a double quote inside the quoted value %s", name, value);
     else if (value[0] == '"') {
         snprintf(unquoted, sizeof unquoted, "%.*s", (int)(n - 2), value + 1);
         rc = option_set(&s->t->opts[i], s->obj, name, unquoted);

@@ -197,7 +197,8 @@ static int check_unsupported(const cJSON *root, const char *path, ModelConfig *c
             return refuse(path, softcap[i], item, "logit soft-capping is not implemented");
     // transformers LLaMA's pretraining_tp > 1 only slices the same products (equal math)
     if ((item = key_of(root, "pretraining_tp")) &&
-        !(cJSON_IsNumber(item) && item->valuedouble >= 1 && item->valuedouble == (double)(int)item->valuedouble))
+        !(cJSON_IsNumber(item) && item->valuedouble >= 1 && item->valuedouble <= INT_MAX &&
+          item->valuedouble == floor(item->valuedouble)))  // range first: (int) of a huge double is UB
         return refuse(path, "pretraining_tp", item, "expected a positive integer");
     if ((item = key_of(root, "attention_dropout")) && !(cJSON_IsNumber(item) && item->valuedouble == 0.0))
         return refuse(path, "attention_dropout", item, "attention dropout is not implemented");
