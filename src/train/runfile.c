@@ -180,6 +180,7 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
     AIL_CHECK(write_doubles(f, "/eval/loss", e->count, e->loss));
     AIL_CHECK(write_doubles(f, "/eval/ppl", e->count, e->ppl));
     AIL_CHECK(write_doubles(f, "/eval/exact_match", e->count, e->exact_match));
+    AIL_CHECK(diaglog_write(f, &st->diag, st->targets));
     if (!with_optimizer) return AIL_OK;
     if (st->llm->grad_storage) {  // full-parameter training: the weights themselves
         hsize_t dim = st->llm->storage_size;
@@ -404,6 +405,7 @@ int checkpoint_read(const char *path, RunState *st) {
         t->cap = t->count;
         e->cap = e->count;
     }
+    if (rc == AIL_OK) rc = diaglog_read(f, path, &st->diag, st->targets);
     if (rc == AIL_OK) rc = read_resumes(f, st);
     H5Fclose(f);
     return rc;

@@ -22,6 +22,8 @@
 #include "ailora/safetensors.h"
 #include "ailora/adapter.h"
 #include "ailora/fileio.h"
+#include "ailora/updatediag.h"
+#include "ailora/h5io.h"
 
 static volatile sig_atomic_t g_stop_signal = 0;
 
@@ -58,6 +60,9 @@ typedef struct {
     char model_fp[FINGERPRINT_HEX]; /* fingerprint of the model directory (fingerprint.h) */
     int start;            /* START_*: how this run begins (outputs_check) */
     char changed[1024];   /* rank 0, START_CHECKPOINT: allowed keys that differ from the stored config */
+    SpectrumEnds *ends;   /* rank 0, diagnostics: W's singular vectors at both ends, per target */
+    double *ends_storage; /*   one allocation behind them */
+    int diag_k;           /* K of the diagnostics (0: off) */
 } Trainer;
 
 /* How a run starts: with nothing (a fresh run, or resume=true before any
@@ -247,6 +252,54 @@ static int residual_diagnostics(Trainer *tr, const TargetModule *t, const InitSp
     return AIL_OK;
 }
 
+/* Rank 0, diagnostics on: the top and bottom diag_k singular vectors of every target
+ * (updatediag.h), read once from the cache. */
+static int read_spectrum_ends(Trainer *tr, hid_t cache) {
+    const TrainConfig *c = tr->cfg;
+    if (!c->diagnostics) return AIL_OK;
+    int K = c->diagnostics_k > 0 ? c->diagnostics_k : c->rank;
+    size_t total = 0;
+    for (int i = 0; i < tr->ntargets; i++) {
+        const TargetModule *t = &tr->targets[i];
+        int k = t->m < t->n ? t->m : t->n;
+        if (K > k)
+            return AIL_ERROR(AIL_ERR_ARG, "diagnostics_k = %d exceeds min(m, n) = %d of %s", K, k, t->name);
+        total += (size_t)2 * K * (t->m + t->n);
+    }
+    tr->ends = ail_calloc((size_t)tr->ntargets, sizeof *tr->ends);
+    tr->ends_storage = ail_malloc(sizeof(double) * total);
+    int *sel = ail_malloc(sizeof(int) * (size_t)K);
+    double *rows = NULL;
+    int rc = tr->ends && tr->ends_storage && sel ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
+    double *p = tr->ends_storage;
+    char path[512];
+    for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
+        const TargetModule *t = &tr->targets[i];
+        int m = t->m, n = t->n, k = m < n ? m : n;
+        SpectrumEnds *e = &tr->ends[i];
+        *e = (SpectrumEnds){.m = m, .n = n, .K = K, .u_top = p, .u_bottom = p + (size_t)m * K,
+                            .v_top = p + (size_t)2 * m * K, .v_bottom = p + (size_t)2 * m * K + (size_t)n * K};
+        p += (size_t)2 * K * (m + n);
+        free(rows);
+        rows = ail_malloc(sizeof(double) * (size_t)K * n);
+        if (!rows) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
+        for (int end = 0; end < 2 && rc == AIL_OK; end++) {
+            for (int j = 0; j < K; j++) sel[j] = end ? k - K + j : j;
+            snprintf(path, sizeof path, "/modules/%s/U", t->name);
+            rc = h5io_read_selected(cache, path, 1, K, sel, (double *)(end ? e->u_bottom : e->u_top));
+            snprintf(path, sizeof path, "/modules/%s/Vt", t->name);
+            if (rc == AIL_OK) rc = h5io_read_selected(cache, path, 0, K, sel, rows);  // (K, n)
+            double *v = (double *)(end ? e->v_bottom : e->v_top);                     // (n, K)
+            for (int j = 0; j < K && rc == AIL_OK; j++)
+                for (int q = 0; q < n; q++) v[(size_t)q * K + j] = rows[(size_t)j * n + q];
+        }
+    }
+    free(rows);
+    free(sel);
+    if (rc == AIL_OK) tr->diag_k = K;
+    return rc;
+}
+
 /* Adapters and residuals from the SVD cache (computed first if none is given). */
 static int setup_adapters(Trainer *tr) {
     const TrainConfig *c = tr->cfg;
@@ -290,6 +343,7 @@ static int setup_adapters(Trainer *tr) {
             rc = llama_adapter_attach(&tr->llm, t->layer, llama_linear_index(t->suffix), spec.rank,
                                       spec.alpha / spec.rank, mi->A, mi->B);
     }
+    if (rc == AIL_OK) rc = ail_error_agree(tr->comm, tr->rank == 0 ? read_spectrum_ends(tr, cache) : AIL_OK);
     H5Fclose(cache);
     free(fps);
     // reconstruction errors of whole modules, dealt over all ranks, then shared
@@ -537,6 +591,8 @@ static int setup(Trainer *tr) {
                         .ntargets = tr->ntargets, .init = tr->init,
                         .llm = tr->tp > 1 ? &tr->whole : &tr->llm, .opt = tr->tp > 1 ? &tr->whole_opt : &tr->opt,
                         .tp = tr->tp, .dp = tr->dp, .model_fingerprint = tr->model_fp};
+    diaglog_init(&tr->st.diag, c->diagnostics && !c->train_base ? tr->ntargets : 0, c->rank,
+                 c->diagnostics_k > 0 ? c->diagnostics_k : c->rank);
     if (c->resume && tr->start == START_FRESH && tr->rank == 0)
         printf("resume=true: no checkpoint %s.ckpt.h5 yet: starting from scratch\n", c->out);
     if (tr->start == START_CHECKPOINT) {
@@ -565,6 +621,9 @@ static void teardown(Trainer *tr) {
     free(tr->init);
     trainlog_free(&tr->st.train);
     evallog_free(&tr->st.eval);
+    diaglog_free(&tr->st.diag);
+    free(tr->ends);
+    free(tr->ends_storage);
     runstate_free_resumes(&tr->st);
     whole_free(tr);
     adamw_free(&tr->opt);
@@ -576,8 +635,41 @@ static void teardown(Trainer *tr) {
     free(tr->config_text);
 }
 
+/* Rank 0: the spectral diagnostics of every target's update (updatediag.h) from the
+ * current whole-module adapters, appended to the run's log. */
+static int diagnostics_compute(Trainer *tr, long step) {
+    const RunState *st = &tr->st;
+    UpdateDiag *d = ail_calloc((size_t)tr->ntargets, sizeof *d);
+    double *A = NULL, *B = NULL;
+    int rc = d ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
+    for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
+        const TargetModule *t = &tr->targets[i];
+        const LoraAdapter *ad = st->llm->layers[t->layer].lora[llama_linear_index(t->suffix)];
+        free(A), free(B);
+        A = ail_malloc(sizeof(double) * (size_t)ad->r * ad->n);
+        B = ail_malloc(sizeof(double) * (size_t)ad->m * ad->r);
+        rc = A && B ? updatediag_alloc(ad->r, &d[i]) : AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
+        if (rc != AIL_OK) break;
+        for (size_t j = 0; j < (size_t)ad->r * ad->n; j++) A[j] = ad->A[j];
+        for (size_t j = 0; j < (size_t)ad->m * ad->r; j++) B[j] = ad->B[j];
+        rc = updatediag_compute(ad->m, ad->n, ad->r, ad->scale, A, B, tr->init[i].A, tr->init[i].B, &tr->ends[i], &d[i]);
+    }
+    if (rc == AIL_OK) rc = diaglog_append(&tr->st.diag, step, d);
+    for (int i = 0; d && i < tr->ntargets; i++) updatediag_free(&d[i]);
+    free(d), free(A), free(B);
+    return rc;
+}
+
+static int record_diagnostics(Trainer *tr, long step) {
+    if (!tr->st.diag.ntargets) return AIL_OK;
+    int rc = ail_error_agree(tr->comm, engine_sync(&tr->eng, 1));  // adapters to the host
+    if (rc == AIL_OK && tr->tp > 1) rc = whole_sync(tr, 1);         // whole modules on rank 0
+    if (rc == AIL_OK && tr->rank == 0) rc = diagnostics_compute(tr, step);
+    return ail_error_agree(tr->comm, rc);
+}
+
 static int record_eval(Trainer *tr, long step) {
-    if (!tr->eval.n) return AIL_OK;
+    if (!tr->eval.n) return record_diagnostics(tr, step);
     double loss = NAN, em = NAN;
     AIL_CHECK(evaluate(tr, &loss, &em));
     if (tr->rank == 0) {
@@ -586,7 +678,8 @@ static int record_eval(Trainer *tr, long step) {
         printf("\n");
         fflush(stdout);
     }
-    return ail_error_agree(tr->comm, evallog_append(&tr->st.eval, step, loss, em));
+    AIL_CHECK(ail_error_agree(tr->comm, evallog_append(&tr->st.eval, step, loss, em)));
+    return record_diagnostics(tr, step);
 }
 
 /* A resume of a finished checkpoint: rewrites a run file left behind by a kill

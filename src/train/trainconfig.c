@@ -64,6 +64,10 @@ static const Option keys[] = {
     OPT_BOOL("overwrite", overwrite, "false", "a fresh run may replace the run in `out` (deleted first)"),
     OPT_DBL("checkpoint_minutes", checkpoint_minutes, "30", "[0, inf)",
             "minutes between checkpoints, besides checkpoint_every (0: off)"),
+    OPT_BOOL("diagnostics", diagnostics, "true",
+             "at every evaluation: spectrum of each update s(BA - B0A0) against W's (run file /diagnostics)"),
+    OPT_INT("diagnostics_k", diagnostics_k, "0", "[0, inf)",
+            "diagnostics: singular vectors of W taken from each end of its spectrum (0: rank)"),
 };
 #undef OPT_STRUCT
 
