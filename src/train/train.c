@@ -252,6 +252,106 @@ static int residual_diagnostics(Trainer *tr, const TargetModule *t, const InitSp
     return AIL_OK;
 }
 
+static int fill_micro(const Trainer *tr, long step, int j, int *rows, int32_t *tok, int32_t *lab);
+static long global_scored(const Trainer *tr, long step);
+static int shard_copy(const Trainer *tr, int gather, int split_cols, int rows, int cols, real *local, real *whole);
+
+/* ---- method auto: the triplets the task's loss is most sensitive to (adapter.h) ---- */
+
+/* The base gradient G = dL/dW of the loss over the first auto_batches training
+ * batches (the same global batches, in the same order, as steps 0, 1, ...), before
+ * any adapter exists: left in llm.grad_storage (this rank's shard, summed over
+ * this replica's rows only; auto_choose completes the sum over dp). */
+static int auto_gradients(Trainer *tr) {
+    const TrainConfig *c = tr->cfg;
+    int T = tr->train.T;
+    size_t per = (size_t)tr->micro * T;
+    LlamaActs acts = {0};
+    int32_t *tok = ail_malloc(sizeof(int32_t) * per), *lab = ail_malloc(sizeof(int32_t) * per);
+    int *rows = ail_malloc(sizeof(int) * (size_t)tr->micro);
+    int rc = tok && lab && rows ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    if (rc == AIL_OK) rc = llama_enable_base_grads(&tr->llm);
+    if (rc == AIL_OK) rc = llama_acts_alloc(&tr->llm, tr->micro, T, &acts);
+    rc = tp_agree(tr, rc);
+    long total = 0;
+    for (int b = 0; b < c->auto_batches; b++) total += global_scored(tr, b);
+    if (rc == AIL_OK) llama_zero_grads(&tr->llm);
+    for (int b = 0; b < c->auto_batches && rc == AIL_OK && total > 0; b++)
+        for (int j = 0; j < c->grad_accum && rc == AIL_OK; j++) {
+            rc = tp_agree(tr, fill_micro(tr, b, j, rows, tok, lab));
+            double s;
+            long count;
+            if (rc == AIL_OK) rc = llama_forward(&tr->llm, &acts, tok, lab, &s, &count);
+            if (rc == AIL_OK) rc = llama_backward(&tr->llm, &acts, lab, 1.0 / (double)total);
+        }
+    if (rc == AIL_OK && total == 0)
+        rc = AIL_ERROR(AIL_ERR_ARG, "method auto: the first %d training batches score no tokens", c->auto_batches);
+    llama_acts_free(&acts);
+    free(tok), free(lab), free(rows);
+    return rc;
+}
+
+/* Target i's selection under method auto: the whole gradient (summed over dp,
+ * gathered over tp) scored on rank 0 against every triplet of the cache, the r
+ * best broadcast. A resume takes the selection recorded in the checkpoint, so the
+ * residual is the one the run started from whatever the layout now. */
+static int auto_choose(Trainer *tr, hid_t cache, int i, const char *ckpt, int *selected, ModuleInit *scored) {
+    const TargetModule *t = &tr->targets[i];
+    int r = tr->cfg->rank, m = t->m, n = t->n, rc = AIL_OK;
+    char path[512];
+    if (ckpt) {  // resume: what the run chose when it started
+        if (tr->rank == 0) {
+            hid_t f;
+            hsize_t dims[2];
+            double *x = NULL;
+            rc = h5io_open_read(ckpt, &f);
+            snprintf(path, sizeof path, "/adapters/%s/selected", t->name);
+            if (rc == AIL_OK) {
+                rc = h5io_read_f64(f, path, 1, dims, &x);
+                if (rc == AIL_OK && dims[0] != (hsize_t)r)
+                    rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s holds %llu indices, rank is %d", ckpt, path,
+                                   (unsigned long long)dims[0], r);
+                for (int j = 0; j < r && rc == AIL_OK; j++) selected[j] = (int)x[j];
+                free(x);
+                x = NULL;
+                // the scores behind it, so the resumed run file equals an uninterrupted one
+                snprintf(path, sizeof path, "/adapters/%s/auto_scores", t->name);
+                if (rc == AIL_OK) rc = h5io_read_f64(f, path, 1, dims, &scored->scores);
+                snprintf(path, sizeof path, "/adapters/%s/auto_candidates", t->name);
+                if (rc == AIL_OK) rc = h5io_read_f64(f, path, 1, dims, &x);
+                if (rc == AIL_OK) scored->ncand = (int)dims[0];
+                scored->candidates = rc == AIL_OK ? ail_malloc(sizeof(int) * (dims[0] ? dims[0] : 1)) : NULL;
+                if (rc == AIL_OK && !scored->candidates) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+                for (hsize_t j = 0; j < dims[0] && rc == AIL_OK; j++) scored->candidates[j] = (int)x[j];
+                free(x);
+                H5Fclose(f);
+            }
+        }
+        MPI_Bcast(selected, r, MPI_INT, 0, tr->comm);
+        return ail_error_agree(tr->comm, rc);
+    }
+    int lin = llama_linear_index(t->suffix), split_cols = llama_row_parallel(lin);
+    real *w = tr->llm.layers[t->layer].w[lin];
+    real *g = tr->llm.grad_storage + (w - tr->llm.storage);  // this rank's shard of dL/dW
+    int rows = split_cols ? m : m / tr->tp, cols = split_cols ? n / tr->tp : n;
+    if (tr->dp > 1) MPI_Allreduce(MPI_IN_PLACE, g, rows * cols, MPI_REAL_T, MPI_SUM, tr->dp_comm);
+    real *whole = ail_malloc(sizeof(real) * (size_t)m * n);
+    double *G = tr->rank == 0 ? ail_malloc(sizeof(double) * (size_t)m * n) : NULL;
+    rc = ail_error_agree(tr->comm, whole && (G || tr->rank) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
+    if (rc == AIL_OK && tr->tp > 1) rc = shard_copy(tr, 1, split_cols, rows, cols, g, whole);
+    else if (rc == AIL_OK) memcpy(whole, g, sizeof(real) * (size_t)m * n);
+    if (rc == AIL_OK && tr->rank == 0) {
+        for (size_t j = 0; j < (size_t)m * n; j++) G[j] = whole[j];
+        rc = init_auto_scores_module(cache, t, G, &scored->candidates, &scored->scores, &scored->ncand);
+        if (rc == AIL_OK) rc = init_auto_select(scored->ncand, scored->candidates, scored->scores, r, selected);
+    }
+    free(whole);
+    free(G);
+    AIL_CHECK(ail_error_agree(tr->comm, rc));
+    MPI_Bcast(selected, r, MPI_INT, 0, tr->comm);
+    return AIL_OK;
+}
+
 /* Rank 0, diagnostics on: the top and bottom diag_k singular vectors of every target
  * (updatediag.h), read once from the cache. */
 static int read_spectrum_ends(Trainer *tr, hid_t cache) {
@@ -333,10 +433,28 @@ static int setup_adapters(Trainer *tr) {
     int rc = ail_error_agree(tr->comm, fps && tr->init ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
     // the cache must come from these very weights (collective; before any residual is formed)
     if (rc == AIL_OK) rc = svdcache_verify(tr->comm, cache_path, cache, tr->targets, tr->ntargets, fps);
+    int is_auto = spec.method == INIT_AUTO;
+    char ckpt[1100];
+    train_checkpoint_path(c->out, ckpt, sizeof ckpt);
+    int *auto_sel = is_auto ? ail_malloc(sizeof(int) * (size_t)spec.rank) : NULL;
+    if (rc == AIL_OK && is_auto) rc = ail_error_agree(tr->comm, auto_sel ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
+    if (rc == AIL_OK && is_auto && tr->start == START_FRESH) rc = ail_error_agree(tr->comm, auto_gradients(tr));
     for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
         const TargetModule *t = &tr->targets[i];
         ModuleInit *mi = &tr->init[i];
-        rc = init_module_adapters(cache, t, &spec, mi);
+        if (is_auto) {
+            ModuleInit scored = {0};
+            rc = auto_choose(tr, cache, i, tr->start == START_CHECKPOINT ? ckpt : NULL, auto_sel, &scored);
+            if (rc == AIL_OK) rc = init_module_selected(cache, t, &spec, auto_sel, mi);
+            mi->ncand = scored.ncand, mi->candidates = scored.candidates, mi->scores = scored.scores;
+            if (rc == AIL_OK && tr->rank == 0 && c->log_every > 0) {
+                printf("auto: %s takes %d principal-half and %d minor-half triplets:", t->name, mi->p, spec.rank - mi->p);
+                for (int j = 0; j < spec.rank; j++) printf(" %d", auto_sel[j]);
+                printf("\n");
+            }
+        } else {
+            rc = init_module_adapters(cache, t, &spec, mi);
+        }
         memcpy(mi->fingerprint, fps[i], FINGERPRINT_HEX);
         if (rc == AIL_OK) rc = set_residual(tr, t, mi, spec.rank, spec.alpha / spec.rank);
         if (rc == AIL_OK)
@@ -344,6 +462,9 @@ static int setup_adapters(Trainer *tr) {
                                       spec.alpha / spec.rank, mi->A, mi->B);
     }
     if (rc == AIL_OK) rc = ail_error_agree(tr->comm, tr->rank == 0 ? read_spectrum_ends(tr, cache) : AIL_OK);
+    free(auto_sel);
+    free(tr->llm.grad_storage);  // auto's base gradient: adapters train alone from here
+    tr->llm.grad_storage = NULL;
     H5Fclose(cache);
     free(fps);
     // reconstruction errors of whole modules, dealt over all ranks, then shared
@@ -580,8 +701,8 @@ static int setup(Trainer *tr) {
     if (tr->eval.n && tr->eval.T != tr->train.T)
         return AIL_ERROR(AIL_ERR_FORMAT, "%s has sequences of %d tokens, %s of %d", c->eval_data, tr->eval.T,
                          c->train_data, tr->train.T);
-    if (!c->train_base) AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
     tr->micro = c->batch_size / (tr->dp * c->grad_accum);  // every tp rank of a replica reads the same rows
+    if (!c->train_base) AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
     OptimConfig oc = c->optim;
     oc.total_steps = c->steps;
     AIL_CHECK(ail_error_agree(tr->comm, adamw_init(&tr->opt, &oc, &tr->llm)));
