@@ -68,6 +68,9 @@ check prep --recipe openbookqa --input "$D/openbookqa.jsonl" --out "$O/obqa" --s
 chk "$O/obqa/test.h5" --rows 8 --answers '["a steel spoon in a cafeteria","plants sprouting, blooming and wilting"]'
 check prep --recipe mmlu --input "$D/mmlu.csv" --out "$O/mmlu" --split test=1
 chk "$O/mmlu/test.h5" --rows 12 --answers '["4","Mars","carbon dioxide"]'
+# --limit keeps that many examples (after deduplication, chosen by the seed)
+check prep --recipe mmlu --input "$D/mmlu.csv" --out "$O/mmlul" --split test=1 --limit 2 --format plain
+chk "$O/mmlul/test.h5" --rows 8 --attr metric=mc --attr examples=2 --attr format=plain
 # ... the training split holds the gold rows only, scored as loss
 check prep --recipe mmlu --input "$D/mmlu.csv" --out "$O/mmlut" --split train=1
 chk "$O/mmlut/train.h5" --rows 3 --attr metric=loss --attr pad_side=right --answers '["4","Mars","carbon dioxide"]'

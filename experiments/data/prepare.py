@@ -460,7 +460,7 @@ def run(a):
         raise
 
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "none"
-    print(f"{a.recipe}: {counts['rows']} rows read, {counts['duplicates']} duplicates "
+    print(f"{a.task or a.recipe} (recipe {a.recipe}): {counts['rows']} rows read, {counts['duplicates']} duplicates "
           f"({counts['duplicates_conflicting']} with another answer), dropped before splitting: {dropped}; "
           f"{n} examples; format {fmt}, max_len {a.max_len}")
     for k, (rows, c, per_option) in results.items():
