@@ -95,10 +95,16 @@ check prep --recipe custom --input "$D/custom.jsonl" --out "$O/custom" --split t
     --template 'The plural of the {lang} word "{word}" is' --answer-field plural --max-new-tokens 8
 chk "$O/custom/test.h5" --rows 4 --attr metric=exact_match --attr max_new_tokens=8 \
     --answers '[" cats"," mice"," children"," geese"]' --refs '[["cats"],["mice"],["children"],["geese"]]'
-# the ChatML rendering without jinja2 equals the template's
-check "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); from tokenization import Tok
-t = Tok(sys.argv[2]); m = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q\nR"}]
-assert t.render_chat(m) == t._render_chatml(m), (t.render_chat(m), t._render_chatml(m))' "$top_srcdir/experiments/data" "$TOK"
+# prompt token ids (chat template through jinja2 and through the ChatML fallback,
+# plain text) equal transformers' apply_chat_template / tokenizer() ids
+# (tests/reference/make_hf_chat_ids.py)
+check "$PY" -c 'import json, sys; sys.path.insert(0, sys.argv[1]); from tokenization import Tok
+t = Tok(sys.argv[2]); ref = json.load(open(sys.argv[3]))
+for c in ref["chat"]:
+    assert t.encode(t.render_chat(c["messages"]), special=False) == c["ids"], c
+    assert t.encode(t._render_chatml(c["messages"]), special=False) == c["ids"], c
+for c in ref["plain"]:
+    assert t.encode(c["text"], special=True) == c["ids"], c' "$top_srcdir/experiments/data" "$TOK" "$D/hf_chat_ids.json"
 
 # bad inputs: one line, non-zero exit, nothing written
 expect_error "missing_field.jsonl:2: missing field 'answer'" "$O/bad1/test.h5" \

@@ -339,6 +339,8 @@ def run(a):
             counts["rows"] += 1
             try:
                 ex = extract(row)
+                # a --template may use any text field of the row besides the recipe's
+                ex.fields = dict({k: v for k, v in row.items() if isinstance(v, str)}, **ex.fields)
                 missing = [f for f in need if f not in ex.fields]
                 if missing:
                     raise R.Missing(missing[0])
