@@ -45,6 +45,10 @@ for k in ("train", "validation", "test"):
 check prep --recipe asdiv --input "$D/asdiv.jsonl" --out "$O/asdiv" --split test=1
 chk "$O/asdiv/test.h5" --rows 2 --attr metric=gsm8k --attr dropped_answer_without_a_leading_number=1 \
     --refs '[["9"],["15"]]' --answers '["9 apples","15 balls"]'
+# generation_config.json's eos_token_id (a list) joins the EOS ids generation stops at
+mkdir -p "$WORK/tok2" && cp "$TOK"/tokenizer*.json "$WORK/tok2/" && echo '{"eos_token_id": [2, 0]}' > "$WORK/tok2/generation_config.json"
+check "$PY" "$PREP" --tokenizer "$WORK/tok2" --recipe asdiv --input "$D/asdiv.jsonl" --out "$O/asdiv2" --split test=1
+chk "$O/asdiv2/test.h5" --rows 2 --attr 'eos_token_ids=[2 0]'
 # BoolQ: the validation file's row is also in the combined file (title prefixed); the
 # combined file's test row has no label: an error, or counted with --drop-incomplete
 expect_error "boolq_combined.jsonl:3: missing field 'answer'" "$O/boolq0/test.h5" \

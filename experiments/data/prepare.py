@@ -432,7 +432,7 @@ def run(a):
             side = a.pad if a.pad != "auto" else ("right" if k == "train" else "left")
             m = "loss" if mc_rec and not per_option else metric
             meta = {"metric": m, "task": a.task or a.recipe, "source": source, "split": k,
-                    "eos_token_ids": [eos], "max_new_tokens": mnt, "pad_side": side,
+                    "eos_token_ids": tok.eos_ids, "max_new_tokens": mnt, "pad_side": side,
                     "format": fmt, "template": tmpl, "max_len": a.max_len, "seed": a.seed,
                     "vocab_size": tok.vocab_size, "tokenizer_sha256": tok.sha256,
                     "rows_read": counts["rows"], "duplicates": counts["duplicates"],

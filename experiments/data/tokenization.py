@@ -81,6 +81,21 @@ class Tok:
             raise TokError(f"{cfg}: no eos_token (the EOS appended to every answer)")
         self.eos_id = self.token_id(self.eos_token, "eos_token")
         self.pad_id = self.token_id(pad, "pad_token") if pad is not None else self.eos_id
+        # generation stops at any of these: the tokenizer's EOS, then those that
+        # generation_config.json lists (an int or a list, as transformers writes it)
+        self.eos_ids = [self.eos_id]
+        gen = os.path.join(d, "generation_config.json")
+        if os.path.isfile(gen):
+            try:
+                with open(gen, encoding="utf-8") as f:
+                    e = json.load(f).get("eos_token_id")
+            except (ValueError, UnicodeDecodeError, AttributeError) as err:
+                raise TokError(f"{gen}: malformed JSON ({err})")
+            for i in e if isinstance(e, list) else [e] if e is not None else []:
+                if not isinstance(i, int) or not 0 <= i < self.vocab_size:
+                    raise TokError(f"{gen}: eos_token_id {i!r} is not a token id")
+                if i not in self.eos_ids:
+                    self.eos_ids.append(i)
 
     def _template(self, d):
         t = self.config.get("chat_template")
