@@ -128,6 +128,9 @@ expect_error "every row is longer than --max-len 8" "$O/bad7/test.h5" \
     prep --recipe gsm8k --input "$D/gsm8k.jsonl" --out "$O/bad7" --split test=1 --max-len 8
 expect_error "no tokenizer.json" "$O/bad8/test.h5" \
     "$PY" "$PREP" --tokenizer "$WORK" --recipe gsm8k --input "$D/gsm8k.jsonl" --out "$O/bad8" --split test=1
+# 300 seeded mutations of the inputs (other JSON types, fields gone, bytes flipped,
+# lines cut): 0, or 1 with one error line; never a traceback, never a .partial left
+mkdir -p "$WORK/fuzz" && check "$PY" "$top_srcdir/tests/dataprep_fuzz.py" "$D" "$TOK" "$WORK/fuzz" 300
 # an existing output is kept unless --overwrite
 sum0=$(cksum < "$O/gsm/test.h5")
 expect_error "exists (use --overwrite)" "" \

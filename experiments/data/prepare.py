@@ -70,7 +70,7 @@ def read_rows(path):
                     try:
                         row = json.loads(line)
                     except ValueError as e:
-                        raise Fail(f"{path}:{n}: malformed JSON ({e.msg} at column {e.colno})")
+                        raise Fail(f"{path}:{n}: malformed JSON ({e.msg}, column {e.colno})")
                     if not isinstance(row, dict):
                         raise Fail(f"{path}:{n}: not a JSON object")
                     yield f"{path}:{n}", row
@@ -350,6 +350,9 @@ def run(a):
                     raise Fail(f"{where}: missing field '{e.field}' (recipe {a.recipe})")
                 drops["missing_field"] = drops.get("missing_field", 0) + 1
                 continue
+            except (TypeError, ValueError, AttributeError, KeyError) as e:
+                # a field of a type the recipe does not take (a number for a list, ...)
+                raise Fail(f"{where}: a field has the wrong type for recipe {a.recipe} ({type(e).__name__}: {e})")
             except R.Bad as e:
                 key = re.sub(r"\W+", "_", str(e)).strip("_")
                 drops[key] = drops.get(key, 0) + 1
@@ -482,6 +485,12 @@ def main(argv=None):
         return 1
     except OSError as e:
         print(f"prepare.py: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("prepare.py: error: interrupted (nothing written)", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug or an input no rule above foresaw: still one line
+        print(f"prepare.py: error: unexpected {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -151,16 +151,20 @@ def _options(row):
         lab = get(row, "label")
     elif "answerA" in row:  # SIQA
         opts = [text(get(row, k)) for k in ("answerA", "answerB", "answerC")]
-        lab = int(text(get(row, "label"))) - 1
+        lab = text(get(row, "label")).strip()
+        lab = int(lab) - 1 if lab.isdigit() else -1
     else:
         ch = get(row, "choices", "options")
         key = row.get("answerKey")
-        if isinstance(ch, dict):  # {"label": [...], "text": [...]}
-            labels, opts = list(ch.get("label", [])), [text(t) for t in ch.get("text", [])]
-        elif ch and isinstance(ch[0], dict):  # [{"label": "A", "text": ...}]
+        if isinstance(ch, dict) and isinstance(ch.get("text"), list):  # {"label": [...], "text": [...]}
+            labels, opts = ch.get("label"), [text(t) for t in ch["text"]]
+            labels = list(labels) if isinstance(labels, list) else None
+        elif isinstance(ch, list) and ch and all(isinstance(c, dict) for c in ch):  # [{"label": "A", "text": ...}]
             labels, opts = [c.get("label") for c in ch], [text(c.get("text")) for c in ch]
-        else:
+        elif isinstance(ch, list):
             labels, opts = None, [text(c) for c in ch]
+        else:
+            raise Bad("options not a list")
         if key is not None:
             if labels is None or key not in labels:
                 raise Bad("answer not one of the options")
