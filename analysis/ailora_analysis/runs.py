@@ -72,8 +72,44 @@ def load_runs(sweep_dir, target_loss=None, tail=5):
                 row["exact_match"] = float(f["eval/exact_match"][-1])
             if target_loss is not None:
                 row["steps_to_target"] = steps_to_loss(steps, loss, target_loss)
+            # unfinished: stopped before its steps (preempted, failed, still running) or never
+            # evaluated although it has eval data; summaries leave these out and count them
+            why = ""
+            if isinstance(row.get("steps"), int) and row["steps_done"] < row["steps"]:
+                why = "unfinished (step < steps)"
+            elif row.get("eval_data") not in (None, "") and not len(f["eval/step"]):
+                why = "without eval"
+            row["finished"], row["unfinished"] = not why, why
+            row["has_examples"] = "eval/examples" in f and len(f["eval/examples"]) > 0
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def load_examples(path, step=None):
+    """Per-example results of one eval step (default: the last) from a run file's
+    /eval/examples/<step>/ group: {dataset name: array (N,)} for every 1-D numeric
+    dataset there (score: the task metric of each example, e.g. 0/1 exact match;
+    others as written, e.g. loss), plus "metric" (the group's or the file's metric
+    attribute, if any) and "step". None when the run file has no per-example results
+    (written before they existed): callers fall back to per-run metrics."""
+    with h5py.File(path, "r") as f:
+        if "eval/examples" not in f or not len(f["eval/examples"]):
+            return None
+        g = f["eval/examples"]
+        names = [n for n in g if n.isdigit()]
+        if not names:
+            return None
+        key = str(step) if step is not None else max(names, key=int)
+        if key not in g:
+            return None
+        out = {"step": int(key)}
+        for name, d in g[key].items():
+            if isinstance(d, h5py.Dataset) and d.ndim == 1 and d.dtype.kind in "fiub":
+                out[name] = d[:].astype(float)
+        metric = g[key].attrs.get("metric", g.attrs.get("metric", f.attrs.get("metric")))
+        if metric is not None:
+            out["metric"] = _text(metric)
+        return out if "score" in out or len(out) > 2 else None
 
 
 def load_curves(runs, group="train"):
