@@ -16,6 +16,7 @@ packages=(
     python3-nbclient python3-nbformat python3-ipykernel  # executing analysis/notebooks headless
     slurm-wlm munge                         # slurm/ sweeps and their single-node test cluster
     clang-14 libclang-rt-14-dev llvm-14     # tests/fuzz: libFuzzer + ASan/UBSan runtimes, llvm-symbolizer
+    chromium                                # tests/report.sh: the HTML sweep report rendered headless
 )
 missing=()
 for p in "${packages[@]}"; do

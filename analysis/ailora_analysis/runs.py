@@ -82,6 +82,13 @@ def load_runs(sweep_dir, target_loss=None, tail=5):
             row["finished"], row["unfinished"] = not why, why
             row["has_examples"] = "eval/examples" in f and len(f["eval/examples"]) > 0
             rows.append(row)
+        if row["has_examples"]:  # the task metric of the per-example scores, where the curves lack it
+            ex = load_examples(path)
+            if ex is not None and "score" in ex:
+                name = ex.get("metric", "score")
+                if not np.isfinite(row.get(name, float("nan"))):
+                    row[name] = float(np.mean(ex["score"]))
+                row["example_metric"] = name
     return pd.DataFrame(rows)
 
 
@@ -120,7 +127,10 @@ def load_curves(runs, group="train"):
     for i, path in enumerate(paths):
         with h5py.File(path, "r") as f:
             g = f[group]
-            frame = pd.DataFrame({name: g[name][:] for name in g})
+            # the curves: 1-D datasets as long as step (not /eval/examples or other groups)
+            n = len(g["step"]) if "step" in g else 0
+            frame = pd.DataFrame({name: g[name][:] for name in g
+                                  if isinstance(g[name], h5py.Dataset) and g[name].shape == (n,)})
         frame.insert(0, "path", path)
         frame.insert(0, "run", i)
         frames.append(frame)

@@ -25,8 +25,11 @@ bounded metric (exact match, accuracy in [0, 1]) stay inside it.
               for one seed): the seed means are S units, and a bootstrap of few
               units has normal tails where Student's t is right (with 3 seeds
               the plain percentile bootstrap rejected a true null 14% of the time
-              at alpha 0.05 in tests/stats.sh's simulations). Replicates are
-              clipped to the metric's range afterwards.
+              at alpha 0.05 in tests/stats.sh's simulations). With S >= 2 the
+              replicates are first scaled about d to the paired t-test's standard
+              error sd(seed means)/sqrt(S), so that interval and test agree; the
+              bootstrap gives the shape. Replicates are clipped to the metric's
+              range afterwards.
     p-value   two-sided paired t-test on the S per-seed mean differences (df S - 1;
               their variance / S is what the bootstrap's replicates have, so the
               test and the interval agree up to bootstrap noise, and the test is
@@ -164,6 +167,19 @@ def _percentile(reps, center, df, level, low, high):
     return float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a))
 
 
+def _to_seed_se(reps, X, center):
+    """replicates scaled about center to the standard error of the seed means,
+    sd(m_s)/sqrt(S), the one the paired t-test uses (S >= 2): the interval and the
+    test then agree. The bootstrap's own spread is larger where the seed means vary
+    less than the examples' noise predicts (its seed spread is floored at 0)."""
+    S = X.shape[0]
+    sd = float(np.std(reps, ddof=1))
+    if S < 2 or not sd > 0:
+        return reps
+    se = float(X.mean(axis=1).std(ddof=1)) / np.sqrt(S)
+    return center + (se / sd) * (reps - center)
+
+
 def _p_two_sided(d, reps, df):
     """two-sided p of d / sd(replicates) against Student's t with df degrees of freedom"""
     se = float(np.std(reps, ddof=1))
@@ -187,7 +203,7 @@ def group_interval(X, metric, level=0.95, B=2000, seed=0, name=""):
     if S == 1 and E > 1 and np.isin(X, (0.0, 1.0)).all():
         lo, hi = wilson(int(X.sum()), E, level)
         return mean, lo, hi, "wilson"
-    reps = bootstrap_means(X, B, _rng(seed, name))
+    reps = _to_seed_se(bootstrap_means(X, B, _rng(seed, name)), X, mean)
     lo, hi = _percentile(reps, mean, _df(X.shape), level, low, high)
     return mean, lo, hi, "bootstrap"
 
@@ -215,6 +231,7 @@ def paired_difference(XA, XB, metric, level=0.95, B=2000, seed=0, name=""):
     if reps is None:
         out.update(ci_low=float("nan"), ci_high=float("nan"), p=float("nan"))
         return out
+    reps = _to_seed_se(reps, D, diff)
     lo, hi = _percentile(reps, diff, _df(D.shape), level, -span, span)
     if n_seeds > 1:  # the paired t-test on the seed means: exact for normal seed means, no bootstrap noise
         m = D.mean(axis=1)
@@ -238,7 +255,10 @@ def _example_scores(path, metric):
     name = name[5:] if name.startswith("eval_") else name
     if name in ex:
         return ex[name]
-    if name not in ("loss", "ppl") and "score" in ex:  # the task metric of each example
+    # score: the task metric of each example; it stands for the metric it names (or, unnamed,
+    # for any eval metric but loss and perplexity); never for train-side columns
+    if "score" in ex and (ex.get("metric") == name or
+                          ("metric" not in ex and name not in ("loss", "ppl") and not str(metric).startswith("train"))):
         return ex["score"]
     return None
 
