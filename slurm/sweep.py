@@ -136,7 +136,8 @@ def load_spec(path):
 
 def stage_specs(sweep, base, grid, stages):
     """stage 1's (sweep, base, grid): [base] + [validation] in <name>/validation"""
-    s1 = dict(sweep, out_dir=os.path.join(sweep["out_dir"], sweep["name"]), name="validation")
+    s1 = dict(sweep, out_dir=os.path.join(sweep["out_dir"], sweep["name"]), name="validation",
+              job=f"{sweep['name']}-validation")
     return s1, dict(base, **stages["validation"]), grid
 
 
@@ -167,7 +168,7 @@ def select(sweep, base, grid, stages, runs1):
         for per, (pick, mean, n) in best.items():
             f.write("\t".join(list(per) + list(pick) + [repr(mean), str(n)]) + "\n")
     os.replace(path + ".partial", path)
-    s2 = dict(sweep, out_dir=os.path.join(sweep["out_dir"], sweep["name"]), name="final")
+    s2 = dict(sweep, out_dir=os.path.join(sweep["out_dir"], sweep["name"]), name="final", job=f"{sweep['name']}-final")
     runs2 = []
     fg = stages["final_grid"]
     for per, (pick, _, _) in best.items():
@@ -350,7 +351,7 @@ def submit(sweep, runs, statuses, ailora, dry_run, then=None):
     os.replace(path + ".partial", path)
     array = ",".join(str(i) for i in todo)
     # names and paths go on the command line (an argument list, no shell), not in #SBATCH lines
-    cmd = ["sbatch", f"--array={array}%{sweep.get('throttle', '8')}", f"--job-name=ailora-{sweep['name']}",
+    cmd = ["sbatch", f"--array={array}%{sweep.get('throttle', '8')}", f"--job-name=ailora-{sweep.get('job', sweep['name'])}",
            f"--output={os.path.join(folder, 'logs', '%A_%a.out')}", path]
     print(f"sweep {sweep['name']}: {len(todo)} of {len(runs)} runs to submit; manifest {manifest}")
     if then is None:
@@ -366,7 +367,7 @@ def submit(sweep, runs, statuses, ailora, dry_run, then=None):
             return out.returncode
         job = out.stdout.strip().split(";")[0]
     nxt = ["sbatch", f"--dependency=afterok:{job}", "--kill-on-invalid-dep=yes", "--ntasks=1", "--time=00:10:00",
-           f"--job-name=ailora-{sweep['name']}-next", f"--output={os.path.join(folder, 'logs', 'next_%j.out')}",
+           f"--job-name=ailora-{sweep.get('job', sweep['name'])}-next", f"--output={os.path.join(folder, 'logs', 'next_%j.out')}",
            f"--chdir={os.getcwd()}"] + ([f"--partition={sweep['partition']}"] if sweep.get("partition") else []) + [
            f"--wrap={q(sys.executable)} {q(os.path.abspath(__file__))} submit {q(os.path.abspath(then))} "
            f"--ailora {q(os.path.abspath(ailora))}"]

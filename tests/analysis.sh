@@ -51,6 +51,11 @@ assert len(curves) == 8 * 10 and {"loss", "lr", "grad_norm", "tokens_per_s"} <= 
 spectra = aa.load_spectra(runs["path"].iloc[0])
 assert any(m.endswith("v_proj") for m in spectra)
 import matplotlib.pyplot as plt
+# a filtered, reordered frame (as the report passes): every group keeps its 2 runs' curves
+ax = aa.plot_learning_curves(runs[runs["method"] != "lora"].iloc[::-1])
+labels = [t.get_text() for t in ax.get_legend().get_texts()]
+assert len(labels) == 3 and all(l.endswith("(n=2)") for l in labels), labels
+plt.close("all")
 aa.plot_ratio_heatmap(runs)
 aa.plot_convergence(runs)
 plt.savefig(os.path.join(os.environ["FIG"], "extra.png"))

@@ -110,4 +110,38 @@ sed 's/^choose = lr/choose = rank/' "$WORK/two.ini" > "$WORK/bad2.ini"
 expect_error "[select] names rank, which is not a [grid] key" "" $PY "$SWEEP" expand "$WORK/bad2.ini"
 sed '/^\[final_grid\]/,$d' "$WORK/two.ini" > "$WORK/bad3.ini"
 expect_error "[grid] key seed is neither chosen, per nor in [final_grid]" "" $PY "$SWEEP" expand "$WORK/bad3.ini"
+
+# ---- a real Slurm (tests/slurm_cluster.sh): stage 1 as a job array, the afterok job
+# resubmits the spec, which finds stage 1 done and submits stage 2 ----
+for tool in slurmctld slurmd munged sbatch squeue; do
+    command -v $tool > /dev/null || skip "$tool not installed"
+done
+SL="$WORK/slurm"
+trap 'bash "$top_srcdir/tests/slurm_cluster.sh" stop "$SL"; rm -rf "$WORK"' EXIT
+conf=$(bash "$top_srcdir/tests/slurm_cluster.sh" start "$SL" 2> "$WORK/slurm.err") ||
+    skip "local Slurm did not start: $(cat "$WORK/slurm.err")"
+export SLURM_CONF="$conf"
+sed -e "s|^out_dir = .*|out_dir = $WORK/sl|" -e 's/^\[sweep\]$/[sweep]\nmpi = pmix\ntime = 00:05:00/' "$WORK/two.ini" > "$WORK/sl.ini"
+check $PY "$SWEEP" submit "$WORK/sl.ini" --ailora "$A"
+cat "$WORK/last.out"
+finals() {
+    n=0
+    for f in "$WORK"/sl/two/final/runs/*_seed-?.h5; do
+        [ -f "$f" ] && [ "$("$H5COMPARE" --attr "$f" / steps_done 2> /dev/null)" = 2 ] && n=$((n + 1))
+    done
+    echo $n
+}
+for _ in $(seq 300); do
+    [ "$(finals)" -eq 4 ] && [ "$(squeue -h | wc -l)" -eq 0 ] && break
+    sleep 1
+done
+CHECKS=$((CHECKS + 1))
+if [ "$(finals)" -ne 4 ]; then
+    fail "Slurm two-stage sweep: $(finals) of 4 final runs after 300 s"
+    squeue
+    tail -n 5 "$WORK"/sl/two/*/logs/* 2> /dev/null | tail -n 40
+fi
+CHECKS=$((CHECKS + 1))
+cmp -s "$WORK/sl/two/selection.tsv" "$S/selection.tsv" ||
+    fail "Slurm's selection differs from the local one: $(cat "$WORK/sl/two/selection.tsv")"
 finish

@@ -85,7 +85,10 @@ def html_table(df, cls="", left=(), row_class=None):
 def factors(runs):
     """config keys that vary between finished runs (the sweep's grid, less seed)"""
     out = []
+    metrics = set(runs["example_metric"].dropna()) if "example_metric" in runs else set()
     for col in runs.columns:
+        if col in metrics:
+            continue
         if col in NOT_FACTORS or col in ("finished", "unfinished", "has_examples", "train_loss", "eval_loss",
                                          "eval_ppl", "exact_match", "steps_to_target", "example_metric", "score"):
             continue

@@ -410,7 +410,8 @@ def summarize(runs, by=("method",), metric="eval_loss", lower_is_better=True, le
     for i, key in enumerate(keys):
         if i == best or pairs.empty:
             continue
-        hit = pairs[((pairs["a"] == key) & (pairs["b"] == best_key)) | ((pairs["a"] == best_key) & (pairs["b"] == key))].iloc[0]
+        hit = pairs.iloc[next(n for n, (a, b) in enumerate(zip(pairs["a"], pairs["b"]))
+                              if {a, b} == {key, best_key})]
         sign = 1.0 if hit["a"] == key else -1.0  # this group minus the best
         lo, hi = sign * hit["ci_low"], sign * hit["ci_high"]
         table.loc[i, ["diff", "diff_low", "diff_high", "effect_d", "p", "p_holm"]] = [
