@@ -111,6 +111,16 @@ for name, S, E, seed_sd in (("seed-dominated", 10, 60, 0.5), ("example-dominated
     print(f"false-positive rate, {name} ({S} seeds x {E} examples, {N} null sweeps): {hits / N:.4f} "
           f"(alpha {alpha}, tolerance +-{tol:.3f})")
     assert abs(hits / N - alpha) <= tol, (name, hits / N)
+# the fallback without per-example scores: one number per run, 3 seeds (normal): false
+# positives at alpha, and the interval covers the true difference 0 at the level
+rng = np.random.default_rng(4)
+res = [aa.paired_difference(rng.normal(0, 1, (3, 1)), rng.normal(0, 1, (3, 1)), "eval_loss", B=400, seed=i)
+       for i in range(N)]
+fpr = np.mean([r["p"] < alpha for r in res])
+cover = np.mean([r["ci_low"] <= 0 <= r["ci_high"] for r in res])
+print(f"seeds only (3 seeds, one number per run, {N} null sweeps): false-positive rate {fpr:.4f}, "
+      f"95% interval coverage {cover:.4f}")
+assert abs(fpr - alpha) <= tol and abs(cover - (1 - alpha)) <= tol, (fpr, cover)
 # power: a difference of 0.5 on the logit (~0.1 in accuracy), 8 seeds x 100 examples
 rng = np.random.default_rng(2)
 hits = sum(aa.paired_difference(*sweep(rng, 8, 100, [0.5, 0], 0.15), "exact_match", B=400, seed=i)["p"] < alpha

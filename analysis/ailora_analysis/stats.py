@@ -434,8 +434,10 @@ def describe(table, metric, level=0.95):
     lines.append(f"{int(level * 100)}% percentile intervals; diff = group - best, paired on seed; "
                  f"p_holm: Holm over all pairs; resolved: p_holm < {1 - level:.2f}; effect_d: d_z")
     if len(table) and table["n"].min() < 5:
-        lines.append(f"note: {int(table['n'].min())} seed(s) in the smallest group; with fewer than 5 the "
-                     f"seed-level variance is poorly estimated and intervals are optimistic")
+        n = int(table["n"].min())
+        lines.append(f"note: {n} seed(s) in the smallest group: the seed-level variance rests on {n} unit(s), "
+                     f"so intervals are wide (Student's t, {max(n - 1, 0)} df)" if n > 1 else
+                     f"note: one seed in a group: no seed-level variance, its interval covers the examples only")
     excluded = table.attrs.get("excluded", {})
     if excluded:
         lines.append("excluded: " + ", ".join(f"{n} run(s) {why}" for why, n in excluded.items()))
