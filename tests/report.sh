@@ -92,5 +92,11 @@ render full '<table class="summary">' 'id="table-exact_match"' '<b id="n-runs">5
 CHECKS=$((CHECKS + 1))
 grep -Eq '<td class="l">lora</td><td>2</td><td>64</td><td>0\.[0-9]+</td><td>0\.[0-9]+</td><td>0\.[0-9]+</td><td>-0\.[0-9]+</td><td>-(0\.[0-9]+|1\.0000)</td><td>-0\.[0-9]+</td>' "$WORK/full.dom" ||
     fail "lora's exact_match row: $(grep -o '<td class="l">lora</td>[^/]*/td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*' "$WORK/full.dom" | head -2)"
+# bad input: one error line, nothing written
+mkdir -p "$WORK/empty"
+expect_error "no run files under $WORK/empty" "$WORK/e.html" env PYTHONPATH="$top_srcdir/analysis" \
+    $PY -m ailora_analysis.report "$WORK/empty" --out "$WORK/e.html"
+expect_error "$WORK/none is not a folder" "$WORK/e.html" env PYTHONPATH="$top_srcdir/analysis" \
+    $PY -m ailora_analysis.report "$WORK/none" --out "$WORK/e.html"
 [ -z "${REPORT_KEEP:-}" ] || cp "$WORK"/*.html "$WORK"/*.dom "$REPORT_KEEP"  # to look at them
 finish
