@@ -121,7 +121,7 @@ def main():
         for split, n in (("train", args.train), ("eval", args.eval), ("val", args.eval)):
             rng = np.random.default_rng([args.seed, 1 + i, {"train": 0, "eval": 1, "val": 2}[split]])
             write(os.path.join(args.out, f"{name}_{split}.h5"), [pack(*fn(rng)) for _ in range(n)])
-    print(f"wrote {args.out}: pretrain {args.pretrain}, tasks {list(TASKS)} x train {args.train} / eval {args.eval}")
+    print(f"wrote {args.out}: pretrain {args.pretrain}, tasks {list(TASKS)} x train {args.train} / eval {args.eval} / val {args.eval}")
 
 
 if __name__ == "__main__":
