@@ -329,7 +329,7 @@ def compare(runs, by=("method",), metric="eval_loss", level=0.95, B=2000, seed=0
     by = list(by)
     kept, excluded = finished_runs(runs, metric)
     members = {}
-    for key, group in kept.groupby(by if len(by) > 1 else by[0], sort=True):
+    for key, group in kept.groupby(by if len(by) > 1 else by[0], sort=True, dropna=False):  # a key a run lacks: NaN, kept
         members[key if isinstance(key, tuple) else (key,)] = group
     groups = {key: dict(zip(("scores", "basis", "keyed"), _units(g, metric, pair_on, examples)))
               for key, g in members.items()}
