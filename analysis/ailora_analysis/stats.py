@@ -45,9 +45,9 @@ Without per-example scores (run files written before /eval/examples existed)
 each run contributes one number, its final metric, and the bootstrap is over
 seeds only (basis "seeds"). A group of one seed with 0/1 per-example scores gets
 a Wilson interval (seed variance cannot be estimated from one seed; basis
-"wilson"). With fewer than 5 seeds the seed-level variance rests on few units
-and intervals are optimistic (see the report's note and the simulations in
-tests/stats.sh). Deterministic: every bootstrap draws from a generator seeded by
+"wilson"). With few seeds the seed-level variance rests on few units: the
+intervals are wide (t with S - 1 df), and tests/stats.sh measures their error
+rates on simulated sweeps. Deterministic: every bootstrap draws from a generator seeded by
 `seed` and the comparison's name.
 """
 import zlib
