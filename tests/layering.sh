@@ -13,7 +13,7 @@ header_stage() {
         adapter|initfile|synth) echo init ;;
         llama|gpu) echo model ;;
         eval) echo eval ;;
-        optim|trainconfig|dataset|runfile|train|engine) echo train ;;
+        optim|trainconfig|dataset|runfile|train|engine|export) echo train ;;
         *) echo unknown ;;
     esac
 }
