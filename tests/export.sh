@@ -14,7 +14,8 @@
 #  - bad inputs, one error line and nothing left behind: missing run file, a run
 #    without trained adapters (no /adapters; steps_done = 0), the model directory
 #    moved (then --model finds it) or changed (fingerprint), an existing DIR, and
-#    --overwrite of a directory that is not an export; --overwrite of an export works
+#    --overwrite of a directory that is not an export; --overwrite of an export works;
+#    injected faults (allocations, reads) at every 7th fault point, and on rank 1 of 2
 . "${top_srcdir:-.}/tests/lib.sh"
 PY=/usr/bin/python3
 CHK="$top_srcdir/tests/export_check.py"
@@ -109,4 +110,16 @@ CHECKS=$((CHECKS + 1))
 [ ! -e "$WORK/e5" ] && [ -f "$WORK/e5.partial/other" ] || fail "a foreign DIR.partial was touched"
 expect_error "--dtype must be model, bf16, fp16 or fp32, got \"int8\"" "$O" "$AILORA" export "$WORK/bf.h5" --out "$O" --dtype int8
 expect_error "missing required option --out" "" "$AILORA" export "$WORK/bf.h5"
+
+# a failure anywhere (an allocation refused, a read failing: AILORA_FAULT, every 7th fault
+# point of one rank, and two on rank 1 of 2): one line, nothing left behind
+npts=$(AILORA_FAULT=count "$AILORA" export "$WORK/bf.h5" --out "$WORK/fault_count" --quiet 2>&1 | sed -n 's/.*rank 0: //p')
+CHECKS=$((CHECKS + 1))
+[ "${npts:-0}" -gt 50 ] || fail "AILORA_FAULT=count gave \"$npts\" fault points"
+for i in $(seq 1 7 "${npts:-0}"); do
+    expect_error "" "$O" env AILORA_FAULT="$i:0" "$AILORA" export "$WORK/bf.h5" --out "$O" --quiet > /dev/null
+done
+for i in 3 40; do
+    expect_error "rank 1:" "$O" run_np 2 env AILORA_FAULT="$i:1" "$AILORA" export "$WORK/bf.h5" --out "$O" --quiet
+done
 finish

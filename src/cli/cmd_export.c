@@ -55,7 +55,10 @@ static int is_hdf5(const char *path) {
 int cmd_export(int argc, char **argv) {
     // `ailora export RUN.h5 ...`: the positional run file becomes --run RUN.h5
     char **args = ail_calloc((size_t)argc + 2, sizeof *args);
-    if (!args) return cli_fail("ailora export");
+    if (ail_error_agree(MPI_COMM_WORLD, args ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory")) != AIL_OK) {
+        free(args);
+        return cli_fail("ailora export");
+    }
     int nargs = 0;
     args[nargs++] = argv[0];
     int first = 1;

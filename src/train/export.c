@@ -444,6 +444,8 @@ static int clear_stale_partial(const char *partial) {
 /* DIR must not exist, or (overwrite) be an earlier export. */
 static int check_out_dir(const ExportOptions *opt) {
     const char *dir = opt->out_dir;
+    char abs[PATH_MAX + 256];
+    AIL_CHECK(absolute_path(dir, abs, sizeof abs));  // its folder must exist
     if (!file_exists(dir)) return AIL_OK;
     if (!opt->overwrite) return AIL_ERROR(AIL_ERR_IO, "%s exists already (--overwrite replaces an earlier export)", dir);
     char manifest[4400];
