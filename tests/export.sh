@@ -59,7 +59,7 @@ cat "$WORK/last.out"
 CHECKS=$((CHECKS + 1))
 grep -q '"residual_model_dtype":.*"F32"' "$WORK/bf_out/export.json" &&
     grep -q '"merged_model_dtype":.*"BF16"' "$WORK/bf_out/export.json" || fail "bf16 export dtypes: $(cat "$WORK/bf_out/export.json")"
-check "$AILORA" export "$WORK/bf.h5" --out "$WORK/bf_f32" --dtype fp32
+check "$AILORA" export "$WORK/bf.h5" --out "$WORK/bf_f32/" --dtype fp32   # DIR/ is DIR
 check $PY "$CHK" run "$WORK/bf.h5" "$WORK/bf_f32" "$B"
 # shellcheck disable=SC2086
 check "$AILORA" train model="$B" method=lora $TRAIN out="$WORK/lora.h5"

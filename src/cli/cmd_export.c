@@ -73,6 +73,8 @@ int cmd_export(int argc, char **argv) {
     int go = cli_options(&export_table, export_usage, &a, nargs, args, &status);
     free(args);
     if (!go) return status;
+    // "DIR/" names DIR: DIR.partial must be its sibling, not "DIR/.partial"
+    for (size_t n = strlen(a.out); n > 1 && a.out[n - 1] == '/'; n--) a.out[n - 1] = '\0';
     DType dt = DTYPE_INVALID;
     if (!strcmp(a.dtype, "bf16")) dt = DTYPE_BF16;
     else if (!strcmp(a.dtype, "fp16")) dt = DTYPE_F16;
