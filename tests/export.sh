@@ -7,7 +7,7 @@
 #    float32 ulp of the float64 formulas; float64 algebra: merged = original +
 #    s (BA - B0A0) up to two roundings, s' B'A' = s (BA - B0A0) to 1e-14
 #  - end to end: `ailora train` (pissa, 4 steps) then export, checked against the run
-#    file in float64 (tests/export_check.py run); 2 ranks write the same bytes as 1
+#    file in float64 (tests/export_check.py run); 2 and 4 ranks write the same bytes as 1
 #  - a BF16 model trained with residual_dtype = fp32: residual/ is F32 (the residual
 #    the run held, exactly), merged/ BF16 (one rounding); --dtype fp32; method lora:
 #    residual = the original weights, lora_for_original = the trained adapter
@@ -43,9 +43,12 @@ check "$AILORA" train model="$T" method=pissa $TRAIN out="$WORK/run.h5"
 check "$AILORA" export "$WORK/run.h5" --out "$WORK/e1" --quiet
 check $PY "$CHK" run "$WORK/run.h5" "$WORK/e1" "$T"
 cat "$WORK/last.out"
-# 2 ranks (the fingerprint shared, rank 0 writes): the same bytes, paths included
+# 2 and 4 ranks (the fingerprint shared, rank 0 writes): the same bytes, paths included
 mv "$WORK/e1" "$WORK/e1_np1"
 check run_np 2 "$AILORA" export "$WORK/run.h5" --out "$WORK/e1" --quiet
+check diff -r "$WORK/e1_np1" "$WORK/e1"
+rm -rf "$WORK/e1"
+check run_np 4 "$AILORA" export "$WORK/run.h5" --out "$WORK/e1" --quiet
 check diff -r "$WORK/e1_np1" "$WORK/e1"
 
 # a BF16 model, residual held in fp32; then --dtype fp32; then method lora
