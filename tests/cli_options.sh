@@ -148,7 +148,7 @@ readme_flags() {
         awk -v cmd="$1" '/^    ailora [a-z]+/ { on = ($2 == cmd) } /^    [^ ]/ && !/^    ailora/ { on = 0 } on' |
         grep -o -e '--[a-z][a-z0-9-]*' | sort -u
 }
-for cmd in svd init synth; do
+for cmd in svd init synth export; do
     help_options "$cmd" > "$WORK/help_$cmd.txt"
     readme_flags "$cmd" > "$WORK/readme_$cmd.txt"
     CHECKS=$((CHECKS + 1))

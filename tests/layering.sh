@@ -13,7 +13,7 @@ header_stage() {
         adapter|initfile|synth) echo init ;;
         llama|gpu) echo model ;;
         eval|updatediag) echo eval ;;
-        optim|trainconfig|dataset|runfile|train|engine|diaglog) echo train ;;
+        optim|trainconfig|dataset|runfile|train|engine|diaglog|export) echo train ;;
         *) echo unknown ;;
     esac
 }
