@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .diagnostics import load_diagnostics, plot_update_energy  # noqa: E402
 from .plots import plot_learning_curves, plot_spectra  # noqa: E402
 from .runs import _text, load_curves, load_runs, load_spectra  # noqa: E402
 from .stats import compare, describe, summarize  # noqa: E402
@@ -161,48 +162,36 @@ def section_spectra(runs):
     return "".join(parts) or "<p>no spectra</p>"
 
 
-def _diagnostics_items(g, prefix=""):
-    for name, item in g.items():
-        if isinstance(item, h5py.Group):
-            yield from _diagnostics_items(item, f"{prefix}{name}/")
-        else:
-            yield prefix + name, item
-
-
 def section_diagnostics(runs):
-    """/diagnostics of each run file when present: numeric 1-D datasets as curves
-    (one figure per dataset name, a line per run and module), scalars in a table"""
-    found = []
-    for path in runs["path"]:
-        with h5py.File(path, "r") as f:
-            if "diagnostics" in f:
-                found.append(path)
-    if not found:
+    """/diagnostics (include/ailora/updatediag.h): per module suffix, the share of each
+    update's energy in W's top-K and bottom-K singular vectors over training (left and
+    right), the effective rank, and a table of the last evaluation's values"""
+    diag = load_diagnostics(runs)
+    if diag.empty:
         return "<p>none of these run files has a /diagnostics group</p>"
-    series, scalars = {}, []
-    for path in found:
-        with h5py.File(path, "r") as f:
-            for name, d in _diagnostics_items(f["diagnostics"]):
-                if d.dtype.kind not in "fiu":
-                    continue
-                leaf = name.rsplit("/", 1)[-1]
-                where = name.rsplit("/", 1)[0] if "/" in name else ""
-                label = f"{os.path.basename(path)} {where}".strip()
-                if d.ndim == 0 or d.size == 1:
-                    scalars.append(dict(run=os.path.basename(path), name=name, value=float(np.ravel(d[()])[0])))
-                elif d.ndim == 1:
-                    series.setdefault(leaf, []).append((label, d[:]))
-    parts = [f'<p class="note">{len(found)} run file(s) with /diagnostics</p>']
-    for leaf, lines in sorted(series.items())[:12]:
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        for label, y in lines[:20]:
-            ax.plot(np.arange(len(y)), y, label=label)
-        ax.set_title(leaf)
-        if len(lines) <= 8:
-            ax.legend(fontsize=6)
-        parts.append(_png(fig))
-    if scalars:
-        parts.append(html_table(pd.DataFrame(scalars), cls="diagnostics", left=("run", "name")))
+    diag["suffix"] = diag["module"].str.rsplit(".", n=1).str[-1]
+    parts = [f'<p class="note">{diag["path"].nunique()} run file(s) with /diagnostics; K = '
+             f'{", ".join(str(k) for k in sorted(diag["K"].unique()))} singular vectors from each end of W\'s '
+             "spectrum; energy = share of ||s(BA - B0A0)||_F^2 inside their span</p>"]
+    for suffix in sorted(diag["suffix"].unique()):
+        for side in ("u", "v"):
+            fig, ax = plt.subplots(figsize=(6, 3.4))
+            plot_update_energy(diag, module_suffix=suffix, ax=ax, side=side)
+            ax.set_title(f"{suffix}: {'left' if side == 'u' else 'right'} singular vectors")
+            parts.append(_png(fig))
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for method, sub in diag.groupby("method"):
+        mean = sub.groupby("step")["effective_rank"].mean()
+        ax.plot(mean.index, mean.values, marker="o", label=str(method))
+    ax.set_xlabel("step")
+    ax.set_ylabel("effective rank of the update")
+    ax.legend(fontsize=7)
+    parts.append(_png(fig))
+    last = diag[diag["step"] == diag.groupby("path")["step"].transform("max")]
+    cols = ["effective_rank", "energy_u_top", "energy_u_bottom", "energy_v_top", "energy_v_bottom", "sigma_0"]
+    table = last.groupby(["method", "suffix"])[cols].mean().reset_index()
+    table = table.rename(columns={"suffix": "module"})
+    parts.append(html_table(table, cls="diagnostics", left=("method", "module")))
     return "".join(parts)
 
 
