@@ -1,6 +1,6 @@
 # python3 -m ailora_analysis.report on a small real sweep (2 methods x 2 seeds of
-# `ailora train` through slurm/sweep.py local), then again after adding what later (the runs record their own /diagnostics)
-# run files carry: per-example scores (/eval/examples/<step>/score),
+# `ailora train` through slurm/sweep.py local; the runs record their own /diagnostics),
+# then again after adding per-example scores (/eval/examples/<step>/score)
 # and one unfinished run (steps_done < steps). The HTML is loaded in headless
 # Chromium: its DOM must hold the tables, the unfinished count and the
 # fingerprints; every <img> must decode to a non-empty PNG that is not blank
