@@ -233,9 +233,9 @@ static int parse(Cursor *c, GGUFFile *g) {
     AIL_CHECK(get_u64(c, &nkv, "metadata count"));
     // a key-value pair takes at least 8 + 1 + 4 + 1 bytes, a tensor info 8 + 1 + 4 + 8 + 4 + 8
     if (nkv > (c->size - c->pos) / 14)
-        return AIL_ERROR(AIL_ERR_FORMAT, "%s: %llu metadata entries cannot fit in the file", f, (unsigned long long)nkv);
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: truncated: %llu metadata entries cannot fit in the file", f, (unsigned long long)nkv);
     if (nt > (c->size - c->pos) / 33)
-        return AIL_ERROR(AIL_ERR_FORMAT, "%s: %llu tensors cannot fit in the file", f, (unsigned long long)nt);
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: truncated: %llu tensors cannot fit in the file", f, (unsigned long long)nt);
     AIL_CALLOC(g->kv, nkv ? nkv : 1);
     g->nkv = (int64_t)nkv;
     for (int64_t i = 0; i < g->nkv; i++) {

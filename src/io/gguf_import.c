@@ -486,11 +486,11 @@ static int write_tokenizer(const GGUFFile *g, const ImportConfig *c, const char 
         int type = tt ? (int)gguf_array_int(tt, i) : 1;
         // control tokens whose spelling is byte-level become special added tokens,
         // user-defined ones plain added tokens (as transformers' GGUF reader does)
-        int byte_spelled = !strcmp(spelled, s) || len == 0;
+        int byte_spelled = strlen(spelled) == len && !memcmp(spelled, s, (size_t)len);
         if ((type == 3 && byte_spelled) || type == 4) {
             cJSON *a = cJSON_CreateObject();
             cJSON_AddNumberToObject(a, "id", (double)i);
-            cJSON_AddStringToObject(a, "content", type == 4 ? spelled : s);
+            cJSON_AddStringToObject(a, "content", spelled);
             cJSON_AddBoolToObject(a, "single_word", 0);
             cJSON_AddBoolToObject(a, "lstrip", 0);
             cJSON_AddBoolToObject(a, "rstrip", 0);
