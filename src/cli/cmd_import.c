@@ -45,17 +45,27 @@ static const Option import_opts[] = {
 static const OptionTable import_table = {"ailora import", import_opts,
                                          (int)(sizeof import_opts / sizeof *import_opts), 1};
 
+static int has_gguf_magic(const char *path) {
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(magic, "GGUF", 4);
+}
+
 int cmd_import(int argc, char **argv) {
     ImportArgs a = {0};
     int status;
-    // a first argument ending in .gguf is the input file, not a CONFIG file
+    // a first argument naming a GGUF file (by suffix or magic) is the input, not a CONFIG file
     char **args = malloc(sizeof *args * (size_t)(argc + 2));
     if (!args) return 1;
     int n = 0;
     args[n++] = argv[0];
     size_t len = argc > 1 ? strlen(argv[1]) : 0;
     int first = 1;
-    if (len > 5 && !strcmp(argv[1] + len - 5, ".gguf") && argv[1][0] != '-' && !strchr(argv[1], '=')) {
+    if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=') &&
+        ((len > 5 && !strcmp(argv[1] + len - 5, ".gguf")) || has_gguf_magic(argv[1]))) {
         args[n++] = "--gguf";
         args[n++] = argv[1];
         first = 2;
