@@ -211,6 +211,25 @@ int main(void) {
              c.head_dim, c.vocab_size, c.max_position_embeddings, c.rms_norm_eps, c.rope_theta, c.tie_word_embeddings);
     TU_CHECK(model_config_load(path_in(tiedd, "config.json"), &c) == AIL_OK && c.tie_word_embeddings, "tied config");
     TU_CHECK(model_config_load(path_in(f32d, "config.json"), &c) == AIL_OK && c.torch_dtype == DTYPE_F32, "f32 config");
+    // RoPE scaling: linear from the metadata; Llama 3.1 recovered from rope_freqs.weight
+    // (divisors 1, 1.2625, 7.3142, 8 of factor 8, low 1, high 64, L 8192: low and high
+    // come out of a least-squares fit of float32 data, snapped to 3 decimals)
+    char lin[1200], l3[1200];
+    snprintf(lin, sizeof lin, "%s/linear", dir);
+    snprintf(l3, sizeof l3, "%s/llama3", dir);
+    TU_CHECK(gguf_import(path_in(ref, "tiny_linear.gguf"), lin, &(GGUFImportOptions){.quiet = 1}) == AIL_OK, "%s",
+             ail_error_message());
+    TU_CHECK(model_config_load(path_in(lin, "config.json"), &c) == AIL_OK && c.rope_type == ROPE_LINEAR &&
+             c.rope_factor == 2.0, "linear rope: type %d factor %g", (int)c.rope_type, c.rope_factor);
+    TU_CHECK(gguf_import(path_in(ref, "tiny_llama3.gguf"), l3, &(GGUFImportOptions){.quiet = 1}) == AIL_OK, "%s",
+             ail_error_message());
+    TU_CHECK(model_config_load(path_in(l3, "config.json"), &c) == AIL_OK && c.rope_type == ROPE_LLAMA3 &&
+             c.rope_factor == 8.0 && c.rope_low_freq_factor == 1.0 && c.rope_high_freq_factor == 64.0 &&
+             c.rope_original_max_pos == 8192 && c.rope_theta == 500000.0,
+             "llama3 rope: type %d factor %g low %g high %g orig %d theta %g", (int)c.rope_type, c.rope_factor,
+             c.rope_low_freq_factor, c.rope_high_freq_factor, c.rope_original_max_pos, c.rope_theta);
+    TU_CHECK(compare_dir(l3, expp, DTYPE_BF16, 1) == 20, "llama3: not all tensors compared");
+
     cJSON *tok = load_json(path_in(bf16d, "tokenizer.json"));
     TU_CHECK(tok != NULL, "tokenizer.json is not JSON");
     if (tok) {

@@ -8,6 +8,8 @@ Writes (small, committed):
                        one user-defined token), chat template; every tensor type ailora
                        converts (F32, F16, BF16, Q8_0, Q4_0, Q4_1), lm_head untied
   tiny_tied.gguf       the same without output.weight (tied embeddings)
+  tiny_linear.gguf     tied, linear RoPE scaling (factor 2) in the metadata
+  tiny_llama3.gguf     tied, Llama 3.1 RoPE scaling as llama.cpp stores it (rope_freqs.weight)
   expected.safetensors every tensor as HF expects it (HF name, (out, in) shape, float32),
                        dequantized here by a numpy reimplementation of the block formats
                        (gguf.h) -- not by gguf-py -- and Q/K rows un-permuted
@@ -137,7 +139,7 @@ for gname, hname, rows, cols, qtype, heads in plan:
     expected[hname] = np.ascontiguousarray(unpermute(val, heads) if heads else val)
 
 
-def write(path, tied):
+def write(path, tied, theta=10000.0, rope=None):
     w = gguf.GGUFWriter(path, "llama")
     w.add_name("ailora tiny test llama")
     w.add_block_count(L)
@@ -146,7 +148,10 @@ def write(path, tied):
     w.add_feed_forward_length(FF)
     w.add_head_count(HEADS)
     w.add_head_count_kv(KV)
-    w.add_rope_freq_base(10000.0)
+    w.add_rope_freq_base(theta)
+    if rope == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(2.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_dimension_count(HD)
     w.add_vocab_size(V)
@@ -168,15 +173,38 @@ def write(path, tied):
             w.add_tensor(gname, data)
         else:  # bytes (rows, row bytes): gguf-py derives the shape from the type
             w.add_tensor(gname, data, raw_dtype=raw)
+    if rope == "llama3":  # as llama.cpp's converter stores Llama 3.1 scaling: divisors per frequency
+        w.add_tensor("rope_freqs.weight", llama3_divisors(theta))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
 
 
+def llama3_divisors(theta, factor=8.0, low=1.0, high=64.0, orig=8192):
+    """llama.cpp's rope_freqs for Llama 3.1 RoPE scaling (convert_hf_to_gguf.py's formula)."""
+    out = []
+    for i in range(HD // 2):
+        wavelen = 2 * np.pi * theta ** (2 * i / HD)
+        if wavelen < orig / high:
+            out.append(1.0)
+        elif wavelen > orig / low:
+            out.append(factor)
+        else:
+            smooth = (orig / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
 os.makedirs(OUT, exist_ok=True)
 write(os.path.join(OUT, "tiny.gguf"), False)
 write(os.path.join(OUT, "tiny_tied.gguf"), True)
+# RoPE scaling variants (tied, to stay small): linear factor 2 in the metadata; Llama 3.1
+# scaling as a rope_freqs tensor (theta 5e5, factor 8, low 1, high 64: two frequencies
+# fall in the smooth band, so the importer can recover low / high)
+write(os.path.join(OUT, "tiny_linear.gguf"), True, rope="linear")
+write(os.path.join(OUT, "tiny_llama3.gguf"), True, theta=500000.0, rope="llama3")
+print("llama3 divisors", llama3_divisors(500000.0))
 save_file(expected, os.path.join(OUT, "expected.safetensors"))
 
 # the file as gguf-py reads it back: same types, shapes (reversed) and, for the types
