@@ -253,6 +253,27 @@ int main(void) {
         TU_CHECK(!strcmp(cJSON_GetObjectItem(pre, "type")->valuestring, "ByteLevel"), "pre-tokenizer");
         cJSON_Delete(tok);
     }
+    // the whole tokenizer.json equals the one transformers builds from the same GGUF
+    // (byte-level BPE; and SentencePiece with merges derived from the scores)
+    char spd[1200];
+    snprintf(spd, sizeof spd, "%s/sp", dir);
+    TU_CHECK(gguf_import(path_in(ref, "tiny_sp.gguf"), spd, &(GGUFImportOptions){.quiet = 1}) == AIL_OK, "%s",
+             ail_error_message());
+    const char *pairs_tok[][2] = {{bf16d, "hf_tokenizer_tiny.json"}, {spd, "hf_tokenizer_sp.json"}};
+    for (int k = 0; k < 2; k++) {
+        cJSON *ours = load_json(path_in(pairs_tok[k][0], "tokenizer.json")), *hf = load_json(path_in(ref, pairs_tok[k][1]));
+        TU_CHECK(ours && hf, "%s: tokenizer.json missing or not JSON", pairs_tok[k][1]);
+        for (cJSON *item = hf ? hf->child : NULL; item; item = item->next)
+            TU_CHECK(cJSON_Compare(item, cJSON_GetObjectItemCaseSensitive(ours, item->string), 1),
+                     "tokenizer.json \"%s\" differs from transformers' (%s)", item->string, pairs_tok[k][1]);
+        TU_CHECK(ours && hf && cJSON_GetArraySize(ours) == cJSON_GetArraySize(hf), "tokenizer.json keys");
+        cJSON_Delete(ours);
+        cJSON_Delete(hf);
+    }
+    cJSON *spc = load_json(path_in(spd, "tokenizer_config.json"));
+    TU_CHECK(spc && cJSON_IsTrue(cJSON_GetObjectItem(spc, "add_bos_token")), "sentencepiece: add_bos_token");
+    cJSON_Delete(spc);
+
     cJSON *tc = load_json(path_in(bf16d, "tokenizer_config.json"));
     TU_CHECK(tc && tmpl && !strcmp(cJSON_GetObjectItem(tc, "chat_template")->valuestring, tmpl) &&
              !strcmp(cJSON_GetObjectItem(tc, "eos_token")->valuestring, "<|im_end|>") &&

@@ -124,7 +124,10 @@ int gguf_tensor_rows_f32(const GGUFTensor *t, int64_t r0, int64_t nr, float *out
  *                            head_dim d, i < d/2, s in {0, 1}; n = kv heads for attn_k)
  *   tokenizer.json           tokenizer.ggml.model "gpt2": byte-level BPE (tokens,
  *                            merges; control tokens (token_type 3) as special added
- *                            tokens), pre-tokenizer from tokenizer.ggml.pre
+ *                            tokens), pre-tokenizer from tokenizer.ggml.pre; "llama":
+ *                            SentencePiece BPE (Metaspace, byte fallback), merges
+ *                            derived from the scores; the JSON transformers' GGUF
+ *                            loader builds from the same metadata
  *   tokenizer_config.json    chat template, bos / eos / pad / unk tokens
  *   generation_config.json   bos / eos / pad token ids
  * Only LLaMA architectures ("llama") with F32/F16/BF16/Q8_0/Q4_0/Q4_1 tensors; anything

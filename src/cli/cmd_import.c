@@ -14,9 +14,10 @@ static const char *const import_usage =
     "Converts a GGUF LLaMA-family model (llama.cpp's format; tensors F32, F16, BF16,\n"
     "Q8_0, Q4_0 or Q4_1) into an HF LlamaForCausalLM directory: config.json,\n"
     "model.safetensors (dequantized, Q/K rows back in HF's RoPE layout),\n"
-    "tokenizer.json (byte-level BPE), tokenizer_config.json (with the chat template)\n"
-    "and generation_config.json. DIR must not exist; it is built as DIR.partial and\n"
-    "renamed when complete. FILE.gguf may be given as the first argument.\n"
+    "tokenizer.json (byte-level or SentencePiece BPE), tokenizer_config.json (with the\n"
+    "chat template) and generation_config.json. DIR must not exist; it is built as\n"
+    "DIR.partial and renamed when complete. FILE.gguf may be given as the first\n"
+    "argument.\n"
     "\n";
 
 typedef struct {

@@ -404,16 +404,243 @@ static int write_json(const char *dir, const char *file, cJSON *root) {
     return rc;
 }
 
+/* ---- SentencePiece BPE (tokenizer.ggml.model = llama) ------------------------------
+ * The file has tokens and scores but (usually) no merges: as transformers does, every
+ * split of a token into two vocabulary pieces is a merge, ranked by the token's score
+ * (higher first), then longer left and right pieces first, ties in vocabulary order. */
+typedef struct {
+    const char *s;
+    uint64_t len;
+    int64_t idx;  /* the last token with this spelling, -1: empty slot */
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    uint64_t mask;
+} Vocab;
+
+static uint64_t hash_bytes(const char *s, uint64_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (uint64_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static Slot *vocab_slot(const Vocab *v, const char *s, uint64_t n) {
+    for (uint64_t h = hash_bytes(s, n) & v->mask;; h = (h + 1) & v->mask) {
+        Slot *e = &v->slots[h];
+        if (e->idx < 0 || (e->len == n && !memcmp(e->s, s, n))) return e;
+    }
+}
+
+typedef struct {
+    int64_t l, r, seq;
+    double score;
+    int len_l, len_r;
+} Merge;
+
+static int cmp_local(const void *a, const void *b) {
+    const Merge *x = a, *y = b;
+    if (x->l != y->l) return x->l < y->l ? -1 : 1;
+    return (x->r > y->r) - (x->r < y->r);
+}
+
+static int cmp_rank(const void *a, const void *b) {
+    const Merge *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    if (x->len_l != y->len_l) return x->len_l > y->len_l ? -1 : 1;
+    if (x->len_r != y->len_r) return x->len_r > y->len_r ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);  // stable: earlier first
+}
+
+static int utf8_count(const char *s, uint64_t n) {
+    int k = 0;
+    for (uint64_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+static int sp_merges(const GGUFFile *g, const GGUFKV *tok, const GGUFKV *scores, cJSON *merges) {
+    uint64_t n = tok->count, cap = 16;
+    while (cap < 2 * n) cap <<= 1;
+    Vocab v = {0};
+    v.mask = cap - 1;
+    AIL_MALLOC(v.slots, cap);
+    for (uint64_t i = 0; i < cap; i++) v.slots[i].idx = -1;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t len;
+        const char *s = gguf_array_str(tok, i, &len);
+        Slot *e = vocab_slot(&v, s, len);
+        *e = (Slot){s, len, (int64_t)i};
+    }
+    Merge *m = NULL;
+    size_t nm = 0, mcap = 0;
+    int rc = AIL_OK;
+    for (uint64_t i = 0; i < n && rc == AIL_OK; i++) {
+        uint64_t len;
+        const char *s = gguf_array_str(tok, i, &len);
+        Slot *self = vocab_slot(&v, s, len);
+        // a spelling seen before keeps its first place (a Python dict), with the last score
+        int first = 1;
+        for (uint64_t j = 0; j < i && first && self->idx != (int64_t)i; j++) {
+            uint64_t lj;
+            const char *sj = gguf_array_str(tok, j, &lj);
+            first = !(lj == len && !memcmp(sj, s, len));
+        }
+        if (!first) continue;
+        size_t start = nm;
+        double score = gguf_array_num(scores, (uint64_t)self->idx);
+        for (uint64_t k = 1; k < len; k++) {
+            if (((unsigned char)s[k] & 0xC0) == 0x80) continue;  // split at characters
+            Slot *l = vocab_slot(&v, s, k), *r = vocab_slot(&v, s + k, len - k);
+            if (l->idx < 0 || r->idx < 0) continue;
+            if (nm == mcap) {
+                mcap = mcap ? 2 * mcap : 1024;
+                Merge *t = ail_realloc(m, sizeof *m * mcap);
+                if (!t) {
+                    rc = AIL_ERROR(AIL_ERR_MEM, "out of memory generating merges");
+                    break;
+                }
+                m = t;
+            }
+            m[nm] = (Merge){l->idx, r->idx, 0, score, utf8_count(s, k), utf8_count(s + k, len - k)};
+            nm++;
+        }
+        qsort(m + start, nm - start, sizeof *m, cmp_local);
+    }
+    for (size_t k = 0; k < nm; k++) m[k].seq = (int64_t)k;
+    if (rc == AIL_OK && nm) qsort(m, nm, sizeof *m, cmp_rank);
+    for (size_t k = 0; k < nm && rc == AIL_OK; k++) {
+        cJSON *pair = cJSON_CreateArray();
+        uint64_t ll, lr;
+        const char *ls = gguf_array_str(tok, (uint64_t)m[k].l, &ll), *rs = gguf_array_str(tok, (uint64_t)m[k].r, &lr);
+        char *a = strndup(ls, (size_t)ll), *b = strndup(rs, (size_t)lr);
+        if (!pair || !a || !b) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+        else {
+            cJSON_AddItemToArray(pair, cJSON_CreateString(a));
+            cJSON_AddItemToArray(pair, cJSON_CreateString(b));
+            cJSON_AddItemToArray(merges, pair);
+        }
+        free(a);
+        free(b);
+    }
+    free(m);
+    free(v.slots);
+    (void)g;
+    return rc;
+}
+
+static int write_sp_tokenizer(const GGUFFile *g, const char *dir, Special *sp) {
+    const GGUFKV *tok = gguf_kv(g, "tokenizer.ggml.tokens"), *sc = gguf_kv(g, "tokenizer.ggml.scores");
+    const GGUFKV *tt = gguf_kv(g, "tokenizer.ggml.token_type");
+    if (!tok || tok->type != GGUF_ARRAY || tok->elem_type != GGUF_STRING)
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: missing metadata key tokenizer.ggml.tokens (an array of strings)", g->path);
+    if (!sc || sc->type != GGUF_ARRAY || sc->elem_type != GGUF_F32 || sc->count != tok->count)
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: missing metadata key tokenizer.ggml.scores (f32, one per token)", g->path);
+    if (tt && (tt->type != GGUF_ARRAY || !(tt->elem_type == GGUF_I32 || tt->elem_type == GGUF_U32) ||
+               tt->count != tok->count))
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: tokenizer.ggml.token_type is not an i32 array of one entry per token",
+                         g->path);
+    if (gguf_kv(g, "tokenizer.ggml.merges"))
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: a SentencePiece vocabulary with tokenizer.ggml.merges is not supported",
+                         g->path);
+    int rc = AIL_OK;
+    for (uint64_t i = 0; i < tok->count && rc == AIL_OK; i++) {
+        uint64_t len;
+        const char *s = gguf_array_str(tok, i, &len);
+        if (!valid_text(s, len) || len == 0)
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: token %llu is empty or not valid UTF-8 text", g->path,
+                           (unsigned long long)i);
+    }
+    AIL_CHECK(rc);
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON_AddNullToObject(root, "truncation");
+    cJSON_AddNullToObject(root, "padding");
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON_AddNullToObject(root, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "Metaspace");
+    cJSON_AddStringToObject(pre, "replacement", "\xe2\x96\x81");
+    cJSON_AddStringToObject(pre, "prepend_scheme", "first");
+    cJSON_AddBoolToObject(pre, "split", 0);
+    cJSON_AddItemToObject(root, "post_processor", template_processing(sp));
+    cJSON *dec = cJSON_AddObjectToObject(root, "decoder"), *list = cJSON_AddArrayToObject(dec, "decoders");
+    cJSON_AddStringToObject(dec, "type", "Sequence");
+    cJSON *d1 = cJSON_CreateObject(), *pat = cJSON_AddObjectToObject(d1, "pattern");
+    cJSON_AddStringToObject(d1, "type", "Replace");
+    cJSON_AddStringToObject(pat, "String", "\xe2\x96\x81");
+    cJSON_AddStringToObject(d1, "content", " ");
+    cJSON_AddItemToArray(list, d1);
+    const char *plain[] = {"ByteFallback", "Fuse"};
+    for (int k = 0; k < 2; k++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "type", plain[k]);
+        cJSON_AddItemToArray(list, d);
+    }
+    cJSON *d4 = cJSON_CreateObject();
+    cJSON_AddStringToObject(d4, "type", "Strip");
+    cJSON_AddStringToObject(d4, "content", " ");
+    cJSON_AddNumberToObject(d4, "start", 1);
+    cJSON_AddNumberToObject(d4, "stop", 0);
+    cJSON_AddItemToArray(list, d4);
+    cJSON *bpe = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(bpe, "type", "BPE");
+    cJSON_AddNullToObject(bpe, "dropout");
+    cJSON_AddNullToObject(bpe, "unk_token");
+    cJSON_AddNullToObject(bpe, "continuing_subword_prefix");
+    cJSON_AddNullToObject(bpe, "end_of_word_suffix");
+    cJSON_AddBoolToObject(bpe, "fuse_unk", 1);
+    cJSON_AddBoolToObject(bpe, "byte_fallback", 1);
+    cJSON_AddBoolToObject(bpe, "ignore_merges", 0);
+    cJSON *vocab = cJSON_AddObjectToObject(bpe, "vocab");
+    cJSON *merges = cJSON_AddArrayToObject(bpe, "merges");
+    for (uint64_t i = 0; i < tok->count && rc == AIL_OK; i++) {
+        uint64_t len;
+        const char *raw = gguf_array_str(tok, i, &len);
+        char *s = strndup(raw, (size_t)len);
+        if (!s) {
+            rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+            break;
+        }
+        cJSON *old = cJSON_GetObjectItemCaseSensitive(vocab, s);
+        if (old) cJSON_SetNumberValue(old, (double)i);  // a repeated spelling: the last id
+        else cJSON_AddNumberToObject(vocab, s, (double)i);
+        // bos / eos / unk / pad and control tokens: special; user-defined ones: plain added
+        int type = tt ? (int)gguf_array_int(tt, i) : 1;
+        int64_t id = (int64_t)i;
+        int special = type == 3 || id == sp->bos || id == sp->eos || id == sp->unk || id == sp->pad;
+        if (special || type == 4) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", (double)i);
+            cJSON_AddStringToObject(a, "content", s);
+            cJSON_AddBoolToObject(a, "single_word", 0);
+            cJSON_AddBoolToObject(a, "lstrip", 0);
+            cJSON_AddBoolToObject(a, "rstrip", 0);
+            cJSON_AddBoolToObject(a, "normalized", 0);
+            cJSON_AddBoolToObject(a, "special", special);
+            cJSON_AddItemToArray(added, a);
+        }
+        free(s);
+    }
+    if (rc == AIL_OK) rc = sp_merges(g, tok, sc, merges);
+    if (rc != AIL_OK) {
+        cJSON_Delete(root);
+        return rc;
+    }
+    return write_json(dir, "tokenizer.json", root);
+}
+
 static int write_tokenizer(const GGUFFile *g, const ImportConfig *c, const char *dir, Special *sp) {
     char *model = NULL, *pre = NULL;
     int found;
     AIL_CHECK(gguf_get_str(g, "tokenizer.ggml.model", &model));
-    int gpt2 = !strcmp(model, "gpt2");
-    int rc = gpt2 ? AIL_OK
-                  : AIL_ERROR(AIL_ERR_FORMAT, "%s: tokenizer.ggml.model \"%s\" is not supported (gpt2: byte-level BPE)",
-                              g->path, model);
+    int gpt2 = !strcmp(model, "gpt2"), llama = !strcmp(model, "llama");
+    int rc = gpt2 || llama ? AIL_OK
+                           : AIL_ERROR(AIL_ERR_FORMAT, "%s: tokenizer.ggml.model \"%s\" is not supported (gpt2: "
+                                       "byte-level BPE, llama: SentencePiece BPE)", g->path, model);
     free(model);
     AIL_CHECK(rc);
+    if (llama) return write_sp_tokenizer(g, dir, sp);
     AIL_CHECK(gguf_get_str_opt(g, "tokenizer.ggml.pre", &pre, &found));
     int split = 0;  // 0: GPT-2's byte-level regex, 1: Llama 3's split pattern
     if (pre && (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3") ||
@@ -554,7 +781,11 @@ static int read_special(const GGUFFile *g, const ImportConfig *c, Special *sp) {
         if (!*names[k]) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
     int found;
-    sp->add_bos = 0, sp->add_eos = 0;
+    // llama.cpp adds BOS to a SentencePiece vocabulary unless the file says otherwise
+    char *model = NULL;
+    AIL_CHECK(gguf_get_str_opt(g, "tokenizer.ggml.model", &model, &found));
+    sp->add_bos = model && !strcmp(model, "llama"), sp->add_eos = 0;
+    free(model);
     AIL_CHECK(gguf_get_bool_opt(g, "tokenizer.ggml.add_bos_token", &sp->add_bos, &found));
     AIL_CHECK(gguf_get_bool_opt(g, "tokenizer.ggml.add_eos_token", &sp->add_eos, &found));
     (void)c;

@@ -13,6 +13,9 @@ Writes (small, committed):
   expected.safetensors every tensor as HF expects it (HF name, (out, in) shape, float32),
                        dequantized here by a numpy reimplementation of the block formats
                        (gguf.h) -- not by gguf-py -- and Q/K rows un-permuted
+  tiny_sp.gguf         1 layer, F16, SentencePiece vocabulary (tokenizer.ggml.model llama:
+                       byte-fallback tokens, scores, no merges, a user-defined token)
+  hf_tokenizer_{tiny,sp}.json  the tokenizer.json transformers builds from tiny / tiny_sp
   hf_qk.safetensors    transformers' own GGUF loading of tiny.gguf: q_proj / k_proj of
                        both layers (independent proof of the un-permutation)
 Quantized blocks are random bytes (scales drawn as float16, every nibble value), not the
@@ -219,6 +222,48 @@ for t, (gname, hname, rows, cols, qtype, heads) in zip(r.tensors, plan):
         gg = gg.reshape(heads, 2, d // 2, cols).swapaxes(1, 2).reshape(rows, cols)  # HF -> GGUF order
     assert np.array_equal(deq.reshape(gg.shape), gg), gname
 
+# a SentencePiece (tokenizer.ggml.model = llama) variant: byte-fallback tokens, scores
+# and no merges (the importer derives them), one user-defined token; F16 weights
+sp_tokens = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)] + \
+    ["\u2581", "a", "b", "\u2581a", "ab", "\u2581ab", "c", "\u2581c", "\u2581\u2581", "\u00e9", "\u2581\u00e9", "ba",
+     "\u2581b", "aa", "<s", "<", "s>", "<user>"]
+SPV = len(sp_tokens)
+sp_scores = [0.0] * 259 + [-float(i % 7) for i in range(SPV - 259)]  # ties: ranked by piece lengths, then order
+sp_types = [2, 3, 3] + [6] * 256 + [1] * (SPV - 260) + [4]
+
+
+def write_sp(path):
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_block_count(1)
+    w.add_context_length(CTX)
+    w.add_embedding_length(H)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(sp_tokens)
+    w.add_token_scores(sp_scores)
+    w.add_token_types(sp_types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    f16 = lambda *s: rng.normal(0, 0.05, s).astype(np.float16)
+    w.add_tensor("token_embd.weight", f16(SPV, H))
+    w.add_tensor("output_norm.weight", np.ones(H, np.float32))
+    for g, s in [("attn_q", (HEADS * HD, H)), ("attn_k", (KV * HD, H)), ("attn_v", (KV * HD, H)),
+                 ("attn_output", (H, HEADS * HD)), ("ffn_gate", (FF, H)), ("ffn_up", (FF, H)), ("ffn_down", (H, FF))]:
+        w.add_tensor(f"blk.0.{g}.weight", f16(*s))
+    w.add_tensor("blk.0.attn_norm.weight", np.ones(H, np.float32))
+    w.add_tensor("blk.0.ffn_norm.weight", np.ones(H, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+write_sp(os.path.join(OUT, "tiny_sp.gguf"))
+
 # transformers' GGUF loader: q_proj / k_proj must equal ours (un-permuted)
 try:
     import torch
@@ -229,6 +274,15 @@ try:
     worst = max(float(np.abs(sd[k].numpy() - expected[k]).max()) for k in expected if k in sd)
     assert worst == 0.0, worst
     save_file(qk, os.path.join(OUT, "hf_qk.safetensors"))
+    # the tokenizer.json transformers builds from each file's metadata (the importer must
+    # write the same JSON document)
+    import shutil, tempfile
+    from transformers import AutoTokenizer
+    for gg, name in [("tiny.gguf", "hf_tokenizer_tiny.json"), ("tiny_sp.gguf", "hf_tokenizer_sp.json")]:
+        tmp = tempfile.mkdtemp()
+        AutoTokenizer.from_pretrained(OUT, gguf_file=gg).save_pretrained(tmp)
+        shutil.copy(os.path.join(tmp, "tokenizer.json"), os.path.join(OUT, name))
+        shutil.rmtree(tmp)
     print(f"transformers agrees on all {len(expected)} tensors (max |diff| {worst})")
 except ImportError as e:
     print("transformers not available:", e, file=sys.stderr)
