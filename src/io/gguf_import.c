@@ -412,6 +412,7 @@ typedef struct {
     const char *s;
     uint64_t len;
     int64_t idx;  /* the last token with this spelling, -1: empty slot */
+    int seen;     /* merges of this spelling generated */
 } Slot;
 
 typedef struct {
@@ -469,7 +470,7 @@ static int sp_merges(const GGUFFile *g, const GGUFKV *tok, const GGUFKV *scores,
         uint64_t len;
         const char *s = gguf_array_str(tok, i, &len);
         Slot *e = vocab_slot(&v, s, len);
-        *e = (Slot){s, len, (int64_t)i};
+        *e = (Slot){s, len, (int64_t)i, 0};
     }
     Merge *m = NULL;
     size_t nm = 0, mcap = 0;
@@ -478,14 +479,9 @@ static int sp_merges(const GGUFFile *g, const GGUFKV *tok, const GGUFKV *scores,
         uint64_t len;
         const char *s = gguf_array_str(tok, i, &len);
         Slot *self = vocab_slot(&v, s, len);
-        // a spelling seen before keeps its first place (a Python dict), with the last score
-        int first = 1;
-        for (uint64_t j = 0; j < i && first && self->idx != (int64_t)i; j++) {
-            uint64_t lj;
-            const char *sj = gguf_array_str(tok, j, &lj);
-            first = !(lj == len && !memcmp(sj, s, len));
-        }
-        if (!first) continue;
+        // a repeated spelling keeps its first place (a Python dict), with the last score
+        if (self->seen) continue;
+        self->seen = 1;
         size_t start = nm;
         double score = gguf_array_num(scores, (uint64_t)self->idx);
         for (uint64_t k = 1; k < len; k++) {

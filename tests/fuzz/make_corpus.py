@@ -60,6 +60,8 @@ def gguf(kvs, tensors, version=3, align=32):
             out += struct.pack("<I", 8) + s(val)
         elif typ == "[str]":
             out += struct.pack("<IIQ", 9, 8, len(val)) + b"".join(s(v) for v in val)
+        elif typ == "[f32]":
+            out += struct.pack("<IIQ", 9, 6, len(val)) + struct.pack("<%df" % len(val), *val)
         elif typ == "[i32]":
             out += struct.pack("<IIQ", 9, 5, len(val)) + struct.pack("<%di" % len(val), *val)
     blob, offs = b"", []
@@ -73,7 +75,7 @@ def gguf(kvs, tensors, version=3, align=32):
     return out + blob
 
 
-def gguf_llama(qtype=2):
+def gguf_llama(qtype=2, sentencepiece=False):
     """The smallest LLaMA ailora imports: 1 layer, hidden 32, 4 heads, 2 KV heads, ffn 32,
     8 tokens; weights of ggml type qtype (2 = Q4_0), norms F32."""
     rnd = random.Random(5)
@@ -96,6 +98,13 @@ def gguf_llama(qtype=2):
            ("tokenizer.ggml.merges", "[str]", ["a b", "\u0120 a"]), ("tokenizer.ggml.bos_token_id", "u32", 0),
            ("tokenizer.ggml.eos_token_id", "u32", 1), ("tokenizer.ggml.add_bos_token", "bool", 1),
            ("tokenizer.chat_template", "str", "{{ messages }}")]
+    if sentencepiece:  # tokenizer.ggml.model llama: scores, byte tokens, no merges
+        toks = ["<unk>", "<s>", "</s>", "<0x41>", "\u2581", "a", "\u2581a", "aa"]
+        kvs = [kv for kv in kvs if not kv[0].startswith("tokenizer.ggml.")] + [
+            ("tokenizer.ggml.model", "str", "llama"), ("tokenizer.ggml.tokens", "[str]", toks),
+            ("tokenizer.ggml.scores", "[f32]", [0, 0, 0, 0, -1, -2, -3, -3]),
+            ("tokenizer.ggml.token_type", "[i32]", [2, 3, 3, 6, 1, 1, 1, 4]),
+            ("tokenizer.ggml.bos_token_id", "u32", 1), ("tokenizer.ggml.eos_token_id", "u32", 2)]
     return gguf(kvs, tensors)
 
 
@@ -186,6 +195,7 @@ def main():
     # ---- gguf: small LLaMAs of each tensor type ailora converts, edge cases
     for qt, name in [(2, "q4_0"), (3, "q4_1"), (8, "q8_0"), (1, "f16"), (30, "bf16"), (0, "f32")]:
         put("gguf", "llama_" + name, gguf_llama(qt))
+    put("gguf", "llama_sentencepiece", gguf_llama(2, sentencepiece=True))
     put("gguf", "empty_v2", gguf([], [], version=2))
     put("gguf", "kv_only", gguf([("general.alignment", "u32", 64), ("a", "[str]", ["x", ""]),
                                  ("b", "[i32]", [1, -1])], []))
