@@ -298,6 +298,8 @@ int main(void) {
         memcpy(bad, buf, len);
         bad[4] = 1;
         expect_refused(bad, len, "GGUF version 1 is not supported", "version 1");
+        bad[4] = 0, bad[7] = 3;
+        expect_refused(bad, len, "a big-endian GGUF file: not supported", "big-endian");
         expect_refused(buf, len - 1, "extends past the end of the file", "truncated data");
         expect_refused(buf, 100, "truncated", "truncated header");
         memcpy(bad, buf, len);

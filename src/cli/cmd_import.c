@@ -59,8 +59,11 @@ int cmd_import(int argc, char **argv) {
     ImportArgs a = {0};
     int status;
     // a first argument naming a GGUF file (by suffix or magic) is the input, not a CONFIG file
-    char **args = malloc(sizeof *args * (size_t)(argc + 2));
-    if (!args) return 1;
+    char **args = ail_malloc(sizeof *args * (size_t)(argc + 2));
+    if (!args) {
+        AIL_ERROR(AIL_ERR_MEM, "out of memory");
+        return cli_fail("ailora import");
+    }
     int n = 0;
     args[n++] = argv[0];
     size_t len = argc > 1 ? strlen(argv[1]) : 0;

@@ -226,6 +226,8 @@ static int parse(Cursor *c, GGUFFile *g) {
     if (magic != 0x46554747u)  // "GGUF"
         return AIL_ERROR(AIL_ERR_FORMAT, "%s: not a GGUF file (bad magic 0x%08x)", f, magic);
     AIL_CHECK(get_u32(c, &g->version, "version"));
+    if (g->version == 0x02000000u || g->version == 0x03000000u)
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: a big-endian GGUF file: not supported (little-endian only)", f);
     if (g->version != 2 && g->version != 3)
         return AIL_ERROR(AIL_ERR_FORMAT, "%s: GGUF version %u is not supported (2 or 3)", f, g->version);
     uint64_t nt, nkv;
@@ -339,7 +341,9 @@ int gguf_open(const char *path, GGUFFile *g) {
         return rc;
     }
     g->owns_map = 1;
-    g->path = strdup(path);
+    size_t plen = strlen(path);
+    g->path = ail_malloc(plen + 1);
+    if (g->path) memcpy(g->path, path, plen + 1);
     if (!g->path) {
         gguf_close(g);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");

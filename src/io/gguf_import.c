@@ -201,6 +201,16 @@ static int read_config(const GGUFFile *g, ImportConfig *c) {
     return AIL_OK;
 }
 
+/* n bytes of s as a NUL-terminated copy (ail_malloc: a fault point like every allocation). */
+static char *dup_n(const char *s, size_t n) {
+    char *p = ail_malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
 /* GGUF -> HF names and the shape each must have (GGUF order: ne[0] first). */
 static int add_mapping(const GGUFFile *g, Mapping *m, int *n, const char *gname, const char *hname, int64_t ne0,
                        int64_t ne1, int permute, int optional) {
@@ -508,7 +518,7 @@ static int sp_merges(const GGUFFile *g, const GGUFKV *tok, const GGUFKV *scores,
         cJSON *pair = cJSON_CreateArray();
         uint64_t ll, lr;
         const char *ls = gguf_array_str(tok, (uint64_t)m[k].l, &ll), *rs = gguf_array_str(tok, (uint64_t)m[k].r, &lr);
-        char *a = strndup(ls, (size_t)ll), *b = strndup(rs, (size_t)lr);
+        char *a = dup_n(ls, (size_t)ll), *b = dup_n(rs, (size_t)lr);
         if (!pair || !a || !b) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
         else {
             cJSON_AddItemToArray(pair, cJSON_CreateString(a));
@@ -593,7 +603,7 @@ static int write_sp_tokenizer(const GGUFFile *g, const char *dir, Special *sp) {
     for (uint64_t i = 0; i < tok->count && rc == AIL_OK; i++) {
         uint64_t len;
         const char *raw = gguf_array_str(tok, i, &len);
-        char *s = strndup(raw, (size_t)len);
+        char *s = dup_n(raw, (size_t)len);
         if (!s) {
             rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
             break;
@@ -733,7 +743,7 @@ static int write_tokenizer(const GGUFFile *g, const ImportConfig *c, const char 
             break;
         }
         cJSON *pair = cJSON_CreateArray();
-        char *l = strndup(s, (size_t)(space - s)), *r = strndup(space + 1, (size_t)(s + len - space - 1));
+        char *l = dup_n(s, (size_t)(space - s)), *r = dup_n(space + 1, (size_t)(s + len - space - 1));
         if (!pair || !l || !r) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
         else {
             cJSON_AddItemToArray(pair, cJSON_CreateString(l));
@@ -773,7 +783,7 @@ static int read_special(const GGUFFile *g, const ImportConfig *c, Special *sp) {
         uint64_t len;
         const char *s = gguf_array_str(tok, (uint64_t)*ids[k], &len);
         if (!valid_text(s, len)) return AIL_ERROR(AIL_ERR_FORMAT, "%s: token %lld is not valid UTF-8", g->path, (long long)*ids[k]);
-        *names[k] = strndup(s, (size_t)len);
+        *names[k] = dup_n(s, (size_t)len);
         if (!*names[k]) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
     int found;
@@ -904,8 +914,16 @@ static int write_weights(const GGUFFile *g, const Mapping *m, int n, const char 
             memcpy(out, src, sizeof *f * t->numel);
         } else {
             uint16_t *o = out;
-            for (size_t k = 0; k < t->numel; k++)
+            size_t over = 0;
+            for (size_t k = 0; k < t->numel; k++) {
                 o[k] = dtype == DTYPE_BF16 ? f64_to_bf16((double)src[k]) : f64_to_f16((double)src[k]);
+                over += dtype == DTYPE_F16 && isfinite(src[k]) && fabsf(src[k]) > 65504.0f;
+            }
+            if (over) {  // F16 would turn them into infinities: the model would not be this one
+                rc = AIL_ERROR(AIL_ERR_ARG, "tensor %s: %zu values beyond the F16 range (use --dtype BF16 or F32)",
+                               m[i].name, over);
+                break;
+            }
         }
         size_t nbytes = dtype_size(dtype) * t->numel, done = 0;
         while (done < nbytes && rc == AIL_OK) {
