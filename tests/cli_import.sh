@@ -1,7 +1,8 @@
 # ailora import: the tiny GGUF LLaMA of tests/reference/make_gguf_fixtures.py becomes an
 # HF directory that `ailora svd` and `ailora train` run on (tensor values, config and
 # tokenizer files: tests/test_gguf.c); bad inputs are one error line, a non-zero exit
-# and nothing left behind (no DIR, no DIR.partial), on 1 and 2 ranks.
+# and nothing left behind (no DIR, no DIR.partial), on 1 and 2 ranks, also when an
+# allocation or read fails inside the import.
 . "${top_srcdir:-.}/tests/lib.sh"
 PY=/usr/bin/python3
 G="$top_srcdir/tests/reference/gguf"
@@ -79,6 +80,17 @@ expect_error "$O exists: refusing to overwrite it" "" "$AILORA" import "$G/tiny.
 CHECKS=$((CHECKS + 1))
 [ "$(cat "$O/file")" = keep ] && [ ! -e "$O.partial" ] || fail "the existing output was changed"
 rm -rf "$O"
+# an allocation or read failing at a sample of the import's fault points (AILORA_FAULT,
+# error.h; SentencePiece vocabulary, so merge generation is among them): one line, exit 1,
+# no DIR and no DIR.partial
+total=$(AILORA_FAULT=count "$AILORA" import "$G/tiny_sp.gguf" --out "$WORK/count" --quiet 2>&1 | sed -n 's/.*rank 0: //p')
+rm -rf "$WORK/count"
+CHECKS=$((CHECKS + 1))
+[ "${total:-0}" -gt 100 ] || fail "AILORA_FAULT=count reported ${total:-nothing} fault points"
+for n in $(seq 1 23 "${total:-1}"); do
+    expect_error "" "$O" env AILORA_FAULT="$n:0" "$AILORA" import "$G/tiny_sp.gguf" --out "$O" --quiet
+done > "$WORK/faults.log"
+grep -v '^ok:' "$WORK/faults.log" || true
 # 2 ranks: one line, every rank leaves
 expect_error "missing metadata key llama.block_count" "$O" run_np 2 "$AILORA" import "$WORK/nokey.gguf" --out "$O"
 finish
