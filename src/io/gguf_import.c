@@ -510,7 +510,7 @@ static int sp_merges(const GGUFFile *g, const GGUFKV *tok, const GGUFKV *scores,
             m[nm] = (Merge){l->idx, r->idx, 0, score, utf8_count(s, k), utf8_count(s + k, len - k)};
             nm++;
         }
-        qsort(m + start, nm - start, sizeof *m, cmp_local);
+        if (nm > start) qsort(m + start, nm - start, sizeof *m, cmp_local);
     }
     for (size_t k = 0; k < nm; k++) m[k].seq = (int64_t)k;
     if (rc == AIL_OK && nm) qsort(m, nm, sizeof *m, cmp_rank);
