@@ -864,7 +864,7 @@ static int write_weights(const GGUFFile *g, const Mapping *m, int n, const char 
     char path[4300];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     SafeTensorSpec *specs;
-    size_t *offsets, file_size, most = 0;
+    size_t *offsets, file_size, most = 0, most_perm = 0;  // value buffers: the largest tensor (of q/k)
     AIL_CALLOC(specs, n);
     offsets = ail_malloc(sizeof *offsets * (size_t)n);
     if (!offsets) {
@@ -880,6 +880,7 @@ static int write_weights(const GGUFFile *g, const Mapping *m, int n, const char 
         specs[i].ndim = nd;
         for (int d = 0; d < nd; d++) specs[i].shape[d] = t->ne[nd - 1 - d];  // reversed: (rows, cols)
         most = t->numel > most ? t->numel : most;
+        if (m[i].permute_heads && t->numel > most_perm) most_perm = t->numel;
     }
     const char *mk[] = {"source"}, *mv[] = {"gguf"};
     int rc = safetensors_write_header(path, n, specs, 1, mk, mv, offsets, &file_size);
@@ -887,9 +888,9 @@ static int write_weights(const GGUFFile *g, const Mapping *m, int n, const char 
     void *out = NULL;
     if (rc == AIL_OK) {
         f = ail_malloc(sizeof *f * most);
-        perm = ail_malloc(sizeof *perm * most);
+        perm = most_perm ? ail_malloc(sizeof *perm * most_perm) : NULL;
         out = ail_malloc(dtype_size(dtype) * most);
-        if (!f || !perm || !out) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory (%zu values)", most);
+        if (!f || (most_perm && !perm) || !out) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory (%zu values)", most);
     }
     int fd = rc == AIL_OK ? open(path, O_WRONLY) : -1;
     if (rc == AIL_OK && fd < 0) rc = AIL_ERROR(AIL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
