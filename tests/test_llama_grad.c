@@ -167,7 +167,7 @@ static void check_f64_fixture(const char *srcdir) {
     llama_zero_grads(&f.llm);
     int32_t tok[4 * 64], lab[4 * 64];
     const int rows[4] = {0, 1, 2, 3};
-    TU_CHECK(T <= 64 && dataset_read_rows(&f.data, rows, 4, tok, lab) == AIL_OK, "%s", ail_error_message());
+    TU_CHECK(T <= 64 && dataset_read_rows(&f.data, rows, 4, tok, lab, NULL) == AIL_OK, "%s", ail_error_message());
     TU_CHECK(llama_forward(&f.llm, &a, tok, lab, &sum, &count) == AIL_OK, "%s", ail_error_message());
     llama_backward(&f.llm, &a, lab, 1.0 / count);
     fixture_diff(a.logits, fixture_tensor(&f, "logits", NULL, NULL), &d, &m);

@@ -27,7 +27,7 @@ enum { BATCH = 4 };
 static void batch_rows(const Dataset *d, int first, int32_t *tok, int32_t *lab) {
     int rows[BATCH];
     for (int b = 0; b < BATCH; b++) rows[b] = (first + b) % d->n;
-    TU_CHECK(dataset_read_rows(d, rows, BATCH, tok, lab) == AIL_OK, "%s", ail_error_message());
+    TU_CHECK(dataset_read_rows(d, rows, BATCH, tok, lab, NULL) == AIL_OK, "%s", ail_error_message());
 }
 
 static void check_adapters(Fixture *f, const char *what, int grads, double tol_rel, double tol_abs) {
@@ -113,7 +113,7 @@ static void check_generation(const char *srcdir) {
     int32_t seq[PROMPT + NEW];
     int32_t row0[64];
     int zero = 0;
-    dataset_read_rows(&f.data, &zero, 1, row0, NULL);
+    dataset_read_rows(&f.data, &zero, 1, row0, NULL, NULL);
     memcpy(seq, row0, sizeof(int32_t) * PROMPT);
     LlamaActs one, full;
     TU_CHECK(llama_acts_alloc(&f.llm, 1, PROMPT + NEW - 1, &one) == AIL_OK, "%s", ail_error_message());
