@@ -238,8 +238,7 @@ static void padded(int k, GpuPrecision prec, int store_p) {
                 o += (size_t)r * in_[i] + (size_t)out_[i] * r;
             }
     }
-    if (rc != AIL_OK) printf("FAIL padded %s: %s
-", pname, ail_error_message()), failures++;
+    if (rc != AIL_OK) printf("FAIL padded %s: %s\n", pname, ail_error_message()), failures++;
     else {
         double ref, d = diff_norm(g[0], g[1], ntot * L, &ref);
         double rel = fabs(sum[0] - sum[1]) / fabs(sum[1]), tl = prec == GPU_FP32 ? 1e-5 : 2e-2;
