@@ -5,8 +5,10 @@
  *   per layer:
  *     h = rmsnorm(x) * ln1
  *     q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)   (+ s (h A^T) B^T if adapted)
- *     q, k = rope(q), rope(k)            HF rotate-half: pairs (i, i + hd/2)
- *     y = causal softmax(q k^T / sqrt(hd)) v               grouped-query: kv head = h / (nh / nkv)
+ *     q, k = rope(q), rope(k)            HF rotate-half: pairs (i, i + hd/2), at position t
+ *                                        (padded rows: max(cumsum(mask) - 1, 0), llama_acts_set_mask)
+ *     y = causal softmax(q k^T / sqrt(hd)) v               grouped-query: kv head = h / (nh / nkv);
+ *                                        padded rows: real keys only, a padding query sees itself
  *     x = x + y Wo^T (+bo)                                 LLaMA attention_bias: q, k, v and o biases
  *     h2 = rmsnorm(x) * ln2
  *     x = x + (silu(h2 Wg^T (+bg)) * (h2 Wu^T (+bu))) Wd^T (+bd)  LLaMA mlp_bias
