@@ -11,6 +11,14 @@
  *   each gradient tensor within 1e-4 of its largest entry;
  *   the 10 losses and gradient norms within 1e-5 relative, the final adapters
  *   within 1e-6 absolute (dropping weight decay or clipping moves them by >1e-5).
+ * Padded batch (tests/reference/train_data_padded.h5, dataset v2 with
+ * /attention_mask: rows left- and right-padded; HF given attention_mask and
+ * position_ids = max(cumsum(mask) - 1, 0)), adapters at init: logits on real
+ * positions within 1e-4 absolute, loss within 1e-5 relative, gradients within
+ * 1e-4 of their largest entry: the same float32 arithmetic as the unpadded
+ * batch, so the same tolerances (the generator measured the padded batch
+ * against its rows unpadded at 1.2e-6 relative loss, 1.5e-6 logits). HF's
+ * padding queries attend nothing and are not compared (ours attend themselves).
  */
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +35,7 @@ enum { BATCH = 4 };
 static void batch_rows(const Dataset *d, int first, int32_t *tok, int32_t *lab) {
     int rows[BATCH];
     for (int b = 0; b < BATCH; b++) rows[b] = (first + b) % d->n;
-    TU_CHECK(dataset_read_rows(d, rows, BATCH, tok, lab) == AIL_OK, "%s", ail_error_message());
+    TU_CHECK(dataset_read_rows(d, rows, BATCH, tok, lab, NULL) == AIL_OK, "%s", ail_error_message());
 }
 
 static void check_adapters(Fixture *f, const char *what, int grads, double tol_rel, double tol_abs) {
@@ -47,6 +55,48 @@ static void check_adapters(Fixture *f, const char *what, int grads, double tol_r
                 TU_CLOSE(d, 0.0, tol_rel * m + tol_abs, label);
             }
         }
+}
+
+/* The padded batch (see the top comment) on acts a (BATCH x T); leaves no mask set. */
+static void check_padded(Fixture *f, const char *srcdir, LlamaActs *a) {
+    char path[1024], label[160];
+    snprintf(path, sizeof path, "%s/tests/reference/train_data_padded.h5", srcdir);
+    Dataset d;
+    int rc = dataset_load(path, f->llm.V, &d);
+    TU_CHECK(rc == AIL_OK && d.T == a->T && d.n == BATCH && d.mask >= 0, "%s", rc ? ail_error_message() : path);
+    if (rc != AIL_OK) return;
+    int T = d.T, rows[BATCH], pads = 0;
+    int32_t tok[BATCH * 64], lab[BATCH * 64];
+    int8_t mask[BATCH * 64];
+    for (int b = 0; b < BATCH; b++) rows[b] = b;
+    TU_CHECK(T <= 64 && dataset_read_rows(&d, rows, BATCH, tok, lab, mask) == AIL_OK, "%s", ail_error_message());
+    for (int i = 0; i < BATCH * T; i++) pads += !mask[i];
+    TU_CHECK(pads > 0 && !mask[0] && !mask[2 * T - 1], "%s: expected left- and right-padded rows", path);
+    TU_CHECK(llama_acts_set_mask(a, mask) == AIL_OK, "%s", ail_error_message());
+    double sum, want, dmax = 0;
+    long count;
+    TU_CHECK(llama_forward(&f->llm, a, tok, lab, &sum, &count) == AIL_OK, "%s", ail_error_message());
+    const SafeTensor *ref = fixture_tensor(f, "padded_logits", NULL, NULL);
+    TU_CHECK(ref != NULL, "missing fixture %s.padded_logits", f->prefix);
+    if (ref) {
+        double *x = fixture_f64(ref);
+        for (int i = 0; i < BATCH * T; i++)
+            for (int v = 0; mask[i] && v < f->llm.V; v++)
+                dmax = fmax(dmax, fabs(a->logits[(size_t)i * f->llm.V + v] - x[(size_t)i * f->llm.V + v]));
+        free(x);
+    }
+    snprintf(label, sizeof label, "%s padded logits (real positions)", f->prefix);
+    TU_CLOSE(dmax, 0.0, 1e-4, label);
+    dtype_to_f64(DTYPE_F32, fixture_tensor(f, "padded_loss", NULL, NULL)->data, 1, &want);
+    snprintf(label, sizeof label, "%s padded loss", f->prefix);
+    TU_CLOSE(sum / count, want, 1e-5 * want, label);
+    llama_zero_grads(&f->llm);
+    TU_CHECK(llama_backward(&f->llm, a, lab, 1.0 / count) == AIL_OK, "%s", ail_error_message());
+    check_adapters(f, "padded_grad", 1, 1e-4, 0.0);
+    printf("%s padded batch (%d padding tokens): loss %.7f (HF %.7f), max |dlogits| on real positions %.2e\n",
+           f->prefix, pads, sum / count, want, dmax);
+    llama_acts_set_mask(a, NULL);
+    dataset_free(&d);
 }
 
 static void run_case(const char *srcdir, const char *model, const char *init) {
@@ -73,6 +123,7 @@ static void run_case(const char *srcdir, const char *model, const char *init) {
     llama_zero_grads(&f.llm);
     TU_CHECK(llama_backward(&f.llm, &a, lab, 1.0 / count) == AIL_OK, "%s", ail_error_message());
     check_adapters(&f, "grad", 1, 1e-4, 0.0);
+    check_padded(&f, srcdir, &a);
 
     // 10 AdamW steps, rows (4 i) % 8 .. + 4, clipping at 1
     OptimConfig oc = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
@@ -113,7 +164,7 @@ static void check_generation(const char *srcdir) {
     int32_t seq[PROMPT + NEW];
     int32_t row0[64];
     int zero = 0;
-    dataset_read_rows(&f.data, &zero, 1, row0, NULL);
+    dataset_read_rows(&f.data, &zero, 1, row0, NULL, NULL);
     memcpy(seq, row0, sizeof(int32_t) * PROMPT);
     LlamaActs one, full;
     TU_CHECK(llama_acts_alloc(&f.llm, 1, PROMPT + NEW - 1, &one) == AIL_OK, "%s", ail_error_message());

@@ -15,6 +15,9 @@
 #   - a GPU run preempted at step 7 and resumed equals the uninterrupted GPU run
 #     (1e-6: the same kernels on the same data)
 #   - a LLaMA with attention_bias and mlp_bias (all seven biases) in fp32 equals the CPU run (1e-4)
+#   - padded rows (tests/reference/varlen/padded.h5: attention mask, left and right
+#     padding): fp32 on the GPU = the CPU run (1e-4), bf16 within 5e-2, and the GPU
+#     run on padded rows = the GPU run on the same tokens unpadded (same.h5, 1e-4)
 # Writes OUTDIR/e2e.log; exit status = number of failed checks.
 set -uo pipefail
 OUTDIR=$1
@@ -78,6 +81,18 @@ BIAS="$BIAS steps=10 batch_size=8"
 run "cpu_bias" $BIAS out="$W/cpu_bias.h5"
 run "fp32_bias" $BIAS device=cuda precision=fp32 out="$W/fp32_bias.h5"
 for d in /train/loss /train/grad_norm; do cmp "gpu fp32 = cpu, attention_bias" cpu_bias fp32_bias $d 1e-4; done
+# padded rows (dataset v2 /attention_mask)
+VL="model=$R/train_llama svd_cache=$W/svd.h5 targets=$ALL method=ailora rank=4 lr=2e-3 log_every=2"
+VL="$VL steps=8 batch_size=4 eval_every=4"
+PD="train_data=$R/varlen/padded.h5 eval_data=$R/varlen/padded.h5"
+run "cpu_pad" $VL $PD out="$W/cpu_pad.h5"
+run "fp32_pad" $VL $PD device=cuda precision=fp32 out="$W/fp32_pad.h5"
+run "bf16_pad" $VL $PD device=cuda precision=bf16 out="$W/bf16_pad.h5"
+run "fp32_same" $VL train_data="$R/varlen/same.h5" eval_data="$R/varlen/same.h5" device=cuda precision=fp32 \
+    out="$W/fp32_same.h5"
+for d in /train/loss /train/grad_norm /eval/loss; do cmp "gpu fp32 = cpu, padded rows" cpu_pad fp32_pad $d 1e-4; done
+cmp "gpu bf16 ~ cpu, padded rows" cpu_pad bf16_pad /train/loss 5e-2
+for d in /train/loss /eval/loss; do cmp "gpu fp32 padded = unpadded" fp32_same fp32_pad $d 1e-4; done
 say "e2e: $failed failed"
 rm -rf "$W"
 exit "$failed"

@@ -2,7 +2,12 @@
  *
  * File: HDF5 with /input_ids [N, T] and /labels [N, T], integers (any HDF5 integer
  * type, read as int32), exactly as HF causal LMs take them: labels aligned with
- * input_ids, -100 = not scored (the model shifts).
+ * input_ids, -100 = not scored (the model shifts). Optional /attention_mask [N, T]
+ * (any integer type, values 0 / 1; dataset v2): 1 = real token, 0 = padding, left or
+ * right (llama.h: llama_acts_set_mask); absent = all ones. A row must have a real
+ * token, and no scored label at a padded position. A label right after padding
+ * (the first real token of a left-padded row) has no real predictor and is not
+ * counted, like labels[0].
  *
  * Opening streams through the file once in chunks (validating every id and label
  * and counting each row's scored positions) and keeps the file open; batches are
@@ -24,7 +29,9 @@
 typedef struct {
     int n, T;
     hid_t file, ids, labels;  /* open read-only */
-    int32_t *scored;          /* (n) scored positions per row: labels[t] != -100, t >= 1 */
+    hid_t mask;               /* /attention_mask, -1 when absent */
+    int32_t *scored;          /* (n) scored positions per row: labels[t] != -100, t >= 1,
+                                 mask[t - 1] = mask[t] = 1 */
     char path[1024];
 } Dataset;
 
@@ -33,9 +40,10 @@ typedef struct {
 int dataset_load(const char *path, int vocab, Dataset *ds);
 void dataset_free(Dataset *ds);
 
-/* Reads rows[0..count) (any order, repeats allowed) into ids and labels (count, T);
- * either output may be NULL. */
-int dataset_read_rows(const Dataset *ds, const int *rows, int count, int32_t *ids, int32_t *labels);
+/* Reads rows[0..count) (any order, repeats allowed) into ids, labels and mask (count, T);
+ * any output may be NULL (mask: all ones when the file has none). */
+int dataset_read_rows(const Dataset *ds, const int *rows, int count, int32_t *ids, int32_t *labels,
+                      int8_t *mask);
 
 /* Index of the sequence at global stream position pos. */
 int dataset_index(const Dataset *ds, long long pos, uint64_t seed, int shuffle);

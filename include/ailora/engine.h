@@ -32,7 +32,8 @@ typedef struct Engine Engine;
 typedef struct {
     const char *name;
     int (*zero_grads)(Engine *e);
-    int (*forward)(Engine *e, const int32_t *tokens, const int32_t *labels, double *loss_sum, long *scored);
+    int (*forward)(Engine *e, const int32_t *tokens, const int8_t *mask, const int32_t *labels, double *loss_sum,
+                   long *scored);
     int (*backward)(Engine *e, const int32_t *labels, double loss_scale);
     int (*allreduce_grads)(Engine *e);
     int (*grad_norm)(Engine *e, double *norm);
@@ -68,9 +69,11 @@ int engine_create(Engine *e, const char *device, const char *precision, Llama *l
 void engine_free(Engine *e);
 
 static inline int engine_zero_grads(Engine *e) { return e->ops->zero_grads(e); }
-static inline int engine_forward(Engine *e, const int32_t *tokens, const int32_t *labels, double *loss_sum,
-                                 long *scored) {
-    return e->ops->forward(e, tokens, labels, loss_sum, scored);
+/* mask (B, T): attention mask of the micro-batch, NULL = no padding (llama_acts_set_mask);
+ * it holds for the backward that follows. */
+static inline int engine_forward(Engine *e, const int32_t *tokens, const int8_t *mask, const int32_t *labels,
+                                 double *loss_sum, long *scored) {
+    return e->ops->forward(e, tokens, mask, labels, loss_sum, scored);
 }
 static inline int engine_backward(Engine *e, const int32_t *labels, double loss_scale) {
     return e->ops->backward(e, labels, loss_scale);

@@ -138,6 +138,12 @@ void gpu_model_free(GpuModel *m);
  * the token cross entropies over the scored positions and their count. */
 int gpu_forward(GpuModel *m, const int32_t *tokens, const int32_t *labels, double *loss_sum,
                 long *scored);
+/* Padding of the following forwards (and their backwards): mask host (B, T) int8,
+ * 1 = real token, 0 = padding; NULL = none (the state after create). Semantics of
+ * llama_acts_set_mask (llama.h): RoPE at max(cumsum(mask) - 1, 0), keys j <= t
+ * with mask[j] = 1 (a padding query sees itself), only real-to-real predictions
+ * scored. Copied; host-only (uploaded by the next gpu_forward). */
+int gpu_set_mask(GpuModel *m, const int8_t *mask);
 /* After gpu_forward with labels: accumulates the adapter gradients of
  * loss_scale * loss_sum (loss_scale = 1 / scored count of the global batch). */
 int gpu_backward(GpuModel *m, double loss_scale);

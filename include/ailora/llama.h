@@ -5,8 +5,10 @@
  *   per layer:
  *     h = rmsnorm(x) * ln1
  *     q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)   (+ s (h A^T) B^T if adapted)
- *     q, k = rope(q), rope(k)            HF rotate-half: pairs (i, i + hd/2)
- *     y = causal softmax(q k^T / sqrt(hd)) v               grouped-query: kv head = h / (nh / nkv)
+ *     q, k = rope(q), rope(k)            HF rotate-half: pairs (i, i + hd/2), at position t
+ *                                        (padded rows: max(cumsum(mask) - 1, 0), llama_acts_set_mask)
+ *     y = causal softmax(q k^T / sqrt(hd)) v               grouped-query: kv head = h / (nh / nkv);
+ *                                        padded rows: real keys only, a padding query sees itself
  *     x = x + y Wo^T (+bo)                                 LLaMA attention_bias: q, k, v and o biases
  *     h2 = rmsnorm(x) * ln2
  *     x = x + (silu(h2 Wg^T (+bg)) * (h2 Wu^T (+bu))) Wd^T (+bd)  LLaMA mlp_bias
@@ -57,6 +59,7 @@ typedef double real;
 #define llama_adapter_attach llama_adapter_attach_f64
 #define llama_acts_alloc llama_acts_alloc_f64
 #define llama_acts_free llama_acts_free_f64
+#define llama_acts_set_mask llama_acts_set_mask_f64
 #define llama_forward llama_forward_f64
 #define llama_backward llama_backward_f64
 #define llama_zero_grads llama_zero_grads_f64
@@ -129,6 +132,9 @@ typedef struct {
     real *scratch;    /* per-thread scratch for attention (2 T x T each) */
     real *tp_partial; /* (N, H) partial row-parallel output (tp > 1 only) */
     int nthreads;
+    int8_t *mask;     /* (N) llama_acts_set_mask's copy: 1 real token, 0 padding */
+    int32_t *pos;     /* (N) RoPE positions max(cumsum(mask) - 1, 0) per row */
+    int masked, mask_T; /* a mask is set (for sequences of mask_T positions) */
 } LlamaActs;
 
 /* ---- I/O (llama_io.c) ---- */
@@ -145,6 +151,18 @@ int llama_adapter_attach(Llama *llm, int layer, int lin, int r, double scale, co
                          const double *B);
 int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *acts);
 void llama_acts_free(LlamaActs *acts);
+
+/* Padding (variable-length rows), HF semantics: mask (B, T) int8, 1 = real token,
+ * 0 = padding (left or right). Copied into acts and used by every following
+ * llama_forward / llama_backward on them until the next call; NULL (the state
+ * after llama_acts_alloc) = every token real, exactly the unmasked model.
+ *   position of token t of a row:  max(cumsum(mask)[t] - 1, 0)        (RoPE)
+ *   query t sees key j iff j <= t and mask[j] = 1; a padding query sees only itself
+ *   position t predicts labels[t + 1] only when mask[t] = mask[t + 1] = 1: a
+ *   padding query is never scored (nor a label at a padded position)
+ * Values other than 0 and 1 are an error. A padded row gives the same logits on its
+ * real positions, loss and gradients as the same tokens unpadded. */
+int llama_acts_set_mask(LlamaActs *acts, const int8_t *mask);
 
 /* Forward over tokens (B, T). With labels, *loss_sum gets the summed cross
  * entropy over scored positions and *scored their count; labels may be NULL. */

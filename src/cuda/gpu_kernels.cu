@@ -166,8 +166,8 @@ __device__ __forceinline__ size_t head_off(size_t b, int h, size_t t, int nheads
 
 // one thread per rotation pair (token n, head h, j < hd/2)
 template <typename T>
-__global__ void tok_to_heads_kernel(void *hv, const void *tv, const float *cs, const float *sn, int B,
-                                    int T_, int nheads, int hd, int group, int rope) {
+__global__ void tok_to_heads_kernel(void *hv, const void *tv, const float *cs, const float *sn,
+                                    const int32_t *pos, int B, int T_, int nheads, int hd, int group, int rope) {
     int half = hd / 2;
     size_t total = (size_t)B * T_ * nheads * half;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
@@ -180,7 +180,8 @@ __global__ void tok_to_heads_kernel(void *hv, const void *tv, const float *cs, c
         T *out = (T *)hv + head_off(b, h, t, nheads, T_, hd, group);
         float a = ld(in, j), c = ld(in, j + half);
         if (rope) {
-            float co = cs[t * half + j], si = sn[t * half + j];
+            size_t p = pos ? (size_t)pos[n] : t;
+            float co = cs[p * half + j], si = sn[p * half + j];
             st(out, j, a * co - c * si);
             st(out, j + half, c * co + a * si);
         } else {
@@ -190,15 +191,15 @@ __global__ void tok_to_heads_kernel(void *hv, const void *tv, const float *cs, c
     }
 }
 
-void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cos, const float *sin, int B,
-                    int T, int nheads, int hd, int group, int rope, cudaStream_t s) {
+void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cos, const float *sin,
+                    const int32_t *pos, int B, int T, int nheads, int hd, int group, int rope, cudaStream_t s) {
     DISPATCH(bf, tok_to_heads_kernel, blocks_for((size_t)B * T * nheads * (hd / 2), 256), 256, s, heads,
-             tok, cos, sin, B, T, nheads, hd, group, rope);
+             tok, cos, sin, pos, B, T, nheads, hd, group, rope);
 }
 
 template <typename T>
-__global__ void heads_to_tok_kernel(void *tv, const void *hv, const float *cs, const float *sn, int B,
-                                    int T_, int nheads, int hd, int group, int rope) {
+__global__ void heads_to_tok_kernel(void *tv, const void *hv, const float *cs, const float *sn,
+                                    const int32_t *pos, int B, int T_, int nheads, int hd, int group, int rope) {
     int half = hd / 2;
     size_t total = (size_t)B * T_ * nheads * half;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
@@ -211,7 +212,8 @@ __global__ void heads_to_tok_kernel(void *tv, const void *hv, const float *cs, c
         T *out = (T *)tv + n * nheads * hd + (size_t)h * hd;
         float a = ld(in, j), c = ld(in, j + half);
         if (rope) {  // transposed rotation: sin -> -sin
-            float co = cs[t * half + j], si = -sn[t * half + j];
+            size_t p = pos ? (size_t)pos[n] : t;
+            float co = cs[p * half + j], si = -sn[p * half + j];
             st(out, j, a * co - c * si);
             st(out, j + half, c * co + a * si);
         } else {
@@ -221,10 +223,29 @@ __global__ void heads_to_tok_kernel(void *tv, const void *hv, const float *cs, c
     }
 }
 
-void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cos, const float *sin, int B,
-                    int T, int nheads, int hd, int group, int rope, cudaStream_t s) {
+void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cos, const float *sin,
+                    const int32_t *pos, int B, int T, int nheads, int hd, int group, int rope, cudaStream_t s) {
     DISPATCH(bf, heads_to_tok_kernel, blocks_for((size_t)B * T * nheads * (hd / 2), 256), 256, s, tok,
-             heads, cos, sin, B, T, nheads, hd, group, rope);
+             heads, cos, sin, pos, B, T, nheads, hd, group, rope);
+}
+
+/* ---- padding mask ------------------------------------------------------------------ */
+
+// one thread per (row, key j <= t): a key hidden by the mask gets score -inf
+template <typename T>
+__global__ void attn_mask_kernel(void *Sv, const int8_t *mask, long rows, int T_, int group, int nh) {
+    size_t total = (size_t)rows * T_;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t row = i / T_;
+        int j = (int)(i % T_), t = (int)((row / group) % T_);
+        if (j > t) continue;
+        const int8_t *m = mask + (row / ((size_t)nh * T_)) * T_;
+        if (!(m[t] ? m[j] : j == t)) st((T *)Sv, i, -INFINITY);
+    }
+}
+
+void k_attn_mask(int bf, void *S, const int8_t *mask, long rows, int T, int group, int nh, cudaStream_t s) {
+    DISPATCH(bf, attn_mask_kernel, blocks_for((size_t)rows * T, 256), 256, s, S, mask, rows, T, group, nh);
 }
 
 /* ---- causal softmax ---------------------------------------------------------------- */

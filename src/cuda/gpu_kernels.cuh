@@ -28,14 +28,18 @@ void k_add(int bf, void *out, const void *a, const void *b, size_t n, cudaStream
  * rows ordered by position then head, so a group's queries form one (T * group, hd)
  * matrix whose first c * group rows are positions < c (block-causal chunks).
  * group 1 is the plain (B, nheads, T, hd).
- * heads = tok (B*T, nheads*hd), rotated by RoPE at position t when rope (HF
- * rotate-half: pairs (j, j + hd/2)) */
-void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cos, const float *sin, int B,
-                    int T, int nheads, int hd, int group, int rope, cudaStream_t s);
+ * heads = tok (B*T, nheads*hd), rotated by RoPE when rope (HF rotate-half: pairs
+ * (j, j + hd/2)) at position pos[n] of token n = b T + t (pos NULL: t) */
+void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cos, const float *sin,
+                    const int32_t *pos, int B, int T, int nheads, int hd, int group, int rope, cudaStream_t s);
 /* tok (B*T, nheads*hd) = heads, rotated by the inverse RoPE (the transpose of the
  * rotation: the backward) when rope */
-void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cos, const float *sin, int B,
-                    int T, int nheads, int hd, int group, int rope, cudaStream_t s);
+void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cos, const float *sin,
+                    const int32_t *pos, int B, int T, int nheads, int hd, int group, int rope, cudaStream_t s);
+/* Padding (llama.h, llama_acts_set_mask): scores S (rows as below, batch row
+ * b = R / (nh T)) get -inf at keys j <= t that query t may not see: mask[b, j] = 0,
+ * or j != t for a padding query. The softmax kernels then give them probability 0. */
+void k_attn_mask(int bf, void *S, const int8_t *mask, long rows, int T, int group, int nh, cudaStream_t s);
 /* Attention scores and probabilities: activation-typed rows of stride T, rows =
  * B * nh * T in the layout above, row R at position t = (R / group) % T. The row
  * is causal (j <= t is read) and block-causal: only columns below the end of t's

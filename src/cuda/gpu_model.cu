@@ -107,6 +107,10 @@ struct GpuModel {
     int32_t *h_tokens, *h_labels;  /* pinned staging */
     double *h_red;
     int have_labels;
+    /* padding (gpu_set_mask): host copy and positions, device copies of the forward's */
+    int8_t *h_mask, *mask;
+    int32_t *h_pos, *pos;
+    int masked;
     /* scratch: forward and backward */
     void *qtok, *ktok, *vtok, *yh, *act, *tmp, *S, *dP, *dx, *dh, *dg, *du, *dy, *dqh, *dkh, *dvh, *dtb;
     void *P_all;             /* (L, att) attention probabilities of every layer, when kept */
@@ -498,6 +502,10 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     CU(cudaMallocHost((void **)&m->h_tokens, sizeof(int32_t) * n));
     CU(cudaMallocHost((void **)&m->h_labels, sizeof(int32_t) * n));
     CU(cudaMallocHost((void **)&m->h_red, sizeof(double) * 4));
+    DALLOC(m->mask, n);
+    DALLOC(m->pos, sizeof(int32_t) * n);
+    CU(cudaMallocHost((void **)&m->h_mask, n));
+    CU(cudaMallocHost((void **)&m->h_pos, sizeof(int32_t) * n));
     // scratch (forward buffers are reused by the backward: dq, dk, dv go to qtok, ktok, vtok)
     DALLOC(m->qtok, es * n * qd);
     DALLOC(m->ktok, es * n * kd);
@@ -561,6 +569,8 @@ void gpu_model_free(GpuModel *m) {
     free(m->allocs);
     if (m->h_tokens) cudaFreeHost(m->h_tokens);
     if (m->h_labels) cudaFreeHost(m->h_labels);
+    if (m->h_mask) cudaFreeHost(m->h_mask);
+    if (m->h_pos) cudaFreeHost(m->h_pos);
     if (m->h_red) cudaFreeHost(m->h_red);
     if (m->cb) cublasDestroy(m->cb);
     if (m->st) cudaStreamDestroy(m->st);
@@ -706,13 +716,14 @@ static int attention_fwd(GpuModel *M, int l, void *y) {
     void *SP = M->P_all ? at(M->P_all, (size_t)l * M->att, M->es) : M->S;  // this layer's P, when kept
     prof(M, "fwd attn S = QK^T");
     AIL_CHECK(attn_qk(M, &d, d.scale, q, k, SP));
+    if (M->masked) k_attn_mask(M->bf, SP, M->mask, rows, M->T, d.group, M->nh, M->st);
     prof(M, "fwd attn softmax");
     k_softmax_fwd(M->bf, SP, lse, rows, M->T, d.group, d.Tc, M->st);  // S -> P in place
     KCHECK();
     prof(M, "fwd attn PV");
     AIL_CHECK(attn_xv(M, &d, 1.f, SP, v, M->yh));  // yh = P V
     prof(M, "fwd attn layout");
-    k_heads_to_tok(M->bf, y, M->yh, NULL, NULL, M->B, M->T, M->nh, M->hd, d.group, 0, M->st);
+    k_heads_to_tok(M->bf, y, M->yh, NULL, NULL, NULL, M->B, M->T, M->nh, M->hd, d.group, 0, M->st);
     KCHECK();
     return AIL_OK;
 }
@@ -734,7 +745,14 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
     CU(cudaMemcpyAsync(M->tokens, M->h_tokens, sizeof(int32_t) * N, cudaMemcpyHostToDevice, M->st));
     if (labels) {
         memcpy(M->h_labels, labels, sizeof(int32_t) * N);
+        // padding: only real-to-real predictions are scored (target_of reads labels[n + 1])
+        for (int n = 0; M->masked && n < N; n++)
+            if ((n % T) + 1 < T && (!M->h_mask[n] || !M->h_mask[n + 1])) M->h_labels[n + 1] = -100;
         CU(cudaMemcpyAsync(M->labels, M->h_labels, sizeof(int32_t) * N, cudaMemcpyHostToDevice, M->st));
+    }
+    if (M->masked) {
+        CU(cudaMemcpyAsync(M->mask, M->h_mask, (size_t)N, cudaMemcpyHostToDevice, M->st));
+        CU(cudaMemcpyAsync(M->pos, M->h_pos, sizeof(int32_t) * N, cudaMemcpyHostToDevice, M->st));
     }
     M->have_labels = 0;
     prof_flush(M);
@@ -755,10 +773,12 @@ static int forward(GpuModel *M, const int32_t *tokens, const int32_t *labels, do
         AIL_CHECK(column_fwd(M, l, GPU_LIN_V, h1, M->vtok, kd, H));
         int group = nh / nkv;
         prof(M, "fwd rope + head layout");
-        k_tok_to_heads(M->bf, at(M->qh, o * qd, es), M->qtok, M->rope_cos, M->rope_sin, M->B, T, nh, hd, group, 1,
+        const int32_t *pos = M->masked ? M->pos : NULL;
+        k_tok_to_heads(M->bf, at(M->qh, o * qd, es), M->qtok, M->rope_cos, M->rope_sin, pos, M->B, T, nh, hd, group,
+                       1, M->st);
+        k_tok_to_heads(M->bf, at(M->kh, o * kd, es), M->ktok, M->rope_cos, M->rope_sin, pos, M->B, T, nkv, hd, 1, 1,
                        M->st);
-        k_tok_to_heads(M->bf, at(M->kh, o * kd, es), M->ktok, M->rope_cos, M->rope_sin, M->B, T, nkv, hd, 1, 1, M->st);
-        k_tok_to_heads(M->bf, at(M->vh, o * kd, es), M->vtok, NULL, NULL, M->B, T, nkv, hd, 1, 0, M->st);
+        k_tok_to_heads(M->bf, at(M->vh, o * kd, es), M->vtok, NULL, NULL, NULL, M->B, T, nkv, hd, 1, 0, M->st);
         KCHECK();
         prof(M, "fwd attention");
         AIL_CHECK(attention_fwd(M, l, y));
@@ -800,6 +820,25 @@ int gpu_forward(GpuModel *m, const int32_t *tokens, const int32_t *labels, doubl
     return forward(m, tokens, labels, loss_sum, scored);
 }
 
+int gpu_set_mask(GpuModel *m, const int8_t *mask) {
+    int N = m->N, T = m->T;
+    m->masked = 0;
+    if (!mask) return AIL_OK;
+    for (int i = 0; i < N; i++)
+        if (mask[i] != 0 && mask[i] != 1)
+            return AIL_ERROR(AIL_ERR_ARG, "attention mask value %d at row %d, position %d (0 or 1 expected)",
+                             mask[i], i / T, i % T);
+    // staging is free here: the previous forward synchronized (and the backward reads only device copies)
+    for (int b = 0; b < m->B; b++)
+        for (int t = 0, c = 0; t < T; t++) {
+            int i = b * T + t;
+            c += m->h_mask[i] = mask[i];
+            m->h_pos[i] = c > 0 ? c - 1 : 0;  // HF: max(cumsum(mask) - 1, 0)
+        }
+    m->masked = 1;
+    return AIL_OK;
+}
+
 /* ---- backward -------------------------------------------------------------------------- */
 
 /* din (=, or += when accumulate) dout W, plus the adapter's gradients (din NULL:
@@ -826,12 +865,13 @@ static int attention_bwd(GpuModel *M, int l, void *dq, void *dk, void *dv) {
     long rows = (long)M->N * M->nh;
     void *dyh = M->yh;  // the forward's head-major scratch
     prof(M, "bwd attn layout");
-    k_tok_to_heads(M->bf, dyh, M->dy, NULL, NULL, B, T, M->nh, hd, d.group, 0, M->st);
+    k_tok_to_heads(M->bf, dyh, M->dy, NULL, NULL, NULL, B, T, M->nh, hd, d.group, 0, M->st);
     KCHECK();
     const void *P = M->P_all ? at(M->P_all, (size_t)l * M->att, M->es) : M->S, *dS = M->dP;
     if (!M->P_all) {
         prof(M, "bwd attn S = QK^T again");
         AIL_CHECK(attn_qk(M, &d, d.scale, q, k, M->S));  // S again (not kept per layer)
+        if (M->masked) k_attn_mask(M->bf, M->S, M->mask, rows, T, d.group, M->nh, M->st);
     }
     prof(M, "bwd attn dP = dY V^T");
     AIL_CHECK(attn_qk(M, &d, 1.f, dyh, v, M->dP));   // dP = dY V^T
@@ -844,9 +884,10 @@ static int attention_bwd(GpuModel *M, int l, void *dq, void *dk, void *dv) {
     AIL_CHECK(attn_xv(M, &d, d.scale, dS, k, M->dqh));     // dQ = scale dS K
     AIL_CHECK(attn_xtq(M, &d, d.scale, dS, q, M->dkh));    // dK = scale dS^T Q
     prof(M, "bwd attn layout");
-    k_heads_to_tok(M->bf, dq, M->dqh, M->rope_cos, M->rope_sin, B, T, M->nh, hd, d.group, 1, M->st);
-    k_heads_to_tok(M->bf, dk, M->dkh, M->rope_cos, M->rope_sin, B, T, M->nkv, hd, 1, 1, M->st);
-    k_heads_to_tok(M->bf, dv, M->dvh, NULL, NULL, B, T, M->nkv, hd, 1, 0, M->st);
+    const int32_t *pos = M->masked ? M->pos : NULL;
+    k_heads_to_tok(M->bf, dq, M->dqh, M->rope_cos, M->rope_sin, pos, B, T, M->nh, hd, d.group, 1, M->st);
+    k_heads_to_tok(M->bf, dk, M->dkh, M->rope_cos, M->rope_sin, pos, B, T, M->nkv, hd, 1, 1, M->st);
+    k_heads_to_tok(M->bf, dv, M->dvh, NULL, NULL, NULL, B, T, M->nkv, hd, 1, 0, M->st);
     KCHECK();
     return AIL_OK;
 }

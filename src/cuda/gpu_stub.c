@@ -24,6 +24,7 @@ int gpu_forward(GpuModel *m, const int32_t *tokens, const int32_t *labels, doubl
     (void)m, (void)tokens, (void)labels, (void)loss_sum, (void)scored;
     return NO_CUDA;
 }
+int gpu_set_mask(GpuModel *m, const int8_t *mask) { return (void)m, (void)mask, NO_CUDA; }
 int gpu_backward(GpuModel *m, double loss_scale) { return (void)m, (void)loss_scale, NO_CUDA; }
 int gpu_zero_grads(GpuModel *m) { return (void)m, NO_CUDA; }
 int gpu_grads_allreduce(GpuModel *m, GpuComm *dp) { return (void)m, (void)dp, NO_CUDA; }

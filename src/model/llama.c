@@ -135,14 +135,15 @@ static void rmsnorm_backward(real *dx, const real *dout, const real *x, const re
 
 /* ---- rotary embeddings (HF rotate-half) ------------------------------------------ */
 
-/* x (N, nheads * hd) in place; position of row i is i % T. inverse = 1 applies the
- * transposed rotation (backward). */
-static void rope_apply(real *x, const Llama *llm, int N, int T, int nheads, int inverse) {
+/* x (N, nheads * hd) in place; position of token i is pos[i] (NULL: i % T). inverse = 1
+ * applies the transposed rotation (backward). */
+static void rope_apply(real *x, const Llama *llm, const int32_t *pos, int N, int T, int nheads, int inverse) {
     int hd = llm->hd, half = hd / 2;
 #pragma omp parallel for
     for (int i = 0; i < N; i++) {
-        const real *cs = llm->rope_cos + (size_t)(i % T) * half;
-        const real *sn = llm->rope_sin + (size_t)(i % T) * half;
+        int p = pos ? pos[i] : i % T;
+        const real *cs = llm->rope_cos + (size_t)p * half;
+        const real *sn = llm->rope_sin + (size_t)p * half;
         for (int h = 0; h < nheads; h++) {
             real *v = x + (size_t)i * nheads * hd + (size_t)h * hd;
             for (int j = 0; j < half; j++) {
@@ -155,6 +156,10 @@ static void rope_apply(real *x, const Llama *llm, int N, int T, int nheads, int 
 }
 
 /* ---- causal grouped-query attention ------------------------------------------------ */
+
+/* Key j visible to query t of a row with mask m (NULL: no padding): causal, real keys
+ * only; a padding query sees only itself (finite, never scored). */
+static inline int visible(const int8_t *m, int t, int j) { return j <= t && (!m || (m[t] ? m[j] : j == t)); }
 
 /* y (N, nh*hd) from q (N, nh*hd), k, v (N, nkv*hd); lse (B, nh, T). One (batch,
  * head) per iteration; S = q k^T / sqrt(hd) in a T x T scratch. */
@@ -172,10 +177,12 @@ static void attention_forward(const Llama *llm, LlamaActs *a, real *y, real *lse
             const real *vh = v + (size_t)b * T * ks + (size_t)(h / group) * hd;
             gemm(T, T, hd, scale, qh, qs, 1, kh, 1, ks, 0, S, T, 1, 1);  // (T, T)
             real *l = lse + ((size_t)b * nh + h) * T;
+            const int8_t *m = a->masked ? a->mask + (size_t)b * T : NULL;
             for (int t = 0; t < T; t++) {
-                real *row = S + (size_t)t * T, mx = row[0], sum = 0;
-                for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
-                for (int j = 0; j <= t; j++) sum += (row[j] = EXP(row[j] - mx));
+                real *row = S + (size_t)t * T, mx = row[t], sum = 0;  // the diagonal is always visible
+                for (int j = 0; j <= t; j++)
+                    if (visible(m, t, j)) mx = row[j] > mx ? row[j] : mx;
+                for (int j = 0; j <= t; j++) sum += (row[j] = visible(m, t, j) ? EXP(row[j] - mx) : 0);
                 for (int j = 0; j <= t; j++) row[j] /= sum;
                 for (int j = t + 1; j < T; j++) row[j] = 0;
                 l[t] = mx + LOG(sum);
@@ -207,10 +214,11 @@ static void attention_backward(const Llama *llm, LlamaActs *a, real *dq, real *d
                 const real *qh = q + (size_t)b * T * qs + (size_t)h * hd;
                 const real *dyh = dy + (size_t)b * T * qs + (size_t)h * hd;
                 const real *l = lse + ((size_t)b * nh + h) * T;
+                const int8_t *m = a->masked ? a->mask + (size_t)b * T : NULL;
                 gemm(T, T, hd, scale, qh, qs, 1, kh, 1, ks, 0, P, T, 1, 1);
                 for (int t = 0; t < T; t++)
                     for (int j = 0; j < T; j++)
-                        P[(size_t)t * T + j] = j <= t ? EXP(P[(size_t)t * T + j] - l[t]) : 0;
+                        P[(size_t)t * T + j] = visible(m, t, j) ? EXP(P[(size_t)t * T + j] - l[t]) : 0;
                 gemm(T, T, hd, 1, dyh, qs, 1, vh, 1, ks, 0, dP, T, 1, 1);  // dP = dy v^T
                 for (int t = 0; t < T; t++) {  // dS = P (dP - rowsum(P dP))
                     real *pr = P + (size_t)t * T, *dr = dP + (size_t)t * T, dot = 0;
@@ -321,6 +329,11 @@ int llama_acts_alloc(const Llama *llm, int B, int T, LlamaActs *a) {
         {&a->scratch, (size_t)a->nthreads * 2 * T * T}, {&a->row_lse, N}, {&a->act, N * I},
     };
     a->row_loss = ail_malloc(sizeof(double) * N);
+    a->mask = ail_malloc(N), a->pos = ail_malloc(sizeof(int32_t) * N);
+    if (!a->mask || !a->pos) {
+        llama_acts_free(a);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory for activations (%d x %d tokens)", B, T);
+    }
     if (llm->tp_size > 1 && !(a->tp_partial = ail_malloc(sizeof(real) * N * H))) {
         llama_acts_free(a);
         return AIL_ERROR(AIL_ERR_MEM, "out of memory for activations (%d x %d tokens)", B, T);
@@ -340,14 +353,40 @@ void llama_acts_free(LlamaActs *a) {
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(a->row_loss);
     free(a->tp_partial);
+    free(a->mask), free(a->pos);
     memset(a, 0, sizeof *a);
 }
 
 static real silu(real x) { return x / (1 + EXP(-x)); }
 
-/* Target of position n of (B, T): labels[n + 1] within the same sequence. */
-static int target_of(const int32_t *labels, int n, int T) {
-    return (n % T) + 1 < T ? labels[n + 1] : -100;
+/* Target of position n of (B, T): labels[n + 1] within the same sequence; with a
+ * mask only predictions from a real token of a real token are scored. */
+static int target_of(const LlamaActs *a, const int32_t *labels, int n, int T) {
+    if ((n % T) + 1 >= T) return -100;
+    if (a->masked && (!a->mask[n] || !a->mask[n + 1])) return -100;
+    return labels[n + 1];
+}
+
+#define POS(a) ((a)->masked ? (a)->pos : NULL)
+
+int llama_acts_set_mask(LlamaActs *a, const int8_t *mask) {
+    int N = a->B * a->T;
+    a->masked = 0;
+    if (!mask) return AIL_OK;
+    for (int i = 0; i < N; i++)
+        if (mask[i] != 0 && mask[i] != 1)
+            return AIL_ERROR(AIL_ERR_ARG, "attention mask value %d at row %d, position %d (0 or 1 expected)",
+                             mask[i], i / a->T, i % a->T);
+    for (int b = 0; b < a->B; b++) {
+        int c = 0;
+        for (int t = 0; t < a->T; t++) {
+            int i = b * a->T + t;
+            c += a->mask[i] = mask[i];
+            a->pos[i] = c > 0 ? c - 1 : 0;  // HF: max(cumsum(mask) - 1, 0)
+        }
+    }
+    a->masked = 1, a->mask_T = a->T;
+    return AIL_OK;
 }
 
 /* Sum of buf (count) over the tensor-parallel ranks, in place. A failure here
@@ -399,6 +438,8 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
     for (int i = 0; i < N; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return AIL_ERROR(AIL_ERR_ARG, "token id %d outside the vocabulary (%d)", tokens[i], V);
+    if (a->masked && a->mask_T != T)
+        return AIL_ERROR(AIL_ERR_ARG, "attention mask set for %d positions, forward over %d", a->mask_T, T);
     a->tokens = tokens;
 #pragma omp parallel for
     for (int i = 0; i < N; i++) memcpy(a->x + (size_t)i * H, llm->embed + (size_t)tokens[i] * H, sizeof(real) * H);
@@ -414,8 +455,8 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
         adapted_linear(ly, LIN_Q, h1, q, t + (size_t)LIN_Q * N * r, N, qd, H, 0);
         adapted_linear(ly, LIN_K, h1, k, t + (size_t)LIN_K * N * r, N, kd, H, 0);
         adapted_linear(ly, LIN_V, h1, v, t + (size_t)LIN_V * N * r, N, kd, H, 0);
-        rope_apply(q, llm, N, T, llm->nh, 0);
-        rope_apply(k, llm, N, T, llm->nkv, 0);
+        rope_apply(q, llm, POS(a), N, T, llm->nh, 0);
+        rope_apply(k, llm, POS(a), N, T, llm->nkv, 0);
         attention_forward(llm, a, y, a->lse + o * llm->nh, q, k, v);
         memcpy(xm, x, sizeof(real) * (size_t)N * H);
         AIL_CHECK(row_parallel_linear(llm, a, ly, LIN_O, y, xm, t + (size_t)LIN_O * N * r, N, qd));
@@ -434,7 +475,7 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
     double *row_loss = a->row_loss;
 #pragma omp parallel for
     for (int n = 0; n < N; n++) {
-        int target = target_of(labels, n, T);
+        int target = target_of(a, labels, n, T);
         row_loss[n] = 0.0;
         if (target == -100) continue;
         if (target < 0 || target >= V) {
@@ -452,7 +493,7 @@ int llama_forward(const Llama *llm, LlamaActs *a, const int32_t *tokens, const i
     double sum = 0.0;
     long count = 0;
     for (int n = 0; n < N; n++) {
-        int target = target_of(labels, n, T);
+        int target = target_of(a, labels, n, T);
         if (target == -100) continue;
         if (target < 0 || target >= V)
             return AIL_ERROR(AIL_ERR_ARG, "label %d outside the vocabulary (%d) and not -100", target, V);
@@ -504,7 +545,7 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
     for (int n = 0; n < N; n++) {
         real *d = dlogits + (size_t)n * V;
         const real *row = a->logits + (size_t)n * V;
-        int target = target_of(labels, n, T);
+        int target = target_of(a, labels, n, T);
         if (target == -100) {
             memset(d, 0, sizeof(real) * V);
             continue;
@@ -545,8 +586,8 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
         // attention: xm = x + y Wo^T
         adapted_linear_backward(llm, ly, LIN_O, y, t + (size_t)LIN_O * N * r, dxm, dy, dt, N, H, qd, 0);
         attention_backward(llm, a, dq, dk, dv, dy, q, k, v, a->lse + o * llm->nh);
-        rope_apply(dq, llm, N, T, llm->nh, 1);
-        rope_apply(dk, llm, N, T, llm->nkv, 1);
+        rope_apply(dq, llm, POS(a), N, T, llm->nh, 1);
+        rope_apply(dk, llm, POS(a), N, T, llm->nkv, 1);
         // below layer 0 only the embedding may train: else skip its input gradients
         real *din = l > 0 || llm->grad_storage ? dh : NULL;
         adapted_linear_backward(llm, ly, LIN_Q, h1, t + (size_t)LIN_Q * N * r, dq, din, dt, N, qd, H, 0);

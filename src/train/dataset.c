@@ -33,9 +33,24 @@ static int read_block(const Dataset *ds, hid_t dset, int first, int count, int32
     return st < 0 ? AIL_ERROR(AIL_ERR_IO, "%s: read failed", ds->path) : AIL_OK;
 }
 
+/* one row of /attention_mask (validated 0/1 at load) as int8; ones without it */
+static int read_mask_row(const Dataset *ds, int row, int8_t *out) {
+    if (ds->mask < 0) {
+        memset(out, 1, (size_t)ds->T);
+        return AIL_OK;
+    }
+    hid_t fs = H5Dget_space(ds->mask);
+    hsize_t start[2] = {(hsize_t)row, 0}, cnt[2] = {1, (hsize_t)ds->T};
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    hid_t ms = H5Screate_simple(2, cnt, NULL);
+    herr_t st = AIL_FAULT("read") ? -1 : H5Dread(ds->mask, H5T_NATIVE_INT8, ms, fs, H5P_DEFAULT, out);
+    H5Sclose(ms), H5Sclose(fs);
+    return st < 0 ? AIL_ERROR(AIL_ERR_IO, "%s: read failed", ds->path) : AIL_OK;
+}
+
 int dataset_load(const char *path, int vocab, Dataset *ds) {
     memset(ds, 0, sizeof *ds);
-    ds->file = ds->ids = ds->labels = -1;
+    ds->file = ds->ids = ds->labels = ds->mask = -1;
     snprintf(ds->path, sizeof ds->path, "%s", path);
     AIL_CHECK(h5io_open_read(path, &ds->file));
     hsize_t di[2], dl[2];
@@ -43,6 +58,13 @@ int dataset_load(const char *path, int vocab, Dataset *ds) {
     if (rc == AIL_OK) rc = open_2d(ds, "/labels", &ds->labels, dl);
     if (rc == AIL_OK && (di[0] != dl[0] || di[1] != dl[1]))
         rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: /input_ids and /labels differ in shape", path);
+    // optional /attention_mask (dataset v2): absent = every token real
+    if (rc == AIL_OK && H5Lexists(ds->file, "/attention_mask", H5P_DEFAULT) > 0) {
+        hsize_t dm[2];
+        rc = open_2d(ds, "/attention_mask", &ds->mask, dm);
+        if (rc == AIL_OK && (dm[0] != di[0] || dm[1] != di[1]))
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: /attention_mask and /input_ids differ in shape", path);
+    }
     if (rc == AIL_OK && (di[0] == 0 || di[1] < 2 || di[0] > 0x7fffffff || di[1] > 0x7fffffff))
         rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: needs 1 to 2^31 sequences of at least 2 tokens", path);
     if (rc == AIL_OK) {
@@ -52,27 +74,41 @@ int dataset_load(const char *path, int vocab, Dataset *ds) {
     }
     // one streaming pass: validate every id and label, count scored positions
     int chunk = rc == AIL_OK ? (int)(1048576 / ds->T + 1) : 0;
-    int32_t *ids = NULL, *lab = NULL;
-    if (rc == AIL_OK && (!(ids = ail_malloc(sizeof(int32_t) * (size_t)chunk * ds->T)) ||
-                         !(lab = ail_malloc(sizeof(int32_t) * (size_t)chunk * ds->T))))
+    int32_t *ids = NULL, *lab = NULL, *msk = NULL;
+    size_t csz = (size_t)chunk * ds->T;
+    if (rc == AIL_OK && (!(ids = ail_malloc(sizeof(int32_t) * csz)) || !(lab = ail_malloc(sizeof(int32_t) * csz)) ||
+                         !(msk = ail_malloc(sizeof(int32_t) * csz))))
         rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", path);
     for (int first = 0; first < ds->n && rc == AIL_OK; first += chunk) {
         int count = ds->n - first < chunk ? ds->n - first : chunk;
         rc = read_block(ds, ds->ids, first, count, ids);
         if (rc == AIL_OK) rc = read_block(ds, ds->labels, first, count, lab);
+        if (rc == AIL_OK && ds->mask >= 0) rc = read_block(ds, ds->mask, first, count, msk);
         for (size_t i = 0; i < (size_t)count * ds->T && rc == AIL_OK; i++) {
             int row = first + (int)(i / ds->T), t = (int)(i % ds->T);
+            int m = ds->mask >= 0 ? msk[i] : 1, mprev = t >= 1 && ds->mask >= 0 ? msk[i - 1] : 1;
             if (ids[i] < 0 || ids[i] >= vocab)
                 rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: token id %d at sequence %d outside the vocabulary (%d)",
                                path, ids[i], row, vocab);
             else if (lab[i] != -100 && (lab[i] < 0 || lab[i] >= vocab))
                 rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: label %d at sequence %d is neither -100 nor a token id",
                                path, lab[i], row);
-            else if (t >= 1 && lab[i] != -100)
+            else if (m != 0 && m != 1)
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: /attention_mask value %d at sequence %d (0 or 1 expected)",
+                               path, m, row);
+            else if (m == 0 && lab[i] != -100)
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: sequence %d has a scored label at padded position %d",
+                               path, row, t);
+            else if (t >= 1 && lab[i] != -100 && mprev)  // a label after padding has no real predictor
                 ds->scored[row]++;
+            if (rc == AIL_OK && t == ds->T - 1 && ds->mask >= 0) {
+                int real = 0;
+                for (int j = 0; j < ds->T; j++) real |= msk[i - (size_t)(ds->T - 1) + j];
+                if (!real) rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: sequence %d has no real token (all padding)", path, row);
+            }
         }
     }
-    free(ids), free(lab);
+    free(ids), free(lab), free(msk);
     if (rc != AIL_OK) dataset_free(ds);
     return rc;
 }
@@ -80,13 +116,15 @@ int dataset_load(const char *path, int vocab, Dataset *ds) {
 void dataset_free(Dataset *ds) {
     if (ds->ids >= 0) H5Dclose(ds->ids);
     if (ds->labels >= 0) H5Dclose(ds->labels);
+    if (ds->mask >= 0) H5Dclose(ds->mask);
     if (ds->file >= 0) H5Fclose(ds->file);
     free(ds->scored);
     memset(ds, 0, sizeof *ds);
-    ds->file = ds->ids = ds->labels = -1;
+    ds->file = ds->ids = ds->labels = ds->mask = -1;
 }
 
-int dataset_read_rows(const Dataset *ds, const int *rows, int count, int32_t *ids, int32_t *labels) {
+int dataset_read_rows(const Dataset *ds, const int *rows, int count, int32_t *ids, int32_t *labels,
+                      int8_t *mask) {
     // HDF5 returns a union of rows in file order; read them one by one into place
     // (rows of one batch are few, and the chunk cache keeps this cheap)
     int rc = AIL_OK;
@@ -95,6 +133,7 @@ int dataset_read_rows(const Dataset *ds, const int *rows, int count, int32_t *id
             return AIL_ERROR(AIL_ERR_ARG, "%s: row %d out of range", ds->path, rows[i]);
         if (ids) rc = read_block(ds, ds->ids, rows[i], 1, ids + (size_t)i * ds->T);
         if (rc == AIL_OK && labels) rc = read_block(ds, ds->labels, rows[i], 1, labels + (size_t)i * ds->T);
+        if (rc == AIL_OK && mask) rc = read_mask_row(ds, rows[i], mask + (size_t)i * ds->T);
     }
     return rc;
 }

@@ -35,7 +35,9 @@ static int cpu_zero_grads(Engine *e) {
     return AIL_OK;
 }
 
-static int cpu_forward(Engine *e, const int32_t *tok, const int32_t *lab, double *loss_sum, long *scored) {
+static int cpu_forward(Engine *e, const int32_t *tok, const int8_t *mask, const int32_t *lab, double *loss_sum,
+                       long *scored) {
+    AIL_CHECK(llama_acts_set_mask(&e->acts, mask));
     return llama_forward(e->llm, &e->acts, tok, lab, loss_sum, scored);
 }
 
@@ -133,7 +135,9 @@ static int nccl_fatal(const Engine *e, int collective, int rc) {
     return collective ? ail_error_fatal(e->comm, rc) : rc;
 }
 
-static int gpu_forward_op(Engine *e, const int32_t *tok, const int32_t *lab, double *loss_sum, long *scored) {
+static int gpu_forward_op(Engine *e, const int32_t *tok, const int8_t *mask, const int32_t *lab, double *loss_sum,
+                          long *scored) {
+    AIL_CHECK(gpu_set_mask(e->gpu, mask));  // host-side only: no collective
     return nccl_fatal(e, e->tp > 1, gpu_forward(e->gpu, tok, lab, loss_sum, scored));
 }
 

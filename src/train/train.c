@@ -485,13 +485,13 @@ static int setup_adapters(Trainer *tr) {
     return rc;
 }
 
-/* Reads tokens / labels of this rank's part of micro-batch j of optimizer step s. */
-static int fill_micro(const Trainer *tr, long step, int j, int *rows, int32_t *tok, int32_t *lab) {
+/* Reads tokens / labels / attention mask of this rank's part of micro-batch j of optimizer step s. */
+static int fill_micro(const Trainer *tr, long step, int j, int *rows, int32_t *tok, int32_t *lab, int8_t *mask) {
     const TrainConfig *c = tr->cfg;
     long long base = (long long)step * c->batch_size + (long long)j * (c->batch_size / c->grad_accum) +
                      (long long)tr->dp_rank * tr->micro;
     for (int b = 0; b < tr->micro; b++) rows[b] = dataset_index(&tr->train, base + b, (uint64_t)c->seed, c->shuffle);
-    return dataset_read_rows(&tr->train, rows, tr->micro, tok, lab);
+    return dataset_read_rows(&tr->train, rows, tr->micro, tok, lab, mask);
 }
 
 /* Scored tokens of the whole global batch of step s (every rank counts them all). */
@@ -507,9 +507,11 @@ static long global_scored(const Trainer *tr, long step) {
 static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *work, double *hits) {
     const Dataset *d = &tr->eval;
     int32_t ids[d->T], lab[d->T];
-    int match;
-    AIL_CHECK(tp_agree(tr, dataset_read_rows(d, &idx, 1, ids, lab)));
-    AIL_CHECK(eval_exact_match(&tr->llm, one, ids, lab, d->T, tr->cfg->max_new_tokens, work, &match));
+    int8_t mask[d->T];
+    int match, f0 = 0;
+    AIL_CHECK(tp_agree(tr, dataset_read_rows(d, &idx, 1, ids, lab, mask)));
+    while (f0 < d->T - 1 && !mask[f0]) f0++;  // left padding: decode from the first real token
+    AIL_CHECK(eval_exact_match(&tr->llm, one, ids + f0, lab + f0, d->T - f0, tr->cfg->max_new_tokens, work, &match));
     *hits += match;
     return AIL_OK;
 }
@@ -523,8 +525,9 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
     if (tr->cfg->eval_batches > 0 && want < limit) limit = (int)want;
     int32_t *tok = ail_malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
     int32_t *lab = ail_malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
+    int8_t *mask = ail_malloc((size_t)tr->micro * d->T);
     double sums[4] = {0, 0, 0, 0};  // loss sum, scored, exact matches, sequences
-    int rc = tok && lab ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    int rc = tok && lab && mask ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     LlamaActs one = {0};
     if (rc == AIL_OK && tr->cfg->max_new_tokens > 0) rc = llama_acts_alloc(&tr->llm, 1, d->T, &one);
     if (rc == AIL_OK && tr->cfg->max_new_tokens > 0) rc = engine_sync(&tr->eng, 1);  // decoding runs on the host
@@ -532,12 +535,12 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
     for (int start = tr->dp_rank * tr->micro; start < limit && rc == AIL_OK; start += tr->micro * tr->dp) {
         int nb = limit - start < tr->micro ? limit - start : tr->micro, rows[tr->micro];
         for (int b = 0; b < tr->micro; b++) rows[b] = start + (b < nb ? b : 0);
-        rc = tp_agree(tr, dataset_read_rows(d, rows, tr->micro, tok, lab));
+        rc = tp_agree(tr, dataset_read_rows(d, rows, tr->micro, tok, lab, mask));
         for (size_t i = (size_t)nb * d->T; i < (size_t)tr->micro * d->T; i++) lab[i] = -100;  // padding rows
         if (rc != AIL_OK) break;
         double s;
         long count;
-        rc = engine_forward(&tr->eng, tok, lab, &s, &count);
+        rc = engine_forward(&tr->eng, tok, d->mask >= 0 ? mask : NULL, lab, &s, &count);
         sums[0] += s, sums[1] += (double)count;
         for (int b = 0; b < nb && tr->cfg->max_new_tokens > 0 && rc == AIL_OK; b++) {
             rc = exact_match(tr, &one, start + b, tok, &sums[2]);
@@ -545,7 +548,7 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
         }
     }
     llama_acts_free(&one);
-    free(tok), free(lab);
+    free(tok), free(lab), free(mask);
     AIL_CHECK(ail_error_agree(tr->comm, rc));
     MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, tr->dp_comm);  // tp ranks hold the same sums
     *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
@@ -830,9 +833,11 @@ static int train_loop(Trainer *tr, int *status) {
     int T = tr->train.T;
     size_t per = (size_t)tr->micro * T;
     int32_t *tok = ail_malloc(sizeof(int32_t) * per), *lab = ail_malloc(sizeof(int32_t) * per);
+    int8_t *mask = ail_malloc(per);
     int *rows = ail_malloc(sizeof(int) * (size_t)tr->micro);
-    if (ail_error_agree(tr->comm, tok && lab && rows ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory")) != AIL_OK) {
-        free(tok), free(lab), free(rows);
+    if (ail_error_agree(tr->comm, tok && lab && mask && rows ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory")) !=
+        AIL_OK) {
+        free(tok), free(lab), free(mask), free(rows);
         return ail_error_code();
     }
     double t_begin = MPI_Wtime(), t_ckpt = t_begin;
@@ -846,11 +851,11 @@ static int train_loop(Trainer *tr, int *status) {
         Engine *e = &tr->eng;
         rc = engine_zero_grads(e);
         for (int j = 0; j < c->grad_accum && rc == AIL_OK; j++) {
-            rc = tp_agree(tr, fill_micro(tr, step, j, rows, tok, lab));  // before the tp forward
+            rc = tp_agree(tr, fill_micro(tr, step, j, rows, tok, lab, mask));  // before the tp forward
             if (rc != AIL_OK) break;
             double s;
             long count;
-            rc = engine_forward(e, tok, lab, &s, &count);
+            rc = engine_forward(e, tok, tr->train.mask >= 0 ? mask : NULL, lab, &s, &count);
             if (rc == AIL_OK && total > 0) rc = engine_backward(e, lab, 1.0 / total);
             loss_sum += s;
         }
@@ -908,7 +913,7 @@ static int train_loop(Trainer *tr, int *status) {
             break;
         }
     }
-    free(tok), free(lab), free(rows);
+    free(tok), free(lab), free(mask), free(rows);
     if (rc == AIL_OK && *status == TRAIN_DONE && first == c->steps) {
         if (tr->rank == 0) printf("%s already holds all %d steps: nothing to do\n", c->out, c->steps);
         rc = finish_outputs(tr);

@@ -1,6 +1,7 @@
 /* fuzz_dataset.c - libFuzzer harness of the HDF5 token datasets (src/train/dataset.c).
  *
- * The input drives h5gen.h to write a dataset file (/input_ids and /labels, shapes,
+ * The input drives h5gen.h to write a dataset file (/input_ids, /labels and, when the
+ * input says so, the optional /attention_mask; shapes,
  * types, storage and token values; see h5gen.h for why files are generated rather
  * than mutated), and the vocabulary size the reader validates against. An accepted
  * file is then used the way the trainer uses it: rows read in an input-chosen
@@ -33,6 +34,15 @@ static long long token(FuzzIn *in, size_t i, const void *ctx) {
     }
 }
 
+static long long mask_value(FuzzIn *in, size_t i, const void *ctx) {
+    (void)i, (void)ctx;
+    switch (in_u8(in) % 8) {
+    case 0: return 0;
+    case 1: return in_u8(in) % 2 ? 2 : -1;  // neither 0 nor 1: refused
+    default: return 1;
+    }
+}
+
 static double unused_f64(FuzzIn *in, size_t i, const void *ctx) { return (void)in, (void)i, (void)ctx, 0; }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -46,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hid_t f = gen_file(path);
     gen_dataset(&in, f, "/input_ids", 2, dims, 1, unused_f64, token, &ctx);
     gen_dataset(&in, f, "/labels", 2, dims, 1, unused_f64, token, &ctx);
+    if (in_u8(&in) % 2) gen_dataset(&in, f, "/attention_mask", 2, dims, 1, unused_f64, mask_value, &ctx);
     H5Fclose(f);
 
     ail_error_clear();
@@ -53,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = dataset_load(path, ctx.vocab, &ds);
     fuzz_check_error(rc);
     if (rc != AIL_OK) {
-        FUZZ_ASSERT(ds.file < 0 && ds.ids < 0 && ds.labels < 0 && ds.scored == NULL);
+        FUZZ_ASSERT(ds.file < 0 && ds.ids < 0 && ds.labels < 0 && ds.mask < 0 && ds.scored == NULL);
         return 0;
     }
     FUZZ_ASSERT(ds.n >= 1 && ds.T >= 2);
@@ -67,16 +78,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)count * ds.T);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)count * ds.T);
-    FUZZ_ASSERT(ids && lab);
+    int8_t *mask = malloc((size_t)count * ds.T);
+    FUZZ_ASSERT(ids && lab && mask);
     ail_error_clear();
-    rc = dataset_read_rows(&ds, rows, count, ids, lab);
+    rc = dataset_read_rows(&ds, rows, count, ids, lab, mask);
     fuzz_check_error(rc);
     FUZZ_ASSERT((rc != AIL_OK) == bad);
-    for (size_t i = 0; rc == AIL_OK && i < (size_t)count * ds.T; i++) {
-        FUZZ_ASSERT(ids[i] >= 0 && ids[i] < ctx.vocab);
-        FUZZ_ASSERT(lab[i] == -100 || (lab[i] >= 0 && lab[i] < ctx.vocab));
+    for (int b = 0; rc == AIL_OK && b < count; b++) {
+        int real = 0, scored = 0;
+        for (int t = 0; t < ds.T; t++) {
+            size_t i = (size_t)b * ds.T + t;
+            FUZZ_ASSERT(ids[i] >= 0 && ids[i] < ctx.vocab);
+            FUZZ_ASSERT(lab[i] == -100 || (lab[i] >= 0 && lab[i] < ctx.vocab));
+            FUZZ_ASSERT(mask[i] == 0 || mask[i] == 1);
+            FUZZ_ASSERT(mask[i] || lab[i] == -100);  // no scored label at a padded position
+            real += mask[i];
+            scored += t >= 1 && lab[i] != -100 && mask[i - 1];
+        }
+        FUZZ_ASSERT(real > 0 && scored == ds.scored[rows[b]]);
     }
-    free(ids), free(lab);
+    free(ids), free(lab), free(mask);
     uint64_t seed = in_u64(&in);
     for (int k = 0; k < 4; k++) {
         long long pos = (long long)(in_u64(&in) >> 2);

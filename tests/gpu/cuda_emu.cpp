@@ -220,8 +220,8 @@ void k_add(int bf, void *out, const void *a, const void *b, size_t n, cudaStream
     for (size_t i = 0; i < n; i++) stv(bf, out, i, ldv(bf, a, i) + ldv(bf, b, i));
 }
 
-static void transpose_rope(int bf, void *dst, const void *src, const float *cs, const float *sn, int B, int T,
-                           int nheads, int hd, int group, int rope, int to_heads) {
+static void transpose_rope(int bf, void *dst, const void *src, const float *cs, const float *sn, const int32_t *pos,
+                           int B, int T, int nheads, int hd, int group, int rope, int to_heads) {
     int half = hd / 2;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
@@ -232,7 +232,8 @@ static void transpose_rope(int bf, void *dst, const void *src, const float *cs, 
                 for (int j = 0; j < half; j++) {
                     float a = ldv(bf, src, in + j), c = ldv(bf, src, in + j + half);
                     if (rope) {
-                        float co = cs[(size_t)t * half + j], si = to_heads ? sn[(size_t)t * half + j] : -sn[(size_t)t * half + j];
+                        size_t p = pos ? (size_t)pos[(size_t)b * T + t] : (size_t)t;
+                        float co = cs[p * half + j], si = to_heads ? sn[p * half + j] : -sn[p * half + j];
                         stv(bf, dst, out + j, a * co - c * si);
                         stv(bf, dst, out + j + half, c * co + a * si);
                     } else {
@@ -243,14 +244,23 @@ static void transpose_rope(int bf, void *dst, const void *src, const float *cs, 
             }
 }
 
-void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cs, const float *sn, int B, int T,
-                    int nheads, int hd, int group, int rope, cudaStream_t) {
-    transpose_rope(bf, heads, tok, cs, sn, B, T, nheads, hd, group, rope, 1);
+void k_tok_to_heads(int bf, void *heads, const void *tok, const float *cs, const float *sn, const int32_t *pos,
+                    int B, int T, int nheads, int hd, int group, int rope, cudaStream_t) {
+    transpose_rope(bf, heads, tok, cs, sn, pos, B, T, nheads, hd, group, rope, 1);
 }
 
-void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cs, const float *sn, int B, int T,
-                    int nheads, int hd, int group, int rope, cudaStream_t) {
-    transpose_rope(bf, tok, heads, cs, sn, B, T, nheads, hd, group, rope, 0);
+void k_heads_to_tok(int bf, void *tok, const void *heads, const float *cs, const float *sn, const int32_t *pos,
+                    int B, int T, int nheads, int hd, int group, int rope, cudaStream_t) {
+    transpose_rope(bf, tok, heads, cs, sn, pos, B, T, nheads, hd, group, rope, 0);
+}
+
+void k_attn_mask(int bf, void *S, const int8_t *mask, long rows, int T, int group, int nh, cudaStream_t) {
+    for (long r = 0; r < rows; r++) {
+        int t = (int)((r / group) % T);
+        const int8_t *m = mask + (size_t)(r / ((long)nh * T)) * T;
+        for (int j = 0; j <= t; j++)
+            if (!(m[t] ? m[j] : j == t)) stv(bf, S, (size_t)r * T + j, -INFINITY);
+    }
 }
 
 void k_softmax_fwd(int bf, void *SP, float *lse, long rows, int T, int group, int Tc, cudaStream_t) {

@@ -11,7 +11,9 @@
  * test_gpu_train.c) and equal on every rank, and the step-1 gradients of every
  * adapter, reassembled from the shards, within 1e-4 of each tensor's norm. Then
  * with o, gate, up and down biases (LLaMA's attention_bias, mlp_bias): tp = 2 and
- * 2 x 2 = one device.
+ * 2 x 2 = one device. Then padded rows (gpu_set_mask: every row left- or right-
+ * padded, the fixture's tokens shifted): tp = 2, dp = 2 and 2 x 2 = one device
+ * within 1e-4 (test_gpu_train checks one padded device against unpadded tokens).
  *
  * Needs NCCL and tp * dp devices (exit 77 otherwise). Without GPUs it runs on the
  * CPU through tests/gpu/cuda_emu.cpp (threads as ranks; tests/gpu/emu_check.sh).
@@ -42,6 +44,7 @@ typedef struct {
 static long global_count[MAXS];
 static float *obias[8][7];       /* whole biases of check_obias (o, gate, up, down), NULL otherwise */
 static double last_curve[MAXS];  /* the loss curve of the last run */
+static int8_t *gmask;            /* check_padded: (steps, B, T) attention mask, NULL otherwise */
 
 static float *cols(const float *W, int m, int n, int c0, int nc) {  // columns [c0, c0 + nc) of W (m, n)
     float *o = malloc(sizeof(float) * (size_t)m * nc);
@@ -92,6 +95,7 @@ static void *rank_main(void *arg) {
         double sum = 0, norm = 0;
         long count;
         rc = gpu_zero_grads(m);
+        if (rc == AIL_OK && gmask) rc = gpu_set_mask(m, gmask + off);
         if (rc == AIL_OK) rc = gpu_forward(m, tokens + off, labels + off, &sum, &count);
         if (rc == AIL_OK) rc = gpu_backward(m, 1.0 / global_count[s]);
         if (rc == AIL_OK) rc = gpu_grads_allreduce(m, dpc);
@@ -177,7 +181,7 @@ static void run(int k, int tp, int dp) {
         worst = fmax(worst, rel), worstn = fmax(worstn, reln);
         badl += rel > 1e-4, badn += reln > (s == 0 ? 1e-5 : 1e-3);
     }
-    if (obias[0][GPU_LIN_O]) {  // check_obias compares the curves itself: the fixture has no bias
+    if (obias[0][GPU_LIN_O] || gmask) {  // check_obias / check_padded compare the curves themselves
         for (int j = 0; j < L * 7; j++) free(gA[j]), free(gB[j]);
         free(loss_sum), free(norms);
         return;
@@ -253,6 +257,55 @@ static void check_obias(int devices) {
         for (int i = GPU_LIN_O; i < 7; i++) free(obias[l][i]), obias[l][i] = NULL;
 }
 
+/* Scored predictions of each step's global batch (mask: only real-to-real ones). */
+static void count_scored(void) {
+    int B = hdr[GF_B], T = hdr[GF_T];
+    for (int s = 0; s < hdr[GF_STEPS]; s++) {
+        size_t o = (size_t)s * B * T;
+        global_count[s] = 0;
+        for (int n = 0; n < B * T; n++)
+            global_count[s] += (n % T) + 1 < T && labels[o + n + 1] != -100 &&
+                               (!gmask || (gmask[o + n] && gmask[o + n + 1]));
+    }
+}
+
+static void check_padded(int devices) {
+    int S = hdr[GF_STEPS], B = hdr[GF_B], T = hdr[GF_T], V = hdr[GF_V];
+    size_t n = (size_t)S * B * T;
+    int32_t *tok0 = tokens, *lab0 = labels, *pt = malloc(sizeof(int32_t) * n), *pl = malloc(sizeof(int32_t) * n);
+    gmask = malloc(n);
+    for (int s = 0; s < S; s++)
+        for (int b = 0; b < B; b++) {
+            int pad = (3 + 5 * b + s) % (T / 2), left = (b + s) % 2 == 0, len = T - pad;
+            for (int t = 0; t < T; t++) {
+                size_t i = ((size_t)s * B + b) * T + t;
+                int src = left ? t - pad : t, real = src >= 0 && src < len;
+                pt[i] = real ? tok0[i - t + src] : (5 * t + 1) % V;
+                pl[i] = real ? lab0[i - t + src] : -100;
+                gmask[i] = (int8_t)real;
+            }
+        }
+    tokens = pt, labels = pl;
+    count_scored();
+    double one[MAXS];
+    run(1, 1, 1);
+    memcpy(one, last_curve, sizeof one);
+    const int grid[3][2] = {{2, 1}, {1, 2}, {2, 2}};
+    for (int g = 0; g < 3; g++) {
+        if (grid[g][0] * grid[g][1] > devices) continue;
+        run(1, grid[g][0], grid[g][1]);
+        double worst = 0;
+        for (int s = 0; s < S; s++) worst = fmax(worst, fabs(last_curve[s] - one[s]) / one[s]);
+        printf("%s padded rows, tp %d x dp %d = one device: worst relative loss difference %.3e (tolerance 1e-4)\n",
+               worst <= 1e-4 ? "PASS" : "FAIL", grid[g][0], grid[g][1], worst);
+        failures += worst > 1e-4;
+    }
+    tokens = tok0, labels = lab0;
+    free(pt), free(pl), free(gmask);
+    gmask = NULL;
+    count_scored();
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // a timeout must not eat the log
     const char *path = argc > 1 ? argv[1] : "tests/reference/gpu_tiny.bin";
@@ -263,16 +316,13 @@ int main(int argc, char **argv) {
         return 77;
     }
     load(path);
-    for (int s = 0; s < hdr[GF_STEPS]; s++) {  // the global batch's scored count, known on every rank
-        const int32_t *lb = labels + (size_t)s * hdr[GF_B] * hdr[GF_T];
-        for (int n = 0; n < hdr[GF_B] * hdr[GF_T]; n++)
-            global_count[s] += (n % hdr[GF_T]) + 1 < hdr[GF_T] && lb[n + 1] != -100;
-    }
+    count_scored();  // the global batch's scored count, known on every rank
     int grid[3][2] = {{2, 1}, {1, 2}, {2, 2}};
     for (int k = 0; k < 2; k++)
         for (int g = 0; g < 3; g++)
             if (grid[g][0] * grid[g][1] <= devices) run(k, grid[g][0], grid[g][1]);
     check_obias(devices);
+    check_padded(devices);
     printf("%s test_gpu_parallel (%d failure%s)\n", failures ? "FAIL" : "PASS", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }

@@ -21,8 +21,15 @@
  *         the largest logit error, and training amplifies a little over 20 steps.
  *         The decrease check (about 0.3 nats here) catches a wrong backward that
  *         the per-step bound alone would miss.
+ * Padding (gpu_set_mask): the first batch with rows left-padded, right-padded and
+ * unpadded against the same real tokens unpadded and without a mask (the unused
+ * tail unscored): the same scored count, loss within 1e-5 relative (fp32; RoPE at
+ * shifted positions rounds differently, attention sees the same keys) or 2e-2
+ * (bf16, as above), adapter gradients within 1e-4 of their total norm (fp32) or
+ * 5e-2 (bf16), with the attention probabilities kept and recomputed.
  * Exit status: 0 all pass, 1 a failure, 77 no GPU (skip).
  */
+#define _POSIX_C_SOURCE 200809L  /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +185,79 @@ static int run(int k, GpuPrecision prec) {
     return 0;
 }
 
+/* Padded batch against the same tokens unpadded (see the top comment); init k. */
+static void padded(int k, GpuPrecision prec, int store_p) {
+    const Init *in = &inits[k];
+    int H = hdr[GF_H], L = hdr[GF_L], r = hdr[GF_R], B = hdr[GF_B], T = hdr[GF_T], V = hdr[GF_V];
+    const char *pname = prec == GPU_FP32 ? "fp32" : "bf16";
+    char name[160], detail[240];
+    GpuLayerSpec layers[8];
+    memset(layers, 0, sizeof layers);
+    for (int l = 0; l < L; l++) {
+        layers[l].ln1 = in->ln1[l], layers[l].ln2 = in->ln2[l];
+        for (int i = 0; i < 7; i++) {
+            layers[l].w[i] = in->w[l][i];
+            GpuAdapterSpec a = {out_[i], in_[i], r, hyp[GF_SCALE], in->A[l][i], in->B[l][i]};
+            layers[l].lora[i] = a;
+        }
+    }
+    GpuModelSpec sp = {H, hdr[GF_I], V, L, hdr[GF_NH], hdr[GF_NKV], hdr[GF_HD], hyp[GF_EPS_RMS],
+                       hdr[GF_MAXPOS], rope_cos, rope_sin, in->embed, in->final_norm, in->lm_head, layers, 1, 0};
+    size_t n = (size_t)B * T;
+    int32_t *tu = malloc(sizeof(int32_t) * n), *lu = malloc(sizeof(int32_t) * n);
+    int32_t *tp = malloc(sizeof(int32_t) * n), *lp = malloc(sizeof(int32_t) * n);
+    int8_t *mask = malloc(n);
+    for (int b = 0; b < B; b++) {
+        int pad = (3 + 4 * b) % (T / 2), left = b % 2 == 0, len = T - pad;  // rows: left, right, left, ...
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)b * T + t;
+            tu[i] = tokens[i], lu[i] = t < len ? labels[i] : -100;
+            int src = left ? t - pad : t, real = src >= 0 && src < len;
+            tp[i] = real ? tokens[(size_t)b * T + src] : (7 * t + 3) % V;  // padding tokens: anything
+            lp[i] = real ? lu[(size_t)b * T + src] : -100;
+            mask[i] = (int8_t)real;
+        }
+    }
+    setenv("AILORA_GPU_STORE_P", store_p ? "1" : "0", 1);
+    GpuModel *m;
+    int rc = gpu_model_create(&sp, prec, B, T, NULL, &m);
+    double sum[2] = {0, 0};
+    long count[2] = {0, 0};
+    size_t ntot = 0;
+    for (int i = 0; i < 7; i++) ntot += (size_t)r * in_[i] + (size_t)out_[i] * r;
+    float *g[2] = {malloc(sizeof(float) * ntot * L), malloc(sizeof(float) * ntot * L)};
+    for (int c = 0; c < 2 && rc == AIL_OK; c++) {  // c = 0 padded, 1 unpadded
+        rc = gpu_zero_grads(m);
+        if (rc == AIL_OK) rc = gpu_set_mask(m, c == 0 ? mask : NULL);
+        if (rc == AIL_OK) rc = gpu_forward(m, c == 0 ? tp : tu, c == 0 ? lp : lu, &sum[c], &count[c]);
+        if (rc == AIL_OK) rc = gpu_backward(m, 1.0 / (count[c] ? count[c] : 1));
+        float *o = g[c];
+        for (int l = 0; l < L && rc == AIL_OK; l++)
+            for (int i = 0; i < 7 && rc == AIL_OK; i++) {
+                rc = gpu_adapter_grads(m, l, i, o, o + (size_t)r * in_[i]);
+                o += (size_t)r * in_[i] + (size_t)out_[i] * r;
+            }
+    }
+    if (rc != AIL_OK) printf("FAIL padded %s: %s\n", pname, ail_error_message()), failures++;
+    else {
+        double ref, d = diff_norm(g[0], g[1], ntot * L, &ref);
+        double rel = fabs(sum[0] - sum[1]) / fabs(sum[1]), tl = prec == GPU_FP32 ? 1e-5 : 2e-2;
+        double tg = prec == GPU_FP32 ? 1e-4 : 5e-2;
+        snprintf(name, sizeof name, "padded batch %s (probabilities %s) = unpadded", pname, store_p ? "kept" : "recomputed");
+        snprintf(detail, sizeof detail, ": scored %ld / %ld, loss %.7f / %.7f (rel %.2e, tol %g), adapter gradients "
+                 "|diff| / |g| %.2e (tol %g)", count[0], count[1], sum[0] / count[0], sum[1] / count[1], rel, tl,
+                 d / ref, tg);
+        check(count[0] == count[1] && count[0] > 0 && rel <= tl && d <= tg * ref, name, detail);
+        // a mask value other than 0 / 1 is refused
+        mask[1] = 2;
+        check(gpu_set_mask(m, mask) != AIL_OK, "padded: mask value 2 refused", "");
+        ail_error_clear();
+    }
+    unsetenv("AILORA_GPU_STORE_P");
+    gpu_model_free(m);
+    free(tu), free(lu), free(tp), free(lp), free(mask), free(g[0]), free(g[1]);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // a timeout must not eat the log
     const char *path = argc > 1 ? argv[1] : "tests/reference/gpu_tiny.bin";
@@ -186,6 +266,14 @@ int main(int argc, char **argv) {
         return 77;
     }
     load(path);
+    const char *keep = getenv("AILORA_GPU_STORE_P");
+    char saved[16] = "";
+    if (keep) snprintf(saved, sizeof saved, "%s", keep);
+    for (int store_p = 0; store_p < 2; store_p++) {
+        padded(1, GPU_FP32, store_p);
+        padded(1, GPU_BF16, store_p);
+    }
+    if (keep) setenv("AILORA_GPU_STORE_P", saved, 1);  // the runs below: the caller's choice
     for (int k = 0; k < 2; k++) {
         failures += run(k, GPU_FP32);
         failures += run(k, GPU_BF16);
