@@ -252,7 +252,7 @@ static int residual_diagnostics(Trainer *tr, const TargetModule *t, const InitSp
     return AIL_OK;
 }
 
-static int fill_micro(const Trainer *tr, long step, int j, int *rows, int32_t *tok, int32_t *lab);
+static int fill_micro(const Trainer *tr, long step, int j, int *rows, int32_t *tok, int32_t *lab, int8_t *mask);
 static long global_scored(const Trainer *tr, long step);
 static int shard_copy(const Trainer *tr, int gather, int split_cols, int rows, int cols, real *local, real *whole);
 
@@ -268,8 +268,9 @@ static int auto_gradients(Trainer *tr) {
     size_t per = (size_t)tr->micro * T;
     LlamaActs acts = {0};
     int32_t *tok = ail_malloc(sizeof(int32_t) * per), *lab = ail_malloc(sizeof(int32_t) * per);
+    int8_t *mask = ail_malloc(per);
     int *rows = ail_malloc(sizeof(int) * (size_t)tr->micro);
-    int rc = tok && lab && rows ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    int rc = tok && lab && mask && rows ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
     if (rc == AIL_OK) rc = llama_enable_base_grads(&tr->llm);
     if (rc == AIL_OK) rc = llama_acts_alloc(&tr->llm, tr->micro, T, &acts);
     rc = tp_agree(tr, rc);
@@ -278,16 +279,17 @@ static int auto_gradients(Trainer *tr) {
     if (rc == AIL_OK) llama_zero_grads(&tr->llm);
     for (int b = 0; b < c->auto_batches && rc == AIL_OK && total > 0; b++)
         for (int j = 0; j < c->grad_accum && rc == AIL_OK; j++) {
-            rc = tp_agree(tr, fill_micro(tr, b, j, rows, tok, lab));
+            rc = tp_agree(tr, fill_micro(tr, b, j, rows, tok, lab, mask));
             double s;
             long count;
+            if (rc == AIL_OK) rc = llama_acts_set_mask(&acts, tr->train.mask >= 0 ? mask : NULL);
             if (rc == AIL_OK) rc = llama_forward(&tr->llm, &acts, tok, lab, &s, &count);
             if (rc == AIL_OK) rc = llama_backward(&tr->llm, &acts, lab, 1.0 / (double)total);
         }
     if (rc == AIL_OK && total == 0)
         rc = AIL_ERROR(AIL_ERR_ARG, "method auto: the first %d training batches score no tokens", c->auto_batches);
     llama_acts_free(&acts);
-    free(tok), free(lab), free(rows);
+    free(tok), free(lab), free(mask), free(rows);
     return rc;
 }
 
