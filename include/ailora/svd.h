@@ -85,6 +85,9 @@ int svd_select_check(int k, int nsel, const int *sel);
 /* The kept index set of `--keep K`: [0, K) and [k - K, k), deduplicated, ascending.
  * K = 0 means all (returns k). kept needs room for k entries. */
 int svd_kept_indices(int k, int keep, int *kept);
+/* `--keep` / `svd_keep` text: "all" (0) or an integer >= 1; and back. */
+int svd_keep_parse(const char *text, void *keep);
+const char *svd_keep_print(const void *keep);
 
 /* ---- per-core speed of the routes (svd_rates.c) ----------------------------------
  *
@@ -126,7 +129,7 @@ typedef struct {
 typedef struct {
     int phase;            /* which phase computes this matrix */
     int group;            /* which group of that phase */
-    SvdBackend backend;   /* LAPACK, PDGESVD or CUSOLVER (never AUTO) */
+    SvdBackend backend;   /* LAPACK, SELECT, PDGESVD or CUSOLVER (never AUTO) */
     int nprow, npcol;     /* grid of the group */
 } SvdTask;
 
@@ -149,6 +152,11 @@ typedef struct {
  * pdgesvd on sub-grids of that many ranks (0: decide by SVD_PDGESVD_SLOWDOWN). */
 int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                   double max_rank_bytes, int group_ranks, SvdPlan *plan);
+/* The same with `--keep K` (0: all): one-rank matrices take dgesdd or the
+ * selected-vector route (SVD_BACKEND_SELECT) by the rates of svd_rates_get (auto),
+ * and pdgesvd sub-grids are planned against the faster of them. */
+int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                       double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan);
 void svd_plan_free(SvdPlan *plan);
 /* Bytes a dgesdd of an m x n matrix needs (inputs, outputs, workspace). */
 double svd_lapack_bytes(int m, int n);

@@ -77,3 +77,26 @@ int svd_kept_indices(int k, int keep, int *kept) {
     for (int j = 0; j < keep; j++) kept[j] = j, kept[keep + j] = k - keep + j;
     return 2 * keep;
 }
+
+int svd_keep_parse(const char *text, void *keep) {
+    if (strcmp(text, "all") == 0) {
+        *(int *)keep = 0;
+        return AIL_OK;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || errno || v < 1 || v > 1 << 30)
+        return AIL_ERROR(AIL_ERR_ARG, "keep \"%s\": expected all or a count of singular vectors >= 1 "
+                         "at each end of the spectrum", text);
+    *(int *)keep = (int)v;
+    return AIL_OK;
+}
+
+const char *svd_keep_print(const void *keep) {
+    static _Thread_local char buf[16];
+    int v = *(const int *)keep;
+    if (v <= 0) return "all";
+    snprintf(buf, sizeof buf, "%d", v);
+    return buf;
+}
