@@ -6,7 +6,7 @@
 #  2. a tiny LLaMA (0.75M parameters, GQA) pretrained by ailora itself
 #     (train_base=true) on the corpus, saved as an HF model directory
 #  3. its SVD cache (ailora svd on the local ranks)
-#  4. the default ablation: LoRA, PiSSA, MiLoRA, AILoRA x 2 seeds on the majority
+#  4. the default ablation: LoRA, PiSSA, MiLoRA, AILoRA, auto x 2 seeds on the majority
 #     task (slurm/sweep.py local), summary table and learning-curve figure
 #  5. pretrained versus random base: the same fine-tuning on all three tasks
 # Steps 1-3 are cached in experiments/default/ and rebuilt only when missing.
@@ -33,7 +33,7 @@ if [ ! -f "$D/base/config.json" ]; then
 fi
 [ -f "$D/svd.h5" ] || "${MPIRUN[@]}" "$AILORA" svd --model "$D/base" --out "$D/svd.h5" --quiet
 
-echo "== default ablation: majority task, 4 inits x 2 seeds =="
+echo "== default ablation: majority task, 5 inits x 2 seeds =="
 $PY "$SRC/slurm/sweep.py" local "$SRC/experiments/sweeps/default_ablation.ini" --ailora "$AILORA" -j 1
 PYTHONPATH="$SRC/analysis" $PY -m ailora_analysis "$D/sweeps/default_ablation" --metric exact_match \
     --higher-is-better --out "$D/figures"

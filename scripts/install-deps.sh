@@ -16,6 +16,7 @@ packages=(
     python3-nbclient python3-nbformat python3-ipykernel  # executing analysis/notebooks headless
     slurm-wlm munge                         # slurm/ sweeps and their single-node test cluster
     clang-14 libclang-rt-14-dev llvm-14     # tests/fuzz: libFuzzer + ASan/UBSan runtimes, llvm-symbolizer
+    python3-venv python3-jinja2             # .venv (scripts/venv.sh); chat templates in experiments/data
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -23,6 +24,7 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#packages[@]} Debian packages present"
+    bash "$(dirname "$0")/venv.sh"
     exit 0
 fi
 SUDO=""
@@ -30,3 +32,4 @@ SUDO=""
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+bash "$(dirname "$0")/venv.sh"

@@ -12,8 +12,8 @@ header_stage() {
         distmat|svd|svd_signs|svdcache|gpu_svd) echo svd ;;
         adapter|initfile|synth) echo init ;;
         llama|gpu) echo model ;;
-        eval) echo eval ;;
-        optim|trainconfig|dataset|runfile|train|engine) echo train ;;
+        eval|updatediag) echo eval ;;
+        optim|trainconfig|dataset|runfile|train|engine|diaglog) echo train ;;
         *) echo unknown ;;
     esac
 }

@@ -13,6 +13,8 @@ python3-pandas python3-h5py python3-matplotlib python3-scipy, for /usr/bin/pytho
 from .runs import load_runs, load_curves, load_spectra, steps_to_loss
 from .stats import summarize, mean_ci
 from .plots import plot_learning_curves, plot_spectra, plot_ratio_heatmap, plot_convergence
+from .diagnostics import load_diagnostics, plot_update_energy
 
 __all__ = ["load_runs", "load_curves", "load_spectra", "steps_to_loss", "summarize", "mean_ci",
-           "plot_learning_curves", "plot_spectra", "plot_ratio_heatmap", "plot_convergence"]
+           "plot_learning_curves", "plot_spectra", "plot_ratio_heatmap", "plot_convergence",
+           "load_diagnostics", "plot_update_energy"]
