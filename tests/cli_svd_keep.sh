@@ -5,6 +5,7 @@
 # a partial cache equals init from a whole one bit for bit (the same dgesdd
 # vectors; only the selected ones are read); init and train refuse a rank / ratio
 # whose vectors the cache lacks, with one line naming the module and the indices;
+# method = auto chooses among the kept triplets;
 # the selected-vector route's dgesdd fallback is recorded.
 . "${top_srcdir:-.}/tests/lib.sh"
 M="$WORK/model"
@@ -87,6 +88,22 @@ check "$H5COMPARE" "$WORK/t_full.h5" "$WORK/t_keep.h5" --tol 1e-10 --only /init/
 check "$AILORA" svd --model "$R/train_llama" --keep 2 --out "$WORK/tk2.h5" --quiet
 expect_error "keeps indices 0-1 and" "$WORK/t_bad.h5" \
     "$AILORA" train $TB method=pissa rank=4 svd_cache="$WORK/tk2.h5" out="$WORK/t_bad.h5"
+# method = auto scores the triplets a partial cache holds and selects among them
+check "$AILORA" svd --model "$R/train_llama" --keep 4 --out "$WORK/tk4.h5" --quiet
+check "$AILORA" train $TB method=auto auto_batches=1 rank=4 svd_cache="$WORK/tk4.h5" out="$WORK/t_auto.h5"
+check $PY - "$WORK/t_auto.h5" "$WORK/tk4.h5" <<'PYEOF'
+import sys, h5py
+run, svd = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+found = []
+run.visititems(lambda name, obj: found.append(name) if name.endswith("/selected") else None)
+assert found, "no selection in the run file"
+for name in found:
+    module = name.split("/")[-2]
+    kept = set(svd["modules"][module]["kept"][()].tolist())
+    sel = set(run[name][()].tolist())
+    assert sel <= kept, (name, sorted(sel - kept))
+print("auto selections within the kept sets:", len(found))
+PYEOF
 
 # the fallback: dbdsvdx made to fail on rank 0: dgesdd computes the matrix, the cache says why
 AILORA_FAULT=dbdsvdx:0 check run_np 2 "$AILORA" svd --model "$M" --backend select --keep 8 --out "$WORK/fb.h5"
