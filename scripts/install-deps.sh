@@ -17,6 +17,7 @@ packages=(
     slurm-wlm munge                         # slurm/ sweeps and their single-node test cluster
     clang-14 libclang-rt-14-dev llvm-14     # tests/fuzz: libFuzzer + ASan/UBSan runtimes, llvm-symbolizer
     python3-venv python3-jinja2             # .venv (scripts/venv.sh); chat templates in experiments/data
+    chromium                                # tests/report.sh: the HTML sweep report rendered headless
 )
 missing=()
 for p in "${packages[@]}"; do
