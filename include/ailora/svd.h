@@ -6,6 +6,7 @@
  * the largest magnitude (the first one on ties) is positive. Backends:
  *
  *   lapack   one rank, LAPACK dgesdd (divide and conquer)
+ *   select   one rank, all of S but only the kept singular vectors (svd_lapack_select)
  *   pdgesvd  ScaLAPACK on a BLACS grid of ranks (W^T distributed block-cyclically)
  *   auto     a schedule over all ranks (svd_plan_make); CPU only
  *   cusolver one rank per matrix on that rank's GPU, cuSOLVER gesvd (gpu_svd.h)
@@ -23,7 +24,8 @@ typedef enum {
     SVD_BACKEND_AUTO = 0,
     SVD_BACKEND_LAPACK,
     SVD_BACKEND_PDGESVD,
-    SVD_BACKEND_CUSOLVER
+    SVD_BACKEND_CUSOLVER,
+    SVD_BACKEND_SELECT
 } SvdBackend;
 
 int svd_backend_parse(const char *name, SvdBackend *backend);
@@ -48,6 +50,74 @@ typedef struct {
 int svd_pdgesvd(const BlacsGrid *grid, const SafeTensor *w, int nb, DistSvd *out);
 void dist_svd_free(DistSvd *svd);
 
+/* ---- all values, selected vectors, on one rank (svd_select.c) -------------------
+ *
+ * W [m, n] row-major (not modified), k = min(m, n), sel [nsel] ascending indices
+ * into S (descending). Out: S [k] all singular values, U [m, nsel] and Vt [nsel, n]
+ * the selected singular vectors, canonical signs. One bidiagonal reduction
+ * (dgebrd), values by dqds (dbdsqr), B's selected vectors by dbdsvdx (bisection and
+ * inverse iteration on the Golub-Kahan tridiagonal, one call per contiguous index
+ * range), and only those vectors back-transformed (dormbr Q, P): ~ 4 m n k - 4/3 k^3
+ * + 2 (m + n) k nsel flops against dgesdd's ~ 4 m n k + 8/3 k^3 + 4 (m + n) k^2.
+ *
+ * Accuracy: the same contract as svd_lapack (S within ~1e-15 smax of dgesdd's: the
+ * same bidiagonal, both high relative accuracy; vectors within 1e-12 smax / gap).
+ * dbdsvdx's vectors of B are checked (each side orthonormal, residuals
+ * ||B v - s u||, ||B^T u - s v|| and the values against dqds's, all within
+ * SVD_SELECT_CHECK_TOL (x smax)); orthonormal vectors with residual r are within
+ * r / gap of the exact subspaces (Wedin), so passing keeps the contract with a
+ * factor 10 of margin. Where dbdsvdx reports failure or fails the check, the matrix
+ * falls back to dgesdd and info says why. */
+#define SVD_SELECT_CHECK_TOL 1e-13
+
+typedef struct {
+    int fallback;       /* 1: dgesdd computed this matrix */
+    char reason[200];   /* why, when fallback */
+    double orth_err;    /* worst departure of B's selected vectors from orthonormality */
+    double resid_err;   /* worst residual of B's selected triplets / smax */
+} SvdSelectInfo;
+
+int svd_lapack_select(int m, int n, const double *w, int nsel, const int *sel, double *S,
+                      double *U, double *Vt, SvdSelectInfo *info);
+/* sel ascending, within [0, k): one error line otherwise. */
+int svd_select_check(int k, int nsel, const int *sel);
+
+/* The kept index set of `--keep K`: [0, K) and [k - K, k), deduplicated, ascending.
+ * K = 0 means all (returns k). kept needs room for k entries. */
+int svd_kept_indices(int k, int keep, int *kept);
+/* `--keep` / `svd_keep` text: "all" (0) or an integer >= 1; and back. */
+int svd_keep_parse(const char *text, void *keep);
+const char *svd_keep_print(const void *keep);
+
+/* ---- per-core speed of the routes (svd_rates.c) ----------------------------------
+ *
+ * Seconds per unit of work on one core, measured by experiments/bench/bench_select_rates
+ * (`make bench-keep`; committed below, compiled in). Work units, k = min(m, n):
+ *   gesdd        dgesdd of the whole matrix             per m n k
+ *   select_brd   dgebrd + dqds (values)                 per m n k
+ *   select_vec   dbdsvdx + dormbr for nsel vectors      per (m + n) k nsel
+ *   pdgesvd      ScaLAPACK pdgesvd on g ranks           per m n k / g
+ *   dist_select  distributed selected route on g ranks  per m n k / g (svd_dist_select)
+ * Planning compares predicted seconds; only ratios between entries matter. */
+/* The committed table: bench_select_rates 1024 (1024^2, 256 x 1024, 1024 x 256) on the
+ * 2-core development machine, 2026-12-02, heavily shared (only ratios matter). */
+#define SVD_RATE_GESDD 5.22e-9
+#define SVD_RATE_SELECT_BRD 2.22e-9
+#define SVD_RATE_SELECT_VEC 4.34e-9
+#define SVD_RATE_PDGESVD (16.0 * SVD_RATE_GESDD)
+#define SVD_RATE_DIST_SELECT (16.0 * SVD_RATE_GESDD)
+
+typedef struct {
+    double gesdd, select_brd, select_vec, pdgesvd, dist_select;
+    const char *source;  /* where the numbers came from */
+} SvdRates;
+
+/* The committed table (or AILORA_SVD_RATES=FILE: lines "name seconds_per_unit"). */
+int svd_rates_get(SvdRates *rates);
+/* Predicted seconds of one m x n matrix keeping nsel vectors on one rank. */
+double svd_cost_gesdd(const SvdRates *r, int m, int n);
+double svd_cost_select(const SvdRates *r, int m, int n, int nsel);
+
 /* ---- scheduling all target matrices over the ranks (svd_plan.c) ---------------- */
 
 /* One phase splits the ranks into groups of consecutive ranks; each group runs
@@ -60,7 +130,7 @@ typedef struct {
 typedef struct {
     int phase;            /* which phase computes this matrix */
     int group;            /* which group of that phase */
-    SvdBackend backend;   /* LAPACK, PDGESVD or CUSOLVER (never AUTO) */
+    SvdBackend backend;   /* LAPACK, SELECT, PDGESVD or CUSOLVER (never AUTO) */
     int nprow, npcol;     /* grid of the group */
 } SvdTask;
 
@@ -83,6 +153,11 @@ typedef struct {
  * pdgesvd on sub-grids of that many ranks (0: decide by SVD_PDGESVD_SLOWDOWN). */
 int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                   double max_rank_bytes, int group_ranks, SvdPlan *plan);
+/* The same with `--keep K` (0: all): one-rank matrices take dgesdd or the
+ * selected-vector route (SVD_BACKEND_SELECT) by the rates of svd_rates_get (auto),
+ * and pdgesvd sub-grids are planned against the faster of them. */
+int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                       double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan);
 void svd_plan_free(SvdPlan *plan);
 /* Bytes a dgesdd of an m x n matrix needs (inputs, outputs, workspace). */
 double svd_lapack_bytes(int m, int n);

@@ -55,7 +55,7 @@ static int read_spectrum(hid_t cache, const TargetModule *t, ModuleInit *mi) {
     snprintf(path, sizeof path, "/modules/%s/S", t->name);
     AIL_CHECK(h5io_read_f64(cache, path, 1, dims, &mi->S));
     mi->k = (int)dims[0];
-    // the selection indexes S, U and Vt up to k - 1 (svdcache_open checked U and Vt)
+    // the selection indexes S up to k - 1 (svdcache_open checked U, Vt and kept)
     if (mi->k != (t->m < t->n ? t->m : t->n))
         return AIL_ERROR(AIL_ERR_FORMAT, "%s: %s has %d singular values, expected min(m, n) = %d", t->name, path,
                          mi->k, t->m < t->n ? t->m : t->n);
@@ -66,17 +66,19 @@ static int read_spectrum(hid_t cache, const TargetModule *t, ModuleInit *mi) {
 static int adapters_from_selection(hid_t cache, const TargetModule *t, const InitSpec *spec, ModuleInit *mi) {
     int m = t->m, n = t->n, r = spec->rank;
     double scale = spec->alpha / spec->rank;
-    char path[256];
     double *S_I, *U_I, *Vt_I;
     AIL_MALLOC(S_I, r);
     for (int j = 0; j < r; j++) S_I[j] = mi->S[mi->selected[j]];
     U_I = ail_malloc(sizeof(double) * (size_t)m * r);
     Vt_I = ail_malloc(sizeof(double) * (size_t)r * n);
     int rc = (U_I && Vt_I) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", t->name);
-    snprintf(path, sizeof path, "/modules/%s/U", t->name);
-    if (rc == AIL_OK) rc = h5io_read_selected(cache, path, 1, r, mi->selected, U_I);
-    snprintf(path, sizeof path, "/modules/%s/Vt", t->name);
-    if (rc == AIL_OK) rc = h5io_read_selected(cache, path, 0, r, mi->selected, Vt_I);
+    char what[96];
+    if (spec->method == INIT_RATIO)
+        snprintf(what, sizeof what, "ratio %g rank %d", mi->rho, r);
+    else
+        snprintf(what, sizeof what, "%s rank %d", init_method_name(spec->method), r);
+    // only the selected vectors are read; a partial cache (--keep) must hold them
+    if (rc == AIL_OK) rc = svdcache_read_vectors(cache, t, what, r, mi->selected, U_I, Vt_I);
     if (rc == AIL_OK) adapter_from_svd(m, n, r, scale, S_I, U_I, Vt_I, mi->A, mi->B);
     free(S_I);
     free(U_I);
@@ -126,15 +128,16 @@ int init_module_selected(hid_t cache, const TargetModule *t, const InitSpec *spe
 
 int init_auto_scores_module(hid_t cache, const TargetModule *t, const double *G, int **candidates,
                             double **scores, int *ncand) {
-    int m = t->m, n = t->n, k = m < n ? m : n;
+    int m = t->m, n = t->n, k;
     char path[256];
-    int *cand = ail_malloc(sizeof(int) * (size_t)k);
+    // the candidates are the triplets the cache holds: all k, or a partial cache's kept set
+    int *cand = NULL;
+    AIL_CHECK(svdcache_kept(cache, t, &k, &cand));
     double *sc = ail_malloc(sizeof(double) * (size_t)k), *U = NULL, *Vt = NULL;
-    int rc = cand && sc ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory scoring %s", t->name);
-    for (int i = 0; i < k && rc == AIL_OK; i++) cand[i] = i;
+    int rc = sc ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory scoring %s", t->name);
     hsize_t dims[2];
     snprintf(path, sizeof path, "/modules/%s/U", t->name);
-    if (rc == AIL_OK) rc = h5io_read_f64(cache, path, 2, dims, &U);  // [m, k]
+    if (rc == AIL_OK) rc = h5io_read_f64(cache, path, 2, dims, &U);  // [m, k] (svdcache_open checked it)
     snprintf(path, sizeof path, "/modules/%s/Vt", t->name);
     if (rc == AIL_OK) rc = h5io_read_f64(cache, path, 2, dims, &Vt);  // [k, n]
     if (rc == AIL_OK) init_auto_scores(m, n, G, k, U, Vt, sc);

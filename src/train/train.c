@@ -387,10 +387,8 @@ static int read_spectrum_ends(Trainer *tr, hid_t cache) {
         if (!rows) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
         for (int end = 0; end < 2 && rc == AIL_OK; end++) {
             for (int j = 0; j < K; j++) sel[j] = end ? k - K + j : j;
-            snprintf(path, sizeof path, "/modules/%s/U", t->name);
-            rc = h5io_read_selected(cache, path, 1, K, sel, (double *)(end ? e->u_bottom : e->u_top));
-            snprintf(path, sizeof path, "/modules/%s/Vt", t->name);
-            if (rc == AIL_OK) rc = h5io_read_selected(cache, path, 0, K, sel, rows);  // (K, n)
+            snprintf(path, sizeof path, "diagnostics_k = %d", K);  // a partial cache must hold both ends
+            rc = svdcache_read_vectors(cache, t, path, K, sel, (double *)(end ? e->u_bottom : e->u_top), rows);
             double *v = (double *)(end ? e->v_bottom : e->v_top);                     // (n, K)
             for (int j = 0; j < K && rc == AIL_OK; j++)
                 for (int q = 0; q < n; q++) v[(size_t)q * K + j] = rows[(size_t)j * n + q];
@@ -415,7 +413,7 @@ static int setup_adapters(Trainer *tr) {
         MPI_Bcast(&have, 1, MPI_INT, 0, tr->comm);
         if (!have) {
             SvdOptions so = {.backend = SVD_BACKEND_AUTO, .block_size = 64,
-                             .max_rank_bytes = svd_default_rank_bytes(tr->comm)};
+                             .max_rank_bytes = svd_default_rank_bytes(tr->comm), .keep = c->svd_keep};
             AIL_CHECK(svdcache_write(tr->comm, &tr->model, tr->targets, tr->ntargets, &so, cache_path));
         }
     }
