@@ -30,6 +30,7 @@ typedef struct {
     int preempt_at_step;
     int overwrite;              /* a fresh run may replace an existing run in `out` */
     double checkpoint_minutes;  /* a checkpoint at least this often (0: off) */
+    char retention_data[1024];  /* optional second eval set: forgetting (train.c) */
 } TrainConfig;
 
 void config_defaults(TrainConfig *cfg);

@@ -64,6 +64,8 @@ static const Option keys[] = {
     OPT_BOOL("overwrite", overwrite, "false", "a fresh run may replace the run in `out` (deleted first)"),
     OPT_DBL("checkpoint_minutes", checkpoint_minutes, "30", "[0, inf)",
             "minutes between checkpoints, besides checkpoint_every (0: off)"),
+    OPT_STR("retention_data", retention_data, "",
+            "second eval set (forgetting): loss and metric before training and at each evaluation (empty: none)"),
 };
 #undef OPT_STRUCT
 
