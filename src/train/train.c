@@ -935,7 +935,8 @@ static int record_eval(Trainer *tr, long step) {
         if (rc == AIL_OK && r.ex.n) {  // the per-example record of this evaluation
             EvalExamples *grown = ail_realloc(tr->st.examples, sizeof *grown * (size_t)(tr->st.nexamples + 1));
             if (!grown) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-            else tr->st.examples = grown, r.ex.step = step, tr->st.examples[tr->st.nexamples++] = r.ex, r.ex.n = 0;
+            else tr->st.examples = grown, r.ex.step = step, tr->st.examples[tr->st.nexamples++] = r.ex;
+            if (rc == AIL_OK) memset(&r.ex, 0, sizeof r.ex);  // moved into the run state
         }
     }
     evalexamples_free(&r.ex);
