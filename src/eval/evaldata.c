@@ -91,6 +91,34 @@ static int read_strings(hid_t f, const char *file, const char *name, int n, char
     return AIL_OK;
 }
 
+/* A string attribute, variable-length (h5py's default) or fixed-length, into buf. */
+static int attr_string(hid_t obj, const char *file, const char *name, char *buf, size_t len) {
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a), s = H5Aget_space(a);
+    int rc = AIL_OK;
+    if (H5Tget_class(t) != H5T_STRING || H5Sget_simple_extent_npoints(s) != 1) {
+        rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: attribute %s must be one string", file, name);
+    } else if (H5Tis_variable_str(t) > 0) {
+        char *v = NULL;
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t));
+        if (H5Aread(a, mt, &v) < 0) rc = AIL_ERROR(AIL_ERR_IO, "%s: cannot read attribute %s", file, name);
+        else snprintf(buf, len, "%s", v ? v : "");
+        if (rc == AIL_OK) H5Dvlen_reclaim(mt, s, H5P_DEFAULT, &v);
+        H5Tclose(mt);
+    } else {
+        size_t size = H5Tget_size(t);
+        char *v = ail_calloc(size + 1, 1);
+        hid_t mt = H5Tcopy(t);
+        if (!v || H5Aread(a, mt, v) < 0) rc = AIL_ERROR(AIL_ERR_IO, "%s: cannot read attribute %s", file, name);
+        else snprintf(buf, len, "%s", v);
+        H5Tclose(mt);
+        free(v);
+    }
+    H5Sclose(s), H5Tclose(t), H5Aclose(a);
+    return rc;
+}
+
 int evaldata_load(const char *path, int n, int T, int V, EvalData *x) {
     memset(x, 0, sizeof *x);
     x->n = n, x->T = T;
@@ -99,7 +127,7 @@ int evaldata_load(const char *path, int n, int T, int V, EvalData *x) {
     int rc = AIL_OK;
     char metric[64] = "";
     if (H5Aexists(f, "metric") > 0) {
-        rc = h5io_attr_read_str(f, "metric", metric, sizeof metric);
+        rc = attr_string(f, path, "metric", metric, sizeof metric);
         if (rc == AIL_OK && (rc = metric_parse(metric, &x->metric)) != AIL_OK)
             rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s", path, ail_error_message());
     }
