@@ -23,7 +23,8 @@
 #          mc_chars -> mc_acc_norm = 1, per-example acc of the first two 1 and 0
 # Each curve must equal the mean of its per-example scores; a 2-rank (dp = 2) run
 # gives the same curves and examples; retention_data (the gsm8k set) is measured at
-# step 0 and at each evaluation under /retention.
+# step 0 and at each evaluation under /retention; a preempted and resumed run ends
+# with the same /eval and /retention (examples included) as an uninterrupted one.
 . "${top_srcdir:-.}/tests/lib.sh"
 PY=/usr/bin/python3
 $PY -c "import numpy, h5py" 2> /dev/null || skip "/usr/bin/python3 lacks numpy/h5py (scripts/install-deps.sh)"
@@ -93,6 +94,17 @@ done
 check run_np 2 "$AILORA" train $BASE eval_data="$WORK/gsm8k.h5" retention_data="$WORK/gsm8k.h5" \
     out="$WORK/gsm8k_np2.run"
 grep -q "did not fit the position budget" "$WORK/last.out" || fail "the unfit row was not reported"
+# a run preempted after step 1 and resumed has the same curves and examples (kept in
+# the checkpoint), bit for bit
+# shellcheck disable=SC2086
+"$AILORA" train $BASE eval_data="$WORK/gsm8k.h5" retention_data="$WORK/rouge.h5" out="$WORK/part.run" \
+    preempt_at_step=1 > /dev/null 2>&1
+# shellcheck disable=SC2086
+check "$AILORA" train $BASE eval_data="$WORK/gsm8k.h5" retention_data="$WORK/rouge.h5" out="$WORK/part.run" resume=true
+# shellcheck disable=SC2086
+check "$AILORA" train $BASE eval_data="$WORK/gsm8k.h5" retention_data="$WORK/rouge.h5" out="$WORK/full.run"
+check "$H5COMPARE" "$WORK/full.run" "$WORK/part.run" --only /eval/ --tol 0 --nan-equal
+check "$H5COMPARE" "$WORK/full.run" "$WORK/part.run" --only /retention/ --tol 0 --nan-equal
 check $PY - "$WORK" << 'EOF'
 import sys
 import numpy as np, h5py
