@@ -86,6 +86,24 @@ with h5py.File(f"{w}/mc.h5", "w") as f:
     f.attrs["metric"] = "mc"
 EOF
 BASE="model=$WORK/m train_data=$WORK/train.h5 method=lora rank=2 lr=1e-3 steps=2 batch_size=2 eval_every=1 log_every=1"
+# malformed v2 items: one error line naming the file and the item, nothing written
+$PY - "$WORK" << 'EOF'
+import sys, shutil, h5py
+w = sys.argv[1]
+for name, edit in [("badmetric", lambda f: f.attrs.__setitem__("metric", "bleu")),
+                   ("badrefs", lambda f: f["references"].__setitem__(1, '["unclosed"')),
+                   ("nodetok", lambda f: f.__delitem__("detok"))]:
+    shutil.copy(f"{w}/gsm8k.h5", f"{w}/{name}.h5")
+    with h5py.File(f"{w}/{name}.h5", "a") as f:
+        edit(f)
+EOF
+# shellcheck disable=SC2086
+expect_error 'unknown metric "bleu"' "$WORK/bad.run" "$AILORA" train $BASE eval_data="$WORK/badmetric.h5" out="$WORK/bad.run"
+# shellcheck disable=SC2086
+expect_error "/references[1]" "$WORK/bad.run" "$AILORA" train $BASE eval_data="$WORK/badrefs.h5" out="$WORK/bad.run"
+# shellcheck disable=SC2086
+expect_error "metric gsm8k needs /references and /detok" "$WORK/bad.run" "$AILORA" train $BASE \
+    retention_data="$WORK/nodetok.h5" out="$WORK/bad.run"
 for set in gsm8k label rouge em mc; do
     # shellcheck disable=SC2086
     check "$AILORA" train $BASE eval_data="$WORK/$set.h5" out="$WORK/$set.h5.run"

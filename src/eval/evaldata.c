@@ -91,6 +91,14 @@ static int read_strings(hid_t f, const char *file, const char *name, int n, char
     return AIL_OK;
 }
 
+/* The pending error again, naming the file (and where in it). */
+static int rename_error(const char *path, const char *where) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", ail_error_message());
+    ail_error_clear();
+    return AIL_ERROR(AIL_ERR_FORMAT, "%s%s: %s", path, where, msg);
+}
+
 /* A string attribute, variable-length (h5py's default) or fixed-length, into buf. */
 static int attr_string(hid_t obj, const char *file, const char *name, char *buf, size_t len) {
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a), s = H5Aget_space(a);
@@ -128,8 +136,7 @@ int evaldata_load(const char *path, int n, int T, int V, EvalData *x) {
     char metric[64] = "";
     if (H5Aexists(f, "metric") > 0) {
         rc = attr_string(f, path, "metric", metric, sizeof metric);
-        if (rc == AIL_OK && (rc = metric_parse(metric, &x->metric)) != AIL_OK)
-            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s", path, ail_error_message());
+        if (rc == AIL_OK && (rc = metric_parse(metric, &x->metric)) != AIL_OK) rc = rename_error(path, "");
     }
     if (rc == AIL_OK && H5Aexists(f, "eos_token_ids") > 0) {
         hid_t a = H5Aopen(f, "eos_token_ids", H5P_DEFAULT), s = H5Aget_space(a), t = H5Aget_type(a);
@@ -202,7 +209,11 @@ int evaldata_load(const char *path, int n, int T, int V, EvalData *x) {
         char **refs;
         int k;
         rc = metric_references_parse(x->references[i], &refs, &k);
-        if (rc != AIL_OK) rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: /references[%d]: %s", path, i, ail_error_message());
+        if (rc != AIL_OK) {
+            char where[64];
+            snprintf(where, sizeof where, " (/references[%d])", i);
+            rc = rename_error(path, where);
+        }
         else metric_references_free(refs, k);
     }
     if (rc != AIL_OK) evaldata_free(x);
