@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     double t_kv = MPI_Wtime() - t0;
-    printf("ailora kv-cache: %d rows x %d new tokens in %.3f s: %.1f tokens/s\n", B, NEW, t_kv, B * NEW / t_kv);
+    printf("ailora kv-cache: %d rows x %d new tokens in %.3f s: %.4g tokens/s\n", B, NEW, t_kv, B * NEW / t_kv);
     char path[2048];
     snprintf(path, sizeof path, "%s.ailora", argv[2]);
     FILE *o = fopen(path, "w");
@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < NEW; i++) agree += seq[n + i] == out[b * NEW + i], total++;
     }
     double t_nc = MPI_Wtime() - t0;
-    printf("ailora no-cache: %d rows x %d new tokens in %.3f s: %.1f tokens/s\n", nocache_rows, NEW, t_nc,
+    printf("ailora no-cache: %d rows x %d new tokens in %.3f s: %.4g tokens/s\n", nocache_rows, NEW, t_nc,
            nocache_rows * NEW / t_nc);
     printf("kv-cache vs no-cache tokens: %d of %d equal\n", agree, total);
     printf("speedup kv-cache / no-cache: %.1fx\n", (B * NEW / t_kv) / (nocache_rows * NEW / t_nc));

@@ -23,7 +23,7 @@ with torch.no_grad():
     t0 = time.perf_counter()
     out = model.generate(ids, **kw)
     t = time.perf_counter() - t0
-print(f"hf generate: {B} rows x {new} new tokens in {t:.3f} s: {B * new / t:.1f} tokens/s")
+print(f"hf generate: {B} rows x {new} new tokens in {t:.3f} s: {B * new / t:.4g} tokens/s")
 gen = out[:, P:].tolist()
 ours = [list(map(int, l.split())) for l in open(prompts + ".ailora").read().strip().split("\n")]
 agree = sum(a == b for r, s in zip(gen, ours) for a, b in zip(r, s))
