@@ -11,8 +11,8 @@ header_stage() {
         dtype|safetensors|hfmodel|h5io|fingerprint|gguf) echo io ;;
         distmat|svd|svd_signs|svdcache|gpu_svd) echo svd ;;
         adapter|initfile|synth) echo init ;;
-        llama|gpu) echo model ;;
-        eval|updatediag) echo eval ;;
+        llama|gpu|llama_decode) echo model ;;
+        eval|updatediag|metrics|evaldata) echo eval ;;
         optim|trainconfig|dataset|runfile|train|engine|diaglog|export) echo train ;;
         *) echo unknown ;;
     esac

@@ -8,6 +8,12 @@
  *   /train/step (int64), loss, lr, grad_norm, tokens_per_s
  *   /eval/step (int64), loss, ppl, exact_match (NaN when not measured)
  *   /diagnostics/...               update spectra at each evaluation (diaglog.h)
+ *   /eval/<component> of the eval set's metric (metrics.h), /eval/scored (rows
+ *     scored), /eval/unfit (rows that did not fit the position budget: counted, not
+ *     scored), /eval/examples/<step>/... (EvalExamples)
+ *   /retention/step (int64), loss, ppl, <components>, scored, unfit: the
+ *     retention set (train key retention_data), measured before training (step 0)
+ *     and at every evaluation
  *   root attributes: format, version, method, rank, alpha, ratio_q, ratio_v,
  *     ratio_other, seed, task, model, targets, steps_done, config (resolved text
  *     of the run as it was started: never rewritten by a resume),
@@ -49,6 +55,32 @@ int evallog_append(EvalLog *log, long step, double loss, double exact_match);
 void trainlog_free(TrainLog *log);
 void evallog_free(EvalLog *log);
 
+/* Named curves, one value per evaluation, written as <group>/<name>: the eval
+ * dataset's metric components and counts beside /eval/step (group "/eval"), and the
+ * retention dataset's step, loss, ppl, metric and counts (group "/retention"). The
+ * names are fixed by the first append. */
+enum { CURVES_MAX = 10 };
+typedef struct {
+    int count, cap, ncurves;
+    char names[CURVES_MAX][32];
+    double *val[CURVES_MAX];
+} CurveLog;
+int curvelog_append(CurveLog *log, int n, const char *const *names, const double *values);
+void curvelog_free(CurveLog *log);
+
+/* The per-example record of one evaluation: /eval/examples/<step>/{row, prediction,
+ * score [n, ncomp], unfit}, attribute components (comma-separated score names). */
+typedef struct {
+    long step;
+    int n, ncomp;
+    char components[128];
+    int32_t *row;        /* (n) eval row (mc: the example's first row) */
+    char **prediction;   /* (n) generated text (mc: the chosen option's index) */
+    double *score;       /* (n, ncomp); NaN where unfit */
+    int8_t *unfit;       /* (n) 1: did not fit the position budget, not scored */
+} EvalExamples;
+void evalexamples_free(EvalExamples *ex);
+
 typedef struct {
     const TrainConfig *cfg;
     const char *config_text;
@@ -60,6 +92,10 @@ typedef struct {
     TrainLog train;
     EvalLog eval;
     DiagLog diag;            /* spectral diagnostics at each evaluation (diaglog.h) */
+    CurveLog eval_curves;    /* /eval/<metric component>, /eval/scored, /eval/unfit */
+    CurveLog retention;      /* /retention/... */
+    EvalExamples *examples;  /* [nexamples] one per evaluation with predictions */
+    int nexamples;
     long step;               /* optimizer steps completed */
     int tp, dp;              /* this run's layout */
     int ckpt_tp, ckpt_dp;    /* the layout of the checkpoint read, if any */

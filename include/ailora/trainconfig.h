@@ -34,6 +34,7 @@ typedef struct {
     int auto_batches;           /* method auto: batches of base gradient that score the triplets */
     int diagnostics;            /* spectral diagnostics of each update at every evaluation (updatediag.h) */
     int diagnostics_k;          /* singular vectors of W from each end they compare with (0: rank) */
+    char retention_data[1024];  /* optional second eval set: forgetting (train.c) */
 } TrainConfig;
 
 void config_defaults(TrainConfig *cfg);

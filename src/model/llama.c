@@ -605,3 +605,26 @@ int llama_backward(Llama *llm, LlamaActs *a, const int32_t *labels, double loss_
             for (int c = 0; c < H; c++) dembed[(size_t)a->tokens[i] * H + c] += dx[(size_t)i * H + c];
     return AIL_OK;
 }
+
+/* ---- kernels shared with the KV-cache decoder (llama_decode.c, llama_ops.h) ------- */
+
+#include "llama_ops.h"  /* here, not above: keeps this addition in one place */
+
+void llama_op_gemm(int M, int N, int K, real alpha, const real *A, long rsa, long csa, const real *B, long rsb,
+                   long csb, real beta, real *C, long rsc, long csc, int single) {
+    gemm(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, single);
+}
+
+void llama_op_rmsnorm(real *out, real *rstd, const real *x, const real *w, int N, int C, double eps) {
+    rmsnorm_forward(out, rstd, x, w, N, C, eps);
+}
+
+void llama_op_adapted_linear(const LlamaLayer *ly, int lin, const real *in, real *out, real *t, int N, int m, int n) {
+    adapted_linear(ly, lin, in, out, t, N, m, n, 0);
+}
+
+int llama_op_row_parallel(const Llama *llm, real *part, const LlamaLayer *ly, int lin, const real *in, real *out,
+                          real *t, int N, int n) {
+    LlamaActs a = {.tp_partial = part};
+    return row_parallel_linear(llm, &a, ly, lin, in, out, t, N, n);
+}

@@ -55,6 +55,39 @@ void evallog_free(EvalLog *log) {
     memset(log, 0, sizeof *log);
 }
 
+int curvelog_append(CurveLog *log, int n, const char *const *names, const double *values) {
+    if (n > CURVES_MAX) return AIL_ERROR(AIL_ERR_ARG, "%d curves (at most %d)", n, CURVES_MAX);
+    if (!log->ncurves && !log->count) {
+        log->ncurves = n;
+        for (int i = 0; i < n; i++) snprintf(log->names[i], sizeof log->names[i], "%s", names[i]);
+    }
+    int at[CURVES_MAX];  // by name: curves read back from a checkpoint come in another order
+    for (int i = 0; i < n; i++) {
+        at[i] = -1;
+        for (int j = 0; j < log->ncurves; j++)
+            if (!strcmp(names[i], log->names[j])) at[i] = j;
+        if (n != log->ncurves || at[i] < 0)
+            return AIL_ERROR(AIL_ERR_ARG, "curve %s does not continue the curves of this run", names[i]);
+    }
+    double **arrays[CURVES_MAX];
+    for (int i = 0; i < n; i++) arrays[i] = &log->val[i];
+    AIL_CHECK(grow(&log->cap, log->count, arrays, n));
+    for (int i = 0; i < n; i++) log->val[at[i]][log->count] = values[i];
+    log->count++;
+    return AIL_OK;
+}
+
+void curvelog_free(CurveLog *log) {
+    for (int i = 0; i < CURVES_MAX; i++) free(log->val[i]);
+    memset(log, 0, sizeof *log);
+}
+
+void evalexamples_free(EvalExamples *ex) {
+    for (int i = 0; ex->prediction && i < ex->n; i++) free(ex->prediction[i]);
+    free(ex->prediction), free(ex->row), free(ex->score), free(ex->unfit);
+    memset(ex, 0, sizeof *ex);
+}
+
 /* ---- writing ------------------------------------------------------------------------ */
 
 static int write_array(hid_t file, const char *path, hid_t ftype, hid_t mtype, int ndims,
@@ -92,6 +125,47 @@ static int write_real(hid_t file, const char *path, int rows, int cols, const re
     hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
     int rc = write_array(file, path, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, dims, v);
     free(v);
+    return rc;
+}
+
+static int write_steps(hid_t file, const char *path, int count, const double *x);
+
+static int write_curves(hid_t f, const char *group, const CurveLog *c) {
+    char path[128];
+    for (int i = 0; i < c->ncurves; i++) {
+        snprintf(path, sizeof path, "%s/%s", group, c->names[i]);
+        AIL_CHECK(!strcmp(c->names[i], "step") ? write_steps(f, path, c->count, c->val[i])
+                                               : write_doubles(f, path, c->count, c->val[i]));
+    }
+    return AIL_OK;
+}
+
+static hid_t utf8_string_type(void) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+static int write_examples(hid_t f, const EvalExamples *ex) {
+    char path[160];
+    hsize_t n = (hsize_t)ex->n, d2[2] = {(hsize_t)ex->n, (hsize_t)ex->ncomp};
+    snprintf(path, sizeof path, "/eval/examples/%ld/row", ex->step);
+    AIL_CHECK(write_array(f, path, H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, ex->row));
+    snprintf(path, sizeof path, "/eval/examples/%ld/unfit", ex->step);
+    AIL_CHECK(write_array(f, path, H5T_STD_I8LE, H5T_NATIVE_INT8, 1, &n, ex->unfit));
+    snprintf(path, sizeof path, "/eval/examples/%ld/score", ex->step);
+    AIL_CHECK(write_array(f, path, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2, ex->score));
+    snprintf(path, sizeof path, "/eval/examples/%ld/prediction", ex->step);
+    hid_t t = utf8_string_type();
+    int rc = write_array(f, path, t, t, 1, &n, ex->prediction);
+    H5Tclose(t);
+    AIL_CHECK(rc);
+    snprintf(path, sizeof path, "/eval/examples/%ld", ex->step);
+    hid_t g = H5Gopen2(f, path, H5P_DEFAULT);
+    if (g < 0) return AIL_ERROR(AIL_ERR_IO, "cannot open group %s", path);
+    rc = h5io_attr_str(g, "components", ex->components);
+    H5Gclose(g);
     return rc;
 }
 
@@ -193,6 +267,9 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
     AIL_CHECK(write_doubles(f, "/eval/ppl", e->count, e->ppl));
     AIL_CHECK(write_doubles(f, "/eval/exact_match", e->count, e->exact_match));
     AIL_CHECK(diaglog_write(f, &st->diag, st->targets));
+    AIL_CHECK(write_curves(f, "/eval", &st->eval_curves));
+    AIL_CHECK(write_curves(f, "/retention", &st->retention));
+    for (int i = 0; i < st->nexamples; i++) AIL_CHECK(write_examples(f, &st->examples[i]));
     if (!with_optimizer) return AIL_OK;
     if (st->llm->grad_storage) {  // full-parameter training: the weights themselves
         hsize_t dim = st->llm->storage_size;
@@ -341,6 +418,9 @@ static int read_resumes(hid_t f, RunState *st) {
     return rc;
 }
 
+static int read_curves(hid_t f, const char *file, const char *group, const char *const *skip, int nskip, CurveLog *log);
+static int read_examples(hid_t f, const char *file, RunState *st);
+
 int checkpoint_read(const char *path, RunState *st) {
     hid_t f;
     AIL_CHECK(h5io_open_read(path, &f));
@@ -418,8 +498,123 @@ int checkpoint_read(const char *path, RunState *st) {
         e->cap = e->count;
     }
     if (rc == AIL_OK) rc = diaglog_read(f, path, &st->diag, st->targets);
+    static const char *const fixed[5] = {"step", "loss", "ppl", "exact_match", "examples"};
+    if (rc == AIL_OK) rc = read_curves(f, path, "/eval", fixed, 5, &st->eval_curves);
+    if (rc == AIL_OK) rc = read_curves(f, path, "/retention", NULL, 0, &st->retention);
+    if (rc == AIL_OK) rc = read_examples(f, path, st);
     if (rc == AIL_OK) rc = read_resumes(f, st);
     H5Fclose(f);
+    return rc;
+}
+
+/* Every dataset directly under group (except the names in skip) into log. */
+static int read_curves(hid_t f, const char *file, const char *group, const char *const *skip, int nskip, CurveLog *log) {
+    curvelog_free(log);
+    if (H5Lexists(f, group, H5P_DEFAULT) <= 0) return AIL_OK;
+    hid_t g = H5Gopen2(f, group, H5P_DEFAULT);
+    if (g < 0) return AIL_ERROR(AIL_ERR_FORMAT, "%s: %s is not a group", file, group);
+    H5G_info_t info;
+    int rc = H5Gget_info(g, &info) < 0 ? AIL_ERROR(AIL_ERR_FORMAT, "%s: unreadable %s", file, group) : AIL_OK;
+    for (hsize_t i = 0; i < info.nlinks && rc == AIL_OK; i++) {
+        char name[32], path[160];  // curve names are at most 31 characters (CurveLog)
+        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0) continue;
+        int skipped = 0;
+        for (int k = 0; k < nskip; k++) skipped |= !strcmp(name, skip[k]);
+        H5O_info_t oi;
+        if (skipped || H5Oget_info_by_name(g, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET) continue;
+        if (log->ncurves == CURVES_MAX) {
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: more than %d curves in %s", file, CURVES_MAX, group);
+            break;
+        }
+        snprintf(path, sizeof path, "%s/%s", group, name);
+        int n, k = log->ncurves;
+        rc = read_log(f, path, &n, &log->val[k]);
+        if (rc == AIL_OK && k > 0 && n != log->count)
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s has %d entries, %s/%s %d", file, path, n, group, log->names[0],
+                           log->count);
+        if (rc == AIL_OK) {
+            snprintf(log->names[k], sizeof log->names[k], "%s", name);
+            log->ncurves++, log->count = log->cap = n;
+        }
+    }
+    H5Gclose(g);
+    return rc;
+}
+
+static int cmp_examples(const void *a, const void *b) {
+    long x = ((const EvalExamples *)a)->step, y = ((const EvalExamples *)b)->step;
+    return x < y ? -1 : x > y;
+}
+
+/* /eval/examples/<step>/... back into st->examples (sorted by step). */
+static int read_examples(hid_t f, const char *file, RunState *st) {
+    for (int i = 0; i < st->nexamples; i++) evalexamples_free(&st->examples[i]);
+    free(st->examples), st->examples = NULL, st->nexamples = 0;
+    if (H5Lexists(f, "/eval", H5P_DEFAULT) <= 0 || H5Lexists(f, "/eval/examples", H5P_DEFAULT) <= 0) return AIL_OK;
+    hid_t g = H5Gopen2(f, "/eval/examples", H5P_DEFAULT);
+    H5G_info_t info;
+    if (g < 0 || H5Gget_info(g, &info) < 0) {
+        if (g >= 0) H5Gclose(g);
+        return AIL_ERROR(AIL_ERR_FORMAT, "%s: unreadable /eval/examples", file);
+    }
+    int rc = (st->examples = ail_calloc(info.nlinks + 1, sizeof *st->examples)) ? AIL_OK
+                                                                              : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (hsize_t i = 0; i < info.nlinks && rc == AIL_OK; i++) {
+        char name[64], path[160];
+        EvalExamples *ex = &st->examples[st->nexamples];
+        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0) break;
+        char *end;
+        ex->step = strtol(name, &end, 10);
+        double *score = NULL, *row = NULL, *unfit = NULL;
+        hsize_t d[2] = {0, 0}, dr[1] = {0}, du[1] = {0};
+        snprintf(path, sizeof path, "/eval/examples/%s/score", name);
+        rc = *end ? AIL_ERROR(AIL_ERR_FORMAT, "%s: /eval/examples/%s is not a step", file, name)
+                  : h5io_read_f64(f, path, 2, d, &score);
+        snprintf(path, sizeof path, "/eval/examples/%s/row", name);
+        if (rc == AIL_OK) rc = h5io_read_f64(f, path, 1, dr, &row);
+        snprintf(path, sizeof path, "/eval/examples/%s/unfit", name);
+        if (rc == AIL_OK) rc = h5io_read_f64(f, path, 1, du, &unfit);
+        if (rc == AIL_OK && (dr[0] != d[0] || du[0] != d[0] || d[1] > 16))
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: /eval/examples/%s: row, unfit and score disagree", file, name);
+        ex->n = (int)d[0], ex->ncomp = (int)d[1], ex->score = score, score = NULL;
+        if (rc == AIL_OK) {
+            ex->row = ail_malloc(sizeof(int32_t) * (ex->n + 1)), ex->unfit = ail_malloc((size_t)ex->n + 1);
+            ex->prediction = ail_calloc((size_t)ex->n + 1, sizeof(char *));
+            if (!ex->row || !ex->unfit || !ex->prediction) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+        }
+        for (int j = 0; j < ex->n && rc == AIL_OK; j++) ex->row[j] = (int32_t)row[j], ex->unfit[j] = (int8_t)unfit[j];
+        free(row), free(unfit), free(score);
+        snprintf(path, sizeof path, "/eval/examples/%s/prediction", name);
+        hid_t dset = rc == AIL_OK ? H5Dopen2(f, path, H5P_DEFAULT) : -1;
+        hid_t sp = dset >= 0 ? H5Dget_space(dset) : -1;
+        if (rc == AIL_OK && (dset < 0 || H5Sget_simple_extent_npoints(sp) != ex->n))
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s missing or of the wrong size", file, path);
+        if (rc == AIL_OK && ex->n) {
+            hid_t t = utf8_string_type();
+            char **raw = ail_calloc((size_t)ex->n, sizeof *raw);
+            if (!raw || H5Dread(dset, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0)
+                rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s is not a string array", file, path);
+            for (int j = 0; j < ex->n && rc == AIL_OK; j++) {
+                const char *v = raw[j] ? raw[j] : "";
+                if (!(ex->prediction[j] = ail_malloc(strlen(v) + 1))) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+                else strcpy(ex->prediction[j], v);
+            }
+            if (raw && rc != AIL_ERR_FORMAT) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, raw);
+            free(raw);
+            H5Tclose(t);
+        }
+        if (sp >= 0) H5Sclose(sp);
+        if (dset >= 0) H5Dclose(dset);
+        snprintf(path, sizeof path, "/eval/examples/%s", name);
+        hid_t eg = rc == AIL_OK ? H5Gopen2(f, path, H5P_DEFAULT) : -1;
+        if (eg >= 0) {
+            if (H5Aexists(eg, "components") > 0) h5io_attr_read_str(eg, "components", ex->components, sizeof ex->components);
+            H5Gclose(eg);
+        }
+        st->nexamples++;
+    }
+    H5Gclose(g);
+    if (rc == AIL_OK) qsort(st->examples, (size_t)st->nexamples, sizeof *st->examples, cmp_examples);
     return rc;
 }
 

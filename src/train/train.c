@@ -15,6 +15,9 @@
 #include "ailora/dataset.h"
 #include "ailora/error.h"
 #include "ailora/eval.h"
+#include "ailora/evaldata.h"
+#include "ailora/llama_decode.h"
+#include "ailora/metrics.h"
 #include "ailora/runfile.h"
 #include "ailora/svdcache.h"
 #include "ailora/engine.h"
@@ -49,7 +52,8 @@ typedef struct {
     int ntargets;
     Llama llm;                 /* this rank's shard */
     ModuleInit *init;
-    Dataset train, eval;
+    Dataset train, eval, retention;
+    EvalData evx, retx;        /* how eval / retention rows are scored (evaldata.h) */
     int micro;       /* sequences per replica per micro-batch */
     AdamW opt;
     Engine eng;      /* where steps run (cpu | cuda): engine.h */
@@ -503,35 +507,58 @@ static long global_scored(const Trainer *tr, long step) {
     return total;
 }
 
-/* Exact match of eval sequence idx (eval.h): adds 1 to *hits when it matches. */
-static int exact_match(Trainer *tr, LlamaActs *one, int idx, int32_t *work, double *hits) {
-    const Dataset *d = &tr->eval;
-    int32_t ids[d->T], lab[d->T];
-    int8_t mask[d->T];
-    int match, f0 = 0;
-    AIL_CHECK(tp_agree(tr, dataset_read_rows(d, &idx, 1, ids, lab, mask)));
-    while (f0 < d->T - 1 && !mask[f0]) f0++;  // left padding: decode from the first real token
-    AIL_CHECK(eval_exact_match(&tr->llm, one, ids + f0, lab + f0, d->T - f0, tr->cfg->max_new_tokens, work, &match));
-    *hits += match;
-    return AIL_OK;
+/* ---- evaluation (eval set and retention set) --------------------------------------- */
+
+enum { GEN_ROWS = 8 };  /* prompts decoded together (llama_decode.h) */
+
+/* What the scoring pass of a dataset does (besides the loss). */
+enum { SCORE_NONE, SCORE_TOKEN_EM, SCORE_TEXT, SCORE_MC };
+
+/* The decoding budget: the dataset's max_new_tokens attribute, else the train key. */
+static int gen_budget(const Trainer *tr, const EvalData *x) { return x->max_new > 0 ? x->max_new : tr->cfg->max_new_tokens; }
+
+static int score_mode(const Trainer *tr, const EvalData *x) {
+    if (x->metric == METRIC_MC) return SCORE_MC;
+    if (metric_generates(x->metric) && x->references) return SCORE_TEXT;
+    if ((x->metric == METRIC_NONE || x->metric == METRIC_EXACT_MATCH) && gen_budget(tr, x) > 0) return SCORE_TOKEN_EM;
+    return SCORE_NONE;
 }
 
-/* Mean eval loss over (the first eval_batches x dp x micro of) the eval set, and
- * the exact-match rate when max_new_tokens > 0. Sequences are dealt round-robin. */
-static int evaluate(Trainer *tr, double *loss, double *em) {
-    const Dataset *d = &tr->eval;
+/* One evaluation of a dataset. */
+typedef struct {
+    double loss;                          /* mean token loss (NaN: nothing scored) */
+    double em;                            /* exact match (token span, or the exact_match metric); NaN: none */
+    int ncomp;
+    const char *names[METRIC_MAX_COMPONENTS];
+    double comp[METRIC_MAX_COMPONENTS];   /* means over the scored rows (mc: examples) */
+    double scored, unfit;                 /* rows (mc: examples) scored; rows that did not fit */
+    int measured;                         /* a scoring pass ran */
+    EvalExamples ex;                      /* world rank 0, when asked */
+} EvalResult;
+
+/* One scored row (or mc example) of this rank. */
+typedef struct {
+    int row;
+    int8_t unfit;
+    double score[METRIC_MAX_COMPONENTS];
+    char *pred;
+} EvalRec;
+
+/* The rows evaluated: the first eval_batches x dp x micro (all when 0). */
+static int eval_limit(const Trainer *tr, const Dataset *d) {
     int limit = d->n;
     long long want = (long long)tr->cfg->eval_batches * tr->micro * tr->dp;  // eval_batches may be huge
     if (tr->cfg->eval_batches > 0 && want < limit) limit = (int)want;
+    return limit;
+}
+
+/* Mean token loss over rows [0, limit), dealt round-robin in micro-batches. */
+static int eval_loss(Trainer *tr, const Dataset *d, int limit, double *loss) {
     int32_t *tok = ail_malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
     int32_t *lab = ail_malloc(sizeof(int32_t) * (size_t)tr->micro * d->T);
     int8_t *mask = ail_malloc((size_t)tr->micro * d->T);
-    double sums[4] = {0, 0, 0, 0};  // loss sum, scored, exact matches, sequences
-    int rc = tok && lab && mask ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    LlamaActs one = {0};
-    if (rc == AIL_OK && tr->cfg->max_new_tokens > 0) rc = llama_acts_alloc(&tr->llm, 1, d->T, &one);
-    if (rc == AIL_OK && tr->cfg->max_new_tokens > 0) rc = engine_sync(&tr->eng, 1);  // decoding runs on the host
-    rc = tp_agree(tr, rc);
+    double sums[2] = {0, 0};  // loss sum, scored
+    int rc = tp_agree(tr, tok && lab && mask ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
     for (int start = tr->dp_rank * tr->micro; start < limit && rc == AIL_OK; start += tr->micro * tr->dp) {
         int nb = limit - start < tr->micro ? limit - start : tr->micro, rows[tr->micro];
         for (int b = 0; b < tr->micro; b++) rows[b] = start + (b < nb ? b : 0);
@@ -542,18 +569,292 @@ static int evaluate(Trainer *tr, double *loss, double *em) {
         long count;
         rc = engine_forward(&tr->eng, tok, d->mask >= 0 ? mask : NULL, lab, &s, &count);
         sums[0] += s, sums[1] += (double)count;
-        for (int b = 0; b < nb && tr->cfg->max_new_tokens > 0 && rc == AIL_OK; b++) {
-            rc = exact_match(tr, &one, start + b, tok, &sums[2]);
-            sums[3] += 1;
-        }
     }
-    llama_acts_free(&one);
     free(tok), free(lab), free(mask);
     AIL_CHECK(ail_error_agree(tr->comm, rc));
-    MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, tr->dp_comm);  // tp ranks hold the same sums
+    MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, tr->dp_comm);  // tp ranks hold the same sums
     *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
-    *em = sums[3] > 0 ? sums[2] / sums[3] : NAN;
     return AIL_OK;
+}
+
+static char *str_dup(const char *s) {
+    char *d = ail_malloc(strlen(s) + 1);
+    if (d) strcpy(d, s);
+    return d;
+}
+
+/* The text of generated tokens: detokenized, or the ids when the set has no /detok. */
+static char *gen_text(const EvalData *x, const int32_t *tok, int n) {
+    size_t cap;
+    if (x->detok_off) {
+        cap = 1;
+        for (int i = 0; i < n; i++)
+            if (tok[i] >= 0 && tok[i] < x->detok_V) cap += (size_t)(x->detok_off[tok[i] + 1] - x->detok_off[tok[i]]);
+    } else {
+        cap = (size_t)n * 12 + 1;
+    }
+    char *s = ail_malloc(cap);
+    if (!s) return NULL;
+    if (x->detok_off) {
+        metric_detok(x->detok_off, x->detok_bytes, x->detok_V, tok, n, s, cap);
+    } else {
+        size_t w = 0;
+        s[0] = '\0';
+        for (int i = 0; i < n; i++) w += (size_t)snprintf(s + w, cap - w, "%s%d", i ? " " : "", tok[i]);
+    }
+    return s;
+}
+
+/* Decodes rows [lo, hi) (this replica's share) in batches of GEN_ROWS fitting rows
+ * and scores them: recs[row - lo]. Unfit rows (no prompt or span, a span beyond the
+ * budget, or prompt + new tokens beyond max_position_embeddings) are not decoded. */
+static int score_generate(Trainer *tr, const Dataset *d, const EvalData *x, int mode, int ncomp, int lo, int hi,
+                          EvalRec *recs) {
+    int T = d->T, budget = gen_budget(tr, x), maxpos = tr->llm.cfg.max_position_embeddings;
+    LlamaKV kv;
+    int rc = llama_kv_alloc(&tr->llm, GEN_ROWS, T + budget, GEN_ROWS * T, &kv);
+    int32_t *ids = ail_malloc(sizeof(int32_t) * T), *lab = ail_malloc(sizeof(int32_t) * T);
+    int32_t *pr = ail_malloc(sizeof(int32_t) * T), *prompts = ail_malloc(sizeof(int32_t) * GEN_ROWS * T);
+    int32_t *ans = ail_malloc(sizeof(int32_t) * GEN_ROWS * (budget + 1)), *out = ail_malloc(sizeof(int32_t) * GEN_ROWS * budget);
+    int8_t *mask = ail_malloc((size_t)GEN_ROWS * T);
+    if (rc == AIL_OK && !(ids && lab && pr && prompts && ans && out && mask)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    rc = tp_agree(tr, rc);
+    char **refs = NULL;
+    int nrefs = 0;
+    for (int r = lo; r < hi && rc == AIL_OK;) {
+        int nb = 0, plen[GEN_ROWS], want[GEN_ROWS], rowof[GEN_ROWS], P = 0, nnew = 0;
+        while (r < hi && nb < GEN_ROWS && rc == AIL_OK) {
+            rc = tp_agree(tr, dataset_read_rows(d, &r, 1, ids, lab, NULL));
+            if (rc != AIL_OK) break;
+            int pl, span;
+            evaldata_prompt(x, r, ids, lab, pr, &pl, &span);
+            int w = mode == SCORE_TOKEN_EM ? span : budget;
+            EvalRec *rec = &recs[r - lo];
+            rec->row = r;
+            rec->unfit = !(pl >= 1 && w >= 1 && w <= budget && pl + w - 1 <= maxpos);
+            for (int c = 0; c < ncomp; c++) rec->score[c] = mode == SCORE_TOKEN_EM ? 0.0 : NAN;  // token EM: a miss
+            if (rec->unfit) {
+                if (!(rec->pred = str_dup(""))) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+                r++;
+                continue;
+            }
+            memcpy(prompts + (size_t)nb * T, pr, sizeof(int32_t) * pl);
+            if (mode == SCORE_TOKEN_EM) {
+                int first = 1;
+                while (lab[first] == -100) first++;
+                memcpy(ans + (size_t)nb * (budget + 1), lab + first, sizeof(int32_t) * w);
+            }
+            plen[nb] = pl, want[nb] = w, rowof[nb] = r;
+            P = pl > P ? pl : P, nnew = w > nnew ? w : nnew;
+            nb++, r++;
+        }
+        if (rc != AIL_OK || nb == 0) continue;
+        int32_t *batch = ail_malloc(sizeof(int32_t) * (size_t)nb * P);
+        int8_t *bm = ail_malloc((size_t)nb * P);
+        int out_len[GEN_ROWS];
+        rc = tp_agree(tr, batch && bm ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
+        for (int b = 0; b < nb && rc == AIL_OK; b++)  // left padding
+            for (int s = 0; s < P; s++) {
+                int k = s - (P - plen[b]);
+                batch[(size_t)b * P + s] = k >= 0 ? prompts[(size_t)b * T + k] : 0;
+                bm[(size_t)b * P + s] = (int8_t)(k >= 0);
+            }
+        kv.B = nb;  // the first nb rows of the cache (same layout, smaller batch)
+        if (rc == AIL_OK)
+            rc = llama_generate_greedy(&tr->llm, &kv, batch, bm, P, nnew, mode == SCORE_TEXT ? x->eos : NULL,
+                                       mode == SCORE_TEXT ? x->neos : 0, out, out_len);
+        kv.B = GEN_ROWS;
+        free(batch), free(bm);
+        for (int b = 0; b < nb && rc == AIL_OK; b++) {
+            EvalRec *rec = &recs[rowof[b] - lo];
+            const int32_t *o = out + (size_t)b * nnew;
+            int n = mode == SCORE_TOKEN_EM ? want[b] : out_len[b];
+            int shown = n;  // the text stops before the EOS token
+            for (int e = 0; mode == SCORE_TEXT && shown > 0 && e < x->neos; e++)
+                if (o[shown - 1] == x->eos[e]) shown--, e = -1;
+            if (!(rec->pred = gen_text(x, o, shown))) {
+                rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+                break;
+            }
+            if (mode == SCORE_TOKEN_EM) {
+                rec->score[0] = !memcmp(o, ans + (size_t)b * (budget + 1), sizeof(int32_t) * n);
+            } else {
+                rc = metric_references_parse(x->references[rec->row], &refs, &nrefs);
+                if (rc == AIL_OK) rc = metric_score(x->metric, rec->pred, refs, nrefs, rec->score);
+                metric_references_free(refs, nrefs);
+                refs = NULL;
+            }
+        }
+        rc = tp_agree(tr, rc);
+    }
+    llama_kv_free(&kv);
+    free(ids), free(lab), free(pr), free(prompts), free(ans), free(out), free(mask);
+    return rc;
+}
+
+/* Log-likelihood of each row's scored tokens (multiple choice), rows [lo, hi) into
+ * ll[row] (ll zeroed by the caller), through the masked prefill (llama_decode.h):
+ * the training forward's cross entropy, with the v2 attention mask. */
+static int score_loglik(Trainer *tr, const Dataset *d, const EvalData *x, int lo, int hi, double *ll) {
+    int T = d->T, V = tr->llm.V;
+    LlamaKV kv;
+    int rc = llama_kv_alloc(&tr->llm, 1, T, T, &kv);
+    int32_t *ids = ail_malloc(sizeof(int32_t) * T), *lab = ail_malloc(sizeof(int32_t) * T);
+    real *logits = ail_malloc(sizeof(real) * (size_t)T * V);
+    if (rc == AIL_OK && !(ids && lab && logits)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    rc = tp_agree(tr, rc);
+    for (int r = lo; r < hi && rc == AIL_OK; r++) {
+        rc = tp_agree(tr, dataset_read_rows(d, &r, 1, ids, lab, NULL));
+        if (rc == AIL_OK) rc = llama_kv_prefill(&tr->llm, &kv, ids, x->mask ? x->mask + (size_t)r * T : NULL, T, 1, logits);
+        double sum = 0;
+        for (int t = 0; t + 1 < T && rc == AIL_OK; t++) {
+            int target = lab[t + 1];
+            if (target == -100) continue;
+            const real *row = logits + (size_t)t * V;
+            double mx = row[0], s = 0;
+            for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+            for (int v = 0; v < V; v++) s += exp((double)row[v] - mx);
+            sum += (double)row[target] - mx - log(s);
+        }
+        ll[r] = sum;
+        rc = tp_agree(tr, rc);
+    }
+    llama_kv_free(&kv);
+    free(ids), free(lab), free(logits);
+    return rc;
+}
+
+/* Gathers the records of every replica (tp rank 0's) to world rank 0 into res->ex,
+ * in row order. */
+static int gather_examples(Trainer *tr, EvalRec *recs, int nrec, int ncomp, EvalResult *res) {
+    size_t size = 0;
+    for (int i = 0; i < nrec; i++) size += 4 + 1 + 8 * (size_t)ncomp + 4 + strlen(recs[i].pred);
+    unsigned char *buf = ail_malloc(size + 1), *p = buf;
+    int rc = buf ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int i = 0; i < nrec && buf; i++) {
+        int32_t len = (int32_t)strlen(recs[i].pred), row = recs[i].row;
+        memcpy(p, &row, 4), p += 4;
+        *p++ = (unsigned char)recs[i].unfit;
+        memcpy(p, recs[i].score, 8 * (size_t)ncomp), p += 8 * (size_t)ncomp;
+        memcpy(p, &len, 4), p += 4;
+        memcpy(p, recs[i].pred, (size_t)len), p += len;
+    }
+    AIL_CHECK(ail_error_agree(tr->comm, rc));
+    int mine = (int)size, dp_rank0 = tr->dp_rank == 0;
+    int *sizes = dp_rank0 ? ail_calloc((size_t)tr->dp, sizeof(int)) : NULL, *displ = dp_rank0 ? ail_calloc((size_t)tr->dp, sizeof(int)) : NULL;
+    MPI_Gather(&mine, 1, MPI_INT, sizes, 1, MPI_INT, 0, tr->dp_comm);
+    long long total = 0;
+    for (int i = 0; dp_rank0 && sizes && displ && i < tr->dp; i++) displ[i] = (int)total, total += sizes[i];
+    unsigned char *all = dp_rank0 ? ail_malloc((size_t)total + 1) : NULL;
+    rc = dp_rank0 && (!sizes || !displ || !all) ? AIL_ERROR(AIL_ERR_MEM, "out of memory") : AIL_OK;
+    rc = ail_error_agree(tr->comm, rc);
+    if (rc == AIL_OK) MPI_Gatherv(buf, mine, MPI_BYTE, all, sizes, displ, MPI_BYTE, 0, tr->dp_comm);
+    free(buf), free(sizes), free(displ);
+    if (rc != AIL_OK || tr->rank != 0) {
+        free(all);
+        return rc;
+    }
+    EvalExamples *ex = &res->ex;
+    int n = 0;
+    for (unsigned char *q = all; q < all + total; n++) {
+        int32_t len;
+        memcpy(&len, q + 5 + 8 * ncomp, 4);
+        q += 4 + 1 + 8 * ncomp + 4 + len;
+    }
+    ex->n = n, ex->ncomp = ncomp;
+    for (int c = 0; c < ncomp; c++)
+        snprintf(ex->components + strlen(ex->components), sizeof ex->components - strlen(ex->components), "%s%s",
+                 c ? "," : "", res->names[c]);
+    ex->row = ail_malloc(sizeof(int32_t) * (n + 1)), ex->unfit = ail_malloc((size_t)n + 1);
+    ex->score = ail_malloc(sizeof(double) * ((size_t)n * ncomp + 1)), ex->prediction = ail_calloc((size_t)n + 1, sizeof(char *));
+    rc = ex->row && ex->unfit && ex->score && ex->prediction ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    // each replica's rows are contiguous and in order, replicas in dp order: row order
+    unsigned char *q = all;
+    for (int i = 0; i < n && rc == AIL_OK; i++) {
+        int32_t len;
+        memcpy(&ex->row[i], q, 4), q += 4;
+        ex->unfit[i] = (int8_t)*q++;
+        memcpy(ex->score + (size_t)i * ncomp, q, 8 * (size_t)ncomp), q += 8 * (size_t)ncomp;
+        memcpy(&len, q, 4), q += 4;
+        if (!(ex->prediction[i] = ail_malloc((size_t)len + 1))) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+        else memcpy(ex->prediction[i], q, (size_t)len), ex->prediction[i][len] = '\0';
+        q += len;
+    }
+    free(all);
+    return rc;
+}
+
+/* Loss, and the dataset's metric (evaldata.h, metrics.h) over rows [0, limit).
+ * Decoding and mc scoring run on the host model (a GPU engine syncs it first);
+ * each replica takes a contiguous share of the rows. */
+static int evaluate_set(Trainer *tr, const Dataset *d, const EvalData *x, int examples, EvalResult *res) {
+    memset(res, 0, sizeof *res);
+    res->em = NAN;
+    int limit = eval_limit(tr, d), mode = score_mode(tr, x);
+    AIL_CHECK(eval_loss(tr, d, limit, &res->loss));
+    if (mode == SCORE_NONE) return AIL_OK;
+    res->measured = 1;
+    res->ncomp = mode == SCORE_TOKEN_EM ? 1 : metric_components(x->metric, res->names);
+    if (mode == SCORE_TOKEN_EM) res->names[0] = "exact_match";
+    AIL_CHECK(ail_error_agree(tr->comm, engine_sync(&tr->eng, 1)));  // decoding reads the host copies
+    if (mode == SCORE_MC) {
+        while (limit < d->n && limit > 0 && x->mc_example[limit] == x->mc_example[limit - 1]) limit++;  // whole examples
+        double *ll = ail_calloc((size_t)limit + 1, sizeof(double));
+        int8_t *chosen = ail_calloc((size_t)limit + 1, 1);
+        int rc = ail_error_agree(tr->comm, ll && chosen ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
+        int lo = (int)((long long)limit * tr->dp_rank / tr->dp), hi = (int)((long long)limit * (tr->dp_rank + 1) / tr->dp);
+        if (rc == AIL_OK) rc = ail_error_agree(tr->comm, score_loglik(tr, d, x, lo, hi, ll));
+        if (rc == AIL_OK) MPI_Allreduce(MPI_IN_PLACE, ll, limit, MPI_DOUBLE, MPI_SUM, tr->dp_comm);
+        double acc = 0, accn = 0;
+        int nex = 0;
+        if (rc == AIL_OK)
+            rc = ail_error_agree(tr->comm, metric_mc(limit, x->mc_example, x->mc_gold, ll, x->mc_chars, &acc, &accn, &nex, chosen));
+        res->comp[0] = nex ? acc / nex : NAN, res->comp[1] = nex ? accn / nex : NAN, res->scored = nex;
+        if (rc == AIL_OK && examples && tr->rank == 0) {  // one record per example: the chosen option, acc, acc_norm
+            EvalExamples *ex = &res->ex;
+            ex->ncomp = 2;
+            snprintf(ex->components, sizeof ex->components, "mc_acc,mc_acc_norm");
+            ex->row = ail_malloc(sizeof(int32_t) * (nex + 1)), ex->unfit = ail_calloc((size_t)nex + 1, 1);
+            ex->score = ail_malloc(sizeof(double) * (2 * (size_t)nex + 1)), ex->prediction = ail_calloc((size_t)nex + 1, sizeof(char *));
+            if (!ex->row || !ex->unfit || !ex->score || !ex->prediction) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+            for (int i = 0; i < limit && rc == AIL_OK;) {
+                int j = i, gold = i, pick = i, pickn = i;
+                for (; j < limit && x->mc_example[j] == x->mc_example[i]; j++) {
+                    if (x->mc_gold[j]) gold = j;
+                    if (chosen[j]) pick = j;
+                    if (ll[j] / x->mc_chars[j] > ll[pickn] / x->mc_chars[pickn]) pickn = j;
+                }
+                char text[32];
+                snprintf(text, sizeof text, "%d", pick - i);
+                ex->row[ex->n] = i, ex->score[2 * ex->n] = pick == gold, ex->score[2 * ex->n + 1] = pickn == gold;
+                if (!(ex->prediction[ex->n++] = str_dup(text))) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+                i = j;
+            }
+        }
+        free(ll), free(chosen);
+        return ail_error_agree(tr->comm, rc);
+    }
+    int lo = (int)((long long)limit * tr->dp_rank / tr->dp), hi = (int)((long long)limit * (tr->dp_rank + 1) / tr->dp);
+    EvalRec *recs = ail_calloc((size_t)(hi - lo) + 1, sizeof *recs);
+    int rc = ail_error_agree(tr->comm, recs ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
+    if (rc == AIL_OK) rc = ail_error_agree(tr->comm, score_generate(tr, d, x, mode, res->ncomp, lo, hi, recs));
+    double sums[METRIC_MAX_COMPONENTS + 2] = {0};  // components, scored, unfit
+    for (int i = 0; rc == AIL_OK && i < hi - lo; i++) {
+        if (recs[i].unfit) sums[res->ncomp + 1] += 1;
+        if (recs[i].unfit && mode != SCORE_TOKEN_EM) continue;  // token EM: a miss, as always
+        for (int c = 0; c < res->ncomp; c++) sums[c] += recs[i].score[c];
+        sums[res->ncomp] += 1;
+    }
+    if (rc == AIL_OK) MPI_Allreduce(MPI_IN_PLACE, sums, res->ncomp + 2, MPI_DOUBLE, MPI_SUM, tr->dp_comm);
+    for (int c = 0; c < res->ncomp; c++) res->comp[c] = sums[res->ncomp] > 0 ? sums[c] / sums[res->ncomp] : NAN;
+    res->scored = sums[res->ncomp], res->unfit = sums[res->ncomp + 1];
+    // every rank joins (the gathers run per tp slice); world rank 0 keeps the records
+    if (rc == AIL_OK && examples) rc = gather_examples(tr, recs, hi - lo, res->ncomp, res);
+    for (int i = 0; i < hi - lo; i++) free(recs[i].pred);
+    free(recs);
+    for (int c = 0; c < res->ncomp; c++)
+        if (!strcmp(res->names[c], "exact_match")) res->em = res->comp[c];
+    return ail_error_agree(tr->comm, rc);
 }
 
 static int save(Trainer *tr, int checkpoint) {
@@ -704,6 +1005,21 @@ static int setup(Trainer *tr) {
     if (tr->eval.n && tr->eval.T != tr->train.T)
         return AIL_ERROR(AIL_ERR_FORMAT, "%s has sequences of %d tokens, %s of %d", c->eval_data, tr->eval.T,
                          c->train_data, tr->train.T);
+    if (c->retention_data[0])
+        AIL_CHECK(ail_error_agree(tr->comm, dataset_load(c->retention_data, tr->llm.V, &tr->retention)));
+    if (tr->retention.n && tr->retention.T != tr->train.T)  // its loss runs through the training engine
+        return AIL_ERROR(AIL_ERR_FORMAT, "retention_data %s has sequences of %d tokens, %s of %d", c->retention_data,
+                         tr->retention.T, c->train_data, tr->train.T);
+    const Dataset *sets[2] = {&tr->eval, &tr->retention};
+    EvalData *extras[2] = {&tr->evx, &tr->retx};
+    for (int i = 0; i < 2; i++) {
+        if (!sets[i]->n) continue;
+        AIL_CHECK(ail_error_agree(tr->comm, evaldata_load(sets[i]->path, sets[i]->n, sets[i]->T, tr->llm.V, extras[i])));
+        int mode = score_mode(tr, extras[i]);
+        if (mode == SCORE_TEXT && gen_budget(tr, extras[i]) <= 0)
+            return AIL_ERROR(AIL_ERR_ARG, "%s: metric %s decodes: give max_new_tokens (train key or dataset attribute)",
+                             sets[i]->path, metric_name(extras[i]->metric));
+    }
     tr->micro = c->batch_size / (tr->dp * c->grad_accum);  // every tp rank of a replica reads the same rows
     if (!c->train_base) AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
     OptimConfig oc = c->optim;
@@ -753,6 +1069,13 @@ static void teardown(Trainer *tr) {
     adamw_free(&tr->opt);
     dataset_free(&tr->train);
     dataset_free(&tr->eval);
+    dataset_free(&tr->retention);
+    evaldata_free(&tr->evx);
+    evaldata_free(&tr->retx);
+    curvelog_free(&tr->st.eval_curves);
+    curvelog_free(&tr->st.retention);
+    for (int i = 0; i < tr->st.nexamples; i++) evalexamples_free(&tr->st.examples[i]);
+    free(tr->st.examples);
     llama_free(&tr->llm);
     free(tr->targets);
     if (tr->model.shards) hfmodel_close(&tr->model);
@@ -792,18 +1115,64 @@ static int record_diagnostics(Trainer *tr, long step) {
     return ail_error_agree(tr->comm, rc);
 }
 
+/* The curves of one evaluation result: metric components (the exact_match headline
+ * lives in /eval/exact_match), scored and unfit counts. */
+static int result_curves(const EvalResult *r, const char **names, double *vals) {
+    int n = 0;
+    for (int c = 0; c < r->ncomp; c++)
+        if (strcmp(r->names[c], "exact_match")) names[n] = r->names[c], vals[n++] = r->comp[c];
+    if (r->measured) names[n] = "scored", vals[n++] = r->scored, names[n] = "unfit", vals[n++] = r->unfit;
+    return n;
+}
+
+static void print_result(const char *what, long step, const EvalResult *r) {
+    printf("%s step %ld | loss %.4f | ppl %.3f", what, step, r->loss, exp(r->loss));
+    if (!isnan(r->em)) printf(" | exact match %.4f", r->em);
+    for (int c = 0; c < r->ncomp; c++)
+        if (strcmp(r->names[c], "exact_match")) printf(" | %s %.4f", r->names[c], r->comp[c]);
+    if (r->measured) printf(" | scored %.0f", r->scored);
+    if (r->unfit > 0) printf(" | %.0f rows did not fit the position budget (not scored)", r->unfit);
+    printf("\n");
+    fflush(stdout);
+}
+
 static int record_eval(Trainer *tr, long step) {
     if (!tr->eval.n) return record_diagnostics(tr, step);
-    double loss = NAN, em = NAN;
-    AIL_CHECK(evaluate(tr, &loss, &em));
+    EvalResult r;
+    AIL_CHECK(evaluate_set(tr, &tr->eval, &tr->evx, 1, &r));
+    const char *names[CURVES_MAX];
+    double vals[CURVES_MAX];
+    int n = result_curves(&r, names, vals), rc = AIL_OK;
     if (tr->rank == 0) {
-        printf("eval step %ld | loss %.4f | ppl %.3f", step, loss, exp(loss));
-        if (!isnan(em)) printf(" | exact match %.4f", em);
-        printf("\n");
-        fflush(stdout);
+        print_result("eval", step, &r);
+        if (n) rc = curvelog_append(&tr->st.eval_curves, n, names, vals);
+        if (rc == AIL_OK && r.ex.n) {  // the per-example record of this evaluation
+            EvalExamples *grown = ail_realloc(tr->st.examples, sizeof *grown * (size_t)(tr->st.nexamples + 1));
+            if (!grown) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+            else tr->st.examples = grown, r.ex.step = step, tr->st.examples[tr->st.nexamples++] = r.ex;
+            if (rc == AIL_OK) memset(&r.ex, 0, sizeof r.ex);  // moved into the run state
+        }
     }
-    AIL_CHECK(ail_error_agree(tr->comm, evallog_append(&tr->st.eval, step, loss, em)));
+    evalexamples_free(&r.ex);
+    AIL_CHECK(ail_error_agree(tr->comm, rc));
+    AIL_CHECK(ail_error_agree(tr->comm, evallog_append(&tr->st.eval, step, r.loss, r.em)));
     return record_diagnostics(tr, step);
+}
+
+/* The retention set (retention_data): before training (step 0) and with every
+ * evaluation, so that forgetting shows as /retention/loss (and the metric) rising. */
+static int record_retention(Trainer *tr, long step) {
+    if (!tr->retention.n) return AIL_OK;
+    EvalResult r;
+    AIL_CHECK(evaluate_set(tr, &tr->retention, &tr->retx, 0, &r));
+    const char *names[CURVES_MAX] = {"step", "loss", "ppl", "exact_match"};
+    double vals[CURVES_MAX] = {(double)step, r.loss, exp(r.loss), r.em};
+    int n = 4 + result_curves(&r, names + 4, vals + 4), rc = AIL_OK;
+    if (tr->rank == 0) {
+        print_result("retention", step, &r);
+        rc = curvelog_append(&tr->st.retention, n, names, vals);
+    }
+    return ail_error_agree(tr->comm, rc);
 }
 
 /* A resume of a finished checkpoint: rewrites a run file left behind by a kill
@@ -844,6 +1213,7 @@ static int train_loop(Trainer *tr, int *status) {
     long first = tr->st.step;
     int rc = AIL_OK;
     *status = TRAIN_DONE;
+    if (first == 0) rc = record_retention(tr, 0);  // the base model's retention, before any step
     while (tr->st.step < c->steps && rc == AIL_OK) {
         long step = tr->st.step;
         double t0 = MPI_Wtime(), loss_sum = 0.0;
@@ -894,6 +1264,8 @@ static int train_loop(Trainer *tr, int *status) {
         }
         if (rc == AIL_OK && c->eval_every > 0 && done % c->eval_every == 0 && done < c->steps)
             rc = record_eval(tr, done);
+        if (rc == AIL_OK && c->eval_every > 0 && done % c->eval_every == 0 && done < c->steps)
+            rc = record_retention(tr, done);
         // stop: a signal on any rank; due: checkpoint_minutes passed on rank 0's clock.
         // One reduction, so every rank checkpoints at the same step.
         int flags[2] = {g_stop_signal ? g_stop_signal : (done == c->preempt_at_step ? SIGUSR1 : 0),
@@ -919,6 +1291,7 @@ static int train_loop(Trainer *tr, int *status) {
         rc = finish_outputs(tr);
     } else if (rc == AIL_OK && *status == TRAIN_DONE) {
         rc = record_eval(tr, tr->st.step);
+        if (rc == AIL_OK) rc = record_retention(tr, tr->st.step);
         if (rc == AIL_OK) rc = save(tr, 1);
         if (rc == AIL_OK && c->train_base)
             rc = ail_error_agree(tr->comm, tr->rank == 0 ? llama_save(&tr->llm, &tr->model, c->out_model) : AIL_OK);

@@ -54,7 +54,7 @@ static const Option keys[] = {
     OPT_INT("log_every", log_every, "10", "[1, inf)", "steps between progress lines"),
     OPT_INT("eval_every", eval_every, "0", "[0, inf)", "steps between evaluations (0: only at the end)"),
     OPT_INT("eval_batches", eval_batches, "0", "[0, inf)", "evaluation batches (0: the whole eval set)"),
-    OPT_INT("max_new_tokens", max_new_tokens, "0", "[0, inf)", "greedy decoding budget for exact match (0: off)"),
+    OPT_INT("max_new_tokens", max_new_tokens, "0", "[0, inf)", "greedy decoding budget of eval metrics (a dataset attribute max_new_tokens wins; 0: off)"),
     OPT_INT("checkpoint_every", checkpoint_every, "0", "[0, inf)", "steps between checkpoints (0: only at the end)"),
     OPT_INT("tp", tp, "1", "[1, inf)", "tensor-parallel ranks per model replica (Megatron layout)"),
     OPT_INT("dp", dp, "0", "[0, inf)", "data-parallel ranks (0: world size / tp)"),
@@ -73,6 +73,8 @@ static const Option keys[] = {
              "at every evaluation: spectrum of each update s(BA - B0A0) against W's (run file /diagnostics)"),
     OPT_INT("diagnostics_k", diagnostics_k, "0", "[0, inf)",
             "diagnostics: singular vectors of W taken from each end of its spectrum (0: rank)"),
+    OPT_STR("retention_data", retention_data, "",
+            "second eval set (forgetting): loss and metric before training and at each evaluation (empty: none)"),
 };
 #undef OPT_STRUCT
 
