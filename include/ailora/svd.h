@@ -48,6 +48,26 @@ typedef struct {
 int svd_pdgesvd(const BlacsGrid *grid, const SafeTensor *w, int nb, DistSvd *out);
 void dist_svd_free(DistSvd *svd);
 
+/* ---- per-core rates of the SVD kernels (shared by the cost model, svd_cost.h) --- */
+
+/* One thread on one core. Flop counts are those of svd_cost.h (svd_flops_*); a
+ * rate is those flops divided by the measured seconds, so any consistent count
+ * works. Measured by experiments/bench/svd_rates.sh (writes a rates file that
+ * `ailora svd --plan --rates FILE` reads); the defaults (svd_rates_default) are the
+ * development machine's, with date and machine in svd_cost.c. */
+typedef struct {
+    double gesdd_gflops;    /* dgesdd JOBZ='S' (one rank) */
+    double gebrd_gflops;    /* dgebrd / pdgebrd per core: 4 M N^2 - 4/3 N^3 (M >= N) */
+    double ormbr_gflops;    /* dormbr / pdormbr per core: Q or P applied to p vectors */
+    double bdsvdx_val_ns;   /* dbdsvdx all values: seconds = 1e-9 * val_ns * k^2 */
+    double bdsvdx_vec_ns;   /* dbdsvdx selected vectors: seconds = 1e-9 * vec_ns * k * p */
+    double bdsdc_gflops;    /* dbdsdc with all vectors: (8/3) k^3 */
+    double pdgesvd_gflops;  /* pdgesvd per core, counted like dgesdd */
+    double step_s;          /* pdgebrd: seconds of synchronization per column on > 1 rank */
+    double read_gbs;        /* reading + converting weights to float64 (GB/s of float64) */
+    double write_gbs;       /* HDF5 writes of the cache (GB/s) */
+} SvdRates;
+
 /* ---- scheduling all target matrices over the ranks (svd_plan.c) ---------------- */
 
 /* One phase splits the ranks into groups of consecutive ranks; each group runs
