@@ -7,6 +7,7 @@
  *
  *   lapack   one rank, LAPACK dgesdd (divide and conquer)
  *   pdgesvd  ScaLAPACK on a BLACS grid of ranks (W^T distributed block-cyclically)
+ *   pdgebrd  selected vectors (--keep) on a grid: pdgebrd, dbdsvdx, pdormbr (below)
  *   auto     a schedule over all ranks (svd_plan_make); CPU only
  *   cusolver one rank per matrix on that rank's GPU, cuSOLVER gesvd (gpu_svd.h)
  */
@@ -23,7 +24,8 @@ typedef enum {
     SVD_BACKEND_AUTO = 0,
     SVD_BACKEND_LAPACK,
     SVD_BACKEND_PDGESVD,
-    SVD_BACKEND_CUSOLVER
+    SVD_BACKEND_CUSOLVER,
+    SVD_BACKEND_PDGEBRD   /* selected vectors on a grid: pdgebrd + dbdsvdx + pdormbr */
 } SvdBackend;
 
 int svd_backend_parse(const char *name, SvdBackend *backend);
@@ -47,6 +49,37 @@ typedef struct {
 /* pdgesvd of W (tensor w) on grid with block size nb; collective over grid->comm. */
 int svd_pdgesvd(const BlacsGrid *grid, const SafeTensor *w, int nb, DistSvd *out);
 void dist_svd_free(DistSvd *svd);
+
+/* ---- selected singular vectors on a grid (svd_dist_select.c) -------------------- */
+
+/* Indices kept by --keep K of k singular triplets: [0, K) and [k-K, k), all k when
+ * 2K >= k (K <= 0 means all). idx [k] (caller's) receives them increasing; returns
+ * their count p. */
+int svd_keep_indices(int k, int keep, int *idx);
+
+/* Distributed selected-vector SVD of W [m, n], route `pdgebrd`. With a = W^T (n x m,
+ * the layout of the pdgesvd route):
+ *   pdgebrd      a = Q B P^T, B bidiagonal (upper if n >= m, lower otherwise)
+ *   gather       d, e of B (k + k-1 numbers) on every rank of the grid
+ *   redundant    every rank: all values of B (dqds, dbdsdc 'N'); the selected
+ *                vectors of B with dbdsvdx (RANGE 'I'), or all with dbdsdc when
+ *                2K >= k
+ *   pdormbr      Q and P applied to the p selected vectors of B, distributed
+ *                block-cyclically: a's left vectors (V of W) and right ones (U of W)
+ * Signs are canonical (svd_signs.h) over the kept vectors. Memory per rank: a's
+ * blocks, 2 n p / P + 2 m p / P, and the redundant bidiagonal solve (2k x p, or
+ * 3 k^2 with all vectors). */
+typedef struct {
+    int m, n, k, p;
+    int *idx;       /* [p] kept indices into S, increasing */
+    double *S;      /* [k] all singular values, descending, on every rank */
+    DistMatrix vt;  /* n x p: column c = V[:, idx[c]]; distmat_write_h5_t gives Vt rows [p, n] */
+    DistMatrix ut;  /* p x m: row c = U[:, idx[c]]; distmat_write_h5_t gives U columns [m, p] */
+} DistSelSvd;
+
+/* Collective over grid->comm. keep as in svd_keep_indices. */
+int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, DistSelSvd *out);
+void dist_sel_svd_free(DistSelSvd *svd);
 
 /* ---- per-core rates of the SVD kernels (shared by the cost model, svd_cost.h) --- */
 
