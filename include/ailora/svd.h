@@ -52,11 +52,6 @@ void dist_svd_free(DistSvd *svd);
 
 /* ---- selected singular vectors on a grid (svd_dist_select.c) -------------------- */
 
-/* Indices kept by --keep K of k singular triplets: [0, K) and [k-K, k), all k when
- * 2K >= k (K <= 0 means all). idx [k] (caller's) receives them increasing; returns
- * their count p. */
-int svd_keep_indices(int k, int keep, int *idx);
-
 /* Distributed selected-vector SVD of W [m, n], route `pdgebrd`. With a = W^T (n x m,
  * the layout of the pdgesvd route):
  *   pdgebrd      a = Q B P^T, B bidiagonal (upper if n >= m, lower otherwise)
@@ -66,18 +61,22 @@ int svd_keep_indices(int k, int keep, int *idx);
  *                2K >= k
  *   pdormbr      Q and P applied to the p selected vectors of B, distributed
  *                block-cyclically: a's left vectors (V of W) and right ones (U of W)
- * Signs are canonical (svd_signs.h) over the kept vectors. Memory per rank: a's
- * blocks, 2 n p / P + 2 m p / P, and the redundant bidiagonal solve (2k x p, or
- * 3 k^2 with all vectors). */
+ * The kept vectors of B are re-orthonormalized (Gram-Schmidt, twice): inverse
+ * iteration leaves tiny and tied values' vectors orthogonal only to eps smax / gap.
+ * Signs are canonical (svd_signs.h) over the kept vectors. Memory per rank, P ranks:
+ * a's blocks (m n / P), the vectors (2 (m + n) p / P), and the redundant bidiagonal
+ * solve (dbdsvdx: 2k (k + 1) + 2 k p doubles; dbdsdc, all vectors: 7 k^2). */
 typedef struct {
     int m, n, k, p;
     int *idx;       /* [p] kept indices into S, increasing */
     double *S;      /* [k] all singular values, descending, on every rank */
     DistMatrix vt;  /* n x p: column c = V[:, idx[c]]; distmat_write_h5_t gives Vt rows [p, n] */
     DistMatrix ut;  /* p x m: row c = U[:, idx[c]]; distmat_write_h5_t gives U columns [m, p] */
+    double t_load, t_brd, t_values, t_vectors, t_back;  /* seconds of each phase on this rank */
 } DistSelSvd;
 
-/* Collective over grid->comm. keep as in svd_keep_indices. */
+/* Collective over grid->comm. keep K: indices [0, K) and [k-K, k), all when K <= 0
+ * or 2K >= k. */
 int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, DistSelSvd *out);
 void dist_sel_svd_free(DistSelSvd *svd);
 
@@ -96,7 +95,8 @@ typedef struct {
     double bdsvdx_vec_ns;   /* dbdsvdx selected vectors: seconds = 1e-9 * vec_ns * k * p */
     double bdsdc_gflops;    /* dbdsdc with all vectors: (8/3) k^3 */
     double pdgesvd_gflops;  /* pdgesvd per core, counted like dgesdd */
-    double step_s;          /* pdgebrd: seconds of synchronization per column on > 1 rank */
+    double step_s;          /* pdgebrd: seconds of synchronization per column and log2(P), one node */
+    double net_step_s;      /* the same across nodes (not measurable here: an assumption) */
     double read_gbs;        /* reading + converting weights to float64 (GB/s of float64) */
     double write_gbs;       /* HDF5 writes of the cache (GB/s) */
 } SvdRates;

@@ -42,18 +42,16 @@ void pdgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, d
 
 /* ---- selected-vector SVD: bidiagonalization, bidiagonal SVD, back-transformation ---- */
 
-/* LAPACK */
+/* LAPACK (dgebrd_, dormbr_ and dbdsvdx_ are also declared by the one-rank selected
+ * route; the declarations are identical, so both may stand) */
 void dgebrd_(const int *m, const int *n, double *a, const int *lda, double *d, double *e,
              double *tauq, double *taup, double *work, const int *lwork, int *info);
-void dormbr_(const char *vect, const char *side, const char *trans, const int *m, const int *n,
-             const int *k, const double *a, const int *lda, const double *tau, double *c,
-             const int *ldc, double *work, const int *lwork, int *info, size_t vect_len,
-             size_t side_len, size_t trans_len);
 /* IL..IU count from the LARGEST singular value (IL = 1 is sigma_max); S comes back
- * descending (measured: the "ascending" of its documentation is wrong). Z: 2N x (NS+1).
- * D and E: entries below its splitting threshold are set to zero (idempotent). */
-void dbdsvdx_(const char *uplo, const char *jobz, const char *range, const int *n, double *d,
-              double *e, const double *vl, const double *vu, const int *il, const int *iu,
+ * descending (measured: the "ascending" of its documentation is wrong). Z: 2N x (N+1)
+ * whatever the range (a split of B parks a vector in column N + 1). D and E are
+ * written: entries below its splitting threshold are set to zero (idempotent). */
+void dbdsvdx_(const char *uplo, const char *jobz, const char *range, const int *n, const double *d,
+              const double *e, const double *vl, const double *vu, const int *il, const int *iu,
               int *ns, double *s, double *z, const int *ldz, double *work, int *iwork, int *info,
               size_t uplo_len, size_t jobz_len, size_t range_len);
 void dbdsdc_(const char *uplo, const char *compq, const int *n, double *d, double *e, double *u,

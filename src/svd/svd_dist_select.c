@@ -15,7 +15,8 @@
 #include "ailora/svd.h"
 #include "base/lapack.h"
 
-int svd_keep_indices(int k, int keep, int *idx) {
+/* [0, K) and [k-K, k), all k when K <= 0 or 2K >= k; increasing; returns the count. */
+static int keep_indices(int k, int keep, int *idx) {
     int p = 0;
     if (keep <= 0 || 2 * (long)keep >= k) {
         for (int i = 0; i < k; i++) idx[p++] = i;
@@ -87,7 +88,7 @@ static int orthonormalize(int k, int p, double *x) {
 /* Redundant on every rank: S [k] all values (descending); ub, vb [k, p] column-major
  * the left and right vectors of B for the kept indices idx (increasing). */
 static int solve_bidiagonal(int k, int upper, double *d, double *e, int p,
-                            const int *idx, double *S, double *ub, double *vb) {
+                            const int *idx, double *S, double *ub, double *vb, double *t_values) {
     const char *uplo = upper ? "U" : "L";
     double *dd = ail_malloc(sizeof(double) * (size_t)k), *ee = ail_malloc(sizeof(double) * (size_t)k);
     int info = 0, rc = dd && ee ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
@@ -115,6 +116,7 @@ static int solve_bidiagonal(int k, int upper, double *d, double *e, int p,
         return rc;
     }
     // all values by dqds (dbdsdc without vectors), to high relative accuracy
+    double t0 = MPI_Wtime();
     if (rc == AIL_OK) {
         double *work = ail_malloc(sizeof(double) * (4 * (size_t)k + 1));
         int *iwork = ail_malloc(sizeof(int) * 8 * (size_t)k);
@@ -129,6 +131,7 @@ static int solve_bidiagonal(int k, int upper, double *d, double *e, int p,
         }
         free(work), free(iwork);
     }
+    *t_values = MPI_Wtime() - t0;
     // the kept vectors in runs of consecutive indices: dbdsvdx, RANGE 'I' (IL = 1 is
     // the largest value), bisection and inverse iteration on the 2k TGK matrix.
     // dbdsvdx writes up to k + 1 columns of z whatever the range (a split of B parks
@@ -277,10 +280,12 @@ int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, Di
     out->idx = ail_malloc(sizeof(int) * (size_t)k);
     out->S = ail_malloc(sizeof(double) * (size_t)k);
     if (!out->idx || !out->S) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    if (rc == AIL_OK) out->p = svd_keep_indices(k, keep, out->idx);
+    if (rc == AIL_OK) out->p = keep_indices(k, keep, out->idx);
     int p = out->p;
+    double t0 = MPI_Wtime();
     if (rc == AIL_OK) rc = distmat_create(grid, M0, N0, nb, &a);
     if (rc == AIL_OK) rc = distmat_load_weight_t(&a, w);
+    out->t_load = MPI_Wtime() - t0;
     if (rc == AIL_OK) {
         size_t loc = (size_t)(a.mloc > a.nloc ? a.mloc : a.nloc) + 1;
         d = ail_malloc(sizeof(double) * (size_t)k);
@@ -298,6 +303,7 @@ int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, Di
 
     // 1. a = Q B P^T on the grid
     int one = 1, lwork = -1, info = 0;
+    t0 = MPI_Wtime();
     if (rc == AIL_OK) {
         double query = 0;
         pdgebrd_(&M0, &N0, a.local, &one, &one, a.desc, dl, el, tauq, taup, &query, &lwork, &info);
@@ -313,11 +319,15 @@ int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, Di
     }
     free(work);
     work = NULL;
+    out->t_brd = MPI_Wtime() - t0;
+    t0 = MPI_Wtime();
     // 2. B on every rank, solved redundantly: same inputs, same library, same answer
     if (rc == AIL_OK) {
         gather_bidiagonal(&a, k, upper, d, e);
-        rc = ail_error_agree(comm, solve_bidiagonal(k, upper, d, e, p, out->idx, out->S, ub, vb));
+        rc = ail_error_agree(comm, solve_bidiagonal(k, upper, d, e, p, out->idx, out->S, ub, vb, &out->t_values));
     }
+    out->t_vectors = MPI_Wtime() - t0 - out->t_values;
+    t0 = MPI_Wtime();
     // 3. back to W's vectors: a's left vectors Q [ub; 0] are V of W (n x p), its
     //    right vectors P [vb; 0] are U of W (m x p)
     if (rc == AIL_OK) rc = distmat_create(grid, M0, p, nb, &cq);
@@ -338,6 +348,7 @@ int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, Di
         out->vt = cq;  // n x p, owned by out now
         memset(&cq, 0, sizeof cq);
     }
+    out->t_back = MPI_Wtime() - t0;
     distmat_free(&a), distmat_free(&cq), distmat_free(&cp);
     free(d), free(e), free(dl), free(el), free(tauq), free(taup), free(ub), free(vb);
     if (rc != AIL_OK) dist_sel_svd_free(out);
