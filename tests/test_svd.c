@@ -18,6 +18,13 @@
  *   - pdgesvd on the grid of all ranks agrees with dgesdd: a vector alone in its
  *     cluster element by element within 1e-12 * smax / gap (signs canonical), a
  *     cluster by its subspace as above
+ *   - the selected-vector route (svd_lapack_select) keeping [0, K) and [k-K, k) (K = 8,
+ *     the same sets) and keeping all: S within 1e-12 smax of the truth and of dgesdd;
+ *     the kept vectors orthonormal to 1e-12; each principal / minor set widened to
+ *     its cluster as above, the kept vectors of it checked against the truth's span
+ *     of the whole cluster (the kept part of a cluster is not unique, its span lies
+ *     in the cluster's); lone kept vectors against dgesdd's element by element
+ *     within 1e-12 * smax / gap; every rank runs it on its own (same answer)
  *   - the selected-vector route pdgebrd (pdgebrd + dbdsvdx / dbdsdc + pdormbr) on the
  *     grid of all ranks, keep all and keep 8 / 1: S within 1e-12 smax of the truth,
  *     dgesdd and pdgesvd; each kept vector against each of the three, alone in its
@@ -83,9 +90,11 @@ static double cluster_closure(const double *S, int k, int has_null, double smax,
  * [lo, hi) against A's: the sin of the largest angle to A's span of the same
  * indices (Frobenius bound), or with null_joined the norm of their projection on
  * A's other vectors; plus B's departure from orthonormality within the set. */
-static double set_error(const double *A, const double *B, int rows, int k, int lo, int hi, int null_joined) {
+static double set_error_masked(const double *A, const double *B, int rows, int k, int lo, int hi,
+                               int null_joined, const char *have) {
     double err = 0.0, *res = malloc(sizeof(double) * (size_t)rows);
     for (int c = lo; c < hi; c++) {
+        if (have && !have[c]) continue;
         double out = 0.0, in = 0.0;
         for (int i = 0; i < rows; i++) res[i] = B[(size_t)i * k + c];
         for (int j = 0; j < k; j++) {
@@ -98,6 +107,7 @@ static double set_error(const double *A, const double *B, int rows, int k, int l
         for (int i = 0; i < rows; i++) in += res[i] * res[i];
         err = fmax(err, null_joined ? sqrt(out) : sqrt(in));
         for (int c2 = lo; c2 < hi; c2++) {
+            if (have && !have[c2]) continue;
             double dot = 0.0;
             for (int i = 0; i < rows; i++) dot += B[(size_t)i * k + c] * B[(size_t)i * k + c2];
             err = fmax(err, fabs(dot - (c == c2)));
@@ -105,6 +115,10 @@ static double set_error(const double *A, const double *B, int rows, int k, int l
     }
     free(res);
     return err;
+}
+
+static double set_error(const double *A, const double *B, int rows, int k, int lo, int hi, int null_joined) {
+    return set_error_masked(A, B, rows, k, lo, hi, null_joined, NULL);
 }
 
 /* Vt [k, n] row-major as V [n, k] row-major (the layout set_error reads). */
@@ -198,33 +212,76 @@ static void check_against_truth(const Case *c, const char *backend, const double
     free(V), free(Vtrue);
 }
 
-/* set_error restricted to B's columns with present[c] (the kept vectors of a
- * selected-vector SVD): each must lie in A's span of [lo, hi) (or, null_joined,
- * be orthogonal to A's other vectors); orthonormality among the present ones. */
-static double set_error_present(const double *A, const double *B, int rows, int k, int lo, int hi,
-                                int null_joined, const char *present) {
-    double err = 0.0, *res = malloc(sizeof(double) * (size_t)rows);
-    for (int c = lo; c < hi; c++) {
-        if (!present[c]) continue;
-        double out = 0.0, in = 0.0;
-        for (int i = 0; i < rows; i++) res[i] = B[(size_t)i * k + c];
-        for (int j = 0; j < k; j++) {
-            double dot = 0.0;
-            for (int i = 0; i < rows; i++) dot += A[(size_t)i * k + j] * B[(size_t)i * k + c];
-            if (j < lo || j >= hi) out += dot * dot;
-            else
-                for (int i = 0; i < rows; i++) res[i] -= dot * A[(size_t)i * k + j];
-        }
-        for (int i = 0; i < rows; i++) in += res[i] * res[i];
-        err = fmax(err, null_joined ? sqrt(out) : sqrt(in));
+/* The selected-vector route keeping sel (nsel ascending indices) against the truth
+ * and against dgesdd (S, U, Vt full). */
+static void check_selected(const Case *c, const double *W, int nsel, const int *sel, const double *S,
+                           const double *U, const double *Vt, const double *St, const double *Ut,
+                           const double *Vtt) {
+    int m = c->m, n = c->n, k = m < n ? m : n;
+    double smax = St[0];
+    double *Ss = malloc(sizeof(double) * k), *Us = malloc(sizeof(double) * m * (nsel + 1));
+    double *Vts = malloc(sizeof(double) * (nsel + 1) * n);
+    char what[200], tag[64];
+    snprintf(tag, sizeof tag, "select(%d of %d)", nsel, k);
+    SvdSelectInfo info;
+    int rc = svd_lapack_select(m, n, W, nsel, sel, Ss, Us, Vts, &info);
+    TU_CHECK(rc == AIL_OK, "%s %s: %s", c->name, tag, ail_error_message());
+    if (rc != AIL_OK) goto out;
+    if (g_rank == 0)
+        printf("%-28s %-18s fallback %d%s%s  bidiagonal check: orthonormality %.1e residual %.1e smax\n",
+               c->name, tag, info.fallback, info.fallback ? ": " : "", info.reason, info.orth_err,
+               info.resid_err);
+    double serr = 0.0, sgesdd = 0.0;
+    for (int i = 0; i < k; i++) serr = fmax(serr, fabs(Ss[i] - St[i])), sgesdd = fmax(sgesdd, fabs(Ss[i] - S[i]));
+    snprintf(what, sizeof what, "%s %s: max |S - S_true| / smax", c->name, tag);
+    TU_CLOSE(serr / smax, 0.0, TOL, what);
+    snprintf(what, sizeof what, "%s %s: max |S - S_dgesdd| / smax", c->name, tag);
+    TU_CLOSE(sgesdd / smax, 0.0, TOL, what);
+    snprintf(what, sizeof what, "%s %s: kept U orthonormal", c->name, tag);
+    TU_CLOSE(orth_error(Us, m, nsel, 0), 0.0, TOL, what);
+    snprintf(what, sizeof what, "%s %s: kept V orthonormal", c->name, tag);
+    TU_CLOSE(orth_error(Vts, n, nsel, 1), 0.0, TOL, what);
+    // spread the kept vectors into k columns (others zero) for the set checks
+    double *Uk = calloc((size_t)m * k, sizeof(double)), *Vk = calloc((size_t)n * k, sizeof(double));
+    char *have = calloc((size_t)k, 1);
+    for (int j = 0; j < nsel; j++) {
+        have[sel[j]] = 1;
+        for (int i = 0; i < m; i++) Uk[(size_t)i * k + sel[j]] = Us[(size_t)i * nsel + j];
+        for (int i = 0; i < n; i++) Vk[(size_t)i * k + sel[j]] = Vts[(size_t)j * n + i];
     }
-    free(res);
-    return err;
+    double *Vtrue = transpose(Vtt, k, n), *V = transpose(Vt, k, n);
+    int r = 8;
+    for (int pass = 0; pass < 2; pass++)
+        for (int side = 0; side < 2; side++) {
+            int rows = side ? n : m, lo, hi, nj;
+            double gap = cluster_closure(St, k, rows > k, smax, pass ? k - r : 0, pass ? k : r, &lo, &hi, &nj);
+            double bound = TOL * (smax / gap + 1.0);
+            snprintf(what, sizeof what, "%s %s: kept %s vectors of %s [%d, %d)%s (bound %.1e)", c->name, tag,
+                     pass ? "minor" : "principal", side ? "V" : "U", lo, hi, nj ? " + null space" : "", bound);
+            TU_CLOSE(set_error_masked(side ? Vtrue : Ut, side ? Vk : Uk, rows, k, lo, hi, nj, have), 0.0, bound, what);
+        }
+    // lone kept vectors equal dgesdd's (canonical signs), element by element
+    double worst = 0.0;
+    for (int side = 0; side < 2; side++) {
+        int rows = side ? n : m, lo, hi, nj;
+        const double *A = side ? V : U, *B = side ? Vk : Uk;
+        for (int j = 0; j < nsel; j++) {
+            double gap = cluster_closure(S, k, rows > k, S[0], sel[j], sel[j] + 1, &lo, &hi, &nj);
+            if (hi - lo != 1 || nj) continue;
+            for (int i = 0; i < rows; i++)
+                worst = fmax(worst, fabs(B[(size_t)i * k + sel[j]] - A[(size_t)i * k + sel[j]]) / (TOL * S[0] / gap));
+        }
+    }
+    snprintf(what, sizeof what, "%s %s: lone kept vectors vs dgesdd (in units of the gap bound)", c->name, tag);
+    TU_CLOSE(worst, 0.0, 1.0, what);
+    free(Uk), free(Vk), free(have), free(Vtrue), free(V);
+out:
+    free(Ss), free(Us), free(Vts);
 }
 
 /* The kept vectors (present[j]) of U [m, k], Vt [k, n] against a reference
  * (Sr, Ur, Vtr), in units of the gap bound (<= 1 passes); also S and orthonormality. */
-static void check_selected(const char *name, const char *ref, int m, int n, const double *S,
+static void check_dist_kept(const char *name, const char *ref, int m, int n, const double *S,
                            const double *U, const double *Vt, const char *present, const double *Sr,
                            const double *Ur, const double *Vtr) {
     int k = m < n ? m : n;
@@ -259,7 +316,7 @@ static void check_selected(const char *name, const char *ref, int m, int n, cons
                     worst = fmax(worst, fabs(B[(size_t)i * k + j] - A[(size_t)i * k + j]) / bound);
             } else {
                 clusters++;
-                worst = fmax(worst, set_error_present(A, B, rows, k, lo, hi, nj, present) / (TOL * (smax / gap + 1.0)));
+                worst = fmax(worst, set_error_masked(A, B, rows, k, lo, hi, nj, present) / (TOL * (smax / gap + 1.0)));
             }
         }
     }
@@ -296,6 +353,14 @@ static void run_case(const Case *c, const char *dir) {
     memcpy(work, W, sizeof(double) * m * n);
     TU_CHECK(svd_lapack(m, n, work, S, U, Vt) == AIL_OK, "%s", ail_error_message());
     check_against_truth(c, "dgesdd", S, U, Vt, W, St, Ut, Vtt);
+
+    // the selected-vector route: --keep 8 (principal and minor 8) and keep all
+    int *sel = malloc(sizeof(int) * k);
+    int nsel = svd_kept_indices(k, 8, sel);
+    check_selected(c, W, nsel, sel, S, U, Vt, St, Ut, Vtt);
+    nsel = svd_kept_indices(k, 0, sel);
+    check_selected(c, W, nsel, sel, S, U, Vt, St, Ut, Vtt);
+    free(sel);
 
     // pdgesvd on the grid of all ranks, small blocks so every rank owns several
     int nprow, npcol;
@@ -360,10 +425,10 @@ static void run_case(const Case *c, const char *dir) {
                 double *Uc = malloc(sizeof(double) * m * k), *Vtc = malloc(sizeof(double) * k * n);
                 memcpy(Uc, Ut, sizeof(double) * m * k), memcpy(Vtc, Vtt, sizeof(double) * k * n);
                 svd_canonical_signs(m, n, k, Uc, Vtc);
-                check_selected(name, "truth", m, n, sel.S, Uf, Vtf, present, St, Uc, Vtc);
+                check_dist_kept(name, "truth", m, n, sel.S, Uf, Vtf, present, St, Uc, Vtc);
                 free(Uc), free(Vtc);
-                check_selected(name, "dgesdd", m, n, sel.S, Uf, Vtf, present, S, U, Vt);
-                check_selected(name, "pdgesvd", m, n, sel.S, Uf, Vtf, present, ds.S, qt, p);
+                check_dist_kept(name, "dgesdd", m, n, sel.S, Uf, Vtf, present, S, U, Vt);
+                check_dist_kept(name, "pdgesvd", m, n, sel.S, Uf, Vtf, present, ds.S, qt, p);
                 if (keeps[t] == 0) check_against_truth(c, "pdgebrd keep all", sel.S, Uf, Vtf, W, St, Ut, Vtt);
                 free(Uf), free(Vtf), free(present);
             }

@@ -53,5 +53,8 @@ int distmat_load_weight_t(DistMatrix *a, const SafeTensor *w);
 /* Independent write of this rank's blocks of the global column-major matrix a
  * (R x C) into a row-major HDF5 dataset of dims [C, R]: dataset[j][i] = a(i, j). */
 int distmat_write_h5_t(hid_t dset, const DistMatrix *a);
+/* The same for a dataset holding only kept rows (axis 0) or columns (axis 1) of a:
+ * pos[g] is the dataset position of a's global row / column g, or -1 (left out). */
+int distmat_write_h5_t_kept(hid_t dset, const DistMatrix *a, int axis, const int *pos);
 
 #endif

@@ -6,6 +6,7 @@
  * the largest magnitude (the first one on ties) is positive. Backends:
  *
  *   lapack   one rank, LAPACK dgesdd (divide and conquer)
+ *   select   one rank, all of S but only the kept singular vectors (svd_lapack_select)
  *   pdgesvd  ScaLAPACK on a BLACS grid of ranks (W^T distributed block-cyclically)
  *   pdgebrd  selected vectors (--keep) on a grid: pdgebrd, dbdsvdx, pdormbr (below)
  *   auto     a schedule over all ranks (svd_plan_make); CPU only
@@ -25,6 +26,7 @@ typedef enum {
     SVD_BACKEND_LAPACK,
     SVD_BACKEND_PDGESVD,
     SVD_BACKEND_CUSOLVER,
+    SVD_BACKEND_SELECT,
     SVD_BACKEND_PDGEBRD   /* selected vectors on a grid: pdgebrd + dbdsvdx + pdormbr */
 } SvdBackend;
 
@@ -49,6 +51,95 @@ typedef struct {
 /* pdgesvd of W (tensor w) on grid with block size nb; collective over grid->comm. */
 int svd_pdgesvd(const BlacsGrid *grid, const SafeTensor *w, int nb, DistSvd *out);
 void dist_svd_free(DistSvd *svd);
+
+/* ---- all values, selected vectors, on one rank (svd_select.c) -------------------
+ *
+ * W [m, n] row-major (not modified), k = min(m, n), sel [nsel] ascending indices
+ * into S (descending). Out: S [k] all singular values, U [m, nsel] and Vt [nsel, n]
+ * the selected singular vectors, canonical signs. One bidiagonal reduction
+ * (dgebrd), values by dqds (dbdsqr), B's selected vectors by dbdsvdx (bisection and
+ * inverse iteration on the Golub-Kahan tridiagonal, one call per contiguous index
+ * range), and only those vectors back-transformed (dormbr Q, P): ~ 4 m n k - 4/3 k^3
+ * + 2 (m + n) k nsel flops against dgesdd's ~ 4 m n k + 8/3 k^3 + 4 (m + n) k^2.
+ *
+ * Accuracy: the same contract as svd_lapack (S within ~1e-15 smax of dgesdd's: the
+ * same bidiagonal, both high relative accuracy; vectors within 1e-12 smax / gap).
+ * dbdsvdx's vectors of B are checked (each side orthonormal, residuals
+ * ||B v - s u||, ||B^T u - s v|| and the values against dqds's, all within
+ * SVD_SELECT_CHECK_TOL (x smax)); orthonormal vectors with residual r are within
+ * r / gap of the exact subspaces (Wedin), so passing keeps the contract with a
+ * factor 10 of margin. Where dbdsvdx reports failure or fails the check, the matrix
+ * falls back to dgesdd and info says why. */
+#define SVD_SELECT_CHECK_TOL 1e-13
+
+typedef struct {
+    int fallback;       /* 1: dgesdd computed this matrix */
+    char reason[200];   /* why, when fallback */
+    double orth_err;    /* worst departure of B's selected vectors from orthonormality */
+    double resid_err;   /* worst residual of B's selected triplets / smax */
+} SvdSelectInfo;
+
+int svd_lapack_select(int m, int n, const double *w, int nsel, const int *sel, double *S,
+                      double *U, double *Vt, SvdSelectInfo *info);
+/* sel ascending, within [0, k): one error line otherwise. */
+int svd_select_check(int k, int nsel, const int *sel);
+
+/* The kept index set of `--keep K`: [0, K) and [k - K, k), deduplicated, ascending.
+ * K = 0 means all (returns k). kept needs room for k entries. */
+int svd_kept_indices(int k, int keep, int *kept);
+/* `--keep` / `svd_keep` text: "all" (0) or an integer >= 1; and back. */
+int svd_keep_parse(const char *text, void *keep);
+const char *svd_keep_print(const void *keep);
+
+/* ---- per-core speed of the routes (svd_rates.c) ----------------------------------
+ *
+ * Seconds per unit of work on one core, measured by experiments/bench/svd_rates.sh
+ * (committed table in svd_rates.c; compiled-in defaults). Work units, k = min(m, n):
+ *   gesdd        dgesdd of the whole matrix             per m n k
+ *   select_brd   dgebrd + dqds (values)                 per m n k
+ *   select_vec   dbdsvdx + dormbr for nsel vectors      per (m + n) k nsel
+ *   pdgesvd      ScaLAPACK pdgesvd on g ranks           per m n k / g
+ *   dist_select  distributed selected route on g ranks  per m n k / g (svd_dist_select)
+ * Planning compares predicted seconds; only ratios between entries matter. */
+/* The committed table (svd_rates.sh output; placeholders until measured). */
+#define SVD_RATE_GESDD 7.0e-10
+#define SVD_RATE_SELECT_BRD 3.0e-10
+#define SVD_RATE_SELECT_VEC 1.0e-9
+#define SVD_RATE_PDGESVD (16.0 * SVD_RATE_GESDD)
+#define SVD_RATE_DIST_SELECT (16.0 * SVD_RATE_GESDD)
+/* The distributed selected route (experiments/bench/svd_rates_dist.sh, values and
+ * machine in experiments/bench/README.md; SVD_RATE_DIST_SELECT above is its
+ * pdgebrd entry). net_step is assumed: 20 us per column and log2(g). */
+#define SVD_RATE_DIST_STEP 5e-6
+#define SVD_RATE_NET_STEP 20e-6
+#define SVD_RATE_DIST_BACK 1e-9
+#define SVD_RATE_BD_VALUES 7e-8
+#define SVD_RATE_BD_VECTORS 5e-6
+#define SVD_RATE_BD_ALL 4e-10
+#define SVD_RATE_READ 1e-9
+#define SVD_RATE_WRITE 2e-8
+
+/* The distributed selected route in detail (svd_cost.h: --plan, and auto's choice
+ * of sub-grids), also seconds per unit on one core; g ranks of a grid:
+ *   dist_select  pdgebrd (bidiagonalization)            per m n k / g
+ *   dist_step    pdgebrd's synchronization              per column and log2(g), one node
+ *   net_step     the same when the grid spans nodes     (assumed, not measured here)
+ *   dist_back    pdormbr of the kept vectors            per (m + n) k nsel / g
+ *   bd_values    dqds, all values of B (redundant)      per k^2
+ *   bd_vectors   dbdsvdx + Gram-Schmidt, kept vectors   per k nsel
+ *   bd_all       dbdsdc, every vector of B (keep all)   per k^3
+ *   read, write  weights to float64; HDF5 cache writes  per double */
+typedef struct {
+    double gesdd, select_brd, select_vec, pdgesvd, dist_select;
+    double dist_step, net_step, dist_back, bd_values, bd_vectors, bd_all, read, write;
+    const char *source;  /* where the numbers came from */
+} SvdRates;
+
+/* The committed table (or AILORA_SVD_RATES=FILE: lines "name seconds_per_unit"). */
+int svd_rates_get(SvdRates *rates);
+/* Predicted seconds of one m x n matrix keeping nsel vectors on one rank. */
+double svd_cost_gesdd(const SvdRates *r, int m, int n);
+double svd_cost_select(const SvdRates *r, int m, int n, int nsel);
 
 /* ---- selected singular vectors on a grid (svd_dist_select.c) -------------------- */
 
@@ -75,31 +166,10 @@ typedef struct {
     double t_load, t_brd, t_values, t_vectors, t_back;  /* seconds of each phase on this rank */
 } DistSelSvd;
 
-/* Collective over grid->comm. keep K: indices [0, K) and [k-K, k), all when K <= 0
- * or 2K >= k. */
+/* Collective over grid->comm. keep K: the vectors svd_kept_indices(k, K) (all
+ * when K = 0). */
 int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, DistSelSvd *out);
 void dist_sel_svd_free(DistSelSvd *svd);
-
-/* ---- per-core rates of the SVD kernels (shared by the cost model, svd_cost.h) --- */
-
-/* One thread on one core. Flop counts are those of svd_cost.h (svd_flops_*); a
- * rate is those flops divided by the measured seconds, so any consistent count
- * works. Measured by experiments/bench/svd_rates.sh (writes a rates file that
- * `ailora svd --plan --rates FILE` reads); the defaults (svd_rates_default) are the
- * development machine's, with date and machine in svd_cost.c. */
-typedef struct {
-    double gesdd_gflops;    /* dgesdd JOBZ='S' (one rank) */
-    double gebrd_gflops;    /* dgebrd / pdgebrd per core: 4 M N^2 - 4/3 N^3 (M >= N) */
-    double ormbr_gflops;    /* dormbr / pdormbr per core: Q or P applied to p vectors */
-    double bdsvdx_val_ns;   /* dbdsvdx all values: seconds = 1e-9 * val_ns * k^2 */
-    double bdsvdx_vec_ns;   /* dbdsvdx selected vectors: seconds = 1e-9 * vec_ns * k * p */
-    double bdsdc_gflops;    /* dbdsdc with all vectors: (8/3) k^3 */
-    double pdgesvd_gflops;  /* pdgesvd per core, counted like dgesdd */
-    double step_s;          /* pdgebrd: seconds of synchronization per column and log2(P), one node */
-    double net_step_s;      /* the same across nodes (not measurable here: an assumption) */
-    double read_gbs;        /* reading + converting weights to float64 (GB/s of float64) */
-    double write_gbs;       /* HDF5 writes of the cache (GB/s) */
-} SvdRates;
 
 /* ---- scheduling all target matrices over the ranks (svd_plan.c) ---------------- */
 
@@ -113,7 +183,7 @@ typedef struct {
 typedef struct {
     int phase;            /* which phase computes this matrix */
     int group;            /* which group of that phase */
-    SvdBackend backend;   /* LAPACK, PDGESVD or CUSOLVER (never AUTO) */
+    SvdBackend backend;   /* LAPACK, SELECT, PDGESVD or CUSOLVER (never AUTO) */
     int nprow, npcol;     /* grid of the group */
 } SvdTask;
 
@@ -136,6 +206,11 @@ typedef struct {
  * pdgesvd on sub-grids of that many ranks (0: decide by SVD_PDGESVD_SLOWDOWN). */
 int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                   double max_rank_bytes, int group_ranks, SvdPlan *plan);
+/* The same with `--keep K` (0: all): one-rank matrices take dgesdd or the
+ * selected-vector route (SVD_BACKEND_SELECT) by the rates of svd_rates_get (auto),
+ * and pdgesvd sub-grids are planned against the faster of them. */
+int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                       double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan);
 void svd_plan_free(SvdPlan *plan);
 /* Bytes a dgesdd of an m x n matrix needs (inputs, outputs, workspace). */
 double svd_lapack_bytes(int m, int n);

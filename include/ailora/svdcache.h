@@ -1,12 +1,18 @@
 /* svdcache.h - the SVD cache file (SVD.h5), written once per model over MPI.
  *
  *   /modules/<module>/S    [k]     all singular values, descending
- *   /modules/<module>/U    [m, k]  left singular vectors (canonical signs)
- *   /modules/<module>/Vt   [k, n]  right singular vectors
+ *   /modules/<module>/U    [m, nk] left singular vectors (canonical signs)
+ *   /modules/<module>/Vt   [nk, n] right singular vectors
+ *   /modules/<module>/kept [nk] int64, only in a partial cache (`ailora svd --keep K`
+ *                    with 2K < k): ascending indices into S, [0, K) and [k-K, k);
+ *                    column j of U and row j of Vt are singular vector kept[j].
+ *                    Absent: nk = k, all vectors (the layout of every older cache).
  *   attributes of /modules/<module>: m, n, k, source_dtype, backend, grid, wall_time_s,
  *                    fingerprint (of the source tensor <module>.weight, fingerprint.h)
+ *   attribute fallback (string), only where the selected-vector route handed the
+ *                    matrix to dgesdd: why
  *   root attributes: format, version, model, targets, backend, nranks, block_size,
- *                    wall_time_s, model_fingerprint, fingerprint_algorithm
+ *                    keep (0: all), wall_time_s, model_fingerprint, fingerprint_algorithm
  *
  * Every reader calls svdcache_verify: a cache is used only for the very tensors it
  * was computed from.
@@ -29,6 +35,7 @@ typedef struct {
     double max_rank_bytes;  /* memory one rank may use for one dgesdd */
     int group_ranks;        /* auto: force pdgesvd sub-grids of this many ranks (0: plan) */
     int verbose;            /* rank 0 prints the plan and per-matrix timings */
+    int keep;               /* vectors [0, keep) and [k-keep, k) only; 0: all */
 } SvdOptions;
 
 /* Collective over comm. Computes the SVD of every target and writes out_path
@@ -36,9 +43,16 @@ typedef struct {
 int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targets, int ntargets,
                    const SvdOptions *opt, const char *out_path);
 
-/* Opens a cache read-only and checks that it holds every target with its shape;
- * errors name the file and the module. */
+/* Opens a cache read-only and checks that it holds every target with its shape
+ * (a partial cache: U, Vt as long as its kept set); errors name the file and the module. */
 int svdcache_open(const char *path, const TargetModule *targets, int ntargets, hid_t *file);
+
+/* U_I [m, nsel] and Vt_I [nsel, n]: the singular vectors sel[] (ascending indices
+ * into S) of module t. A partial cache that lacks some of them is refused with one
+ * line naming the cache, the module, what it keeps and what `what` (e.g. "milora
+ * rank 128") needs. */
+int svdcache_read_vectors(hid_t cache, const TargetModule *t, const char *what, int nsel, const int *sel,
+                          double *U_I, double *Vt_I);
 
 /* Relative tolerance of |sum S^2 - ||W||_F^2| / ||W||_F^2. A float64 SVD is
  * backward stable: S are the exact singular values of W + E with ||E||_F of order

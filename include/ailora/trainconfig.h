@@ -19,6 +19,7 @@ typedef struct {
     char device[8], precision[8];  /* cpu | cuda; bf16 | fp32 (cuda) */
     char residual_dtype[8];        /* model | fp32: how W - s B A is rounded (train.c) */
     int resume, shuffle, train_base;
+    int svd_keep;                  /* computed cache: vectors [0, K), [k-K, k) only (0: all) */
     InitMethod method;
     int rank;
     double alpha, ratio_q, ratio_v, ratio_other;

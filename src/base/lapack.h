@@ -19,6 +19,21 @@ void dgeqrf_(const int *m, const int *n, double *a, const int *lda, double *tau,
 void dorgqr_(const int *m, const int *n, const int *k, double *a, const int *lda,
              const double *tau, double *work, const int *lwork, int *info);
 
+/* Bidiagonal route of the selected-vector SVD (svd_select.c). */
+void dgebrd_(const int *m, const int *n, double *a, const int *lda, double *d, double *e,
+             double *tauq, double *taup, double *work, const int *lwork, int *info);
+void dbdsqr_(const char *uplo, const int *n, const int *ncvt, const int *nru, const int *ncc,
+             double *d, double *e, double *vt, const int *ldvt, double *u, const int *ldu,
+             double *c, const int *ldc, double *work, int *info, size_t uplo_len);
+void dbdsvdx_(const char *uplo, const char *jobz, const char *range, const int *n, const double *d,
+              const double *e, const double *vl, const double *vu, const int *il, const int *iu,
+              int *ns, double *s, double *z, const int *ldz, double *work, int *iwork, int *info,
+              size_t uplo_len, size_t jobz_len, size_t range_len);
+void dormbr_(const char *vect, const char *side, const char *trans, const int *m, const int *n,
+             const int *k, const double *a, const int *lda, const double *tau, double *c,
+             const int *ldc, double *work, const int *lwork, int *info, size_t vect_len,
+             size_t side_len, size_t trans_len);
+
 /* BLACS (C interface, part of libscalapack) */
 void Cblacs_pinfo(int *mypnum, int *nprocs);
 void Cblacs_get(int context, int request, int *value);

@@ -17,13 +17,17 @@ static const char *const svd_usage =
     "that is faster or a matrix does not fit one rank; lapack: dgesdd, matrices spread\n"
     "over ranks; pdgesvd: ScaLAPACK on a grid of all ranks, one matrix at a time;\n"
     "cusolver: cuSOLVER gesvd on the GPUs, one GPU per rank (ranks of a node share its\n"
-    "GPUs in turn), matrices spread over ranks (needs a CUDA build and a visible GPU).\n"
+    "GPUs in turn), matrices spread over ranks (needs a CUDA build and a visible GPU);\n"
+    "select: all singular values, only the kept vectors (dgebrd + dbdsvdx), one rank a matrix.\n"
+    "--keep K stores S whole but U, Vt only for indices [0, K) and [k-K, k) (a partial\n"
+    "cache: init and train refuse a rank / ratio that needs vectors it lacks); auto then\n"
+    "picks dgesdd or the selected-vector route per matrix from measured per-core rates.\n"
     "\n";
 
 typedef struct {
     char model[1024], out[1024], targets[256];
     SvdBackend backend;
-    int block, grid_ranks, quiet;
+    int block, grid_ranks, quiet, keep;
     double max_rank_mem;
 } SvdArgs;
 
@@ -35,7 +39,9 @@ static const Option svd_opts[] = {
     OPT_STR("model", model, NULL, "HF model directory (config.json + *.safetensors)"),
     OPT_STR("out", out, NULL, "SVD cache to write (written as FILE.partial, then renamed)"),
     OPT_STR("targets", targets, "q_proj,v_proj", "comma-separated module suffixes"),
-    OPT_ENUM("backend", backend, "auto", backend_parse, backend_print, "auto | lapack | pdgesvd | cusolver (see above)"),
+    OPT_ENUM("backend", backend, "auto", backend_parse, backend_print, "auto | lapack | pdgesvd | cusolver | select (see above)"),
+    OPT_ENUM("keep", keep, "all", svd_keep_parse, svd_keep_print,
+             "K | all: singular vectors [0, K) and [k-K, k) only (S always whole)"),
     OPT_INT("block", block, "64", "[1, 4096]", "ScaLAPACK block size"),
     OPT_INT("grid_ranks", grid_ranks, "0", "[0, 1048576]",
             "auto: pdgesvd on sub-grids of G ranks (0: when ranks outnumber matrices 16x)"),
@@ -51,7 +57,7 @@ int cmd_svd(int argc, char **argv) {
     int status;
     if (!cli_options(&svd_table, svd_usage, &a, argc, argv, &status)) return status;
     SvdOptions opt = {.backend = a.backend, .block_size = a.block, .group_ranks = a.grid_ranks,
-                      .verbose = !a.quiet};
+                      .verbose = !a.quiet, .keep = a.keep};
     const char *model_dir = a.model, *out = a.out;
     int rc;
 

@@ -56,7 +56,7 @@ int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spe
     snprintf(path, sizeof path, "/modules/%s/S", t->name);
     AIL_CHECK(h5io_read_f64(cache, path, 1, dims, &mi->S));
     mi->k = (int)dims[0];
-    // the selection indexes S, U and Vt up to k - 1 (svdcache_open checked U and Vt)
+    // the selection indexes S up to k - 1 (svdcache_open checked U, Vt and kept)
     if (mi->k != (m < n ? m : n))
         return AIL_ERROR(AIL_ERR_FORMAT, "%s: %s has %d singular values, expected min(m, n) = %d", t->name, path,
                          mi->k, m < n ? m : n);
@@ -76,10 +76,13 @@ int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spe
         U_I = ail_malloc(sizeof(double) * (size_t)m * r);
         Vt_I = ail_malloc(sizeof(double) * (size_t)r * n);
         int rc = (U_I && Vt_I) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", t->name);
-        snprintf(path, sizeof path, "/modules/%s/U", t->name);
-        if (rc == AIL_OK) rc = h5io_read_selected(cache, path, 1, r, mi->selected, U_I);
-        snprintf(path, sizeof path, "/modules/%s/Vt", t->name);
-        if (rc == AIL_OK) rc = h5io_read_selected(cache, path, 0, r, mi->selected, Vt_I);
+        char what[96];
+        if (spec->method == INIT_RATIO)
+            snprintf(what, sizeof what, "ratio %g rank %d", mi->rho, r);
+        else
+            snprintf(what, sizeof what, "%s rank %d", init_method_name(spec->method), r);
+        // only the selected vectors are read; a partial cache must hold them
+        if (rc == AIL_OK) rc = svdcache_read_vectors(cache, t, what, r, mi->selected, U_I, Vt_I);
         if (rc == AIL_OK) adapter_from_svd(m, n, r, scale, S_I, U_I, Vt_I, mi->A, mi->B);
         free(S_I);
         free(U_I);

@@ -155,3 +155,41 @@ int distmat_write_h5_t(hid_t dset, const DistMatrix *a) {
     if (st < 0) return AIL_ERROR(AIL_ERR_IO, "HDF5 write of distributed blocks failed");
     return AIL_OK;
 }
+
+int distmat_write_h5_t_kept(hid_t dset, const DistMatrix *a, int axis, const int *pos) {
+    // a point selection: the memory buffer is matched to the points in list order
+    size_t count = 0;
+    for (int il = 0; il < a->mloc; il++)
+        for (int jl = 0; jl < a->nloc; jl++)
+            if (pos[axis ? distmat_col_global(a, jl) : distmat_row_global(a, il)] >= 0) count++;
+    double *buf = ail_malloc(sizeof(double) * (count + 1));
+    hsize_t *coord = ail_malloc(sizeof(hsize_t) * 2 * (count + 1));
+    if (!buf || !coord) {
+        free(buf), free(coord);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory for the kept vectors' write");
+    }
+    size_t c = 0;
+    for (int jl = 0; jl < a->nloc; jl++)
+        for (int il = 0; il < a->mloc; il++) {
+            int gi = distmat_row_global(a, il), gj = distmat_col_global(a, jl);
+            int p = pos[axis ? gj : gi];
+            if (p < 0) continue;
+            // dataset [C', R]: a(gi, gj) goes to [gj][gi] with the kept axis renumbered
+            coord[2 * c] = (hsize_t)(axis ? p : gj);
+            coord[2 * c + 1] = (hsize_t)(axis ? gi : p);
+            buf[c++] = a->local[(size_t)jl * a->lld + il];
+        }
+    hid_t fspace = H5Dget_space(dset);
+    herr_t st = 0;
+    if (count > 0) {
+        hsize_t mdim[1] = {(hsize_t)count};
+        hid_t mspace = H5Screate_simple(1, mdim, NULL);
+        st = H5Sselect_elements(fspace, H5S_SELECT_SET, count, coord);
+        if (st >= 0) st = H5Dwrite(dset, H5T_NATIVE_DOUBLE, mspace, fspace, H5P_DEFAULT, buf);
+        H5Sclose(mspace);
+    }
+    H5Sclose(fspace);
+    free(buf), free(coord);
+    if (st < 0) return AIL_ERROR(AIL_ERR_IO, "HDF5 write of the kept vectors failed");
+    return AIL_OK;
+}

@@ -15,18 +15,6 @@
 #include "ailora/svd.h"
 #include "base/lapack.h"
 
-/* [0, K) and [k-K, k), all k when K <= 0 or 2K >= k; increasing; returns the count. */
-static int keep_indices(int k, int keep, int *idx) {
-    int p = 0;
-    if (keep <= 0 || 2 * (long)keep >= k) {
-        for (int i = 0; i < k; i++) idx[p++] = i;
-        return p;
-    }
-    for (int i = 0; i < keep; i++) idx[p++] = i;
-    for (int i = k - keep; i < k; i++) idx[p++] = i;
-    return p;
-}
-
 /* The workspace size a LAPACK query returned, rounded up (a double just below an
  * integer must not under-allocate), agreed as the largest over the grid (ScaLAPACK
  * queries may differ by rank), and refused past the 32-bit LWORK. */
@@ -280,7 +268,7 @@ int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, Di
     out->idx = ail_malloc(sizeof(int) * (size_t)k);
     out->S = ail_malloc(sizeof(double) * (size_t)k);
     if (!out->idx || !out->S) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
-    if (rc == AIL_OK) out->p = keep_indices(k, keep, out->idx);
+    if (rc == AIL_OK) out->p = svd_kept_indices(k, keep, out->idx);
     int p = out->p;
     double t0 = MPI_Wtime();
     if (rc == AIL_OK) rc = distmat_create(grid, M0, N0, nb, &a);

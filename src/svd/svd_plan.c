@@ -56,7 +56,7 @@ static int assign_lpt(SvdPlan *plan, const CostIndex *order, int count, int phas
         SvdTask *task = &plan->tasks[order[t].index];
         task->phase = phase;
         task->group = g;
-        task->backend = backend;
+        if (backend != SVD_BACKEND_AUTO) task->backend = backend;  // AUTO: the route chosen per matrix
         task->nprow = nprow;
         task->npcol = npcol;
     }
@@ -68,7 +68,27 @@ static int assign_lpt(SvdPlan *plan, const CostIndex *order, int count, int phas
 
 int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                   double max_rank_bytes, int group_ranks, SvdPlan *plan) {
+    return svd_plan_make_keep(backend, targets, ntargets, nranks, max_rank_bytes, group_ranks, 0, plan);
+}
+
+/* The one-rank route of a matrix: select when keep leaves vectors out and the rates
+ * say it is faster (auto), or when asked for; dgesdd otherwise. */
+static SvdBackend single_route(SvdBackend backend, const SvdRates *rates, const TargetModule *t, int keep,
+                               double *seconds) {
+    int k = t->m < t->n ? t->m : t->n, nsel = keep > 0 && 2 * (long)keep < k ? 2 * keep : k;
+    double gesdd = svd_cost_gesdd(rates, t->m, t->n), sel = svd_cost_select(rates, t->m, t->n, nsel);
+    SvdBackend b = backend == SVD_BACKEND_SELECT || (backend == SVD_BACKEND_AUTO && sel < gesdd)
+                       ? SVD_BACKEND_SELECT
+                       : backend == SVD_BACKEND_CUSOLVER ? SVD_BACKEND_CUSOLVER : SVD_BACKEND_LAPACK;
+    *seconds = b == SVD_BACKEND_SELECT ? sel : gesdd;
+    return b;
+}
+
+int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                       double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan) {
     memset(plan, 0, sizeof *plan);
+    SvdRates rates;
+    AIL_CHECK(svd_rates_get(&rates));
     if (group_ranks < 0 || group_ranks > nranks)
         return AIL_ERROR(AIL_ERR_ARG, "sub-grids of %d ranks impossible with %d ranks", group_ranks,
                          nranks);
@@ -83,6 +103,7 @@ int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets,
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
     int nfits = 0, nbig = 0, rc = AIL_OK;
+    double single_s = 0.0, pd_s = 0.0;  // predicted seconds of the fitting matrices, one rank / pdgesvd
     for (int i = 0; i < ntargets; i++) {
         CostIndex ci = {task_cost(&targets[i]), i};
         int too_big = svd_lapack_bytes(targets[i].m, targets[i].n) > max_rank_bytes;
@@ -92,21 +113,26 @@ int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets,
                            "use --backend pdgesvd or auto", targets[i].name, targets[i].m, targets[i].n);
         if (backend == SVD_BACKEND_PDGESVD || (backend == SVD_BACKEND_AUTO && ((too_big && nranks > 1) || no_lwork)))
             big[nbig++] = ci;
-        else
+        else {
+            // LPT over predicted seconds of the route each matrix takes
+            plan->tasks[i].backend = single_route(backend, &rates, &targets[i], keep, &ci.cost);
+            single_s += ci.cost;
+            pd_s += rates.pdgesvd * task_cost(&targets[i]);
             fits[nfits++] = ci;
+        }
     }
     qsort(fits, (size_t)nfits, sizeof *fits, by_cost_desc);
     qsort(big, (size_t)nbig, sizeof *big, by_cost_desc);
 
     if (rc == AIL_OK && nfits > 0) {
-        // Split a matrix over g ranks only when pdgesvd on g ranks beats dgesdd
-        // on one, i.e. when g exceeds pdgesvd's per-rank slowdown.
+        // Split a matrix over g ranks only when pdgesvd on g ranks beats the one-rank
+        // routes, i.e. when g exceeds pdgesvd's per-rank slowdown (measured rates).
         int g = group_ranks > 0 ? group_ranks : nranks / nfits;
-        if (backend == SVD_BACKEND_AUTO && (group_ranks > 0 || g > SVD_PDGESVD_SLOWDOWN))
+        if (backend == SVD_BACKEND_AUTO && (group_ranks > 0 || g > pd_s / single_s))
             rc = assign_lpt(plan, fits, nfits, plan->nphases, nranks / g, g, SVD_BACKEND_PDGESVD);
-        else  // one matrix per rank: dgesdd, or cuSOLVER on the rank's GPU
+        else  // one matrix per rank: dgesdd, selected vectors, or cuSOLVER on the rank's GPU
             rc = assign_lpt(plan, fits, nfits, plan->nphases, nranks < nfits ? nranks : nfits, 1,
-                            backend == SVD_BACKEND_CUSOLVER ? SVD_BACKEND_CUSOLVER : SVD_BACKEND_LAPACK);
+                            SVD_BACKEND_AUTO);
         plan->nphases++;
     }
     if (rc == AIL_OK && nbig > 0) {

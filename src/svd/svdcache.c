@@ -27,12 +27,24 @@ double svd_default_rank_bytes(MPI_Comm comm) {
 
 typedef struct {
     hid_t group, S, U, Vt;
+    int nkept, *kept;  /* the kept indices (ascending); nkept == k: all */
+    char fallback[200]; /* the selected-vector route's fallback, if any (task leader) */
 } ModuleSets;
 
-static int create_module_sets(hid_t file, const TargetModule *t, ModuleSets *sets) {
+static int create_module_sets(hid_t file, const TargetModule *t, int keep, ModuleSets *sets) {
     char path[256];
-    hsize_t k = (hsize_t)(t->m < t->n ? t->m : t->n);
-    hsize_t dS[1] = {k}, dU[2] = {(hsize_t)t->m, k}, dVt[2] = {k, (hsize_t)t->n};
+    int kk = t->m < t->n ? t->m : t->n;
+    AIL_CALLOC(sets->kept, kk);
+    sets->nkept = svd_kept_indices(kk, keep, sets->kept);
+    hsize_t k = (hsize_t)kk, nk = (hsize_t)sets->nkept;
+    hsize_t dS[1] = {k}, dU[2] = {(hsize_t)t->m, nk}, dVt[2] = {nk, (hsize_t)t->n};
+    if (sets->nkept < kk) {  // partial: the index set, whose position j holds vector kept[j]
+        hid_t dk;
+        hsize_t dK[1] = {nk};
+        snprintf(path, sizeof path, "/modules/%s/kept", t->name);
+        AIL_CHECK(h5io_dataset_create(file, path, H5T_STD_I64LE, 1, dK, &dk));
+        H5Dclose(dk);
+    }
     snprintf(path, sizeof path, "/modules/%s/S", t->name);
     AIL_CHECK(h5io_dataset_create(file, path, H5T_IEEE_F64LE, 1, dS, &sets->S));
     snprintf(path, sizeof path, "/modules/%s/U", t->name);
@@ -50,6 +62,25 @@ static void close_module_sets(ModuleSets *sets) {
         if (*ids[i] > 0) (i == 3 ? H5Gclose : H5Dclose)(*ids[i]);
         *ids[i] = 0;
     }
+    free(sets->kept);
+    sets->kept = NULL;
+}
+
+/* The kept index set, written by the rank that computed the module. */
+static int write_kept(hid_t file, const TargetModule *t, const ModuleSets *sets) {
+    int k = t->m < t->n ? t->m : t->n;
+    if (sets->nkept == k) return AIL_OK;
+    char path[256];
+    snprintf(path, sizeof path, "/modules/%s/kept", t->name);
+    hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
+    if (d < 0) return AIL_ERROR(AIL_ERR_IO, "cannot open %s", path);
+    long long *v = ail_malloc(sizeof(long long) * (size_t)sets->nkept);
+    int rc = v ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int j = 0; rc == AIL_OK && j < sets->nkept; j++) v[j] = sets->kept[j];
+    if (rc == AIL_OK) rc = h5io_write_all(d, H5T_NATIVE_LLONG, v);
+    free(v);
+    H5Dclose(d);
+    return rc;
 }
 
 /* cusolver: one GPU per rank, ranks of a node taking the node's devices in turn.
@@ -70,20 +101,39 @@ static int cusolver_setup(MPI_Comm comm) {
     return ail_error_agree(comm, rc);
 }
 
-/* One matrix on one rank with dgesdd or cuSOLVER: read it whole from the mapping,
- * decompose, write. */
-static int run_single(const TargetModule *t, SvdBackend backend, ModuleSets *sets) {
-    int m = t->m, n = t->n, k = m < n ? m : n;
+/* Columns kept[] of U [m, k] and rows of Vt [k, n], in place, to U [m, nk], Vt [nk, n]. */
+static void compact_kept(int m, int n, int k, int nk, const int *kept, double *U, double *Vt) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < nk; j++) U[(size_t)i * nk + j] = U[(size_t)i * k + kept[j]];
+    for (int j = 0; j < nk; j++)
+        memmove(Vt + (size_t)j * n, Vt + (size_t)kept[j] * n, sizeof(double) * (size_t)n);
+}
+
+/* One matrix on one rank with dgesdd, cuSOLVER or the selected-vector route: read
+ * it whole from the mapping, decompose, write S and the kept vectors. */
+static int run_single(hid_t file, const TargetModule *t, SvdBackend backend, ModuleSets *sets) {
+    int m = t->m, n = t->n, k = m < n ? m : n, nk = sets->nkept;
+    int whole = backend != SVD_BACKEND_SELECT;
     double *w, *S, *U, *Vt;
     AIL_MALLOC(w, (size_t)m * n);
     dtype_to_f64(t->dtype, t->weight->data, (size_t)m * n, w);
     S = ail_malloc(sizeof(double) * (size_t)k);
-    U = ail_malloc(sizeof(double) * (size_t)m * k);
-    Vt = ail_malloc(sizeof(double) * (size_t)k * n);
+    U = ail_malloc(sizeof(double) * (size_t)m * (whole ? k : nk));
+    Vt = ail_malloc(sizeof(double) * (size_t)(whole ? k : nk) * n);
     int rc = (S && U && Vt) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for the SVD of %s", t->name);
-    if (rc == AIL_OK)
+    if (rc == AIL_OK && backend == SVD_BACKEND_SELECT) {
+        SvdSelectInfo info;
+        rc = svd_lapack_select(m, n, w, nk, sets->kept, S, U, Vt, &info);
+        if (rc == AIL_OK && info.fallback) {
+            snprintf(sets->fallback, sizeof sets->fallback, "%s", info.reason);
+            fprintf(stderr, "ailora svd: %s: %s; dgesdd computed it\n", t->name, info.reason);
+        }
+    } else if (rc == AIL_OK) {
         rc = backend == SVD_BACKEND_CUSOLVER ? gpu_svd_f64(m, n, w, S, U, Vt)
                                              : svd_lapack(m, n, w, S, U, Vt);
+        if (rc == AIL_OK && nk < k) compact_kept(m, n, k, nk, sets->kept, U, Vt);
+    }
+    if (rc == AIL_OK) rc = write_kept(file, t, sets);
     if (rc == AIL_OK) rc = h5io_write_all(sets->S, H5T_NATIVE_DOUBLE, S);
     if (rc == AIL_OK) rc = h5io_write_all(sets->U, H5T_NATIVE_DOUBLE, U);
     if (rc == AIL_OK) rc = h5io_write_all(sets->Vt, H5T_NATIVE_DOUBLE, Vt);
@@ -94,22 +144,36 @@ static int run_single(const TargetModule *t, SvdBackend backend, ModuleSets *set
     return rc;
 }
 
-/* One matrix on the group's grid with pdgesvd; every rank writes its own blocks. */
-static int run_pdgesvd(const BlacsGrid *grid, const TargetModule *t, int nb, ModuleSets *sets) {
+/* One matrix on the group's grid with pdgesvd; every rank writes its own blocks
+ * (of the kept vectors only, for a partial cache). */
+static int run_pdgesvd(hid_t file, const BlacsGrid *grid, const TargetModule *t, int nb, ModuleSets *sets) {
     DistSvd svd;
     AIL_CHECK(svd_pdgesvd(grid, t->weight, nb, &svd));
-    int grank, rc = AIL_OK;
+    int grank, rc = AIL_OK, k = svd.k;
     MPI_Comm_rank(grid->comm, &grank);
     if (grank == 0) rc = h5io_write_all(sets->S, H5T_NATIVE_DOUBLE, svd.S);
-    if (rc == AIL_OK) rc = distmat_write_h5_t(sets->Vt, &svd.p);
-    if (rc == AIL_OK) rc = distmat_write_h5_t(sets->U, &svd.qt);
+    if (grank == 0 && rc == AIL_OK) rc = write_kept(file, t, sets);
+    if (sets->nkept == k) {
+        if (rc == AIL_OK) rc = distmat_write_h5_t(sets->Vt, &svd.p);
+        if (rc == AIL_OK) rc = distmat_write_h5_t(sets->U, &svd.qt);
+    } else {
+        int *pos = ail_malloc(sizeof(int) * (size_t)k);
+        if (!pos && rc == AIL_OK) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+        if (pos) {
+            for (int j = 0; j < k; j++) pos[j] = -1;
+            for (int j = 0; j < sets->nkept; j++) pos[sets->kept[j]] = j;
+        }
+        if (rc == AIL_OK) rc = distmat_write_h5_t_kept(sets->Vt, &svd.p, 1, pos);  // p: n x k
+        if (rc == AIL_OK) rc = distmat_write_h5_t_kept(sets->U, &svd.qt, 0, pos);  // qt: k x m
+        free(pos);
+    }
     dist_svd_free(&svd);
     return ail_error_agree(grid->comm, rc);  // the group's next pdgesvd is collective
 }
 
 /* This rank's part of one phase of the plan. seconds[t] gets the wall time of the
  * tasks this rank led (group rank 0). */
-static int run_phase(MPI_Comm comm, const SvdPlan *plan, int phase, const TargetModule *targets,
+static int run_phase(MPI_Comm comm, hid_t file, const SvdPlan *plan, int phase, const TargetModule *targets,
                      const SvdOptions *opt, ModuleSets *sets, double *seconds) {
     int rank;
     MPI_Comm_rank(comm, &rank);
@@ -139,8 +203,8 @@ static int run_phase(MPI_Comm comm, const SvdPlan *plan, int phase, const Target
         if (task->phase != phase || task->group != group) continue;
         double t0 = MPI_Wtime();
         rc = task->backend == SVD_BACKEND_PDGESVD
-                 ? run_pdgesvd(&grid, &targets[i], opt->block_size, &sets[i])
-                 : run_single(&targets[i], task->backend, &sets[i]);
+                 ? run_pdgesvd(file, &grid, &targets[i], opt->block_size, &sets[i])
+                 : run_single(file, &targets[i], task->backend, &sets[i]);
         if (grank == 0) {
             seconds[i] = MPI_Wtime() - t0;
             if (opt->verbose)
@@ -167,6 +231,7 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
     AIL_CHECK(h5io_attr_str(file, "backend", svd_backend_name(opt->backend)));
     AIL_CHECK(h5io_attr_int(file, "nranks", nranks));
     AIL_CHECK(h5io_attr_int(file, "block_size", opt->block_size));
+    AIL_CHECK(h5io_attr_int(file, "keep", opt->keep));  // 0: all vectors
     AIL_CHECK(h5io_attr_double(file, "wall_time_s", total));
     AIL_CHECK(h5io_attr_str(file, "model_fingerprint", model_fp));
     AIL_CHECK(h5io_attr_str(file, "fingerprint_algorithm", FINGERPRINT_ALGORITHM));
@@ -182,6 +247,7 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
         AIL_CHECK(h5io_attr_str(sets[i].group, "grid", grid));
         AIL_CHECK(h5io_attr_double(sets[i].group, "wall_time_s", seconds[i]));
         AIL_CHECK(h5io_attr_str(sets[i].group, "fingerprint", fps[i]));
+        if (sets[i].fallback[0]) AIL_CHECK(h5io_attr_str(sets[i].group, "fallback", sets[i].fallback));
     }
     return AIL_OK;
 }
@@ -193,8 +259,9 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     MPI_Comm_size(comm, &nranks);
     double t_start = MPI_Wtime();
     SvdPlan plan;
-    AIL_CHECK(ail_error_agree(comm, svd_plan_make(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes,
-                                                  opt->group_ranks, &plan)));
+    if (opt->keep < 0) return AIL_ERROR(AIL_ERR_ARG, "--keep %d: must be >= 1 (or all)", opt->keep);
+    AIL_CHECK(ail_error_agree(comm, svd_plan_make_keep(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes,
+                                                       opt->group_ranks, opt->keep, &plan)));
     if (opt->verbose && rank == 0)
         for (int p = 0; p < plan.nphases; p++)
             printf("svd plan: phase %d: %d group(s) of %d rank(s)\n", p, plan.phases[p].ngroups,
@@ -222,12 +289,15 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     if (rc == AIL_OK) rc = ail_error_agree(comm, fingerprint_tensors(comm, weights, ntargets, fps));
     if (rc == AIL_OK) rc = fingerprint_model(comm, model, model_fp);
     if (rc == AIL_OK) rc = ail_error_agree(comm, h5io_create_parallel(partial, comm, &file));
-    for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = create_module_sets(file, &targets[i], &sets[i]);
+    for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = create_module_sets(file, &targets[i], opt->keep, &sets[i]);
     rc = ail_error_agree(comm, rc);
     for (int p = 0; p < plan.nphases && rc == AIL_OK; p++)
-        rc = ail_error_agree(comm, run_phase(comm, &plan, p, targets, opt, sets, seconds));
+        rc = ail_error_agree(comm, run_phase(comm, file, &plan, p, targets, opt, sets, seconds));
     if (rc == AIL_OK) {
         MPI_Allreduce(MPI_IN_PLACE, seconds, ntargets, MPI_DOUBLE, MPI_MAX, comm);
+        for (int i = 0; i < ntargets; i++)  // only the rank that computed it has the reason
+            MPI_Allreduce(MPI_IN_PLACE, sets[i].fallback, (int)sizeof sets[i].fallback, MPI_UNSIGNED_CHAR,
+                          MPI_MAX, comm);
         double total = MPI_Wtime() - t_start;
         MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_DOUBLE, MPI_MAX, comm);
         rc = ail_error_agree(comm, write_attributes(file, model, targets, ntargets, &plan, opt,
@@ -251,6 +321,51 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     return rc;
 }
 
+/* Reads /modules/<t>/kept [nk] (absent: all k) and checks it: ascending, in [0, k). */
+static int read_kept(hid_t file, const char *path, const TargetModule *t, int *nkept, int **kept) {
+    int k = t->m < t->n ? t->m : t->n;
+    char dpath[300];
+    snprintf(dpath, sizeof dpath, "/modules/%s/kept", t->name);
+    *kept = NULL;
+    if (H5Lexists(file, dpath, H5P_DEFAULT) <= 0) {  // a whole cache (the layout before --keep)
+        AIL_CALLOC(*kept, k);
+        for (int j = 0; j < k; j++) (*kept)[j] = j;
+        *nkept = k;
+        return AIL_OK;
+    }
+    hid_t d = H5Dopen2(file, dpath, H5P_DEFAULT);
+    if (d < 0) return AIL_ERROR(AIL_ERR_FORMAT, "%s: cannot open %s", path, dpath);
+    hid_t space = H5Dget_space(d);
+    hsize_t dims[1] = {0};
+    int nd = H5Sget_simple_extent_ndims(space);
+    if (nd == 1) H5Sget_simple_extent_dims(space, dims, NULL);
+    H5Sclose(space);
+    int rc = nd == 1 && dims[0] >= 1 && dims[0] <= (hsize_t)k
+                 ? AIL_OK
+                 : AIL_ERROR(AIL_ERR_FORMAT, "%s: %s must be 1-D with 1 to %d entries", path, dpath, k);
+    long long *v = NULL;
+    if (rc == AIL_OK && !(v = ail_malloc(sizeof(long long) * (size_t)dims[0]))) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    if (rc == AIL_OK && (AIL_FAULT("read") || H5Dread(d, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
+        rc = AIL_ERROR(AIL_ERR_IO, "%s: cannot read %s", path, dpath);
+    H5Dclose(d);
+    if (rc == AIL_OK && !(*kept = ail_malloc(sizeof(int) * (size_t)dims[0]))) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (hsize_t j = 0; rc == AIL_OK && j < dims[0]; j++) {
+        if (v[j] < 0 || v[j] >= k || (j > 0 && v[j] <= v[j - 1]))
+            rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s[%llu] = %lld is out of [0, %d) or not ascending", path, dpath,
+                           (unsigned long long)j, v[j], k);
+        else
+            (*kept)[j] = (int)v[j];
+    }
+    free(v);
+    if (rc != AIL_OK) {
+        free(*kept);
+        *kept = NULL;
+        return rc;
+    }
+    *nkept = (int)dims[0];
+    return AIL_OK;
+}
+
 int svdcache_open(const char *path, const TargetModule *targets, int ntargets, hid_t *file) {
     AIL_CHECK(h5io_open_read(path, file));
     char format[64] = "";
@@ -262,20 +377,26 @@ int svdcache_open(const char *path, const TargetModule *targets, int ntargets, h
                          path, format);
     }
     for (int i = 0; i < ntargets; i++) {
-        // every reader relies on S [k], U [m, k] and Vt [k, n]: check all three here,
-        // before anything is allocated from the shapes the file declares
-        int m = targets[i].m, n = targets[i].n, k = m < n ? m : n;
+        // every reader relies on S [k], U [m, nk], Vt [nk, n] and kept [nk] (nk = k
+        // without kept): check them here, before anything is allocated from the
+        // shapes the file declares
+        int m = targets[i].m, n = targets[i].n, k = m < n ? m : n, nk = k, *kept = NULL;
+        int ok = H5Lexists(*file, "/modules", H5P_DEFAULT) > 0;
+        char gpath[300];
+        snprintf(gpath, sizeof gpath, "/modules/%s", targets[i].name);
+        ok = ok && H5Lexists(*file, gpath, H5P_DEFAULT) > 0;
+        if (ok && read_kept(*file, path, &targets[i], &nk, &kept) != AIL_OK) {
+            H5Fclose(*file);
+            return ail_error_code();
+        }
+        free(kept);
         const char *leaf[3] = {"S", "U", "Vt"};
         const int nd[3] = {1, 2, 2};
-        const hsize_t want[3][2] = {{(hsize_t)k, 0}, {(hsize_t)m, (hsize_t)k}, {(hsize_t)k, (hsize_t)n}};
-        int ok = 1;
+        const hsize_t want[3][2] = {{(hsize_t)k, 0}, {(hsize_t)m, (hsize_t)nk}, {(hsize_t)nk, (hsize_t)n}};
         for (int j = 0; j < 3 && ok; j++) {
-            char dpath[256];
+            char dpath[320];
             snprintf(dpath, sizeof dpath, "/modules/%s/%s", targets[i].name, leaf[j]);
-            hid_t dset = H5Lexists(*file, "/modules", H5P_DEFAULT) > 0 &&
-                                 H5Lexists(*file, dpath, H5P_DEFAULT) > 0
-                             ? H5Dopen2(*file, dpath, H5P_DEFAULT)
-                             : -1;
+            hid_t dset = H5Lexists(*file, dpath, H5P_DEFAULT) > 0 ? H5Dopen2(*file, dpath, H5P_DEFAULT) : -1;
             hsize_t dims[2] = {0, 0};
             int ndims = -1;
             if (dset >= 0) {
@@ -294,6 +415,55 @@ int svdcache_open(const char *path, const TargetModule *targets, int ntargets, h
         }
     }
     return AIL_OK;
+}
+
+/* "a-b, c and d-e" for the ascending list v[0..n) (at most len bytes). */
+static void format_ranges(const int *v, int n, char *buf, size_t len) {
+    size_t used = 0;
+    buf[0] = '\0';
+    int nruns = 0;
+    for (int i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && v[j] == v[j - 1] + 1;) j++;
+        nruns++;
+    }
+    for (int i = 0, j, r = 0; i < n && used < len; i = j, r++) {
+        for (j = i + 1; j < n && v[j] == v[j - 1] + 1;) j++;
+        const char *sep = r == 0 ? "" : r == nruns - 1 ? " and " : ", ";
+        int w = j - i > 1 ? snprintf(buf + used, len - used, "%s%d-%d", sep, v[i], v[j - 1])
+                          : snprintf(buf + used, len - used, "%s%d", sep, v[i]);
+        used += w > 0 ? (size_t)w : 0;
+    }
+}
+
+int svdcache_read_vectors(hid_t cache, const TargetModule *t, const char *what, int nsel, const int *sel,
+                          double *U_I, double *Vt_I) {
+    char path[1024] = "";
+    if (H5Fget_name(cache, path, sizeof path) < 0) snprintf(path, sizeof path, "the SVD cache");
+    int nk, *kept, rc;
+    AIL_CHECK(read_kept(cache, path, t, &nk, &kept));
+    int *pos = ail_malloc(sizeof(int) * (size_t)(nsel ? nsel : 1));
+    int *missing = ail_malloc(sizeof(int) * (size_t)(nsel ? nsel : 1)), nmiss = 0;
+    rc = pos && missing ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int j = 0, c = 0; rc == AIL_OK && j < nsel; j++) {  // both ascending: one merge
+        while (c < nk && kept[c] < sel[j]) c++;
+        if (c < nk && kept[c] == sel[j]) pos[j] = c;
+        else missing[nmiss++] = sel[j];
+    }
+    if (rc == AIL_OK && nmiss > 0) {
+        char have[256], need[256], lack[256];
+        format_ranges(kept, nk, have, sizeof have);
+        format_ranges(sel, nsel, need, sizeof need);
+        format_ranges(missing, nmiss, lack, sizeof lack);
+        rc = AIL_ERROR(AIL_ERR_ARG, "%s: %s keeps indices %s; %s needs %s (missing %s): recompute the "
+                       "cache with a larger `ailora svd --keep` (or all)", path, t->name, have, what, need, lack);
+    }
+    char dpath[300];
+    snprintf(dpath, sizeof dpath, "/modules/%s/U", t->name);
+    if (rc == AIL_OK) rc = h5io_read_selected(cache, dpath, 1, nsel, pos, U_I);
+    snprintf(dpath, sizeof dpath, "/modules/%s/Vt", t->name);
+    if (rc == AIL_OK) rc = h5io_read_selected(cache, dpath, 0, nsel, pos, Vt_I);
+    free(kept), free(pos), free(missing);
+    return rc;
 }
 
 /* Module i's checks against its source weight (serial). */

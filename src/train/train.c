@@ -260,7 +260,7 @@ static int setup_adapters(Trainer *tr) {
         MPI_Bcast(&have, 1, MPI_INT, 0, tr->comm);
         if (!have) {
             SvdOptions so = {.backend = SVD_BACKEND_AUTO, .block_size = 64,
-                             .max_rank_bytes = svd_default_rank_bytes(tr->comm)};
+                             .max_rank_bytes = svd_default_rank_bytes(tr->comm), .keep = c->svd_keep};
             AIL_CHECK(svdcache_write(tr->comm, &tr->model, tr->targets, tr->ntargets, &so, cache_path));
         }
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ailora/error.h"
+#include "ailora/svd.h" /* svd_keep_parse */
 
 /* Enum keys: the method and schedule names of their own modules. */
 static int method_parse(const char *text, void *field) { return init_method_parse(text, field); }
@@ -19,6 +20,8 @@ static const char *schedule_print(const void *field) { return schedule_name(*(co
 static const Option keys[] = {
     OPT_STR("model", model, NULL, "HF model directory (config.json + safetensors)"),
     OPT_STR("svd_cache", svd_cache, "", "SVD cache from `ailora svd` (empty: compute)"),
+    OPT_ENUM("svd_keep", svd_keep, "all", svd_keep_parse, svd_keep_print,
+             "computed SVD cache: K | all singular vectors kept at each end (as `ailora svd --keep`)"),
     OPT_STR("train_data", train_data, NULL, "training set: HDF5 /input_ids, /labels [N, T] int32"),
     OPT_STR("eval_data", eval_data, "", "evaluation set, same format (empty: none)"),
     OPT_STR("out", out, NULL, "run file to write (HDF5); checkpoints go next to it"),
