@@ -5,12 +5,14 @@
  *   bench_svd_rates --m M --n N --keep K [--gesdd] [--all] [--pdgesvd]
  *                   [--base RATES] [--out RATES] [--h5 SCRATCH.h5]
  *
- * On 1 rank it sets gesdd (with --gesdd), gebrd, ormbr, bdsvdx (keep K), bdsdc
- * (with --all: keep all), pdgesvd (with --pdgesvd), read and write (HDF5 writes of
- * the kept vectors to SCRATCH.h5). On P > 1 ranks it keeps the rates of --base
- * and sets step_s from the bidiagonalization's excess over perfect scaling:
- * (t_brd - gebrd / (P gebrd_gflops)) / (k log2 P). Prints every phase time;
- * --out writes the rates file that `ailora svd --plan --rates FILE` reads.
+ * Rates are seconds per unit on one core (svd.h SvdRates). On 1 rank it sets gesdd
+ * (with --gesdd), dist_select (pdgebrd), dist_back (pdormbr), bd_values and
+ * bd_vectors (keep K), bd_all (with --all: keep all), pdgesvd (with --pdgesvd),
+ * read and write (HDF5 writes of the kept vectors to SCRATCH.h5). On P > 1 ranks it
+ * keeps the rates of --base and sets dist_step from the bidiagonalization's excess
+ * over perfect scaling: (t_brd - dist_select m n k / P) / (k log2 P). Prints every
+ * phase time; --out writes the rates file that `ailora svd --plan --rates FILE`
+ * (or AILORA_SVD_RATES) reads.
  *
  * On a shared machine a rank gets only part of its core: every phase time is
  * scaled by the run's process CPU time / wall time (the rank's share of a core;
@@ -88,8 +90,9 @@ int main(int argc, char **argv) {
     }
     int k = m < n ? m : n;
     SvdRates r;
-    svd_rates_default(&r);
-    if (base && svd_rates_load(base, &r) != AIL_OK) die("rates");
+    if (base) setenv("AILORA_SVD_RATES", base, 1);
+    if (svd_rates_get(&r) != AIL_OK) die("rates");
+    double mnk = (double)m * n * k;
 
     // the same Gaussian matrix on every rank (as a mapped F64 tensor would be)
     double *w = malloc(sizeof(double) * (size_t)m * n);
@@ -108,8 +111,8 @@ int main(int argc, char **argv) {
         double t0 = MPI_Wtime(), c0 = cpu_seconds();
         if (svd_lapack(m, n, a, S, U, Vt) != AIL_OK) die("dgesdd");
         double dt = MPI_Wtime() - t0, cpu = cpu_seconds() - c0;
-        r.gesdd_gflops = svd_flops_gesdd(m, n) / cpu * 1e-9;
-        printf("dgesdd            %8.3f s wall, %8.3f s cpu  %7.2f GFLOP/s per core\n", dt, cpu, r.gesdd_gflops);
+        r.gesdd = cpu / mnk;
+        printf("dgesdd            %8.3f s wall, %8.3f s cpu  (gesdd %.3g s per m n k)\n", dt, cpu, r.gesdd);
         free(a), free(S), free(U), free(Vt);
     }
 
@@ -139,21 +142,21 @@ int main(int argc, char **argv) {
             printf("pdgebrd keep %-4s own core %6.3f s: load %.3f, bidiagonalize %.3f, values %.3f, vectors %.3f, "
                    "back-transform %.3f, write %.3f s\n", pass ? "all" : "K", total, ph[0], ph[1], ph[2], ph[3], ph[4], tw);
             if (g_size == 1) {
-                r.read_gbs = 8.0 * m * n / ph[0] * 1e-9;
-                r.gebrd_gflops = svd_flops_gebrd(m, n) / ph[1] * 1e-9;
-                r.ormbr_gflops = svd_flops_ormbr(m, n, p) / ph[4] * 1e-9;
-                r.write_gbs = 8.0 * ((double)m + n) * p / tw * 1e-9;
+                r.read = ph[0] / ((double)m * n);
+                r.dist_select = ph[1] / mnk;
+                r.dist_back = ph[4] / (((double)m + n) * k * p);
+                r.write = tw / (k + ((double)m + n) * p);
                 if (pass == 0) {
-                    r.bdsvdx_val_ns = ph[2] / ((double)k * k) * 1e9;
-                    r.bdsvdx_vec_ns = ph[3] / ((double)k * p) * 1e9;
+                    r.bd_values = ph[2] / ((double)k * k);
+                    r.bd_vectors = ph[3] / ((double)k * p);
                 } else {
-                    r.bdsdc_gflops = svd_flops_bdsdc(k) / ph[3] * 1e-9;
+                    r.bd_all = ph[3] / ((double)k * k * k);
                 }
             } else if (pass == 0) {
-                double ideal = svd_flops_gebrd(m, n) / (g_size * r.gebrd_gflops * 1e9);
-                r.step_s = fmax((ph[1] - ideal) / (k * log2((double)g_size)), 1e-7);
-                printf("bidiagonalize: ideal %.3f s at %.2f GFLOP/s per core; step_s %.3g s\n", ideal,
-                       r.gebrd_gflops, r.step_s);
+                double ideal = r.dist_select * mnk / g_size;
+                r.dist_step = fmax((ph[1] - ideal) / (k * log2((double)g_size)), 1e-8);
+                printf("bidiagonalize: perfect scaling %.3f s; dist_step %.3g s per column and log2(P)\n",
+                       ideal, r.dist_step);
             }
             SvdCost c;
             svd_cost_matrix(&r, SVD_BACKEND_PDGEBRD, m, n, pass ? 0 : keep, g_size, 0, &c);
@@ -171,7 +174,7 @@ int main(int argc, char **argv) {
         dist_svd_free(&ds);
         if (g_rank == 0) {
             printf("pdgesvd           %8.3f s wall, %8.3f s cpu\n", wall, dt);
-            if (g_size == 1) r.pdgesvd_gflops = svd_flops_gesdd(m, n) / dt * 1e-9;
+            if (g_size == 1) r.pdgesvd = dt / ((double)m * n * k);
         }
     }
     blacs_grid_free(&grid);

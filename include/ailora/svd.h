@@ -174,7 +174,8 @@ void dist_sel_svd_free(DistSelSvd *svd);
 /* ---- scheduling all target matrices over the ranks (svd_plan.c) ---------------- */
 
 /* One phase splits the ranks into groups of consecutive ranks; each group runs
- * its matrices one after another, with dgesdd or cuSOLVER (groups of 1) or pdgesvd. */
+ * its matrices one after another, with dgesdd, select or cuSOLVER (groups of 1), or
+ * on a grid: pdgebrd (the distributed selected route) or pdgesvd. */
 typedef struct {
     int ngroups;
     int group_size;  /* all groups of a phase have the same size */
@@ -183,7 +184,7 @@ typedef struct {
 typedef struct {
     int phase;            /* which phase computes this matrix */
     int group;            /* which group of that phase */
-    SvdBackend backend;   /* LAPACK, SELECT, PDGESVD or CUSOLVER (never AUTO) */
+    SvdBackend backend;   /* LAPACK, SELECT, PDGESVD, PDGEBRD or CUSOLVER (never AUTO) */
     int nprow, npcol;     /* grid of the group */
 } SvdTask;
 
@@ -194,21 +195,19 @@ typedef struct {
     SvdTask *tasks;       /* one per target matrix, same order */
 } SvdPlan;
 
-/* pdgesvd is this many times slower than dgesdd per rank (12.3 s vs 0.75 s for
- * 1024x1024 on one core, measured with
- * experiments/bench/svd_bench.sh: QR iteration versus divide and conquer), so
- * auto splits a matrix over ranks only when enough ranks would otherwise idle. */
-#define SVD_PDGESVD_SLOWDOWN 16.0
-
 /* Deterministic: every rank computes the same plan. max_rank_bytes bounds the
  * memory one rank may use for a dgesdd (W, U, Vt and workspace); larger matrices
- * go to a phase that uses all ranks with pdgesvd. group_ranks > 0 makes auto run
- * pdgesvd on sub-grids of that many ranks (0: decide by SVD_PDGESVD_SLOWDOWN). */
+ * go to a phase that uses all ranks with pdgebrd (pdgesvd when asked for). When
+ * ranks outnumber matrices, auto runs pdgebrd on sub-grids of nranks / nmatrices
+ * ranks where the cost model (svd_cost.h) predicts it faster than one rank per
+ * matrix; group_ranks > 0 forces sub-grids of that many ranks. (pdgesvd, QR
+ * iteration, is ~16x slower per core than dgesdd: 12.3 s vs 0.75 s for 1024^2,
+ * experiments/bench/svd_bench.sh; it stays as the reference backend.) */
 int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                   double max_rank_bytes, int group_ranks, SvdPlan *plan);
 /* The same with `--keep K` (0: all): one-rank matrices take dgesdd or the
  * selected-vector route (SVD_BACKEND_SELECT) by the rates of svd_rates_get (auto),
- * and pdgesvd sub-grids are planned against the faster of them. */
+ * and pdgebrd sub-grids are planned against the faster of them. */
 int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                        double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan);
 void svd_plan_free(SvdPlan *plan);
