@@ -106,18 +106,22 @@ const char *svd_keep_print(const void *keep);
 #define SVD_RATE_SELECT_BRD 3.0e-10
 #define SVD_RATE_SELECT_VEC 1.0e-9
 #define SVD_RATE_PDGESVD (16.0 * SVD_RATE_GESDD)
-#define SVD_RATE_DIST_SELECT (16.0 * SVD_RATE_GESDD)
-/* The distributed selected route (experiments/bench/svd_rates_dist.sh, values and
- * machine in experiments/bench/README.md; SVD_RATE_DIST_SELECT above is its
- * pdgebrd entry). net_step is assumed: 20 us per column and log2(g). */
+#define SVD_RATE_DIST_SELECT 7.84e-10
+/* The distributed selected route: experiments/bench/svd_rates_dist.sh on the
+ * development machine, 2026-12-02 (AMD EPYC, 2 cores shared with ~15 other
+ * processes: phase times scaled by the rank's measured share of its core; BLIS 0.9
+ * zen3 kernels, reference LAPACK 3.11, ScaLAPACK 2.2.1), 2048 x 2048, keep 64; see
+ * experiments/bench/README.md. SVD_RATE_DIST_SELECT above is its pdgebrd entry
+ * (measured: 7.84e-10). net_step is assumed (one node here): 20 us per column and
+ * log2(g), a few small collectives at InfiniBand latency. */
 #define SVD_RATE_DIST_STEP 5e-6
 #define SVD_RATE_NET_STEP 20e-6
-#define SVD_RATE_DIST_BACK 1e-9
-#define SVD_RATE_BD_VALUES 7e-8
-#define SVD_RATE_BD_VECTORS 5e-6
-#define SVD_RATE_BD_ALL 4e-10
-#define SVD_RATE_READ 1e-9
-#define SVD_RATE_WRITE 2e-8
+#define SVD_RATE_DIST_BACK 3.43e-10
+#define SVD_RATE_BD_VALUES 1.57e-8
+#define SVD_RATE_BD_VECTORS 2.34e-6
+#define SVD_RATE_BD_ALL 2.03e-10
+#define SVD_RATE_READ 1.24e-8
+#define SVD_RATE_WRITE 1e-7
 
 /* The distributed selected route in detail (svd_cost.h: --plan, and auto's choice
  * of sub-grids), also seconds per unit on one core; g ranks of a grid:
