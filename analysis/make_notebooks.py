@@ -55,20 +55,26 @@ for ax, r in zip(axes[0], ranks):
     aa.plot_ratio_heatmap(runs[runs["rank"] == r], metric=metric, ax=ax)
     ax.set_title(f"rank {r}")
 plt.show()"""),
-        new_code_cell("""aa.summarize(runs, by=["rank", "ratio_q", "ratio_v"], metric=metric)"""),
+        new_code_cell("""table = aa.summarize(runs, by=["rank", "ratio_q", "ratio_v"], metric=metric)
+print("\\n".join(aa.describe(table, metric)))
+table"""),
     ],
     "method_comparison.ipynb": [
         new_markdown_cell("# LoRA, PiSSA, MiLoRA and AILoRA\n\nLearning curves with seed bands, the final "
-                          "metrics with 95% intervals (within_noise: not resolved by these seeds), and "
-                          "convergence speed."),
+                          "metrics with 95% intervals, paired differences to the best method (paired on seed, "
+                          "and on eval examples where the run files have per-example scores), Holm-adjusted "
+                          "p-values over all pairs and effect sizes (resolved: p_holm < 0.05), and convergence "
+                          "speed. `python3 -m ailora_analysis.report SWEEP --out report.html` puts all of "
+                          "it in one HTML file."),
         new_code_cell(SETUP),
         new_code_cell("""fig, ax = plt.subplots(figsize=(6, 4))
 aa.plot_learning_curves(runs, by="method", ax=ax)
 plt.show()"""),
         new_code_cell("""for metric in ("eval_loss", "exact_match"):
     if metric in runs and runs[metric].notna().any():
-        print(metric)
-        display(aa.summarize(runs, by=["method"], metric=metric, lower_is_better=metric != "exact_match"))"""),
+        table = aa.summarize(runs, by=["method"], metric=metric, lower_is_better=metric != "exact_match")
+        print("\\n".join(aa.describe(table, metric)))
+        display(table)"""),
         new_code_cell("""target = float(runs["train_loss"].median())
 conv = aa.load_runs(SWEEP, target_loss=target)
 fig, ax = plt.subplots(figsize=(5, 4))

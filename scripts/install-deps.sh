@@ -16,6 +16,8 @@ packages=(
     python3-nbclient python3-nbformat python3-ipykernel  # executing analysis/notebooks headless
     slurm-wlm munge                         # slurm/ sweeps and their single-node test cluster
     clang-14 libclang-rt-14-dev llvm-14     # tests/fuzz: libFuzzer + ASan/UBSan runtimes, llvm-symbolizer
+    python3-venv python3-jinja2             # .venv (scripts/venv.sh); chat templates in experiments/data
+    chromium                                # tests/report.sh: the HTML sweep report rendered headless
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -23,6 +25,7 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#packages[@]} Debian packages present"
+    bash "$(dirname "$0")/venv.sh"
     exit 0
 fi
 SUDO=""
@@ -30,3 +33,4 @@ SUDO=""
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+bash "$(dirname "$0")/venv.sh"

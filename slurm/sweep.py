@@ -23,6 +23,32 @@ A spec is INI (Python's configparser):
     method = lora,pissa,milora,ailora
     seed = 0,1
 
+Two stages (learning rate chosen on a validation split, then seeds on the test
+split) are declared by a [select] section; [validation] and [final] hold the
+overrides of each stage and [final_grid] the grid of the second:
+
+    [select]
+    choose = lr                  ; keys chosen on validation (default lr)
+    per = method                 ; one choice per value of these grid keys (default method)
+    metric = eval_loss           ; last /eval value of the run files (eval_loss, exact_match, ...)
+    goal = min                   ; min or max (mean over the stage-1 runs of a choice)
+    [validation]
+    eval_data = data/task_val.h5
+    [final]
+    eval_data = data/task_test.h5
+    [final_grid]
+    seed = 0,1,2
+
+Stage 1 is [grid] with [base] + [validation] in <out_dir>/<name>/validation/;
+every [grid] key must be in choose, per or [final_grid] (those are averaged over
+in the choice). Once every stage-1 run is finished, the choice is written to
+<out_dir>/<name>/selection.tsv and stage 2 (per x chosen x [final_grid], [base] +
+[final]) runs in <out_dir>/<name>/final/. `local` runs both; `submit` submits
+stage 1 and a one-task job (--dependency=afterok on the array,
+--kill-on-invalid-dep=yes) that runs `sweep.py submit SPEC` again, which finds
+stage 1 done and submits stage 2 (running `sweep.py submit SPEC` by hand after
+stage 1 does the same).
+
 Every run writes <out_dir>/<name>/runs/<run name>.h5, the run name being its grid
 values (method-ailora_seed-1). The manifest (<out_dir>/<name>/manifest.tsv: index,
 run name, status, overrides as shell-quoted key=value words) is written before
@@ -82,7 +108,75 @@ def load_spec(path):
                          ("gpus_per_task", r"[0-9]*")):
         if key in sweep and not re.fullmatch(pattern, sweep[key]):
             sys.exit(f"sweep: error: {path}: [sweep] {key} = {sweep[key]!r} is not valid")
-    return sweep, base, grid
+    stages = None
+    if "select" in cp:
+        sel = dict(cp["select"])
+        stages = dict(choose=[k.strip() for k in sel.get("choose", "lr").split(",") if k.strip()],
+                      per=[k.strip() for k in sel.get("per", "method").split(",") if k.strip()],
+                      metric=sel.get("metric", "eval_loss"), goal=sel.get("goal", "min"),
+                      validation=dict(cp["validation"]) if "validation" in cp else {},
+                      final=dict(cp["final"]) if "final" in cp else {},
+                      final_grid={k: [v.strip() for v in vals.split(",") if v.strip()]
+                                  for k, vals in (cp["final_grid"].items() if "final_grid" in cp else [])})
+        if stages["goal"] not in ("min", "max"):
+            sys.exit(f"sweep: error: {path}: [select] goal = {stages['goal']!r} is not min or max")
+        if not re.fullmatch(r"[A-Za-z0-9_/]+", stages["metric"]):
+            sys.exit(f"sweep: error: {path}: [select] metric = {stages['metric']!r} is not valid")
+        for key in stages["choose"] + stages["per"]:
+            if key not in grid:
+                sys.exit(f"sweep: error: {path}: [select] names {key}, which is not a [grid] key")
+        for key in grid:
+            if key not in stages["choose"] + stages["per"] and key not in stages["final_grid"]:
+                sys.exit(f"sweep: error: {path}: [grid] key {key} is neither chosen, per nor in [final_grid]")
+        for key, values in stages["final_grid"].items():
+            if not values:
+                sys.exit(f"sweep: error: {path}: [final_grid] key {key} has no values")
+    return sweep, base, grid, stages
+
+
+def stage_specs(sweep, base, grid, stages):
+    """stage 1's (sweep, base, grid): [base] + [validation] in <name>/validation"""
+    s1 = dict(sweep, out_dir=os.path.join(sweep["out_dir"], sweep["name"]), name="validation",
+              job=f"{sweep['name']}-validation")
+    return s1, dict(base, **stages["validation"]), grid
+
+
+def select(sweep, base, grid, stages, runs1):
+    """the best `choose` values per `per` group from the finished stage-1 runs;
+    writes <name>/selection.tsv; returns stage 2's (sweep, base, grid-less run list)"""
+    import h5py
+    metric = stages["metric"].split("/")[-1]
+    metric = metric[5:] if metric.startswith("eval_") else metric
+    scores = {}
+    for name, overrides in runs1:
+        with h5py.File(overrides["out"], "r") as f:
+            values = f[f"eval/{metric}"][:] if f"eval/{metric}" in f else []
+        if not len(values) or values[-1] != values[-1]:  # NaN: this metric was not evaluated
+            raise SweepError(f"validation run {name} has no eval/{metric}: choose another [select] metric")
+        per = tuple(overrides[k] for k in stages["per"])
+        choice = tuple(overrides[k] for k in stages["choose"])
+        scores.setdefault(per, {}).setdefault(choice, []).append(float(values[-1]))
+    best = {}
+    for per, choices in scores.items():
+        means = {c: sum(v) / len(v) for c, v in choices.items()}
+        pick = (min if stages["goal"] == "min" else max)(means, key=lambda c: means[c])
+        best[per] = (pick, means[pick], len(choices[pick]))
+    folder = os.path.abspath(os.path.join(sweep["out_dir"], sweep["name"]))
+    path = os.path.join(folder, "selection.tsv")
+    with open(path + ".partial", "w") as f:
+        f.write("\t".join(stages["per"] + stages["choose"] + [f"validation_{stages['metric']}", "runs"]) + "\n")
+        for per, (pick, mean, n) in best.items():
+            f.write("\t".join(list(per) + list(pick) + [repr(mean), str(n)]) + "\n")
+    os.replace(path + ".partial", path)
+    s2 = dict(sweep, out_dir=os.path.join(sweep["out_dir"], sweep["name"]), name="final", job=f"{sweep['name']}-final")
+    runs2 = []
+    fg = stages["final_grid"]
+    for per, (pick, _, _) in best.items():
+        fixed = dict(zip(stages["per"], per))
+        fixed.update(zip(stages["choose"], pick))
+        sub = expand(s2, dict(base, **stages["final"], **fixed), {**{k: [v] for k, v in fixed.items()}, **fg})
+        runs2 += sub
+    return s2, runs2, path
 
 
 def expand(sweep, base, grid):
@@ -231,7 +325,9 @@ exit $rc
 """
 
 
-def submit(sweep, runs, statuses, ailora, dry_run):
+def submit(sweep, runs, statuses, ailora, dry_run, then=None):
+    """one job array of the runs not done; with then (a two-stage spec), also a job
+    that runs `sweep.py submit then` once the array has finished without error"""
     folder = os.path.abspath(os.path.join(sweep["out_dir"], sweep["name"]))
     todo = [i for i, status in enumerate(statuses) if status != "done"]
     manifest = write_manifest(sweep, runs, statuses)
@@ -255,13 +351,28 @@ def submit(sweep, runs, statuses, ailora, dry_run):
     os.replace(path + ".partial", path)
     array = ",".join(str(i) for i in todo)
     # names and paths go on the command line (an argument list, no shell), not in #SBATCH lines
-    cmd = ["sbatch", f"--array={array}%{sweep.get('throttle', '8')}", f"--job-name=ailora-{sweep['name']}",
+    cmd = ["sbatch", f"--array={array}%{sweep.get('throttle', '8')}", f"--job-name=ailora-{sweep.get('job', sweep['name'])}",
            f"--output={os.path.join(folder, 'logs', '%A_%a.out')}", path]
     print(f"sweep {sweep['name']}: {len(todo)} of {len(runs)} runs to submit; manifest {manifest}")
+    if then is None:
+        print(" ".join(q(c) for c in cmd))
+        return 0 if dry_run else subprocess.call(cmd)
+    # two stages: the array's job id, then a dependent job that submits stage 2
+    cmd.insert(1, "--parsable")
     print(" ".join(q(c) for c in cmd))
-    if dry_run:
-        return 0
-    return subprocess.call(cmd)
+    job = "JOBID"
+    if not dry_run:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if out.returncode != 0:
+            return out.returncode
+        job = out.stdout.strip().split(";")[0]
+    nxt = ["sbatch", f"--dependency=afterok:{job}", "--kill-on-invalid-dep=yes", "--ntasks=1", "--time=00:10:00",
+           f"--job-name=ailora-{sweep.get('job', sweep['name'])}-next", f"--output={os.path.join(folder, 'logs', 'next_%j.out')}",
+           f"--chdir={os.getcwd()}"] + ([f"--partition={sweep['partition']}"] if sweep.get("partition") else []) + [
+           f"--wrap={q(sys.executable)} {q(os.path.abspath(__file__))} submit {q(os.path.abspath(then))} "
+           f"--ailora {q(os.path.abspath(ailora))}"]
+    print(" ".join(q(c) for c in nxt))
+    return 0 if dry_run else subprocess.call(nxt)
 
 
 def main():
@@ -273,7 +384,9 @@ def main():
     ap.add_argument("--ailora", default=os.path.join(ROOT, "ailora"))
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
-    sweep, base, grid = load_spec(args.spec)
+    sweep, base, grid, stages = load_spec(args.spec)
+    if stages is not None:
+        return main_two_stage(args, sweep, base, grid, stages)
     runs = expand(sweep, base, grid)
     try:
         statuses = statuses_of(runs)
@@ -288,6 +401,47 @@ def main():
         write_manifest(sweep, runs, statuses)
         return run_local(sweep, runs, statuses, args.jobs, args.np or int(sweep.get("ranks", "1")), args.ailora)
     return submit(sweep, runs, statuses, args.ailora, args.dry_run)
+
+
+def main_two_stage(args, sweep, base, grid, stages):
+    """stage 1 (validation), then, once it is all done, the selection and stage 2"""
+    s1, base1, grid1 = stage_specs(sweep, base, grid, stages)
+    runs1 = expand(s1, base1, grid1)
+    ranks = args.np or int(sweep.get("ranks", "1"))
+    try:
+        st1 = statuses_of(runs1)
+        if args.action == "expand":
+            for (name, overrides), status in zip(runs1, st1):
+                print("validation", name, " ".join(shlex.quote(f"{k}={v}") for k, v in overrides.items()), status)
+        if any(s != "done" for s in st1):
+            if args.action == "expand":
+                print(f"final: expanded once all {len(runs1)} validation runs are done")
+                return 0
+            if args.action == "local":
+                write_manifest(s1, runs1, st1)
+                rc = run_local(s1, runs1, st1, args.jobs, ranks, args.ailora)
+                if rc:
+                    print("sweep: validation stage failed: final stage not started", file=sys.stderr)
+                    return rc
+                st1 = statuses_of(runs1)
+                if any(s != "done" for s in st1):
+                    raise SweepError("validation runs are not all finished after running them")
+            else:
+                return submit(s1, runs1, st1, args.ailora, args.dry_run, then=args.spec)
+        s2, runs2, selection = select(sweep, base, grid, stages, runs1)
+        print(f"sweep {sweep['name']}: selection in {selection}")
+        st2 = statuses_of(runs2)
+    except SweepError as e:
+        print(f"sweep: error: {e}", file=sys.stderr)
+        return 1
+    if args.action == "expand":
+        for (name, overrides), status in zip(runs2, st2):
+            print("final", name, " ".join(shlex.quote(f"{k}={v}") for k, v in overrides.items()), status)
+        return 0
+    if args.action == "local":
+        write_manifest(s2, runs2, st2)
+        return run_local(s2, runs2, st2, args.jobs, ranks, args.ailora)
+    return submit(s2, runs2, st2, args.ailora, args.dry_run)
 
 
 if __name__ == "__main__":

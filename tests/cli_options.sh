@@ -148,11 +148,12 @@ readme_flags() {
         awk -v cmd="$1" '/^    ailora [a-z]+/ { on = ($2 == cmd) } /^    [^ ]/ && !/^    ailora/ { on = 0 } on' |
         grep -o -e '--[a-z][a-z0-9-]*' | sort -u
 }
-for cmd in svd init synth; do
+for cmd in svd init synth export import; do
     help_options "$cmd" > "$WORK/help_$cmd.txt"
     readme_flags "$cmd" > "$WORK/readme_$cmd.txt"
     CHECKS=$((CHECKS + 1))
-    [ "$(wc -l < "$WORK/help_$cmd.txt")" -ge 5 ] || fail "ailora $cmd --help lists too few options"
+    min=5; [ "$cmd" = import ] && min=4
+    [ "$(wc -l < "$WORK/help_$cmd.txt")" -ge "$min" ] || fail "ailora $cmd --help lists too few options"
     diff "$WORK/help_$cmd.txt" "$WORK/readme_$cmd.txt" > "$WORK/diff.txt" ||
         fail "ailora $cmd: --help (<) and README.md's synopsis (>) differ: $(tr '\n' ' ' < "$WORK/diff.txt")"
     # --print-config prints every option --help lists

@@ -29,7 +29,7 @@ export UBSAN_OPTIONS=print_stacktrace=1
 if ! command -v llvm-symbolizer > /dev/null && [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
     export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
 fi
-for h in safetensors config_json trainconfig dataset svdcache checkpoint; do
+for h in safetensors config_json trainconfig dataset svdcache checkpoint gguf; do
     seeds="$top_srcdir/tests/fuzz/corpus/$h"
     dict=""
     [ -f "$top_srcdir/tests/fuzz/$h.dict" ] && dict="-dict=$top_srcdir/tests/fuzz/$h.dict"

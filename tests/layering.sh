@@ -8,12 +8,12 @@ stages="base io svd init model eval train cli"
 header_stage() {
     case "$1" in
         error|cpu|rng|fileio|options) echo base ;;
-        dtype|safetensors|hfmodel|h5io|fingerprint) echo io ;;
+        dtype|safetensors|hfmodel|h5io|fingerprint|gguf) echo io ;;
         distmat|svd|svd_signs|svdcache|gpu_svd|svd_cost) echo svd ;;
         adapter|initfile|synth) echo init ;;
         llama|gpu) echo model ;;
-        eval) echo eval ;;
-        optim|trainconfig|dataset|runfile|train|engine) echo train ;;
+        eval|updatediag) echo eval ;;
+        optim|trainconfig|dataset|runfile|train|engine|diaglog|export) echo train ;;
         *) echo unknown ;;
     esac
 }

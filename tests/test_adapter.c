@@ -218,12 +218,58 @@ static void test_milora_cluster(void) {
     free(W), free(Ut), free(Vtt), free(U), free(Vt), free(work), free(V);
 }
 
+/* method auto: for G = U diag(c) Vt with orthonormal U, V (synth_matrix), the score of
+ * triplet i is exactly |c_i| (u_i^T G v_i = c_i), so the r largest |c_i| are selected;
+ * ties go to the lower index; a subset of candidates is honoured. */
+static void test_auto_selection(void) {
+    const int m = 24, n = 16, k = 16, r = 4;
+    double S[16], *W = malloc(sizeof(double) * m * n), *U = malloc(sizeof(double) * m * k);
+    double *Vt = malloc(sizeof(double) * k * n), *G = malloc(sizeof(double) * m * n);
+    spectrum_fill(SPECTRUM_GEOMETRIC, k, 2.0, 3.0, S);
+    TU_CHECK(synth_matrix(m, n, S, 7, 1, W, U, Vt) == AIL_OK, "synth");
+    // c: signed, with a tie between indices 5 and 12 (|c| = 0.8), largest at 9 and 14
+    double c[16] = {0.1, -0.2, 0.05, 0.3, 0.0, -0.8, 0.4, 0.01, 0.2, 2.0, -0.3, 0.1, 0.8, 0.0, -1.5, 0.2};
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double g = 0.0;
+            for (int q = 0; q < k; q++) g += U[i * k + q] * c[q] * Vt[q * n + j];
+            G[i * n + j] = g;
+        }
+    double scores[16];
+    int cand[16], sel[4];
+    for (int i = 0; i < k; i++) cand[i] = i;
+    init_auto_scores(m, n, G, k, U, Vt, scores);
+    double worst = 0.0;
+    for (int i = 0; i < k; i++) worst = fmax(worst, fabs(scores[i] - fabs(c[i])));
+    TU_CLOSE(worst, 0.0, 1e-13, "auto scores = |u_i^T G v_i| = |c_i| (orthonormal U, V: rounding only)");
+    TU_CHECK(init_auto_select(k, cand, scores, r, sel) == AIL_OK, "auto select");
+    // largest: 9 (2.0), 14 (1.5), then the tie 5 / 12 at 0.8: both, then nothing else
+    TU_CHECK(sel[0] == 5 && sel[1] == 9 && sel[2] == 12 && sel[3] == 14, "top 4: got %d %d %d %d", sel[0], sel[1],
+             sel[2], sel[3]);
+    int sel3[3];
+    TU_CHECK(init_auto_select(k, cand, scores, 3, sel3) == AIL_OK && sel3[0] == 5 && sel3[1] == 9 && sel3[2] == 14,
+             "tie at the cut goes to the lower index: got %d %d %d", sel3[0], sel3[1], sel3[2]);
+    // candidates restricted to the two ends (a partial cache): 0..3 and 12..15
+    int ends[8] = {0, 1, 2, 3, 12, 13, 14, 15}, sel_e[4];
+    double sc_e[8];
+    for (int i = 0; i < 8; i++) sc_e[i] = scores[ends[i]];
+    TU_CHECK(init_auto_select(8, ends, sc_e, r, sel_e) == AIL_OK && sel_e[0] == 1 && sel_e[1] == 3 &&
+                 sel_e[2] == 12 && sel_e[3] == 14,
+             "ends only: got %d %d %d %d", sel_e[0], sel_e[1], sel_e[2], sel_e[3]);
+    TU_CHECK(init_auto_select(8, ends, sc_e, 9, sel_e) == AIL_ERR_ARG, "rank beyond the candidates refused");
+    ail_error_clear();
+    InitMethod mth;
+    TU_CHECK(init_method_parse("auto", &mth) == AIL_OK && mth == INIT_AUTO, "auto parses");
+    free(W), free(U), free(Vt), free(G);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     test_selection();
     test_svd_adapters();
     test_lora_random();
     test_milora_cluster();
+    test_auto_selection();
     int status = tu_finish("test_adapter");
     MPI_Finalize();
     return status;

@@ -4,7 +4,7 @@ import os
 
 import matplotlib.pyplot as plt
 
-from . import load_runs, plot_learning_curves, plot_spectra, summarize
+from . import describe, load_runs, plot_learning_curves, plot_spectra, summarize
 
 
 def main():
@@ -14,13 +14,17 @@ def main():
     ap.add_argument("--metric", default="eval_loss")
     ap.add_argument("--higher-is-better", action="store_true")
     ap.add_argument("--out", help="folder for PNG figures")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (results are deterministic)")
+    ap.add_argument("--level", type=float, default=0.95)
     args = ap.parse_args()
     runs = load_runs(args.sweep_dir)
     if runs.empty:
         raise SystemExit(f"ailora_analysis: no run files under {args.sweep_dir}")
     by = args.by.split(",")
-    table = summarize(runs, by=by, metric=args.metric, lower_is_better=not args.higher_is_better)
-    print(f"{args.metric} by {', '.join(by)} ({len(runs)} runs; 95% CI; within_noise: overlaps the best)")
+    table = summarize(runs, by=by, metric=args.metric, lower_is_better=not args.higher_is_better,
+                      level=args.level, seed=args.seed)
+    print(f"{args.metric} by {', '.join(by)} ({len(runs)} run files)")
+    print("\n".join(describe(table, args.metric, args.level)))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
         os.makedirs(args.out, exist_ok=True)

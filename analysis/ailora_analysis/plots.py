@@ -16,8 +16,8 @@ def plot_learning_curves(runs, by="method", metric="loss", group="train", ax=Non
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     curves = load_curves(runs, group)
     for name, members in runs.groupby(by):
-        sub = curves[curves["run"].isin(members.index)]
-        table = sub.pivot_table(index="step", columns="run", values=metric)
+        sub = curves[curves["path"].isin(members["path"])]  # by path: runs may be a filtered frame
+        table = sub.pivot_table(index="step", columns="path", values=metric)
         mean, std = table.mean(axis=1), table.std(axis=1).fillna(0.0)
         ax.plot(mean.index, mean.values, label=f"{name} (n={table.shape[1]})")
         ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)

@@ -72,8 +72,51 @@ def load_runs(sweep_dir, target_loss=None, tail=5):
                 row["exact_match"] = float(f["eval/exact_match"][-1])
             if target_loss is not None:
                 row["steps_to_target"] = steps_to_loss(steps, loss, target_loss)
+            # unfinished: stopped before its steps (preempted, failed, still running) or never
+            # evaluated although it has eval data; summaries leave these out and count them
+            why = ""
+            if isinstance(row.get("steps"), int) and row["steps_done"] < row["steps"]:
+                why = "unfinished (step < steps)"
+            elif row.get("eval_data") not in (None, "") and not len(f["eval/step"]):
+                why = "without eval"
+            row["finished"], row["unfinished"] = not why, why
+            row["has_examples"] = "eval/examples" in f and len(f["eval/examples"]) > 0
             rows.append(row)
+        if row["has_examples"]:  # the task metric of the per-example scores, where the curves lack it
+            ex = load_examples(path)
+            if ex is not None and "score" in ex:
+                name = ex.get("metric", "score")
+                if not np.isfinite(row.get(name, float("nan"))):
+                    row[name] = float(np.mean(ex["score"]))
+                row["example_metric"] = name
     return pd.DataFrame(rows)
+
+
+def load_examples(path, step=None):
+    """Per-example results of one eval step (default: the last) from a run file's
+    /eval/examples/<step>/ group: {dataset name: array (N,)} for every 1-D numeric
+    dataset there (score: the task metric of each example, e.g. 0/1 exact match;
+    others as written, e.g. loss), plus "metric" (the group's or the file's metric
+    attribute, if any) and "step". None when the run file has no per-example results
+    (written before they existed): callers fall back to per-run metrics."""
+    with h5py.File(path, "r") as f:
+        if "eval/examples" not in f or not len(f["eval/examples"]):
+            return None
+        g = f["eval/examples"]
+        names = [n for n in g if n.isdigit()]
+        if not names:
+            return None
+        key = str(step) if step is not None else max(names, key=int)
+        if key not in g:
+            return None
+        out = {"step": int(key)}
+        for name, d in g[key].items():
+            if isinstance(d, h5py.Dataset) and d.ndim == 1 and d.dtype.kind in "fiub":
+                out[name] = d[:].astype(float)
+        metric = g[key].attrs.get("metric", g.attrs.get("metric", f.attrs.get("metric")))
+        if metric is not None:
+            out["metric"] = _text(metric)
+        return out if "score" in out or len(out) > 2 else None
 
 
 def load_curves(runs, group="train"):
@@ -84,7 +127,10 @@ def load_curves(runs, group="train"):
     for i, path in enumerate(paths):
         with h5py.File(path, "r") as f:
             g = f[group]
-            frame = pd.DataFrame({name: g[name][:] for name in g})
+            # the curves: 1-D datasets as long as step (not /eval/examples or other groups)
+            n = len(g["step"]) if "step" in g else 0
+            frame = pd.DataFrame({name: g[name][:] for name in g
+                                  if isinstance(g[name], h5py.Dataset) and g[name].shape == (n,)})
         frame.insert(0, "path", path)
         frame.insert(0, "run", i)
         frames.append(frame)

@@ -20,6 +20,9 @@ Files:
                             one answer token; metric accuracy (= exact match)
   lookup_{train,eval}.h5    "k3:7,k9:2,k1:5|k9?2": in-context retrieval of the
                             value of a key; metric exact match
+  <task>_val.h5             a validation split (as many rows as eval, its own
+                            random stream) for choosing hyperparameters
+                            (experiments/sweeps/lr_select.ini)
 The pretraining corpus uses the same surface formats with *other* statistics
 (2-digit sums, letter runs, shorter key lists), so a pretrained base knows the
 syntax but not the tasks.
@@ -115,10 +118,10 @@ def main():
     rng = np.random.default_rng([args.seed, 0])
     write(os.path.join(args.out, "pretrain.h5"), [pretrain_example(rng) for _ in range(args.pretrain)])
     for i, (name, fn) in enumerate(TASKS.items()):
-        for split, n in (("train", args.train), ("eval", args.eval)):
-            rng = np.random.default_rng([args.seed, 1 + i, split == "eval"])
+        for split, n in (("train", args.train), ("eval", args.eval), ("val", args.eval)):
+            rng = np.random.default_rng([args.seed, 1 + i, {"train": 0, "eval": 1, "val": 2}[split]])
             write(os.path.join(args.out, f"{name}_{split}.h5"), [pack(*fn(rng)) for _ in range(n)])
-    print(f"wrote {args.out}: pretrain {args.pretrain}, tasks {list(TASKS)} x train {args.train} / eval {args.eval}")
+    print(f"wrote {args.out}: pretrain {args.pretrain}, tasks {list(TASKS)} x train {args.train} / eval {args.eval} / val {args.eval}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@
  *   ailora  q_proj principal, v_proj minor, other targets principal (configurable)
  *   ratio   p = floor(rho r + 1/2) principal, then r - p minor; rho = ratio_q for
  *           q_proj, ratio_v for v_proj, ratio_other for the rest
+ *   auto    the r triplets the task's loss is most sensitive to: with G = dL/dW, the
+ *           base gradient over the first auto_batches training batches (train only),
+ *           score_i = |u_i^T G v_i|, the first-order change of the loss along the
+ *           rank-one direction u_i v_i^T that the adapter would own; the r highest
+ *           scores win (ties: the lower index), among the indices the cache holds
  */
 #ifndef AILORA_ADAPTER_H
 #define AILORA_ADAPTER_H
@@ -22,7 +27,7 @@
 
 #include "ailora/dtype.h"
 
-typedef enum { INIT_LORA = 0, INIT_PISSA, INIT_MILORA, INIT_AILORA, INIT_RATIO } InitMethod;
+typedef enum { INIT_LORA = 0, INIT_PISSA, INIT_MILORA, INIT_AILORA, INIT_RATIO, INIT_AUTO } InitMethod;
 
 typedef struct {
     InitMethod method;
@@ -48,6 +53,14 @@ int init_principal_count(double rho, int r);
 /* selected[0..r-1]: the first p indices 0..p-1, then the last r-p indices k-(r-p)..k-1.
  * Ascending; p + (r - p) <= k is required (r <= k). */
 void init_select(int k, int r, int p, int *selected);
+
+/* auto: scores[c] = |U_c[:, c]^T G Vt_c[c, :]^T| for ncand candidate triplets;
+ * G [m, n], U_c [m, ncand], Vt_c [ncand, n], all row-major float64. */
+void init_auto_scores(int m, int n, const double *G, int ncand, const double *U_c, const double *Vt_c,
+                      double *scores);
+/* auto: the r candidates (cand [ncand], ascending) with the highest scores, ties to
+ * the lower index, into selected [r] in ascending order (r <= ncand). */
+int init_auto_select(int ncand, const int *cand, const double *scores, int r, int *selected);
 
 /* A [r, n], B [m, r] from the selected factors: S_I [r], U_I [m, r], Vt_I [r, n]. */
 void adapter_from_svd(int m, int n, int r, double scale, const double *S_I, const double *U_I,

@@ -35,4 +35,15 @@ int file_write_atomic(const char *path, const void *data, size_t len);
 /* 1 if path exists (file, directory or anything else), else 0. */
 int file_exists(const char *path);
 
+/* Removes path and, for a directory, everything below it (symbolic links are
+ * removed, never followed). An absent path is AIL_OK. */
+int file_remove_tree(const char *path);
+
+/* file_commit for a directory output that replaces an existing directory at path:
+ * "<path>.partial" is synced, then swapped with path in one atomic step
+ * (renameat2 RENAME_EXCHANGE), so readers see the old or the new tree, never
+ * neither; the old tree, now at "<path>.partial", is then removed. Without an
+ * existing path it is file_commit. Callers decide whether path may be replaced. */
+int file_commit_replace(const char *path);
+
 #endif

@@ -50,6 +50,9 @@ typedef struct {
     double *W_res;       /* [m, n] W - s B A, when keep_residual was set */
     AdapterDiagnostics diag;
     char fingerprint[FINGERPRINT_HEX];  /* of the source tensor (svdcache_verify) */
+    int ncand;           /* auto: candidate triplets scored (0 otherwise) */
+    int *candidates;     /* auto: [ncand] ascending indices into S */
+    double *scores;      /* auto: [ncand] |u_i^T G v_i| (adapter.h) */
 } ModuleInit;
 
 /* Reads S and the selected singular vectors of t from cache and builds its
@@ -63,6 +66,14 @@ int init_module_residual(const TargetModule *t, const InitSpec *spec, DType roun
 /* Only S, the selection and the whole module's A and B (no residual, no
  * diagnostics): what a tensor-parallel rank needs besides its own residual block. */
 int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spec, ModuleInit *mi);
+/* Like init_module_adapters for an explicit selection (r ascending indices into S):
+ * what method auto builds once its triplets are chosen. */
+int init_module_selected(hid_t cache, const TargetModule *t, const InitSpec *spec, const int *selected,
+                         ModuleInit *mi);
+/* auto: scores of every triplet the cache holds for t against the base gradient
+ * G [m, n] (float64, row-major); malloc'ed candidates and scores [*ncand]. */
+int init_auto_scores_module(hid_t cache, const TargetModule *t, const double *G, int **candidates,
+                            double **scores, int *ncand);
 void module_init_free(ModuleInit *mi);
 
 /* Collective over comm. Validates everything before writing; writes out_path

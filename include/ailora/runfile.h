@@ -7,6 +7,7 @@
  *   /adapters/<module>/lora_A, lora_B  current / final adapters
  *   /train/step (int64), loss, lr, grad_norm, tokens_per_s
  *   /eval/step (int64), loss, ppl, exact_match (NaN when not measured)
+ *   /diagnostics/...               update spectra at each evaluation (diaglog.h)
  *   root attributes: format, version, method, rank, alpha, ratio_q, ratio_v,
  *     ratio_other, seed, task, model, targets, steps_done, config (resolved text
  *     of the run as it was started: never rewritten by a resume),
@@ -28,6 +29,7 @@
 #define AILORA_RUNFILE_H
 
 #include "ailora/trainconfig.h"
+#include "ailora/diaglog.h"
 #include "ailora/initfile.h"
 #include "ailora/llama.h"
 #include "ailora/optim.h"
@@ -57,6 +59,7 @@ typedef struct {
     AdamW *opt;
     TrainLog train;
     EvalLog eval;
+    DiagLog diag;            /* spectral diagnostics at each evaluation (diaglog.h) */
     long step;               /* optimizer steps completed */
     int tp, dp;              /* this run's layout */
     int ckpt_tp, ckpt_dp;    /* the layout of the checkpoint read, if any */

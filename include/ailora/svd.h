@@ -93,18 +93,19 @@ const char *svd_keep_print(const void *keep);
 
 /* ---- per-core speed of the routes (svd_rates.c) ----------------------------------
  *
- * Seconds per unit of work on one core, measured by experiments/bench/svd_rates.sh
- * (committed table in svd_rates.c; compiled-in defaults). Work units, k = min(m, n):
+ * Seconds per unit of work on one core, measured by experiments/bench/bench_select_rates
+ * (`make bench-keep`; committed below, compiled in). Work units, k = min(m, n):
  *   gesdd        dgesdd of the whole matrix             per m n k
  *   select_brd   dgebrd + dqds (values)                 per m n k
  *   select_vec   dbdsvdx + dormbr for nsel vectors      per (m + n) k nsel
  *   pdgesvd      ScaLAPACK pdgesvd on g ranks           per m n k / g
  *   dist_select  distributed selected route on g ranks  per m n k / g (svd_dist_select)
  * Planning compares predicted seconds; only ratios between entries matter. */
-/* The committed table (svd_rates.sh output; placeholders until measured). */
-#define SVD_RATE_GESDD 7.0e-10
-#define SVD_RATE_SELECT_BRD 3.0e-10
-#define SVD_RATE_SELECT_VEC 1.0e-9
+/* The committed table: bench_select_rates 1024 (1024^2, 256 x 1024, 1024 x 256) on the
+ * 2-core development machine, 2026-12-02, heavily shared (only ratios matter). */
+#define SVD_RATE_GESDD 5.22e-9
+#define SVD_RATE_SELECT_BRD 2.22e-9
+#define SVD_RATE_SELECT_VEC 4.34e-9
 #define SVD_RATE_PDGESVD (16.0 * SVD_RATE_GESDD)
 #define SVD_RATE_DIST_SELECT 7.84e-10
 /* The distributed selected route: experiments/bench/svd_rates_dist.sh on the

@@ -47,6 +47,10 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
  * (a partial cache: U, Vt as long as its kept set); errors name the file and the module. */
 int svdcache_open(const char *path, const TargetModule *targets, int ntargets, hid_t *file);
 
+/* The singular vectors module t has in the cache: kept [nkept] ascending indices
+ * into S (all k for a whole cache); column j of U and row j of Vt are kept[j]. */
+int svdcache_kept(hid_t cache, const TargetModule *t, int *nkept, int **kept);
+
 /* U_I [m, nsel] and Vt_I [nsel, n]: the singular vectors sel[] (ascending indices
  * into S) of module t. A partial cache that lacks some of them is refused with one
  * line naming the cache, the module, what it keeps and what `what` (e.g. "milora

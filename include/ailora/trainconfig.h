@@ -31,6 +31,9 @@ typedef struct {
     int preempt_at_step;
     int overwrite;              /* a fresh run may replace an existing run in `out` */
     double checkpoint_minutes;  /* a checkpoint at least this often (0: off) */
+    int auto_batches;           /* method auto: batches of base gradient that score the triplets */
+    int diagnostics;            /* spectral diagnostics of each update at every evaluation (updatediag.h) */
+    int diagnostics_k;          /* singular vectors of W from each end they compare with (0: rank) */
 } TrainConfig;
 
 void config_defaults(TrainConfig *cfg);

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,4 +136,29 @@ int file_write_atomic(const char *path, const void *data, size_t len) {
     int rc = file_commit(path);
     if (rc != AIL_OK) unlink(partial);
     return rc;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path) == 0 ? 0 : errno;
+}
+
+int file_remove_tree(const char *path) {
+    if (!file_exists(path)) return AIL_OK;
+    // depth first (children before their directory), not crossing symbolic links
+    int e = nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (e != 0) return AIL_ERROR(AIL_ERR_IO, "cannot remove %s: %s", path, strerror(e > 0 ? e : errno));
+    return AIL_OK;
+}
+
+int file_commit_replace(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return file_commit(path);
+    char partial[4200];
+    file_partial_path(path, partial, sizeof partial);
+    AIL_CHECK(sync_tree(partial, 0));
+    if (renameat2(AT_FDCWD, partial, AT_FDCWD, path, RENAME_EXCHANGE) != 0)
+        return AIL_ERROR(AIL_ERR_IO, "cannot swap %s with %s: %s", partial, path, strerror(errno));
+    AIL_CHECK(sync_parent(path));
+    return file_remove_tree(partial);  // the old tree
 }

@@ -20,6 +20,8 @@ static void usage(FILE *out) {
             "  init    LoRA / PiSSA / MiLoRA / AILoRA / ratio adapters -> INIT.h5\n"
             "  train   fine-tune adapters (data-parallel) -> HDF5 run file + checkpoint\n"
             "  synth   write a LLaMA-shaped HF model with prescribed singular spectra\n"
+            "  export  a run's trained adapters for transformers + PEFT (residual, LoRA, merged)\n"
+            "  import  a GGUF LLaMA model (llama.cpp) as an HF model directory\n"
             "\n"
             "`ailora COMMAND --help` lists each command's options (CONFIG: key = value lines,\n"
             "overridden by the options after it). Build: %s\n",
@@ -51,6 +53,8 @@ int main(int argc, char **argv) {
     else if (strcmp(cmd, "init") == 0) status = cmd_init(argc - 1, argv + 1);
     else if (strcmp(cmd, "synth") == 0) status = cmd_synth(argc - 1, argv + 1);
     else if (strcmp(cmd, "train") == 0) status = cmd_train(argc - 1, argv + 1);
+    else if (strcmp(cmd, "export") == 0) status = cmd_export(argc - 1, argv + 1);
+    else if (strcmp(cmd, "import") == 0) status = cmd_import(argc - 1, argv + 1);
     else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         if (cli_rank() == 0) usage(stdout);
         status = 0;

@@ -12,6 +12,8 @@ int cmd_svd(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 /* Prints the pending error as one line ("ailora svd: error: ...") from rank 0 of
  * MPI_COMM_WORLD (errors are agreed on by all ranks first) and returns exit status 1. */

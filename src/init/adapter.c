@@ -9,7 +9,7 @@
 #include "ailora/error.h"
 #include "ailora/rng.h"
 
-static const char *const method_names[] = {"lora", "pissa", "milora", "ailora", "ratio"};
+static const char *const method_names[] = {"lora", "pissa", "milora", "ailora", "ratio", "auto"};
 
 int init_method_parse(const char *name, InitMethod *method) {
     for (int i = 0; i < (int)(sizeof method_names / sizeof *method_names); i++)
@@ -17,7 +17,7 @@ int init_method_parse(const char *name, InitMethod *method) {
             *method = (InitMethod)i;
             return AIL_OK;
         }
-    return AIL_ERROR(AIL_ERR_ARG, "unknown init method \"%s\" (lora, pissa, milora, ailora, ratio)",
+    return AIL_ERROR(AIL_ERR_ARG, "unknown init method \"%s\" (lora, pissa, milora, ailora, ratio, auto)",
                      name);
 }
 
@@ -32,6 +32,45 @@ int init_spec_validate(InitSpec *spec) {
     for (int i = 0; i < 3; i++)
         if (!(ratios[i] >= 0.0 && ratios[i] <= 1.0))
             return AIL_ERROR(AIL_ERR_ARG, "%s must lie in [0, 1] (got %g)", names[i], ratios[i]);
+    return AIL_OK;
+}
+
+void init_auto_scores(int m, int n, const double *G, int ncand, const double *U_c, const double *Vt_c,
+                      double *scores) {
+    // u^T G v = sum_i u_i (G v)_i: one pass over G per candidate, rows in parallel
+    for (int c = 0; c < ncand; c++) {
+        const double *v = Vt_c + (size_t)c * n;
+        double acc = 0.0;
+#pragma omp parallel for reduction(+ : acc)
+        for (int i = 0; i < m; i++) {
+            const double *g = G + (size_t)i * n;
+            double gv = 0.0;
+            for (int j = 0; j < n; j++) gv += g[j] * v[j];
+            acc += U_c[(size_t)i * ncand + c] * gv;
+        }
+        scores[c] = fabs(acc);
+    }
+}
+
+int init_auto_select(int ncand, const int *cand, const double *scores, int r, int *selected) {
+    if (r > ncand) return AIL_ERROR(AIL_ERR_ARG, "auto: rank %d exceeds the %d candidate triplets", r, ncand);
+    // r passes of a max search: r is small, and ties resolve to the lower index
+    // (the candidates are ascending) without depending on a sort's stability
+    unsigned char *taken = ail_calloc((size_t)ncand, 1);
+    if (!taken) return AIL_ERROR(AIL_ERR_MEM, "out of memory selecting triplets");
+    for (int j = 0; j < r; j++) {
+        int best = -1;
+        for (int c = 0; c < ncand; c++)
+            if (!taken[c] && (best < 0 || scores[c] > scores[best])) best = c;
+        taken[best] = 1;
+        selected[j] = cand[best];
+    }
+    free(taken);
+    for (int a = 1; a < r; a++)  // ascending, as every selection is stored
+        for (int b = a; b > 0 && selected[b - 1] > selected[b]; b--) {
+            int x = selected[b];
+            selected[b] = selected[b - 1], selected[b - 1] = x;
+        }
     return AIL_OK;
 }
 

@@ -21,6 +21,8 @@ void module_init_free(ModuleInit *mi) {
     free(mi->A);
     free(mi->B);
     free(mi->W_res);
+    free(mi->candidates);
+    free(mi->scores);
     memset(mi, 0, sizeof *mi);
 }
 
@@ -46,49 +48,107 @@ static int validate(const TargetModule *targets, int ntargets, const InitOptions
     return AIL_OK;
 }
 
-/* S, the selection and the adapters of one module, from the cache. */
-int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spec, ModuleInit *mi) {
-    memset(mi, 0, sizeof *mi);
-    int m = t->m, n = t->n, r = spec->rank;
-    double scale = spec->alpha / spec->rank;
+/* S of t from the cache into mi (k checked against the shape). */
+static int read_spectrum(hid_t cache, const TargetModule *t, ModuleInit *mi) {
     char path[256];
     hsize_t dims[2];
     snprintf(path, sizeof path, "/modules/%s/S", t->name);
     AIL_CHECK(h5io_read_f64(cache, path, 1, dims, &mi->S));
     mi->k = (int)dims[0];
     // the selection indexes S up to k - 1 (svdcache_open checked U, Vt and kept)
-    if (mi->k != (m < n ? m : n))
+    if (mi->k != (t->m < t->n ? t->m : t->n))
         return AIL_ERROR(AIL_ERR_FORMAT, "%s: %s has %d singular values, expected min(m, n) = %d", t->name, path,
-                         mi->k, m < n ? m : n);
+                         mi->k, t->m < t->n ? t->m : t->n);
+    return AIL_OK;
+}
+
+/* A, B from the triplets mi->selected [mi->nsel] (read from the cache). */
+static int adapters_from_selection(hid_t cache, const TargetModule *t, const InitSpec *spec, ModuleInit *mi) {
+    int m = t->m, n = t->n, r = spec->rank;
+    double scale = spec->alpha / spec->rank;
+    double *S_I, *U_I, *Vt_I;
+    AIL_MALLOC(S_I, r);
+    for (int j = 0; j < r; j++) S_I[j] = mi->S[mi->selected[j]];
+    U_I = ail_malloc(sizeof(double) * (size_t)m * r);
+    Vt_I = ail_malloc(sizeof(double) * (size_t)r * n);
+    int rc = (U_I && Vt_I) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", t->name);
+    char what[96];
+    if (spec->method == INIT_RATIO)
+        snprintf(what, sizeof what, "ratio %g rank %d", mi->rho, r);
+    else
+        snprintf(what, sizeof what, "%s rank %d", init_method_name(spec->method), r);
+    // only the selected vectors are read; a partial cache (--keep) must hold them
+    if (rc == AIL_OK) rc = svdcache_read_vectors(cache, t, what, r, mi->selected, U_I, Vt_I);
+    if (rc == AIL_OK) adapter_from_svd(m, n, r, scale, S_I, U_I, Vt_I, mi->A, mi->B);
+    free(S_I);
+    free(U_I);
+    free(Vt_I);
+    return rc;
+}
+
+/* S, the selection and the adapters of one module, from the cache. */
+int init_module_adapters(hid_t cache, const TargetModule *t, const InitSpec *spec, ModuleInit *mi) {
+    memset(mi, 0, sizeof *mi);
+    int m = t->m, n = t->n, r = spec->rank;
+    if (spec->method == INIT_AUTO)
+        return AIL_ERROR(AIL_ERR_ARG, "method auto chooses triplets from gradients of the training data: only "
+                         "`ailora train` runs it");
+    AIL_CHECK(read_spectrum(cache, t, mi));
     AIL_MALLOC(mi->A, (size_t)r * n);
     AIL_MALLOC(mi->B, (size_t)m * r);
     if (spec->method == INIT_LORA) {
         adapter_lora_random(spec, t->name, m, n, mi->A, mi->B);
-    } else {
-        mi->rho = init_principal_fraction(spec, t->suffix);
-        mi->p = init_principal_count(mi->rho, r);
-        mi->nsel = r;
-        AIL_MALLOC(mi->selected, r);
-        init_select(mi->k, r, mi->p, mi->selected);
-        double *S_I, *U_I, *Vt_I;
-        AIL_MALLOC(S_I, r);
-        for (int j = 0; j < r; j++) S_I[j] = mi->S[mi->selected[j]];
-        U_I = ail_malloc(sizeof(double) * (size_t)m * r);
-        Vt_I = ail_malloc(sizeof(double) * (size_t)r * n);
-        int rc = (U_I && Vt_I) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for %s", t->name);
-        char what[96];
-        if (spec->method == INIT_RATIO)
-            snprintf(what, sizeof what, "ratio %g rank %d", mi->rho, r);
-        else
-            snprintf(what, sizeof what, "%s rank %d", init_method_name(spec->method), r);
-        // only the selected vectors are read; a partial cache must hold them
-        if (rc == AIL_OK) rc = svdcache_read_vectors(cache, t, what, r, mi->selected, U_I, Vt_I);
-        if (rc == AIL_OK) adapter_from_svd(m, n, r, scale, S_I, U_I, Vt_I, mi->A, mi->B);
-        free(S_I);
-        free(U_I);
-        free(Vt_I);
-        AIL_CHECK(rc);
+        return AIL_OK;
     }
+    mi->rho = init_principal_fraction(spec, t->suffix);
+    mi->p = init_principal_count(mi->rho, r);
+    mi->nsel = r;
+    AIL_MALLOC(mi->selected, r);
+    init_select(mi->k, r, mi->p, mi->selected);
+    return adapters_from_selection(cache, t, spec, mi);
+}
+
+int init_module_selected(hid_t cache, const TargetModule *t, const InitSpec *spec, const int *selected,
+                         ModuleInit *mi) {
+    memset(mi, 0, sizeof *mi);
+    int m = t->m, n = t->n, r = spec->rank;
+    AIL_CHECK(read_spectrum(cache, t, mi));
+    for (int j = 0; j < r; j++)
+        if (selected[j] < 0 || selected[j] >= mi->k || (j && selected[j] <= selected[j - 1]))
+            return AIL_ERROR(AIL_ERR_ARG, "%s: selection index %d out of range or unsorted", t->name, selected[j]);
+    AIL_MALLOC(mi->A, (size_t)r * n);
+    AIL_MALLOC(mi->B, (size_t)m * r);
+    AIL_MALLOC(mi->selected, r);
+    memcpy(mi->selected, selected, sizeof(int) * (size_t)r);
+    mi->nsel = r;
+    for (int j = 0; j < r; j++) mi->p += selected[j] < (mi->k + 1) / 2;  // "principal": the upper half
+    mi->rho = (double)mi->p / r;
+    return adapters_from_selection(cache, t, spec, mi);
+}
+
+int init_auto_scores_module(hid_t cache, const TargetModule *t, const double *G, int **candidates,
+                            double **scores, int *ncand) {
+    int m = t->m, n = t->n, k;
+    char path[256];
+    // the candidates are the triplets the cache holds: all k, or a partial cache's kept set
+    int *cand = NULL;
+    AIL_CHECK(svdcache_kept(cache, t, &k, &cand));
+    double *sc = ail_malloc(sizeof(double) * (size_t)k), *U = NULL, *Vt = NULL;
+    int rc = sc ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory scoring %s", t->name);
+    hsize_t dims[2];
+    snprintf(path, sizeof path, "/modules/%s/U", t->name);
+    if (rc == AIL_OK) rc = h5io_read_f64(cache, path, 2, dims, &U);  // [m, k] (svdcache_open checked it)
+    snprintf(path, sizeof path, "/modules/%s/Vt", t->name);
+    if (rc == AIL_OK) rc = h5io_read_f64(cache, path, 2, dims, &Vt);  // [k, n]
+    if (rc == AIL_OK) init_auto_scores(m, n, G, k, U, Vt, sc);
+    free(U);
+    free(Vt);
+    if (rc != AIL_OK) {
+        free(cand);
+        free(sc);
+        return rc;
+    }
+    *candidates = cand, *scores = sc, *ncand = k;
     return AIL_OK;
 }
 

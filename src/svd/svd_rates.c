@@ -1,8 +1,8 @@
 /* svd_rates.c - per-core speed of the SVD routes, for planning (svd.h), and the
  * kept index set of `--keep`.
  *
- * The table below is the output of experiments/bench/svd_rates.sh on the
- * development machine (see experiments/bench/README.md); AILORA_SVD_RATES=FILE
+ * The table (svd.h, SVD_RATE_*) is the output of experiments/bench/bench_select_rates
+ * on the development machine (see experiments/bench/README.md); AILORA_SVD_RATES=FILE
  * replaces entries with lines "name seconds_per_unit" (# comments allowed), e.g.
  * a table measured on the cluster's own nodes.
  */
@@ -14,9 +14,9 @@
 #include "ailora/error.h"
 #include "ailora/svd.h"
 
-/* experiments/bench/svd_rates.sh, 2026-12-02, 1 core (BLIS skx kernels, reference
- * LAPACK 3.11): 1024 x 1024, 1024 x 256, 256 x 1024; pdgesvd from the 1024^2 figure
- * of the SVD benchmark (16x dgesdd per core, README). */
+/* bench_select_rates, 1 core (BLIS skx kernels, reference LAPACK 3.11): 1024 x 1024,
+ * 1024 x 256, 256 x 1024; pdgesvd from the 1024^2 figure of the SVD benchmark (16x
+ * dgesdd per core, experiments/bench/README.md). */
 static const SvdRates default_rates = {
     .gesdd = SVD_RATE_GESDD,
     .select_brd = SVD_RATE_SELECT_BRD,

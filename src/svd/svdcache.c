@@ -456,6 +456,12 @@ static void format_ranges(const int *v, int n, char *buf, size_t len) {
     }
 }
 
+int svdcache_kept(hid_t cache, const TargetModule *t, int *nkept, int **kept) {
+    char path[1024] = "";
+    if (H5Fget_name(cache, path, sizeof path) < 0) snprintf(path, sizeof path, "the SVD cache");
+    return read_kept(cache, path, t, nkept, kept);
+}
+
 int svdcache_read_vectors(hid_t cache, const TargetModule *t, const char *what, int nsel, const int *sel,
                           double *U_I, double *Vt_I) {
     char path[1024] = "";

@@ -158,6 +158,18 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
         hsize_t dim = (hsize_t)mi->nsel;
         snprintf(path, sizeof path, "/adapters/%s/selected", name);
         AIL_CHECK(write_array(f, path, H5T_STD_I64LE, H5T_NATIVE_LLONG, 1, &dim, sel));
+        if (mi->ncand > 0) {  // method auto: every candidate's score
+            hsize_t nc = (hsize_t)mi->ncand;
+            long long *cand = ail_malloc(sizeof(long long) * nc);
+            if (!cand) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+            for (int j = 0; j < mi->ncand; j++) cand[j] = mi->candidates[j];
+            snprintf(path, sizeof path, "/adapters/%s/auto_candidates", name);
+            int rc = write_array(f, path, H5T_STD_I64LE, H5T_NATIVE_LLONG, 1, &nc, cand);
+            free(cand);
+            AIL_CHECK(rc);
+            snprintf(path, sizeof path, "/adapters/%s/auto_scores", name);
+            AIL_CHECK(write_array(f, path, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &nc, mi->scores));
+        }
         hsize_t dA[2] = {(hsize_t)ad->r, (hsize_t)ad->n}, dB[2] = {(hsize_t)ad->m, (hsize_t)ad->r};
         snprintf(path, sizeof path, "/init/%s/lora_A", name);
         AIL_CHECK(write_array(f, path, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, dA, mi->A));
@@ -180,6 +192,7 @@ static int write_contents(hid_t f, const RunState *st, int with_optimizer) {
     AIL_CHECK(write_doubles(f, "/eval/loss", e->count, e->loss));
     AIL_CHECK(write_doubles(f, "/eval/ppl", e->count, e->ppl));
     AIL_CHECK(write_doubles(f, "/eval/exact_match", e->count, e->exact_match));
+    AIL_CHECK(diaglog_write(f, &st->diag, st->targets));
     if (!with_optimizer) return AIL_OK;
     if (st->llm->grad_storage) {  // full-parameter training: the weights themselves
         hsize_t dim = st->llm->storage_size;
@@ -404,6 +417,7 @@ int checkpoint_read(const char *path, RunState *st) {
         t->cap = t->count;
         e->cap = e->count;
     }
+    if (rc == AIL_OK) rc = diaglog_read(f, path, &st->diag, st->targets);
     if (rc == AIL_OK) rc = read_resumes(f, st);
     H5Fclose(f);
     return rc;

@@ -22,6 +22,8 @@
 #include "ailora/safetensors.h"
 #include "ailora/adapter.h"
 #include "ailora/fileio.h"
+#include "ailora/updatediag.h"
+#include "ailora/h5io.h"
 
 static volatile sig_atomic_t g_stop_signal = 0;
 
@@ -58,6 +60,9 @@ typedef struct {
     char model_fp[FINGERPRINT_HEX]; /* fingerprint of the model directory (fingerprint.h) */
     int start;            /* START_*: how this run begins (outputs_check) */
     char changed[1024];   /* rank 0, START_CHECKPOINT: allowed keys that differ from the stored config */
+    SpectrumEnds *ends;   /* rank 0, diagnostics: W's singular vectors at both ends, per target */
+    double *ends_storage; /*   one allocation behind them */
+    int diag_k;           /* K of the diagnostics (0: off) */
 } Trainer;
 
 /* How a run starts: with nothing (a fresh run, or resume=true before any
@@ -247,6 +252,152 @@ static int residual_diagnostics(Trainer *tr, const TargetModule *t, const InitSp
     return AIL_OK;
 }
 
+static int fill_micro(const Trainer *tr, long step, int j, int *rows, int32_t *tok, int32_t *lab);
+static long global_scored(const Trainer *tr, long step);
+static int shard_copy(const Trainer *tr, int gather, int split_cols, int rows, int cols, real *local, real *whole);
+
+/* ---- method auto: the triplets the task's loss is most sensitive to (adapter.h) ---- */
+
+/* The base gradient G = dL/dW of the loss over the first auto_batches training
+ * batches (the same global batches, in the same order, as steps 0, 1, ...), before
+ * any adapter exists: left in llm.grad_storage (this rank's shard, summed over
+ * this replica's rows only; auto_choose completes the sum over dp). */
+static int auto_gradients(Trainer *tr) {
+    const TrainConfig *c = tr->cfg;
+    int T = tr->train.T;
+    size_t per = (size_t)tr->micro * T;
+    LlamaActs acts = {0};
+    int32_t *tok = ail_malloc(sizeof(int32_t) * per), *lab = ail_malloc(sizeof(int32_t) * per);
+    int *rows = ail_malloc(sizeof(int) * (size_t)tr->micro);
+    int rc = tok && lab && rows ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    if (rc == AIL_OK) rc = llama_enable_base_grads(&tr->llm);
+    if (rc == AIL_OK) rc = llama_acts_alloc(&tr->llm, tr->micro, T, &acts);
+    rc = tp_agree(tr, rc);
+    long total = 0;
+    for (int b = 0; b < c->auto_batches; b++) total += global_scored(tr, b);
+    if (rc == AIL_OK) llama_zero_grads(&tr->llm);
+    for (int b = 0; b < c->auto_batches && rc == AIL_OK && total > 0; b++)
+        for (int j = 0; j < c->grad_accum && rc == AIL_OK; j++) {
+            rc = tp_agree(tr, fill_micro(tr, b, j, rows, tok, lab));
+            double s;
+            long count;
+            if (rc == AIL_OK) rc = llama_forward(&tr->llm, &acts, tok, lab, &s, &count);
+            if (rc == AIL_OK) rc = llama_backward(&tr->llm, &acts, lab, 1.0 / (double)total);
+        }
+    if (rc == AIL_OK && total == 0)
+        rc = AIL_ERROR(AIL_ERR_ARG, "method auto: the first %d training batches score no tokens", c->auto_batches);
+    llama_acts_free(&acts);
+    free(tok), free(lab), free(rows);
+    return rc;
+}
+
+/* Target i's selection under method auto: the whole gradient (summed over dp,
+ * gathered over tp) scored on rank 0 against every triplet of the cache, the r
+ * best broadcast. A resume takes the selection recorded in the checkpoint, so the
+ * residual is the one the run started from whatever the layout now. */
+static int auto_choose(Trainer *tr, hid_t cache, int i, const char *ckpt, int *selected, ModuleInit *scored) {
+    const TargetModule *t = &tr->targets[i];
+    int r = tr->cfg->rank, m = t->m, n = t->n, rc = AIL_OK;
+    char path[512];
+    if (ckpt) {  // resume: what the run chose when it started
+        if (tr->rank == 0) {
+            hid_t f;
+            hsize_t dims[2];
+            double *x = NULL;
+            rc = h5io_open_read(ckpt, &f);
+            snprintf(path, sizeof path, "/adapters/%s/selected", t->name);
+            if (rc == AIL_OK) {
+                rc = h5io_read_f64(f, path, 1, dims, &x);
+                if (rc == AIL_OK && dims[0] != (hsize_t)r)
+                    rc = AIL_ERROR(AIL_ERR_FORMAT, "%s: %s holds %llu indices, rank is %d", ckpt, path,
+                                   (unsigned long long)dims[0], r);
+                for (int j = 0; j < r && rc == AIL_OK; j++) selected[j] = (int)x[j];
+                free(x);
+                x = NULL;
+                // the scores behind it, so the resumed run file equals an uninterrupted one
+                snprintf(path, sizeof path, "/adapters/%s/auto_scores", t->name);
+                if (rc == AIL_OK) rc = h5io_read_f64(f, path, 1, dims, &scored->scores);
+                snprintf(path, sizeof path, "/adapters/%s/auto_candidates", t->name);
+                if (rc == AIL_OK) rc = h5io_read_f64(f, path, 1, dims, &x);
+                if (rc == AIL_OK) scored->ncand = (int)dims[0];
+                scored->candidates = rc == AIL_OK ? ail_malloc(sizeof(int) * (dims[0] ? dims[0] : 1)) : NULL;
+                if (rc == AIL_OK && !scored->candidates) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+                for (hsize_t j = 0; j < dims[0] && rc == AIL_OK; j++) scored->candidates[j] = (int)x[j];
+                free(x);
+                H5Fclose(f);
+            }
+        }
+        MPI_Bcast(selected, r, MPI_INT, 0, tr->comm);
+        return ail_error_agree(tr->comm, rc);
+    }
+    int lin = llama_linear_index(t->suffix), split_cols = llama_row_parallel(lin);
+    real *w = tr->llm.layers[t->layer].w[lin];
+    real *g = tr->llm.grad_storage + (w - tr->llm.storage);  // this rank's shard of dL/dW
+    int rows = split_cols ? m : m / tr->tp, cols = split_cols ? n / tr->tp : n;
+    if (tr->dp > 1) MPI_Allreduce(MPI_IN_PLACE, g, rows * cols, MPI_REAL_T, MPI_SUM, tr->dp_comm);
+    real *whole = ail_malloc(sizeof(real) * (size_t)m * n);
+    double *G = tr->rank == 0 ? ail_malloc(sizeof(double) * (size_t)m * n) : NULL;
+    rc = ail_error_agree(tr->comm, whole && (G || tr->rank) ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
+    if (rc == AIL_OK && tr->tp > 1) rc = shard_copy(tr, 1, split_cols, rows, cols, g, whole);
+    else if (rc == AIL_OK) memcpy(whole, g, sizeof(real) * (size_t)m * n);
+    if (rc == AIL_OK && tr->rank == 0) {
+        for (size_t j = 0; j < (size_t)m * n; j++) G[j] = whole[j];
+        rc = init_auto_scores_module(cache, t, G, &scored->candidates, &scored->scores, &scored->ncand);
+        if (rc == AIL_OK) rc = init_auto_select(scored->ncand, scored->candidates, scored->scores, r, selected);
+    }
+    free(whole);
+    free(G);
+    AIL_CHECK(ail_error_agree(tr->comm, rc));
+    MPI_Bcast(selected, r, MPI_INT, 0, tr->comm);
+    return AIL_OK;
+}
+
+/* Rank 0, diagnostics on: the top and bottom diag_k singular vectors of every target
+ * (updatediag.h), read once from the cache. */
+static int read_spectrum_ends(Trainer *tr, hid_t cache) {
+    const TrainConfig *c = tr->cfg;
+    if (!c->diagnostics) return AIL_OK;
+    int K = c->diagnostics_k > 0 ? c->diagnostics_k : c->rank;
+    size_t total = 0;
+    for (int i = 0; i < tr->ntargets; i++) {
+        const TargetModule *t = &tr->targets[i];
+        int k = t->m < t->n ? t->m : t->n;
+        if (K > k)
+            return AIL_ERROR(AIL_ERR_ARG, "diagnostics_k = %d exceeds min(m, n) = %d of %s", K, k, t->name);
+        total += (size_t)2 * K * (t->m + t->n);
+    }
+    tr->ends = ail_calloc((size_t)tr->ntargets, sizeof *tr->ends);
+    tr->ends_storage = ail_malloc(sizeof(double) * total);
+    int *sel = ail_malloc(sizeof(int) * (size_t)K);
+    double *rows = NULL;
+    int rc = tr->ends && tr->ends_storage && sel ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
+    double *p = tr->ends_storage;
+    char path[512];
+    for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
+        const TargetModule *t = &tr->targets[i];
+        int m = t->m, n = t->n, k = m < n ? m : n;
+        SpectrumEnds *e = &tr->ends[i];
+        *e = (SpectrumEnds){.m = m, .n = n, .K = K, .u_top = p, .u_bottom = p + (size_t)m * K,
+                            .v_top = p + (size_t)2 * m * K, .v_bottom = p + (size_t)2 * m * K + (size_t)n * K};
+        p += (size_t)2 * K * (m + n);
+        free(rows);
+        rows = ail_malloc(sizeof(double) * (size_t)K * n);
+        if (!rows) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
+        for (int end = 0; end < 2 && rc == AIL_OK; end++) {
+            for (int j = 0; j < K; j++) sel[j] = end ? k - K + j : j;
+            snprintf(path, sizeof path, "diagnostics_k = %d", K);  // a partial cache must hold both ends
+            rc = svdcache_read_vectors(cache, t, path, K, sel, (double *)(end ? e->u_bottom : e->u_top), rows);
+            double *v = (double *)(end ? e->v_bottom : e->v_top);                     // (n, K)
+            for (int j = 0; j < K && rc == AIL_OK; j++)
+                for (int q = 0; q < n; q++) v[(size_t)q * K + j] = rows[(size_t)j * n + q];
+        }
+    }
+    free(rows);
+    free(sel);
+    if (rc == AIL_OK) tr->diag_k = K;
+    return rc;
+}
+
 /* Adapters and residuals from the SVD cache (computed first if none is given). */
 static int setup_adapters(Trainer *tr) {
     const TrainConfig *c = tr->cfg;
@@ -280,16 +431,38 @@ static int setup_adapters(Trainer *tr) {
     int rc = ail_error_agree(tr->comm, fps && tr->init ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
     // the cache must come from these very weights (collective; before any residual is formed)
     if (rc == AIL_OK) rc = svdcache_verify(tr->comm, cache_path, cache, tr->targets, tr->ntargets, fps);
+    int is_auto = spec.method == INIT_AUTO;
+    char ckpt[1100];
+    train_checkpoint_path(c->out, ckpt, sizeof ckpt);
+    int *auto_sel = is_auto ? ail_malloc(sizeof(int) * (size_t)spec.rank) : NULL;
+    if (rc == AIL_OK && is_auto) rc = ail_error_agree(tr->comm, auto_sel ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
+    if (rc == AIL_OK && is_auto && tr->start == START_FRESH) rc = ail_error_agree(tr->comm, auto_gradients(tr));
     for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
         const TargetModule *t = &tr->targets[i];
         ModuleInit *mi = &tr->init[i];
-        rc = init_module_adapters(cache, t, &spec, mi);
+        if (is_auto) {
+            ModuleInit scored = {0};
+            rc = auto_choose(tr, cache, i, tr->start == START_CHECKPOINT ? ckpt : NULL, auto_sel, &scored);
+            if (rc == AIL_OK) rc = init_module_selected(cache, t, &spec, auto_sel, mi);
+            mi->ncand = scored.ncand, mi->candidates = scored.candidates, mi->scores = scored.scores;
+            if (rc == AIL_OK && tr->rank == 0 && c->log_every > 0) {
+                printf("auto: %s takes %d principal-half and %d minor-half triplets:", t->name, mi->p, spec.rank - mi->p);
+                for (int j = 0; j < spec.rank; j++) printf(" %d", auto_sel[j]);
+                printf("\n");
+            }
+        } else {
+            rc = init_module_adapters(cache, t, &spec, mi);
+        }
         memcpy(mi->fingerprint, fps[i], FINGERPRINT_HEX);
         if (rc == AIL_OK) rc = set_residual(tr, t, mi, spec.rank, spec.alpha / spec.rank);
         if (rc == AIL_OK)
             rc = llama_adapter_attach(&tr->llm, t->layer, llama_linear_index(t->suffix), spec.rank,
                                       spec.alpha / spec.rank, mi->A, mi->B);
     }
+    if (rc == AIL_OK) rc = ail_error_agree(tr->comm, tr->rank == 0 ? read_spectrum_ends(tr, cache) : AIL_OK);
+    free(auto_sel);
+    free(tr->llm.grad_storage);  // auto's base gradient: adapters train alone from here
+    tr->llm.grad_storage = NULL;
     H5Fclose(cache);
     free(fps);
     // reconstruction errors of whole modules, dealt over all ranks, then shared
@@ -526,8 +699,8 @@ static int setup(Trainer *tr) {
     if (tr->eval.n && tr->eval.T != tr->train.T)
         return AIL_ERROR(AIL_ERR_FORMAT, "%s has sequences of %d tokens, %s of %d", c->eval_data, tr->eval.T,
                          c->train_data, tr->train.T);
-    if (!c->train_base) AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
     tr->micro = c->batch_size / (tr->dp * c->grad_accum);  // every tp rank of a replica reads the same rows
+    if (!c->train_base) AIL_CHECK(ail_error_agree(tr->comm, setup_adapters(tr)));
     OptimConfig oc = c->optim;
     oc.total_steps = c->steps;
     AIL_CHECK(ail_error_agree(tr->comm, adamw_init(&tr->opt, &oc, &tr->llm)));
@@ -537,6 +710,8 @@ static int setup(Trainer *tr) {
                         .ntargets = tr->ntargets, .init = tr->init,
                         .llm = tr->tp > 1 ? &tr->whole : &tr->llm, .opt = tr->tp > 1 ? &tr->whole_opt : &tr->opt,
                         .tp = tr->tp, .dp = tr->dp, .model_fingerprint = tr->model_fp};
+    diaglog_init(&tr->st.diag, c->diagnostics && !c->train_base ? tr->ntargets : 0, c->rank,
+                 c->diagnostics_k > 0 ? c->diagnostics_k : c->rank);
     if (c->resume && tr->start == START_FRESH && tr->rank == 0)
         printf("resume=true: no checkpoint %s.ckpt.h5 yet: starting from scratch\n", c->out);
     if (tr->start == START_CHECKPOINT) {
@@ -565,6 +740,9 @@ static void teardown(Trainer *tr) {
     free(tr->init);
     trainlog_free(&tr->st.train);
     evallog_free(&tr->st.eval);
+    diaglog_free(&tr->st.diag);
+    free(tr->ends);
+    free(tr->ends_storage);
     runstate_free_resumes(&tr->st);
     whole_free(tr);
     adamw_free(&tr->opt);
@@ -576,8 +754,41 @@ static void teardown(Trainer *tr) {
     free(tr->config_text);
 }
 
+/* Rank 0: the spectral diagnostics of every target's update (updatediag.h) from the
+ * current whole-module adapters, appended to the run's log. */
+static int diagnostics_compute(Trainer *tr, long step) {
+    const RunState *st = &tr->st;
+    UpdateDiag *d = ail_calloc((size_t)tr->ntargets, sizeof *d);
+    double *A = NULL, *B = NULL;
+    int rc = d ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
+    for (int i = 0; i < tr->ntargets && rc == AIL_OK; i++) {
+        const TargetModule *t = &tr->targets[i];
+        const LoraAdapter *ad = st->llm->layers[t->layer].lora[llama_linear_index(t->suffix)];
+        free(A), free(B);
+        A = ail_malloc(sizeof(double) * (size_t)ad->r * ad->n);
+        B = ail_malloc(sizeof(double) * (size_t)ad->m * ad->r);
+        rc = A && B ? updatediag_alloc(ad->r, &d[i]) : AIL_ERROR(AIL_ERR_MEM, "out of memory for diagnostics");
+        if (rc != AIL_OK) break;
+        for (size_t j = 0; j < (size_t)ad->r * ad->n; j++) A[j] = ad->A[j];
+        for (size_t j = 0; j < (size_t)ad->m * ad->r; j++) B[j] = ad->B[j];
+        rc = updatediag_compute(ad->m, ad->n, ad->r, ad->scale, A, B, tr->init[i].A, tr->init[i].B, &tr->ends[i], &d[i]);
+    }
+    if (rc == AIL_OK) rc = diaglog_append(&tr->st.diag, step, d);
+    for (int i = 0; d && i < tr->ntargets; i++) updatediag_free(&d[i]);
+    free(d), free(A), free(B);
+    return rc;
+}
+
+static int record_diagnostics(Trainer *tr, long step) {
+    if (!tr->st.diag.ntargets) return AIL_OK;
+    int rc = ail_error_agree(tr->comm, engine_sync(&tr->eng, 1));  // adapters to the host
+    if (rc == AIL_OK && tr->tp > 1) rc = whole_sync(tr, 1);         // whole modules on rank 0
+    if (rc == AIL_OK && tr->rank == 0) rc = diagnostics_compute(tr, step);
+    return ail_error_agree(tr->comm, rc);
+}
+
 static int record_eval(Trainer *tr, long step) {
-    if (!tr->eval.n) return AIL_OK;
+    if (!tr->eval.n) return record_diagnostics(tr, step);
     double loss = NAN, em = NAN;
     AIL_CHECK(evaluate(tr, &loss, &em));
     if (tr->rank == 0) {
@@ -586,7 +797,8 @@ static int record_eval(Trainer *tr, long step) {
         printf("\n");
         fflush(stdout);
     }
-    return ail_error_agree(tr->comm, evallog_append(&tr->st.eval, step, loss, em));
+    AIL_CHECK(ail_error_agree(tr->comm, evallog_append(&tr->st.eval, step, loss, em)));
+    return record_diagnostics(tr, step);
 }
 
 /* A resume of a finished checkpoint: rewrites a run file left behind by a kill

@@ -30,7 +30,7 @@ static const Option keys[] = {
     OPT_BOOL("train_base", train_base, "false", "train every base weight (pretraining) instead of adapters"),
     OPT_STR("out_model", out_model, "", "train_base: write the trained model here (HF directory)"),
     OPT_STR("targets", targets, "q_proj,v_proj", "adapted module suffixes"),
-    OPT_ENUM("method", method, "ailora", method_parse, method_print, "adapter init: lora | pissa | milora | ailora | ratio"),
+    OPT_ENUM("method", method, "ailora", method_parse, method_print, "adapter init: lora | pissa | milora | ailora | ratio | auto"),
     OPT_INT("rank", rank, "8", "[1, inf)", "adapter rank r"),
     OPT_DBL("alpha", alpha, "0", "[0, inf)", "LoRA alpha; 0 means r (s = 1)"),
     OPT_DBL("ratio_q", ratio_q, "1", "[0, 1]", "ratio: principal fraction of q_proj"),
@@ -67,6 +67,12 @@ static const Option keys[] = {
     OPT_BOOL("overwrite", overwrite, "false", "a fresh run may replace the run in `out` (deleted first)"),
     OPT_DBL("checkpoint_minutes", checkpoint_minutes, "30", "[0, inf)",
             "minutes between checkpoints, besides checkpoint_every (0: off)"),
+    OPT_INT("auto_batches", auto_batches, "4", "[1, inf)",
+            "method auto: training batches whose base gradient scores the singular triplets"),
+    OPT_BOOL("diagnostics", diagnostics, "true",
+             "at every evaluation: spectrum of each update s(BA - B0A0) against W's (run file /diagnostics)"),
+    OPT_INT("diagnostics_k", diagnostics_k, "0", "[0, inf)",
+            "diagnostics: singular vectors of W taken from each end of its spectrum (0: rank)"),
 };
 #undef OPT_STRUCT
 

@@ -5,7 +5,8 @@
  * Three fixed targets (tall 6x4, wide 3x5 as GQA's v_proj, square 4x4 of another
  * suffix). The input drives h5gen.h to write the cache (format attribute, and per
  * module /modules/<name>/S [k], U [m, k], Vt [k, n] with input-chosen departures,
- * see h5gen.h) and picks the init spec (method, rank 1..k as the CLI allows,
+ * see h5gen.h; or, as `ailora svd --keep K` writes it, a partial cache: kept [nk]
+ * int64, usually [0, K) and [k-K, k), and U [m, nk], Vt [nk, n]) and picks the init spec (method, rank 1..k as the CLI allows,
  * alpha, ratios). Accepted modules must come back with adapters of the right
  * shape, selected indices inside the spectrum, and no memory error.
  */
@@ -32,6 +33,14 @@ static double spectrum(FuzzIn *in, size_t i, const void *ctx) {
     return in_u8(in) % 4 ? 10.0 / (double)(i + 1) : in_double(in);
 }
 
+/* kept[i] of a partial cache: ctx = {k, nk}; usually [0, nk/2) and [k - nk/2, k). */
+static long long kept_index(FuzzIn *in, size_t i, const void *ctx) {
+    const int *kn = ctx;
+    int k = kn[0], nk = kn[1], h = nk / 2;
+    if (in_u8(in) % 8 == 0) return (long long)in_range(in, 0, 2 * k) - k / 2;
+    return (long long)i < h ? (long long)i : k - nk + (long long)i;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FuzzIn in = {data, size};
     char path[600];
@@ -40,8 +49,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gen_attr_str(&in, f, "format", SVDCACHE_FORMAT);
     for (int t = 0; t < NT; t++) {
         int m = targets[t].m, n = targets[t].n, k = m < n ? m : n;
+        int nk = k, kn[2];
         char p[256];
-        hsize_t dS[1] = {(hsize_t)k}, dU[2] = {(hsize_t)m, (hsize_t)k}, dVt[2] = {(hsize_t)k, (hsize_t)n};
+        if (in_u8(&in) % 3 == 0) {  // a partial cache
+            nk = (int)in_range(&in, 1, k);
+            kn[0] = k, kn[1] = nk;
+            hsize_t dK[1] = {(hsize_t)nk};
+            snprintf(p, sizeof p, "/modules/%s/kept", targets[t].name);
+            gen_dataset(&in, f, p, 1, dK, 1, value, kept_index, kn);
+        }
+        hsize_t dS[1] = {(hsize_t)k}, dU[2] = {(hsize_t)m, (hsize_t)nk}, dVt[2] = {(hsize_t)nk, (hsize_t)n};
         snprintf(p, sizeof p, "/modules/%s/S", targets[t].name);
         gen_dataset(&in, f, p, 1, dS, 0, spectrum, unused_i64, NULL);
         snprintf(p, sizeof p, "/modules/%s/U", targets[t].name);

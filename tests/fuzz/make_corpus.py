@@ -41,6 +41,73 @@ def safetensors(tensors, metadata=None, pad=True):
     return struct.pack("<Q", len(text)) + text + blob
 
 
+def gguf(kvs, tensors, version=3, align=32):
+    """A GGUF file: kvs (key, type, value) with type u32 / f32 / str / bool / [str] / [i32];
+    tensors (name, ne list, ggml type, raw bytes), packed at aligned offsets."""
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for key, typ, val in kvs:
+        out += s(key)
+        if typ == "u32":
+            out += struct.pack("<II", 4, val)
+        elif typ == "f32":
+            out += struct.pack("<If", 6, val)
+        elif typ == "bool":
+            out += struct.pack("<IB", 7, val)
+        elif typ == "str":
+            out += struct.pack("<I", 8) + s(val)
+        elif typ == "[str]":
+            out += struct.pack("<IIQ", 9, 8, len(val)) + b"".join(s(v) for v in val)
+        elif typ == "[f32]":
+            out += struct.pack("<IIQ", 9, 6, len(val)) + struct.pack("<%df" % len(val), *val)
+        elif typ == "[i32]":
+            out += struct.pack("<IIQ", 9, 5, len(val)) + struct.pack("<%di" % len(val), *val)
+    blob, offs = b"", []
+    for name, ne, t, raw in tensors:
+        blob += b"\0" * (-len(blob) % align)
+        offs.append(len(blob))
+        blob += raw
+    for (name, ne, t, raw), off in zip(tensors, offs):
+        out += s(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", t, off)
+    out += b"\0" * (-len(out) % align)
+    return out + blob
+
+
+def gguf_llama(qtype=2, sentencepiece=False):
+    """The smallest LLaMA ailora imports: 1 layer, hidden 32, 4 heads, 2 KV heads, ffn 32,
+    8 tokens; weights of ggml type qtype (2 = Q4_0), norms F32."""
+    rnd = random.Random(5)
+    blk = {0: (1, 4), 1: (1, 2), 30: (1, 2), 2: (32, 18), 3: (32, 20), 8: (32, 34)}[qtype]
+    mat = lambda ne0, ne1: bytes(rnd.randrange(256) for _ in range(ne0 * ne1 // blk[0] * blk[1]))
+    norm = struct.pack("<32f", *([1.0] * 32))
+    tensors = [("token_embd.weight", [32, 8], qtype, mat(32, 8)), ("output_norm.weight", [32], 0, norm)]
+    for g, ne in [("attn_q", [32, 32]), ("attn_k", [32, 16]), ("attn_v", [32, 16]), ("attn_output", [32, 32]),
+                  ("ffn_gate", [32, 32]), ("ffn_up", [32, 32]), ("ffn_down", [32, 32])]:
+        tensors.append(("blk.0.%s.weight" % g, ne, qtype, mat(*ne)))
+    tensors += [("blk.0.attn_norm.weight", [32], 0, norm), ("blk.0.ffn_norm.weight", [32], 0, norm)]
+    toks = ["<s>", "</s>", "a", "b", "\u0120", "ab", "\u0120a", "<x>"]
+    kvs = [("general.architecture", "str", "llama"), ("llama.block_count", "u32", 1),
+           ("llama.context_length", "u32", 64), ("llama.embedding_length", "u32", 32),
+           ("llama.feed_forward_length", "u32", 32), ("llama.attention.head_count", "u32", 4),
+           ("llama.attention.head_count_kv", "u32", 2), ("llama.attention.layer_norm_rms_epsilon", "f32", 1e-5),
+           ("llama.rope.freq_base", "f32", 10000.0), ("tokenizer.ggml.model", "str", "gpt2"),
+           ("tokenizer.ggml.pre", "str", "smollm"), ("tokenizer.ggml.tokens", "[str]", toks),
+           ("tokenizer.ggml.token_type", "[i32]", [3, 3, 1, 1, 1, 1, 1, 4]),
+           ("tokenizer.ggml.merges", "[str]", ["a b", "\u0120 a"]), ("tokenizer.ggml.bos_token_id", "u32", 0),
+           ("tokenizer.ggml.eos_token_id", "u32", 1), ("tokenizer.ggml.add_bos_token", "bool", 1),
+           ("tokenizer.chat_template", "str", "{{ messages }}")]
+    if sentencepiece:  # tokenizer.ggml.model llama: scores, byte tokens, no merges
+        toks = ["<unk>", "<s>", "</s>", "<0x41>", "\u2581", "a", "\u2581a", "aa"]
+        kvs = [kv for kv in kvs if not kv[0].startswith("tokenizer.ggml.")] + [
+            ("tokenizer.ggml.model", "str", "llama"), ("tokenizer.ggml.tokens", "[str]", toks),
+            ("tokenizer.ggml.scores", "[f32]", [0, 0, 0, 0, -1, -2, -3, -3]),
+            ("tokenizer.ggml.token_type", "[i32]", [2, 3, 3, 6, 1, 1, 1, 4]),
+            ("tokenizer.ggml.bos_token_id", "u32", 1), ("tokenizer.ggml.eos_token_id", "u32", 2)]
+    return gguf(kvs, tensors)
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     f32 = lambda *v: struct.pack("<%df" % len(v), *v)
@@ -125,6 +192,14 @@ def main():
     with open(os.path.join(HERE, "safetensors.dict"), "w") as f:
         f.write("# libFuzzer dictionary: safetensors header words (make_corpus.py)\n")
         f.writelines('"%s"\n' % w for w in swords)
+    # ---- gguf: small LLaMAs of each tensor type ailora converts, edge cases
+    for qt, name in [(2, "q4_0"), (3, "q4_1"), (8, "q8_0"), (1, "f16"), (30, "bf16"), (0, "f32")]:
+        put("gguf", "llama_" + name, gguf_llama(qt))
+    put("gguf", "llama_sentencepiece", gguf_llama(2, sentencepiece=True))
+    put("gguf", "empty_v2", gguf([], [], version=2))
+    put("gguf", "kv_only", gguf([("general.alignment", "u32", 64), ("a", "[str]", ["x", ""]),
+                                 ("b", "[i32]", [1, -1])], []))
+    put("gguf", "one_tensor_q4_k", gguf([], [("t", [256], 12, bytes(144))]))
 
 
 if __name__ == "__main__":
