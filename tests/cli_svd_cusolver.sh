@@ -21,6 +21,6 @@ expect_error "$want" "$WORK/init.h5" env CUDA_VISIBLE_DEVICES= "$AILORA" init --
 # the name is known to the parser in every build, and listed in --help
 CHECKS=$((CHECKS + 1))
 "$AILORA" svd --help | grep -q "cusolver:" || fail "ailora svd --help does not mention cusolver"
-expect_error 'unknown SVD backend "cuda" (auto, lapack, pdgesvd, cusolver)' "$WORK/bad.h5" \
+expect_error 'unknown SVD backend "cuda" (auto, lapack, pdgesvd, cusolver, select, pdgebrd)' "$WORK/bad.h5" \
     "$AILORA" svd --model "$M" --backend cuda --out "$WORK/bad.h5"
 finish

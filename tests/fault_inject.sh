@@ -172,6 +172,7 @@ S="$WORK/s.h5"
 for np in 2 4; do
     sweep "$np" "$S" -- "$AILORA" svd --model "$R/train_llama" --out "$S" --quiet --backend lapack
     sweep "$np" "$S" -- "$AILORA" svd --model "$R/train_llama" --out "$S" --quiet --backend pdgesvd
+    sweep "$np" "$S" -- "$AILORA" svd --model "$R/train_llama" --out "$S" --quiet --backend pdgebrd --keep 2
     # auto: pdgesvd on sub-grids of 2 ranks (4 ranks) or dgesdd per rank (2 ranks)
     grid=""
     [ "$np" -eq 4 ] && grid="--grid-ranks 2"

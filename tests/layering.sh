@@ -9,7 +9,7 @@ header_stage() {
     case "$1" in
         error|cpu|rng|fileio|options) echo base ;;
         dtype|safetensors|hfmodel|h5io|fingerprint|gguf) echo io ;;
-        distmat|svd|svd_signs|svdcache|gpu_svd) echo svd ;;
+        distmat|svd|svd_signs|svdcache|gpu_svd|svd_cost) echo svd ;;
         adapter|initfile|synth) echo init ;;
         llama|gpu|llama_decode) echo model ;;
         eval|updatediag|metrics|evaldata) echo eval ;;

@@ -25,6 +25,12 @@
  *     of the whole cluster (the kept part of a cluster is not unique, its span lies
  *     in the cluster's); lone kept vectors against dgesdd's element by element
  *     within 1e-12 * smax / gap; every rank runs it on its own (same answer)
+ *   - the selected-vector route pdgebrd (pdgebrd + dbdsvdx / dbdsdc + pdormbr) on the
+ *     grid of all ranks, keep all and keep 8 / 1: S within 1e-12 smax of the truth,
+ *     dgesdd and pdgesvd; each kept vector against each of the three, alone in its
+ *     cluster element by element within 1e-12 * smax / gap, else inside the
+ *     reference's whole-cluster span within 1e-12 * (smax / gap + 1); the kept
+ *     vectors orthonormal to 1e-12
  * Run under mpirun with 1, 2 and 4 ranks (tests/svd_np*.sh).
  */
 #include <math.h>
@@ -273,6 +279,57 @@ out:
     free(Ss), free(Us), free(Vts);
 }
 
+/* The kept vectors (present[j]) of U [m, k], Vt [k, n] against a reference
+ * (Sr, Ur, Vtr), in units of the gap bound (<= 1 passes); also S and orthonormality. */
+static void check_dist_kept(const char *name, const char *ref, int m, int n, const double *S,
+                           const double *U, const double *Vt, const char *present, const double *Sr,
+                           const double *Ur, const double *Vtr) {
+    int k = m < n ? m : n;
+    double smax = Sr[0], serr = 0.0, worst = 0.0, orth = 0.0;
+    for (int i = 0; i < k; i++) serr = fmax(serr, fabs(S[i] - Sr[i]));
+    char what[200];
+    snprintf(what, sizeof what, "%s pdgebrd vs %s: max |S - S_ref| / smax", name, ref);
+    TU_CLOSE(serr / smax, 0.0, TOL, what);
+    double *V = transpose(Vt, k, n), *Vr = transpose(Vtr, k, n);
+    int clusters = 0, kept = 0;
+    for (int side = 0; side < 2; side++) {
+        int rows = side ? n : m, lo, hi, nj;
+        const double *A = side ? Vr : Ur, *B = side ? V : U;
+        for (int a = 0; a < k; a++) {
+            if (!present[a]) continue;
+            kept += !side;
+            for (int b = a; b < k; b++) {  // orthonormality among the kept vectors
+                if (!present[b]) continue;
+                double dot = 0.0;
+                for (int i = 0; i < rows; i++) dot += B[(size_t)i * k + a] * B[(size_t)i * k + b];
+                orth = fmax(orth, fabs(dot - (a == b)));
+            }
+        }
+        for (int j = 0; j < k; j = hi) {
+            double gap = cluster_closure(Sr, k, rows > k, smax, j, j + 1, &lo, &hi, &nj);
+            int any = 0;
+            for (int c = lo; c < hi; c++) any |= present[c];
+            if (!any) continue;
+            if (hi - lo == 1 && !nj) {
+                double bound = TOL * smax / gap;
+                for (int i = 0; i < rows; i++)
+                    worst = fmax(worst, fabs(B[(size_t)i * k + j] - A[(size_t)i * k + j]) / bound);
+            } else {
+                clusters++;
+                worst = fmax(worst, set_error_masked(A, B, rows, k, lo, hi, nj, present) / (TOL * (smax / gap + 1.0)));
+            }
+        }
+    }
+    free(V), free(Vr);
+    snprintf(what, sizeof what, "%s pdgebrd vs %s: %d kept vectors, %d cluster(s) (in units of the gap bound)",
+             name, ref, kept, clusters);
+    if (getenv("TEST_SVD_VERBOSE"))
+        printf("  %-44s vs %-7s S err %.1e smax, vectors %.2e of the gap bound\n", name, ref, serr / smax, worst);
+    TU_CLOSE(worst, 0.0, 1.0, what);
+    snprintf(what, sizeof what, "%s pdgebrd: kept vectors orthonormal", name);
+    TU_CLOSE(orth, 0.0, TOL, what);
+}
+
 static void run_case(const Case *c, const char *dir) {
     int m = c->m, n = c->n, k = m < n ? m : n;
     double *St = malloc(sizeof(double) * k), *W = malloc(sizeof(double) * m * n);
@@ -341,6 +398,42 @@ static void run_case(const Case *c, const char *dir) {
             snprintf(what, sizeof what, "%s: pdgesvd vs dgesdd vectors, %d cluster(s) (in units of the gap bound)",
                      c->name, clusters);
             TU_CLOSE(worst, 0.0, 1.0, what);
+        }
+        // the selected-vector route: keep all, keep 8 (principal and minor ends), keep 1
+        const int keeps[3] = {0, 8, 1};
+        for (int t = 0; t < 3; t++) {
+            DistSelSvd sel;
+            rc = svd_pdgebrd(&grid, w, 8, keeps[t], &sel);
+            TU_CHECK(rc == AIL_OK, "pdgebrd: %s", ail_error_message());
+            if (rc != AIL_OK) continue;
+            double *ug = gather(&sel.ut), *vg = gather(&sel.vt);  // p x m, n x p column-major
+            if (g_rank == 0) {
+                int pk = sel.p;
+                double *Uf = calloc((size_t)m * k, sizeof *Uf), *Vtf = calloc((size_t)k * n, sizeof *Vtf);
+                char *present = calloc((size_t)k, 1);
+                for (int q = 0; q < pk; q++) {
+                    int j = sel.idx[q];
+                    present[j] = 1;
+                    for (int i = 0; i < m; i++) Uf[(size_t)i * k + j] = ug[(size_t)i * pk + q];
+                    for (int i = 0; i < n; i++) Vtf[(size_t)j * n + i] = vg[(size_t)q * n + i];
+                }
+                int want = keeps[t] == 0 || 2 * keeps[t] >= k ? k : 2 * keeps[t];
+                TU_CHECK(pk == want, "%s keep %d: %d vectors kept, want %d", c->name, keeps[t], pk, want);
+                char name[160];
+                snprintf(name, sizeof name, "%s keep %s", c->name, keeps[t] ? (keeps[t] == 8 ? "8" : "1") : "all");
+                // the truth's own signs are arbitrary: compare with its canonical form
+                double *Uc = malloc(sizeof(double) * m * k), *Vtc = malloc(sizeof(double) * k * n);
+                memcpy(Uc, Ut, sizeof(double) * m * k), memcpy(Vtc, Vtt, sizeof(double) * k * n);
+                svd_canonical_signs(m, n, k, Uc, Vtc);
+                check_dist_kept(name, "truth", m, n, sel.S, Uf, Vtf, present, St, Uc, Vtc);
+                free(Uc), free(Vtc);
+                check_dist_kept(name, "dgesdd", m, n, sel.S, Uf, Vtf, present, S, U, Vt);
+                check_dist_kept(name, "pdgesvd", m, n, sel.S, Uf, Vtf, present, ds.S, qt, p);
+                if (keeps[t] == 0) check_against_truth(c, "pdgebrd keep all", sel.S, Uf, Vtf, W, St, Ut, Vtt);
+                free(Uf), free(Vtf), free(present);
+            }
+            free(ug), free(vg);
+            dist_sel_svd_free(&sel);
         }
         free(p);
         free(qt);

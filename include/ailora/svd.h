@@ -8,6 +8,7 @@
  *   lapack   one rank, LAPACK dgesdd (divide and conquer)
  *   select   one rank, all of S but only the kept singular vectors (svd_lapack_select)
  *   pdgesvd  ScaLAPACK on a BLACS grid of ranks (W^T distributed block-cyclically)
+ *   pdgebrd  selected vectors (--keep) on a grid: pdgebrd, dbdsvdx, pdormbr (below)
  *   auto     a schedule over all ranks (svd_plan_make); CPU only
  *   cusolver one rank per matrix on that rank's GPU, cuSOLVER gesvd (gpu_svd.h)
  */
@@ -25,7 +26,8 @@ typedef enum {
     SVD_BACKEND_LAPACK,
     SVD_BACKEND_PDGESVD,
     SVD_BACKEND_CUSOLVER,
-    SVD_BACKEND_SELECT
+    SVD_BACKEND_SELECT,
+    SVD_BACKEND_PDGEBRD   /* selected vectors on a grid: pdgebrd + dbdsvdx + pdormbr */
 } SvdBackend;
 
 int svd_backend_parse(const char *name, SvdBackend *backend);
@@ -105,10 +107,36 @@ const char *svd_keep_print(const void *keep);
 #define SVD_RATE_SELECT_BRD 2.22e-9
 #define SVD_RATE_SELECT_VEC 4.34e-9
 #define SVD_RATE_PDGESVD (16.0 * SVD_RATE_GESDD)
-#define SVD_RATE_DIST_SELECT (16.0 * SVD_RATE_GESDD)
+#define SVD_RATE_DIST_SELECT 7.84e-10
+/* The distributed selected route: experiments/bench/svd_rates_dist.sh on the
+ * development machine, 2026-12-02 (AMD EPYC, 2 cores shared with ~15 other
+ * processes: phase times scaled by the rank's measured share of its core; BLIS 0.9
+ * zen3 kernels, reference LAPACK 3.11, ScaLAPACK 2.2.1), 2048 x 2048, keep 64; see
+ * experiments/bench/README.md. SVD_RATE_DIST_SELECT above is its pdgebrd entry
+ * (measured: 7.84e-10). net_step is assumed (one node here): 20 us per column and
+ * log2(g), a few small collectives at InfiniBand latency. */
+#define SVD_RATE_DIST_STEP 5e-6
+#define SVD_RATE_NET_STEP 20e-6
+#define SVD_RATE_DIST_BACK 3.43e-10
+#define SVD_RATE_BD_VALUES 1.57e-8
+#define SVD_RATE_BD_VECTORS 2.34e-6
+#define SVD_RATE_BD_ALL 2.03e-10
+#define SVD_RATE_READ 1.24e-8
+#define SVD_RATE_WRITE 1e-7
 
+/* The distributed selected route in detail (svd_cost.h: --plan, and auto's choice
+ * of sub-grids), also seconds per unit on one core; g ranks of a grid:
+ *   dist_select  pdgebrd (bidiagonalization)            per m n k / g
+ *   dist_step    pdgebrd's synchronization              per column and log2(g), one node
+ *   net_step     the same when the grid spans nodes     (assumed, not measured here)
+ *   dist_back    pdormbr of the kept vectors            per (m + n) k nsel / g
+ *   bd_values    dqds, all values of B (redundant)      per k^2
+ *   bd_vectors   dbdsvdx + Gram-Schmidt, kept vectors   per k nsel
+ *   bd_all       dbdsdc, every vector of B (keep all)   per k^3
+ *   read, write  weights to float64; HDF5 cache writes  per double */
 typedef struct {
     double gesdd, select_brd, select_vec, pdgesvd, dist_select;
+    double dist_step, net_step, dist_back, bd_values, bd_vectors, bd_all, read, write;
     const char *source;  /* where the numbers came from */
 } SvdRates;
 
@@ -118,10 +146,41 @@ int svd_rates_get(SvdRates *rates);
 double svd_cost_gesdd(const SvdRates *r, int m, int n);
 double svd_cost_select(const SvdRates *r, int m, int n, int nsel);
 
+/* ---- selected singular vectors on a grid (svd_dist_select.c) -------------------- */
+
+/* Distributed selected-vector SVD of W [m, n], route `pdgebrd`. With a = W^T (n x m,
+ * the layout of the pdgesvd route):
+ *   pdgebrd      a = Q B P^T, B bidiagonal (upper if n >= m, lower otherwise)
+ *   gather       d, e of B (k + k-1 numbers) on every rank of the grid
+ *   redundant    every rank: all values of B (dqds, dbdsdc 'N'); the selected
+ *                vectors of B with dbdsvdx (RANGE 'I'), or all with dbdsdc when
+ *                2K >= k
+ *   pdormbr      Q and P applied to the p selected vectors of B, distributed
+ *                block-cyclically: a's left vectors (V of W) and right ones (U of W)
+ * The kept vectors of B are re-orthonormalized (Gram-Schmidt, twice): inverse
+ * iteration leaves tiny and tied values' vectors orthogonal only to eps smax / gap.
+ * Signs are canonical (svd_signs.h) over the kept vectors. Memory per rank, P ranks:
+ * a's blocks (m n / P), the vectors (2 (m + n) p / P), and the redundant bidiagonal
+ * solve (dbdsvdx: 2k (k + 1) + 2 k p doubles; dbdsdc, all vectors: 7 k^2). */
+typedef struct {
+    int m, n, k, p;
+    int *idx;       /* [p] kept indices into S, increasing */
+    double *S;      /* [k] all singular values, descending, on every rank */
+    DistMatrix vt;  /* n x p: column c = V[:, idx[c]]; distmat_write_h5_t gives Vt rows [p, n] */
+    DistMatrix ut;  /* p x m: row c = U[:, idx[c]]; distmat_write_h5_t gives U columns [m, p] */
+    double t_load, t_brd, t_values, t_vectors, t_back;  /* seconds of each phase on this rank */
+} DistSelSvd;
+
+/* Collective over grid->comm. keep K: the vectors svd_kept_indices(k, K) (all
+ * when K = 0). */
+int svd_pdgebrd(const BlacsGrid *grid, const SafeTensor *w, int nb, int keep, DistSelSvd *out);
+void dist_sel_svd_free(DistSelSvd *svd);
+
 /* ---- scheduling all target matrices over the ranks (svd_plan.c) ---------------- */
 
 /* One phase splits the ranks into groups of consecutive ranks; each group runs
- * its matrices one after another, with dgesdd or cuSOLVER (groups of 1) or pdgesvd. */
+ * its matrices one after another, with dgesdd, select or cuSOLVER (groups of 1), or
+ * on a grid: pdgebrd (the distributed selected route) or pdgesvd. */
 typedef struct {
     int ngroups;
     int group_size;  /* all groups of a phase have the same size */
@@ -130,7 +189,7 @@ typedef struct {
 typedef struct {
     int phase;            /* which phase computes this matrix */
     int group;            /* which group of that phase */
-    SvdBackend backend;   /* LAPACK, SELECT, PDGESVD or CUSOLVER (never AUTO) */
+    SvdBackend backend;   /* LAPACK, SELECT, PDGESVD, PDGEBRD or CUSOLVER (never AUTO) */
     int nprow, npcol;     /* grid of the group */
 } SvdTask;
 
@@ -141,21 +200,19 @@ typedef struct {
     SvdTask *tasks;       /* one per target matrix, same order */
 } SvdPlan;
 
-/* pdgesvd is this many times slower than dgesdd per rank (12.3 s vs 0.75 s for
- * 1024x1024 on one core, measured with
- * experiments/bench/svd_bench.sh: QR iteration versus divide and conquer), so
- * auto splits a matrix over ranks only when enough ranks would otherwise idle. */
-#define SVD_PDGESVD_SLOWDOWN 16.0
-
 /* Deterministic: every rank computes the same plan. max_rank_bytes bounds the
  * memory one rank may use for a dgesdd (W, U, Vt and workspace); larger matrices
- * go to a phase that uses all ranks with pdgesvd. group_ranks > 0 makes auto run
- * pdgesvd on sub-grids of that many ranks (0: decide by SVD_PDGESVD_SLOWDOWN). */
+ * go to a phase that uses all ranks with pdgebrd (pdgesvd when asked for). When
+ * ranks outnumber matrices, auto runs pdgebrd on sub-grids of nranks / nmatrices
+ * ranks where the cost model (svd_cost.h) predicts it faster than one rank per
+ * matrix; group_ranks > 0 forces sub-grids of that many ranks. (pdgesvd, QR
+ * iteration, is ~16x slower per core than dgesdd: 12.3 s vs 0.75 s for 1024^2,
+ * experiments/bench/svd_bench.sh; it stays as the reference backend.) */
 int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                   double max_rank_bytes, int group_ranks, SvdPlan *plan);
 /* The same with `--keep K` (0: all): one-rank matrices take dgesdd or the
  * selected-vector route (SVD_BACKEND_SELECT) by the rates of svd_rates_get (auto),
- * and pdgesvd sub-grids are planned against the faster of them. */
+ * and pdgebrd sub-grids are planned against the faster of them. */
 int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                        double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan);
 void svd_plan_free(SvdPlan *plan);

@@ -55,4 +55,42 @@ void pdgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, d
               const int *descvt, double *work, const int *lwork, int *info, size_t jobu_len,
               size_t jobvt_len);
 
+/* ---- selected-vector SVD: bidiagonalization, bidiagonal SVD, back-transformation ---- */
+
+/* LAPACK (dgebrd_, dormbr_ and dbdsvdx_ are also declared by the one-rank selected
+ * route; the declarations are identical, so both may stand) */
+void dgebrd_(const int *m, const int *n, double *a, const int *lda, double *d, double *e,
+             double *tauq, double *taup, double *work, const int *lwork, int *info);
+/* IL..IU count from the LARGEST singular value (IL = 1 is sigma_max); S comes back
+ * descending (measured: the "ascending" of its documentation is wrong). Z: 2N x (N+1)
+ * whatever the range (a split of B parks a vector in column N + 1). D and E are
+ * written: entries below its splitting threshold are set to zero (idempotent). */
+void dbdsvdx_(const char *uplo, const char *jobz, const char *range, const int *n, const double *d,
+              const double *e, const double *vl, const double *vu, const int *il, const int *iu,
+              int *ns, double *s, double *z, const int *ldz, double *work, int *iwork, int *info,
+              size_t uplo_len, size_t jobz_len, size_t range_len);
+void dbdsdc_(const char *uplo, const char *compq, const int *n, double *d, double *e, double *u,
+             const int *ldu, double *vt, const int *ldvt, double *q, int *iq, double *work,
+             int *iwork, int *info, size_t uplo_len, size_t compq_len);
+
+/* ScaLAPACK / PBLAS */
+void pdgebrd_(const int *m, const int *n, double *a, const int *ia, const int *ja, const int *desca,
+              double *d, double *e, double *tauq, double *taup, double *work, const int *lwork,
+              int *info);
+void pdormbr_(const char *vect, const char *side, const char *trans, const int *m, const int *n,
+              const int *k, const double *a, const int *ia, const int *ja, const int *desca,
+              const double *tau, double *c, const int *ic, const int *jc, const int *descc,
+              double *work, const int *lwork, int *info, size_t vect_len, size_t side_len,
+              size_t trans_len);
+/* pdormbr('P', 'L') with nq <= k checks a misaligned offset (JA instead of JA + 1)
+ * and refuses every call: ailora calls the LQ back-transformation directly. */
+void pdormlq_(const char *side, const char *trans, const int *m, const int *n, const int *k,
+              const double *a, const int *ia, const int *ja, const int *desca, const double *tau,
+              double *c, const int *ic, const int *jc, const int *descc, double *work,
+              const int *lwork, int *info, size_t side_len, size_t trans_len);
+/* C (m x n) := beta C + alpha A^T, A n x m */
+void pdtran_(const int *m, const int *n, const double *alpha, const double *a, const int *ia,
+             const int *ja, const int *desca, const double *beta, double *c, const int *ic,
+             const int *jc, const int *descc);
+
 #endif

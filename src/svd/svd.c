@@ -15,7 +15,8 @@ int svd_backend_parse(const char *name, SvdBackend *backend) {
     else if (strcmp(name, "pdgesvd") == 0) *backend = SVD_BACKEND_PDGESVD;
     else if (strcmp(name, "cusolver") == 0) *backend = SVD_BACKEND_CUSOLVER;
     else if (strcmp(name, "select") == 0) *backend = SVD_BACKEND_SELECT;
-    else return AIL_ERROR(AIL_ERR_ARG, "unknown SVD backend \"%s\" (auto, lapack, pdgesvd, cusolver, select)", name);
+    else if (strcmp(name, "pdgebrd") == 0) *backend = SVD_BACKEND_PDGEBRD;
+    else return AIL_ERROR(AIL_ERR_ARG, "unknown SVD backend \"%s\" (auto, lapack, pdgesvd, cusolver, select, pdgebrd)", name);
     return AIL_OK;
 }
 
@@ -25,6 +26,7 @@ const char *svd_backend_name(SvdBackend backend) {
     case SVD_BACKEND_PDGESVD: return "pdgesvd";
     case SVD_BACKEND_CUSOLVER: return "cusolver";
     case SVD_BACKEND_SELECT: return "select";
+    case SVD_BACKEND_PDGEBRD: return "pdgebrd";
     default: return "auto";
     }
 }

@@ -11,6 +11,7 @@
 
 #include "ailora/error.h"
 #include "ailora/svd.h"
+#include "ailora/svd_cost.h"
 
 double svd_lapack_bytes(int m, int n) {
     double k = m < n ? m : n, big = m > n ? m : n;
@@ -103,7 +104,7 @@ int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntar
         return AIL_ERROR(AIL_ERR_MEM, "out of memory");
     }
     int nfits = 0, nbig = 0, rc = AIL_OK;
-    double single_s = 0.0, pd_s = 0.0;  // predicted seconds of the fitting matrices, one rank / pdgesvd
+    double single_s = 0.0, pd_s = 0.0;  // predicted seconds of the fitting matrices, one rank / sub-grids
     for (int i = 0; i < ntargets; i++) {
         CostIndex ci = {task_cost(&targets[i]), i};
         int too_big = svd_lapack_bytes(targets[i].m, targets[i].n) > max_rank_bytes;
@@ -111,13 +112,13 @@ int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntar
         if (backend == SVD_BACKEND_LAPACK && no_lwork && rc == AIL_OK)
             rc = AIL_ERROR(AIL_ERR_ARG, "%s (%dx%d): dgesdd's workspace exceeds LAPACK's 32-bit LWORK; "
                            "use --backend pdgesvd or auto", targets[i].name, targets[i].m, targets[i].n);
-        if (backend == SVD_BACKEND_PDGESVD || (backend == SVD_BACKEND_AUTO && ((too_big && nranks > 1) || no_lwork)))
+        if (backend == SVD_BACKEND_PDGESVD || backend == SVD_BACKEND_PDGEBRD ||
+            (backend == SVD_BACKEND_AUTO && ((too_big && nranks > 1) || no_lwork)))
             big[nbig++] = ci;
         else {
             // LPT over predicted seconds of the route each matrix takes
             plan->tasks[i].backend = single_route(backend, &rates, &targets[i], keep, &ci.cost);
             single_s += ci.cost;
-            pd_s += rates.pdgesvd * task_cost(&targets[i]);
             fits[nfits++] = ci;
         }
     }
@@ -125,18 +126,43 @@ int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntar
     qsort(big, (size_t)nbig, sizeof *big, by_cost_desc);
 
     if (rc == AIL_OK && nfits > 0) {
-        // Split a matrix over g ranks only when pdgesvd on g ranks beats the one-rank
-        // routes, i.e. when g exceeds pdgesvd's per-rank slowdown (measured rates).
         int g = group_ranks > 0 ? group_ranks : nranks / nfits;
-        if (backend == SVD_BACKEND_AUTO && (group_ranks > 0 || g > pd_s / single_s))
-            rc = assign_lpt(plan, fits, nfits, plan->nphases, nranks / g, g, SVD_BACKEND_PDGESVD);
+        // idle ranks (more ranks than matrices): the distributed selected route on
+        // sub-grids of g ranks where the cost model (svd_cost.h) says it is faster
+        for (int i = 0; i < nfits && g >= 2; i++) {
+            SvdCost c;
+            const TargetModule *t = &targets[fits[i].index];
+            svd_cost_matrix(&rates, SVD_BACKEND_PDGEBRD, t->m, t->n, keep, g, 0, &c);
+            pd_s += c.seconds;
+        }
+        if (backend == SVD_BACKEND_AUTO && (group_ranks > 0 || (g >= 2 && pd_s < single_s)))
+            rc = assign_lpt(plan, fits, nfits, plan->nphases, nranks / g, g, SVD_BACKEND_PDGEBRD);
         else  // one matrix per rank: dgesdd, selected vectors, or cuSOLVER on the rank's GPU
             rc = assign_lpt(plan, fits, nfits, plan->nphases, nranks < nfits ? nranks : nfits, 1,
                             SVD_BACKEND_AUTO);
         plan->nphases++;
     }
     if (rc == AIL_OK && nbig > 0) {
-        rc = assign_lpt(plan, big, nbig, plan->nphases, 1, nranks, SVD_BACKEND_PDGESVD);
+        // too big for one rank: the distributed selected route (pdgesvd only when
+        // asked for: the reference backend). auto: sub-grids as small as memory
+        // allows, but no more groups than matrices, so that no rank idles.
+        int g = nranks;
+        if (backend == SVD_BACKEND_AUTO) {
+            g = nranks / nbig > 1 ? nranks / nbig : 1;
+            for (;; g++) {
+                int fits_all = 1;
+                for (int i = 0; i < nbig && fits_all; i++) {
+                    SvdCost c;
+                    const TargetModule *t = &targets[big[i].index];
+                    svd_cost_matrix(&rates, SVD_BACKEND_PDGEBRD, t->m, t->n, keep, g, 0, &c);
+                    fits_all = c.rank_bytes <= max_rank_bytes;
+                }
+                if (fits_all || g >= nranks) break;
+            }
+            if (g < 2 && nranks >= 2) g = 2;  // one rank cannot hold it: a grid at least
+        }
+        rc = assign_lpt(plan, big, nbig, plan->nphases, nranks / g, g,
+                        backend == SVD_BACKEND_PDGESVD ? SVD_BACKEND_PDGESVD : SVD_BACKEND_PDGEBRD);
         plan->nphases++;
     }
     free(fits);

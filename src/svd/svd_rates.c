@@ -23,6 +23,16 @@ static const SvdRates default_rates = {
     .select_vec = SVD_RATE_SELECT_VEC,
     .pdgesvd = SVD_RATE_PDGESVD,
     .dist_select = SVD_RATE_DIST_SELECT,
+    // the distributed selected route in detail: svd_cost.c, measured with
+    // experiments/bench/svd_rates_dist.sh (date and machine there)
+    .dist_step = SVD_RATE_DIST_STEP,
+    .net_step = SVD_RATE_NET_STEP,
+    .dist_back = SVD_RATE_DIST_BACK,
+    .bd_values = SVD_RATE_BD_VALUES,
+    .bd_vectors = SVD_RATE_BD_VECTORS,
+    .bd_all = SVD_RATE_BD_ALL,
+    .read = SVD_RATE_READ,
+    .write = SVD_RATE_WRITE,
     .source = "built-in table (experiments/bench/svd_rates.sh)",
 };
 
@@ -47,10 +57,19 @@ int svd_rates_get(SvdRates *rates) {
                         : !strcmp(name, "select_vec")  ? &rates->select_vec
                         : !strcmp(name, "pdgesvd")     ? &rates->pdgesvd
                         : !strcmp(name, "dist_select") ? &rates->dist_select
+                        : !strcmp(name, "dist_step")   ? &rates->dist_step
+                        : !strcmp(name, "net_step")    ? &rates->net_step
+                        : !strcmp(name, "dist_back")   ? &rates->dist_back
+                        : !strcmp(name, "bd_values")   ? &rates->bd_values
+                        : !strcmp(name, "bd_vectors")  ? &rates->bd_vectors
+                        : !strcmp(name, "bd_all")      ? &rates->bd_all
+                        : !strcmp(name, "read")        ? &rates->read
+                        : !strcmp(name, "write")       ? &rates->write
                                                        : NULL;
         if (got != 2 || !field || !(v > 0 && v < 1.0))
             rc = AIL_ERROR(AIL_ERR_FORMAT, "%s:%d: expected \"gesdd|select_brd|select_vec|pdgesvd|"
-                           "dist_select SECONDS\" with 0 < SECONDS < 1", path, lineno);
+                           "dist_select|dist_step|net_step|dist_back|bd_values|bd_vectors|bd_all|read|write "
+                           "SECONDS\" with 0 < SECONDS < 1", path, lineno);
         else
             *field = v;
     }

@@ -171,6 +171,24 @@ static int run_pdgesvd(hid_t file, const BlacsGrid *grid, const TargetModule *t,
     return ail_error_agree(grid->comm, rc);  // the group's next pdgesvd is collective
 }
 
+/* One matrix on the group's grid with the distributed selected route: S and the
+ * kept vectors only; every rank writes its own blocks. */
+static int run_pdgebrd(hid_t file, const BlacsGrid *grid, const TargetModule *t, int nb, int keep,
+                       ModuleSets *sets) {
+    DistSelSvd svd;
+    AIL_CHECK(svd_pdgebrd(grid, t->weight, nb, keep, &svd));
+    int grank, rc = AIL_OK;
+    MPI_Comm_rank(grid->comm, &grank);
+    if (svd.p != sets->nkept)  // the same kept set by construction (svd_kept_indices)
+        rc = AIL_ERROR(AIL_ERR_LIB, "%s: %d kept vectors computed, %d expected", t->name, svd.p, sets->nkept);
+    if (rc == AIL_OK && grank == 0) rc = h5io_write_all(sets->S, H5T_NATIVE_DOUBLE, svd.S);
+    if (rc == AIL_OK && grank == 0) rc = write_kept(file, t, sets);
+    if (rc == AIL_OK) rc = distmat_write_h5_t(sets->Vt, &svd.vt);  // n x p -> Vt [p, n]
+    if (rc == AIL_OK) rc = distmat_write_h5_t(sets->U, &svd.ut);   // p x m -> U [m, p]
+    dist_sel_svd_free(&svd);
+    return ail_error_agree(grid->comm, rc);
+}
+
 /* This rank's part of one phase of the plan. seconds[t] gets the wall time of the
  * tasks this rank led (group rank 0). */
 static int run_phase(MPI_Comm comm, hid_t file, const SvdPlan *plan, int phase, const TargetModule *targets,
@@ -189,7 +207,8 @@ static int run_phase(MPI_Comm comm, hid_t file, const SvdPlan *plan, int phase, 
     BlacsGrid grid = {0};
     for (int i = 0; i < plan->ntasks; i++) {
         const SvdTask *task = &plan->tasks[i];
-        if (task->phase == phase && task->group == group && task->backend == SVD_BACKEND_PDGESVD)
+        if (task->phase == phase && task->group == group &&
+            (task->backend == SVD_BACKEND_PDGESVD || task->backend == SVD_BACKEND_PDGEBRD))
             use_grid = 1;
     }
     if (use_grid) {
@@ -204,6 +223,8 @@ static int run_phase(MPI_Comm comm, hid_t file, const SvdPlan *plan, int phase, 
         double t0 = MPI_Wtime();
         rc = task->backend == SVD_BACKEND_PDGESVD
                  ? run_pdgesvd(file, &grid, &targets[i], opt->block_size, &sets[i])
+             : task->backend == SVD_BACKEND_PDGEBRD
+                 ? run_pdgebrd(file, &grid, &targets[i], opt->block_size, opt->keep, &sets[i])
                  : run_single(file, &targets[i], task->backend, &sets[i]);
         if (grank == 0) {
             seconds[i] = MPI_Wtime() - t0;
