@@ -31,11 +31,19 @@ typedef struct {
     char fallback[200]; /* the selected-vector route's fallback, if any (task leader) */
 } ModuleSets;
 
-static int create_module_sets(hid_t file, const TargetModule *t, int keep, ModuleSets *sets) {
-    char path[256];
+/* The kept index set of t (allocated before any collective dataset creation, so
+ * that a rank failing here is agreed on before the others enter HDF5). */
+static int module_kept(const TargetModule *t, int keep, ModuleSets *sets) {
     int kk = t->m < t->n ? t->m : t->n;
     AIL_CALLOC(sets->kept, kk);
     sets->nkept = svd_kept_indices(kk, keep, sets->kept);
+    return AIL_OK;
+}
+
+/* Collective (parallel HDF5): every rank creates the same datasets. */
+static int create_module_sets(hid_t file, const TargetModule *t, ModuleSets *sets) {
+    char path[256];
+    int kk = t->m < t->n ? t->m : t->n;
     hsize_t k = (hsize_t)kk, nk = (hsize_t)sets->nkept;
     hsize_t dS[1] = {k}, dU[2] = {(hsize_t)t->m, nk}, dVt[2] = {nk, (hsize_t)t->n};
     if (sets->nkept < kk) {  // partial: the index set, whose position j holds vector kept[j]
@@ -310,7 +318,9 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     if (rc == AIL_OK) rc = ail_error_agree(comm, fingerprint_tensors(comm, weights, ntargets, fps));
     if (rc == AIL_OK) rc = fingerprint_model(comm, model, model_fp);
     if (rc == AIL_OK) rc = ail_error_agree(comm, h5io_create_parallel(partial, comm, &file));
-    for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = create_module_sets(file, &targets[i], opt->keep, &sets[i]);
+    for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = module_kept(&targets[i], opt->keep, &sets[i]);
+    rc = ail_error_agree(comm, rc);
+    for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = create_module_sets(file, &targets[i], &sets[i]);
     rc = ail_error_agree(comm, rc);
     for (int p = 0; p < plan.nphases && rc == AIL_OK; p++)
         rc = ail_error_agree(comm, run_phase(comm, file, &plan, p, targets, opt, sets, seconds));

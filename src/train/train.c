@@ -464,8 +464,10 @@ static int setup_adapters(Trainer *tr) {
         if (rc == AIL_OK)
             rc = llama_adapter_attach(&tr->llm, t->layer, llama_linear_index(t->suffix), spec.rank,
                                       spec.alpha / spec.rank, mi->A, mi->B);
+        if (is_auto) rc = ail_error_agree(tr->comm, rc);  // auto_choose of the next target is collective
     }
-    if (rc == AIL_OK) rc = ail_error_agree(tr->comm, tr->rank == 0 ? read_spectrum_ends(tr, cache) : AIL_OK);
+    // every rank agrees here, also one whose loop above failed (it would leave the others waiting)
+    rc = ail_error_agree(tr->comm, rc != AIL_OK ? rc : tr->rank == 0 ? read_spectrum_ends(tr, cache) : AIL_OK);
     free(auto_sel);
     free(tr->llm.grad_storage);  // auto's base gradient: adapters train alone from here
     tr->llm.grad_storage = NULL;
