@@ -41,6 +41,22 @@ assert not (s[0] & s[1] or s[0] & s[2] or s[1] & s[2]), "splits overlap"
 for k in ("train", "validation", "test"):
     assert np.array_equal(h5py.File(f"{a}/{k}.h5")["input_ids"][:], h5py.File(f"{b}/{k}.h5")["input_ids"][:]), "seed not reproducible"' "$O/s1" "$O/s2"
 
+# --width: every split padded to the same width (train right, validation/test left);
+# a row longer than the width is dropped and counted, as with --max-len
+check prep --recipe gsm8k --input "$D/gsm8k.jsonl" --input "$D/gsm_symbolic.jsonl" --out "$O/w" --split 0.4,0.2,0.4 \
+    --format plain --width 240
+chk "$O/w/train.h5" --rows 2 --attr pad_side=right --attr width=240
+chk "$O/w/test.h5" --rows 2 --attr pad_side=left --attr max_len=240
+check "$PY" -c 'import h5py, numpy as np, sys
+for k in ("train", "validation", "test"):
+    f, g = h5py.File(f"{sys.argv[1]}/{k}.h5"), h5py.File(f"{sys.argv[2]}/{k}.h5")
+    assert f["input_ids"].shape[1] == 240, (k, f["input_ids"].shape)
+    a, b = f["attention_mask"][:], g["attention_mask"][:]
+    ra = [tuple(r[m == 1]) for r, m in zip(f["input_ids"][:], a)]
+    rb = [tuple(r[m == 1]) for r, m in zip(g["input_ids"][:], b)]
+    assert ra == rb, f"{k}: --width changed the rows"' "$O/w" "$O/s1"
+expect_error "--width must be at least 4" "$O/bad9/test.h5" \
+    prep --recipe gsm8k --input "$D/gsm8k.jsonl" --out "$O/bad9" --split test=1 --width 2
 # ASDiv: the number of "9 apples"; an answer without one is dropped and counted
 check prep --recipe asdiv --input "$D/asdiv.jsonl" --out "$O/asdiv" --split test=1
 chk "$O/asdiv/test.h5" --rows 2 --attr metric=gsm8k --attr dropped_answer_without_a_leading_number=1 \

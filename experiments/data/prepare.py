@@ -188,11 +188,11 @@ def fit_prompt(ex, rnd, tok, need, max_len, counts):
 
 # ---------------------------------------------------------------- output
 
-def write_h5(path, rows, meta, pad_side, pad_id, detok, mc):
+def write_h5(path, rows, meta, pad_side, pad_id, detok, mc, width=None):
     import h5py
     import numpy as np
     n = len(rows)
-    T = max(len(r["ids"]) for r in rows)
+    T = width or max(len(r["ids"]) for r in rows)
     ids = np.full((n, T), pad_id, np.int32)
     labels = np.full((n, T), -100, np.int32)
     mask = np.zeros((n, T), np.int8)
@@ -272,6 +272,8 @@ def build_args():
     ap.add_argument("--references-field", help="custom: a field with accepted answers (JSON array or string)")
     ap.add_argument("--metric", choices=METRICS, help="custom: the metric (default exact_match)")
     ap.add_argument("--max-len", type=int, default=512, help="longest row in tokens (default 512)")
+    ap.add_argument("--width", type=int, help="pad every split to exactly this many tokens (sets --max-len): "
+                    "train, eval_data and retention_data of one run must have the same width")
     ap.add_argument("--max-new-tokens", type=int, help="generation budget (default: the recipe's; custom: "
                     "the longest answer + EOS)")
     ap.add_argument("--limit", type=int, help="keep this many examples (after deduplication, by --seed)")
@@ -291,6 +293,10 @@ def run(a):
     if a.recipe not in R.RECIPES:
         raise Fail(f"unknown recipe {a.recipe!r} (known: {', '.join(R.RECIPES)})")
     rec = R.RECIPES[a.recipe]
+    if a.width is not None:
+        if a.width < 4:
+            raise Fail("--width must be at least 4")
+        a.max_len = a.width
     if a.max_len < 4:
         raise Fail("--max-len must be at least 4")
     if a.limit is not None and a.limit < 1:
@@ -436,7 +442,7 @@ def run(a):
             m = "loss" if mc_rec and not per_option else metric
             meta = {"metric": m, "task": a.task or a.recipe, "source": source, "split": k,
                     "eos_token_ids": tok.eos_ids, "max_new_tokens": mnt, "pad_side": side,
-                    "format": fmt, "template": tmpl, "max_len": a.max_len, "seed": a.seed,
+                    "format": fmt, "template": tmpl, "max_len": a.max_len, "width": a.width or 0, "seed": a.seed,
                     "vocab_size": tok.vocab_size, "tokenizer_sha256": tok.sha256,
                     "rows_read": counts["rows"], "duplicates": counts["duplicates"],
                     "duplicates_conflicting": counts["duplicates_conflicting"],
@@ -450,7 +456,7 @@ def run(a):
                 meta["system"] = a.system
             tmp = outs[k] + ".partial"
             partials.append(tmp)
-            write_h5(tmp, rows, meta, side, tok.pad_id, detok, per_option)
+            write_h5(tmp, rows, meta, side, tok.pad_id, detok, per_option, a.width)
         for k in results:
             os.replace(outs[k] + ".partial", outs[k])
         dfd = os.open(a.out, os.O_RDONLY)
@@ -469,7 +475,7 @@ def run(a):
           f"({counts['duplicates_conflicting']} with another answer), dropped before splitting: {dropped}; "
           f"{n} examples; format {fmt}, max_len {a.max_len}")
     for k, (rows, c, per_option) in results.items():
-        T = max(len(r["ids"]) for r in rows)
+        T = a.width or max(len(r["ids"]) for r in rows)
         print(f"  {outs[k]}: {c.get('examples_kept', 0)} of {c['examples']} examples, {len(rows)} rows x {T} tokens; "
               f"truncated {c['truncated']}, dropped (too long) {c['dropped_too_long']}")
 
