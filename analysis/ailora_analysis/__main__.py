@@ -16,10 +16,22 @@ def main():
     ap.add_argument("--out", help="folder for PNG figures")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (results are deterministic)")
     ap.add_argument("--level", type=float, default=0.95)
+    ap.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                    help="only runs whose config KEY equals VALUE (repeatable)")
     args = ap.parse_args()
     runs = load_runs(args.sweep_dir)
     if runs.empty:
         raise SystemExit(f"ailora_analysis: no run files under {args.sweep_dir}")
+    for cond in args.where:
+        key, sep, value = cond.partition("=")
+        if not sep or key not in runs.columns:
+            raise SystemExit(f"ailora_analysis: --where {cond!r}: not KEY=VALUE with a config key")
+        runs = runs[runs[key].astype(str) == value]
+        if runs.empty:
+            raise SystemExit(f"ailora_analysis: no run has {cond}")
+    if args.metric not in runs.columns:
+        raise SystemExit(f"ailora_analysis: no metric {args.metric!r} in the run files "
+                         f"(have: {', '.join(c for c in runs.columns if c.startswith(('eval', 'retention')) or c in ('exact_match', 'gsm8k', 'mc_acc', 'label'))})")
     by = args.by.split(",")
     table = summarize(runs, by=by, metric=args.metric, lower_is_better=not args.higher_is_better,
                       level=args.level, seed=args.seed)

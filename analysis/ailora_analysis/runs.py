@@ -70,6 +70,18 @@ def load_runs(sweep_dir, target_loss=None, tail=5):
                 row["eval_loss"] = float(f["eval/loss"][-1])
                 row["eval_ppl"] = float(f["eval/ppl"][-1])
                 row["exact_match"] = float(f["eval/exact_match"][-1])
+            # the task metric's components (gsm8k, label, mc_acc, mc_acc_norm, squad_f1,
+            # rouge1, ...) and the retention set's curves: first value = before training
+            for group, prefix in (("eval", ""), ("retention", "retention_")):
+                if group not in f:
+                    continue
+                for name, d in f[group].items():
+                    if not isinstance(d, h5py.Dataset) or name == "step" or not len(d):
+                        continue
+                    if prefix or name not in row:
+                        row[prefix + name] = float(d[-1])
+                    if prefix:
+                        row[prefix + name + "_before"] = float(d[0])
             if target_loss is not None:
                 row["steps_to_target"] = steps_to_loss(steps, loss, target_loss)
             # unfinished: stopped before its steps (preempted, failed, still running) or never
