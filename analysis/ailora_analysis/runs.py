@@ -125,6 +125,15 @@ def load_examples(path, step=None):
         for name, d in g[key].items():
             if isinstance(d, h5py.Dataset) and d.ndim == 1 and d.dtype.kind in "fiub":
                 out[name] = d[:].astype(float)
+        # score (N, ncomp) of the task metrics (components "gsm8k", "mc_acc,mc_acc_norm", ...):
+        # one array per component, under its name
+        d = g[key].get("score")
+        comps = g[key].attrs.get("components")
+        if isinstance(d, h5py.Dataset) and d.ndim == 2 and comps is not None:
+            names = [c.strip() for c in _text(comps).split(",") if c.strip()]
+            if len(names) == d.shape[1]:
+                for j, c in enumerate(names):
+                    out[c] = d[:, j].astype(float)
         metric = g[key].attrs.get("metric", g.attrs.get("metric", f.attrs.get("metric")))
         if metric is not None:
             out["metric"] = _text(metric)

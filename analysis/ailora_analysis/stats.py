@@ -257,6 +257,8 @@ def _example_scores(path, metric):
         return ex[name]
     # score: the task metric of each example; it stands for the metric it names (or, unnamed,
     # for any eval metric but loss and perplexity); never for train-side columns
+    if name.startswith("retention"):  # the retention set's metrics have no per-example scores here
+        return None
     if "score" in ex and (ex.get("metric") == name or
                           ("metric" not in ex and name not in ("loss", "ppl") and not str(metric).startswith("train"))):
         return ex["score"]
