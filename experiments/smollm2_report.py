@@ -18,8 +18,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "analysis"))
 
 from ailora_analysis import load_runs, summarize  # noqa: E402
 
-# task -> (its metric, the retention set's metric: the other task's)
-TASKS = {"asdiv": ("gsm8k", "mc_acc"), "piqa": ("mc_acc", "gsm8k")}
+# task -> (its metric, the retention set's metric: PIQA accuracy for ASDiv runs, ASDiv
+# answer loss for PIQA runs (scored without decoding: experiments/smollm2_study.sh))
+TASKS = {"asdiv": ("gsm8k", "mc_acc"), "piqa": ("mc_acc", "loss")}
 RATIOS = {"lora": "random", "pissa": "q 1, v 1", "milora": "q 0, v 0", "ailora": "q 1, v 0", "ratio": "q .5, v .5"}
 
 
@@ -33,7 +34,7 @@ def task_tables(runs, task, seed=0):
     main = summarize(r, by=["method"], metric=metric, lower_is_better=False, seed=seed)
     loss = summarize(r, by=["method"], metric="eval_loss", lower_is_better=True, seed=seed).set_index("method")
     rcol = "retention_" + ret
-    retn = summarize(r, by=["method"], metric=rcol, lower_is_better=False, seed=seed).set_index("method") \
+    retn = summarize(r, by=["method"], metric=rcol, lower_is_better=ret.endswith("loss"), seed=seed).set_index("method") \
         if rcol in r.columns else None
     before = float(r[rcol + "_before"].iloc[0]) if rcol + "_before" in r.columns else float("nan")
     return metric, ret, main, loss, retn, before
