@@ -202,6 +202,9 @@ int gpu_adapter_grads(GpuModel *m, int layer, int lin, float *dA, float *dB);
  * calls it with the same arguments; the next tokens are broadcast from tp rank 0. */
 int gpu_generate_greedy(GpuModel *m, int B, int S, const int32_t *prompts, const int8_t *mask, int P, int max_new,
                         const int32_t *eos, int neos, int32_t *out, int *out_len);
+/* Frees the decoding cache and work space (the next gpu_generate_greedy allocates
+ * them again): training gets the memory back between evaluations. */
+void gpu_generate_free(GpuModel *m);
 
 /* Device memory in use by this process's allocations for m, bytes. */
 size_t gpu_model_bytes(const GpuModel *m);

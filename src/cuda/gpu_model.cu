@@ -1217,6 +1217,12 @@ static int gen_pass(GpuModel *M, int n, int first, int stride, int nl) {
     return AIL_OK;
 }
 
+void gpu_generate_free(GpuModel *m) {
+    if (!m) return;
+    if (m->st) cudaStreamSynchronize(m->st);
+    gen_release(m);
+}
+
 /* Uploads the staged pass (n tokens) and the valid slots of rows 0..B-1. */
 static int gen_upload(GpuModel *M, int n, int B) {
     size_t N = (size_t)M->gen.N;

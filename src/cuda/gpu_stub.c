@@ -53,4 +53,5 @@ int gpu_generate_greedy(GpuModel *m, int B, int S, const int32_t *prompts, const
     (void)out_len;
     return NO_CUDA;
 }
+void gpu_generate_free(GpuModel *m) { (void)m; }
 size_t gpu_model_bytes(const GpuModel *m) { return (void)m, 0; }
