@@ -193,7 +193,8 @@ int gpu_adapter_grads(GpuModel *m, int layer, int lin, float *dA, float *dB);
  *                   counted in out_len) or after max_new tokens
  *
  * out (B, max_new) host, row b's tokens in out[b * max_new .. + out_len[b]). Needs
- * S >= P + max_new - 1, max_new >= 1, every position < max_pos (GpuModelSpec).
+ * S >= P + max_new - 1 (and S <= ~40k: the attention kernel keeps a row's scores
+ * in shared memory), max_new >= 1, every position < max_pos (GpuModelSpec).
  * The cache and the decode work space (B x P tokens per pass) are allocated on the
  * first call and grown when a call needs more; freed by gpu_model_free.
  * bf16: weights, activations and the cache in bfloat16 as gpu_forward; the

@@ -95,7 +95,8 @@ void k_kv_store(int bf, void *kc, void *vc, const void *k, const void *v, const 
  * kv head h / (nh / nkv) of row b = row[i] at slots j <= t = slot[i] with
  * valid[b, j] (a padding query, valid[b, t] = 0, attends only to itself). Scores,
  * softmax and the weighted sum in float32; y rounded once. Needs (hd + S) floats
- * of shared memory per block (S <= 32768 is safe). */
+ * of shared memory per block (opted in beyond 48 KiB; the caller keeps it within
+ * the device's limit: gpu_generate_greedy allows 160 KiB). */
 void k_decode_attn(int bf, void *y, const void *q, const void *kc, const void *vc, const int8_t *valid,
                    const int32_t *row, const int32_t *slot, int n, int S, int nh, int nkv, int hd, float scale,
                    cudaStream_t s);

@@ -119,6 +119,7 @@ struct GpuModel {
     /* greedy decoding (gpu_generate_greedy): KV cache and work space, allocated on
      * first use and grown on demand (their own allocations, not in allocs) */
     struct {
+        int ready;               /* every buffer below allocated */
         int B, S, N;             /* cache rows, slots per row (the cache's row stride); tokens per pass */
         void *kc, *vc;           /* (L, B, S, kd) keys after RoPE, values */
         int8_t *valid, *h_valid; /* (B, S) real-token slots: device, host */
@@ -1063,6 +1064,10 @@ int gpu_adapter_grads(GpuModel *m, int layer, int lin, float *dA, float *dB) {
 
 /* ---- greedy decoding with a KV cache ---------------------------------------------------- */
 
+/* Shared memory of k_decode_attn, (hd + S) floats: within the opt-in limit of
+ * sm_80 (163 KiB) and sm_90 (227 KiB), so S up to ~40k slots. */
+#define GEN_SMEM_MAX ((size_t)160 * 1024)
+
 static void gen_release(GpuModel *m) {
     for (int i = 0; i < m->gen.nmem; i++) cudaFree(m->gen.mem[i]);
     if (m->gen.h_valid) cudaFreeHost(m->gen.h_valid);
@@ -1086,11 +1091,7 @@ static int gen_alloc(GpuModel *m, void **p, size_t bytes) {
 /* A cache of at least B rows x S slots and work space for N tokens per pass; a
  * smaller one is freed and replaced (its contents are not kept: every call
  * starts with a prefill). */
-static int gen_reserve(GpuModel *m, int B, int S, int N) {
-    if (m->gen.kc && B <= m->gen.B && S <= m->gen.S && N <= m->gen.N) return AIL_OK;
-    B = B > m->gen.B ? B : m->gen.B, S = S > m->gen.S ? S : m->gen.S, N = N > m->gen.N ? N : m->gen.N;
-    if (m->st) CU(cudaStreamSynchronize(m->st));
-    gen_release(m);
+static int gen_alloc_all(GpuModel *m, int B, int S, int N) {
     m->gen.B = B, m->gen.S = S, m->gen.N = N;
     size_t es = m->es, n = (size_t)N, kd = (size_t)m->nkv * m->hd, qd = (size_t)m->nh * m->hd;
     size_t cache = (size_t)m->L * B * S * kd, r = (size_t)(m->rmax ? m->rmax : 1);
@@ -1117,7 +1118,18 @@ static int gen_reserve(GpuModel *m, int B, int S, int N) {
     CU(cudaMallocHost((void **)&m->gen.h_valid, (size_t)B * S));
     CU(cudaMallocHost((void **)&m->gen.h_in, sizeof(int32_t) * 4 * n));
     CU(cudaMallocHost((void **)&m->gen.h_next, sizeof(int32_t) * B));
+    m->gen.ready = 1;
     return AIL_OK;
+}
+
+static int gen_reserve(GpuModel *m, int B, int S, int N) {
+    if (m->gen.ready && B <= m->gen.B && S <= m->gen.S && N <= m->gen.N) return AIL_OK;
+    B = B > m->gen.B ? B : m->gen.B, S = S > m->gen.S ? S : m->gen.S, N = N > m->gen.N ? N : m->gen.N;
+    if (m->st) CU(cudaStreamSynchronize(m->st));
+    gen_release(m);
+    int rc = gen_alloc_all(m, B, S, N);
+    if (rc != AIL_OK) gen_release(m);  // all or nothing: the next call starts afresh
+    return rc;
 }
 
 /* out (n, mo) = in (n, ni) W^T (+ bias) (+ s (in A^T) B^T): column_fwd for n tokens */
@@ -1242,9 +1254,9 @@ int gpu_generate_greedy(GpuModel *M, int B, int S, const int32_t *prompts, const
     if ((long long)P + max_new - 1 > S)
         return AIL_ERROR(AIL_ERR_ARG, "%d prompt slots + %d new tokens need %d cache slots, the cache has %d", P,
                          max_new, P + max_new - 1, S);
-    if (sizeof(float) * ((size_t)S + M->hd) > 200 * 1024)  // the attention kernel's shared memory
+    if (sizeof(float) * ((size_t)S + M->hd) > GEN_SMEM_MAX)  // the attention kernel's shared memory
         return AIL_ERROR(AIL_ERR_ARG, "a KV cache of %d slots per row is beyond the GPU decoder's %d", S,
-                         200 * 1024 / 4 - M->hd);
+                         (int)(GEN_SMEM_MAX / sizeof(float)) - M->hd);
     for (size_t i = 0; i < (size_t)B * P; i++) {
         if (prompts[i] < 0 || prompts[i] >= M->V)
             return AIL_ERROR(AIL_ERR_ARG, "token id %d outside the vocabulary (%d)", prompts[i], M->V);
