@@ -14,15 +14,18 @@
 # intermediate 1536, 30 layers, 9/3 heads, vocabulary 49152, tied) always; with
 # GEN_BENCH_1B=1 also Llama-3.2-1B's shape (hidden 2048, intermediate 8192, 16
 # layers, 32/8 heads, vocabulary 128256, tied; the host run takes minutes).
-# Batch ROWS (16) x P (128) prompt slots, prompts of 1..P tokens left-padded, NEW
+# Batches of ROWS ("8 32": 8 is the batch a run's evaluation decodes, GEN_ROWS in
+# src/train/train.c) x P (128) prompt slots, prompts of 1..P tokens left-padded, NEW
 # (64) new tokens, no EOS; REPS (2) timed runs after a warm-up, the best counts.
+# Small batches of a small model are bound by kernel launches on the GPU and by
+# weight reads on the host: the ratio grows with the batch and the model.
 # Log: OUTDIR/gpu_gen_bench.log, copied to experiments/bench/results/gpu_gen_bench-DATE.log
 # when it holds a measurement (commit it: the figures cite it).
 set -uo pipefail
 OUTDIR=$1
 BUNDLE=${2:-}
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
-ROWS=${ROWS:-16} P=${P:-128} NEW=${NEW:-64} REPS=${REPS:-2}
+ROWS=${ROWS:-8 32} P=${P:-128} NEW=${NEW:-64} REPS=${REPS:-2}
 mkdir -p "$OUTDIR" "$HERE/experiments/bench/results"
 LOG="$OUTDIR/gpu_gen_bench.log"
 W=$(mktemp -d /tmp/ailora-genb-XXXXXX)
@@ -66,14 +69,17 @@ bench() {  # name, then ailora synth arguments
     local name=$1
     shift
     "$AILORA" synth --out "$W/$name" "$@" > /dev/null 2>>"$LOG" || { echo "FAIL synth $name" | tee -a "$LOG"; failed=$((failed + 1)); return; }
-    echo "## $name" >> "$LOG"
-    timeout 900 "$BENCH" "$W/$name" "$ROWS" "$P" "$NEW" "$REPS" >> "$LOG" 2>&1
-    local rc=$?
-    case $rc in
-    0) ;;
-    77) echo "SKIP gpu_gen_bench $name: no GPU" | tee -a "$LOG" ;;
-    *) echo "FAIL gpu_gen_bench $name (exit $rc)" | tee -a "$LOG"; failed=$((failed + 1)) ;;
-    esac
+    local rows rc
+    for rows in $ROWS; do
+        echo "## $name, batch $rows" >> "$LOG"
+        timeout 600 "$BENCH" "$W/$name" "$rows" "$P" "$NEW" "$REPS" >> "$LOG" 2>&1
+        rc=$?
+        case $rc in
+        0) ;;
+        77) echo "SKIP gpu_gen_bench $name: no GPU" | tee -a "$LOG" ;;
+        *) echo "FAIL gpu_gen_bench $name batch $rows (exit $rc)" | tee -a "$LOG"; failed=$((failed + 1)) ;;
+        esac
+    done
     rm -rf "${W:?}/$name"
 }
 bench smollm2-135m-shape --hidden 576 --intermediate 1536 --layers 30 --heads 9 --kv-heads 3 --vocab 49152 --tie
