@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # device_bundle.sh BUILD_DIR OUT.tar.xz - packs a built ailora (CUDA build) with the
 # shared libraries it needs beyond glibc and CUDA, and Open MPI's components, so
-# that `ailora train device=cuda` can run on a GPU machine that has CUDA but no
+# that `ailora train device=cuda` (and, if made first with `make
+# experiments/bench/gpu_gen_bench tests/gpu/test_gpu_decode`, the GPU decoder's
+# test and benchmark) can run on a GPU machine that has CUDA but no
 # MPI / HDF5 / BLIS packages (the lent device machine of experiments/bench/gpu.sh).
 # Built on Debian 12 (glibc 2.36); runs where glibc is at least that. One rank:
 # Open MPI's isolated singleton mode (no mpirun, no daemon).
@@ -12,6 +14,11 @@ STAGE=$(mktemp -d /tmp/ailora-bundle-XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bundle/bin" "$STAGE/bundle/lib" "$STAGE/bundle/mca"
 cp "$B/ailora" "$B/tests/h5compare" "$STAGE/bundle/bin/"
+# the GPU decoder's test and its benchmark against the host decoder
+# (experiments/bench/gpu_gen_bench.sh), when built
+for p in experiments/bench/gpu_gen_bench tests/gpu/test_gpu_decode; do
+    if [ -x "$B/$p" ]; then cp "$B/$p" "$STAGE/bundle/bin/"; fi
+done
 MCA=$(ompi_info --path pkglibdir --parsable 2>/dev/null | sed -n 's/^path:pkglibdir://p')
 [ -d "$MCA" ] || MCA=/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3
 cp "$MCA"/mca_*.so "$STAGE/bundle/mca/"

@@ -4,6 +4,9 @@
 # run only on a GPU: experiments/bench/gpu.sh). Checks
 #  - tests/gpu/emu_check.sh: the GPU model against the CPU engine's fixture, and
 #    tp / dp / tp x dp over emulated NCCL (ranks as threads) against one device
+#  - tests/gpu/test_gpu_decode.c: greedy generation with the KV cache on the "GPU"
+#    (gpu_generate_greedy) against the CPU decoder, fp32 token for token, bf16 up
+#    to near ties, bad input
 #  - an ailora linked with the emulation: `ailora train device=cuda` end to end
 #    (experiments/bench/gpu_train_e2e.sh: fp32 = CPU run within 1e-4, bf16 within
 #    5e-2, CPU checkpoint resumed on the "GPU", preempt + resume)
@@ -34,6 +37,13 @@ check g++ -O2 $EMU_CFLAGS -DAILORA_NO_MPI -I"$top_srcdir/include" -I"$CUDA_INC" 
 check mpicc -O2 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/src/cuda/gpu_svd_none.c" -o "$E/gpu_svd_none.o"
 # shellcheck disable=SC2086
 check mpicc $EMU_CFLAGS -o "$E/ailora" "$top_builddir"/src/cli/*.o "$E"/*.o $EMU_LIBS
+# greedy generation on the "GPU" (gpu_generate_greedy) against the CPU decoder
+# llama_generate_greedy on the same models (tests/gpu/test_gpu_decode.c)
+# shellcheck disable=SC2086
+check mpicc -O2 -std=c11 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" "$top_srcdir/tests/gpu/test_gpu_decode.c" \
+    "$E"/*.o $EMU_LIBS -o "$E/test_gpu_decode"
+check "$E/test_gpu_decode" "$top_srcdir"
+grep -E "^(PASS|FAIL)" "$WORK/last.out" | sed 's/^/    /'
 mkdir -p "$WORK/e2e"
 check env AILORA="$E/ailora" H5COMPARE="$H5COMPARE" bash "$top_srcdir/experiments/bench/gpu_train_e2e.sh" "$WORK/e2e"
 sed 's/^/    /' "$WORK/e2e/e2e.log" | grep -E "PASS|FAIL|e2e:"

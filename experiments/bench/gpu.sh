@@ -7,7 +7,7 @@
 #
 # Needs only nvcc, cuBLAS and python3 + torch/transformers/peft (no MPI, HDF5, BLIS,
 # configure or make). Logs go to ${OUT:-/tmp/gpu-out}: build.log, tests.log,
-# bench.log, summary.txt, e2e.log (+ whatever gpu_svd.sh writes). Every stage logs its own
+# bench.log, summary.txt, e2e.log, gpu_gen_bench.log (+ whatever gpu_svd.sh writes). Every stage logs its own
 # status and the script continues past failures; summary.txt lists every
 # PASS/FAIL/SKIP line and the headline numbers. Designed to finish in ~7 minutes.
 set -u
@@ -99,6 +99,12 @@ if [ -f .devbundle/ailora-bundle.tar.xz ]; then
     grep -E '^(PASS|FAIL)' "$OUT/e2e.log" | sed 's/^/  /' >>"$SUM"
 else
     status SKIP "ailora train e2e (no .devbundle/ailora-bundle.tar.xz: run scripts/device_bundle.sh first)"
+fi
+
+# ---- greedy generation: the GPU decoder against the host one (issue 12: >= 5x), from the bundle
+if [ -f .devbundle/ailora-bundle.tar.xz ]; then
+    run "$PLOG" 300 "gpu_gen_bench" bash experiments/bench/gpu_gen_bench.sh "$OUT" .devbundle/ailora-bundle.tar.xz
+    grep -E '^(RESULT|PASS|FAIL|SKIP)' "$OUT/gpu_gen_bench.log" | sed 's/^/  /' >>"$SUM"
 fi
 
 # ---- benchmark: ailora (bf16) and PyTorch + PEFT, same config and batch

@@ -18,6 +18,9 @@
 #   - padded rows (tests/reference/varlen/padded.h5: attention mask, left and right
 #     padding): fp32 on the GPU = the CPU run (1e-4), bf16 within 5e-2, and the GPU
 #     run on padded rows = the GPU run on the same tokens unpadded (same.h5, 1e-4)
+#   - evaluation by generation (tests/reference/gen_eval.h5, ROUGE, EOS): decoded
+#     on the GPU, fp32 gives the CPU run's predictions (as strings), per-example
+#     scores and curves (1e-4); bf16's eval loss within 5e-2
 # Writes OUTDIR/e2e.log; exit status = number of failed checks.
 set -uo pipefail
 OUTDIR=$1
@@ -93,6 +96,25 @@ run "fp32_same" $VL train_data="$R/varlen/same.h5" eval_data="$R/varlen/same.h5"
 for d in /train/loss /train/grad_norm /eval/loss; do cmp "gpu fp32 = cpu, padded rows" cpu_pad fp32_pad $d 1e-4; done
 cmp "gpu bf16 ~ cpu, padded rows" cpu_pad bf16_pad /train/loss 5e-2
 for d in /train/loss /eval/loss; do cmp "gpu fp32 padded = unpadded" fp32_same fp32_pad $d 1e-4; done
+# evaluation by generation (tests/reference/gen_eval.h5: metric rouge, left-padded
+# prompts of 1 to 12 tokens in batches of 8 and 4, EOS ids that stop some rows
+# early): a GPU run decodes on the GPU (gpu_generate_greedy), the CPU run on the
+# host (llama_generate_greedy). fp32: the same predictions (the detokenized text
+# of every row, compared as strings), per-example scores and ROUGE curves (1e-4:
+# the scores are ratios of token counts, equal when the tokens are); bf16: the
+# loss within 5e-2 (its greedy tokens may part from the CPU's at near ties)
+GEN="model=$R/train_llama svd_cache=$W/svd.h5 train_data=$R/train_data.h5 eval_data=$R/gen_eval.h5 targets=$ALL"
+GEN="$GEN rank=4 lr=2e-3 log_every=5 eval_every=10 steps=20 batch_size=8"
+for m in ailora lora; do
+    run "cpu_gen_$m" $GEN method=$m out="$W/cpu_gen_$m.h5"
+    run "fp32_gen_$m" $GEN method=$m device=cuda precision=fp32 out="$W/fp32_gen_$m.h5"
+    run "bf16_gen_$m" $GEN method=$m device=cuda precision=bf16 out="$W/bf16_gen_$m.h5"
+    for d in /eval/examples /eval/rouge1 /eval/rouge2 /eval/rougeL /eval/scored; do
+        cmp "gpu fp32 = cpu, generation, $m" "cpu_gen_$m" "fp32_gen_$m" $d 1e-4
+    done
+    cmp "gpu bf16 ~ cpu, generation, $m" "cpu_gen_$m" "bf16_gen_$m" /eval/loss 5e-2
+    grep -h "^eval step 20" "$W/cpu_gen_$m.out" "$W/fp32_gen_$m.out" "$W/bf16_gen_$m.out" | tee -a "$LOG"
+done
 say "e2e: $failed failed"
 rm -rf "$W"
 exit "$failed"

@@ -9,7 +9,12 @@
  *   engine_grad_norm        global L2 norm (shards summed over tp, replicated tensors once)
  *   engine_adamw_step       clip with that norm, AdamW at optim_lr(opt->step); opt->step += 1
  *   engine_sync(download)   adapters + moments between the engine and the host Llama / AdamW
- *                           (run files, checkpoints, greedy decoding read the host copies)
+ *                           (run files, checkpoints and mc scoring read the host copies)
+ *
+ * Evaluation: engine_generate_greedy decodes on the engine's device (cpu:
+ * llama_generate_greedy on the host Llama; cuda: gpu_generate_greedy in the GPU
+ * model's precision, nothing decoded on the host); engine_generate_end frees the
+ * decoder's KV cache and work space until the next evaluation.
  *
  * cpu: the host Llama itself (llama.h), BLIS GEMMs, MPI all-reduces through one flat buffer.
  * cuda: a GpuModel (gpu.h) on this rank's GPU, NCCL communicators bootstrapped over MPI;
@@ -25,6 +30,7 @@
 
 #include "ailora/gpu.h"
 #include "ailora/llama.h"
+#include "ailora/llama_decode.h"
 #include "ailora/optim.h"
 
 typedef struct Engine Engine;
@@ -39,6 +45,9 @@ typedef struct {
     int (*grad_norm)(Engine *e, double *norm);
     int (*adamw_step)(Engine *e, double norm);
     int (*sync)(Engine *e, int download);
+    int (*generate)(Engine *e, int B, int S, const int32_t *prompts, const int8_t *mask, int P, int max_new,
+                    const int32_t *eos, int neos, int32_t *out, int *out_len);
+    void (*generate_end)(Engine *e);
     void (*free)(Engine *e);
 } EngineOps;
 
@@ -54,6 +63,8 @@ struct Engine {
     real *flat;                 /* gradient all-reduce buffer */
     size_t nflat;
     unsigned char *param_tp;    /* tp > 1: ENGINE_PARAM_* role of each optimizer parameter */
+    LlamaKV kv;                 /* greedy decoding: the KV cache (kv_rows rows), allocated on demand */
+    int kv_rows;
     /* cuda */
     GpuModel *gpu;
     GpuComm *gpu_tp, *gpu_dp;
@@ -82,5 +93,16 @@ static inline int engine_allreduce_grads(Engine *e) { return e->ops->allreduce_g
 static inline int engine_grad_norm(Engine *e, double *norm) { return e->ops->grad_norm(e, norm); }
 static inline int engine_adamw_step(Engine *e, double norm) { return e->ops->adamw_step(e, norm); }
 static inline int engine_sync(Engine *e, int download) { return e->ops->sync(e, download); }
+/* Greedy decoding of B prompts left-padded to P slots (mask (B, P), NULL: all real),
+ * exactly llama_generate_greedy's contract (llama_decode.h): up to max_new tokens
+ * per row into out (B, max_new), a row stopping at its first eos (kept, counted in
+ * out_len (B)). S >= P + max_new - 1: cache slots per row, the same in every call of
+ * one evaluation so the cache is allocated once. Collective over tp_comm (every tp
+ * rank follows tp rank 0's tokens). */
+static inline int engine_generate_greedy(Engine *e, int B, int S, const int32_t *prompts, const int8_t *mask, int P,
+                                         int max_new, const int32_t *eos, int neos, int32_t *out, int *out_len) {
+    return e->ops->generate(e, B, S, prompts, mask, P, max_new, eos, neos, out, out_len);
+}
+static inline void engine_generate_end(Engine *e) { e->ops->generate_end(e); }
 
 #endif

@@ -173,6 +173,40 @@ int gpu_adapter_upload(GpuModel *m, int layer, int lin, const float *A, const fl
 /* Host copy of the adapter gradients dA (r, n), dB (m, r) (tests). */
 int gpu_adapter_grads(GpuModel *m, int layer, int lin, float *dA, float *dB);
 
+/* Greedy generation with a KV cache on the GPU, in the model's precision: the
+ * semantics of llama_generate_greedy (llama_decode.h) on this model's current
+ * weights and adapters.
+ *
+ *   prompts, mask   host (B, P), LEFT-padded: mask 1 = real token, 0 = padding
+ *                   (mask NULL: all real); the last slot of every row must be real
+ *   slots           s = 0 .. S-1 per row; the cache holds K (after RoPE), V of every
+ *                   layer per slot: (L, B, S, nkv*hd) in the activation type
+ *   positions       HF: max(cumsum(mask) - 1, 0) over the prompt, then one more per
+ *                   generated token (slots are not positions: padding takes slots)
+ *   prefill         the B*P prompt tokens in one pass; query slot t of row b sees
+ *                   slots j <= t with a real token (a padding query sees only itself)
+ *   step            one token per live row in slot P + step, attention over the row's
+ *                   valid slots; logits (rows, V) float32 of the last real token
+ *                   only, and their argmax (the first maximum) on the device: B ints
+ *                   come back per step
+ *   stop            a row stops at its first eos[0..neos) token (kept in out and
+ *                   counted in out_len) or after max_new tokens
+ *
+ * out (B, max_new) host, row b's tokens in out[b * max_new .. + out_len[b]). Needs
+ * S >= P + max_new - 1 (and S <= ~40k: the attention kernel keeps a row's scores
+ * in shared memory), max_new >= 1, every position < max_pos (GpuModelSpec).
+ * The cache and the decode work space (B x P tokens per pass) are allocated on the
+ * first call and grown when a call needs more; freed by gpu_model_free.
+ * bf16: weights, activations and the cache in bfloat16 as gpu_forward; the
+ * attention scores and softmax in float32 (unlike the training forward's
+ * bf16-stored scores). Tensor parallel: every rank of the model's tp communicator
+ * calls it with the same arguments; the next tokens are broadcast from tp rank 0. */
+int gpu_generate_greedy(GpuModel *m, int B, int S, const int32_t *prompts, const int8_t *mask, int P, int max_new,
+                        const int32_t *eos, int neos, int32_t *out, int *out_len);
+/* Frees the decoding cache and work space (the next gpu_generate_greedy allocates
+ * them again): training gets the memory back between evaluations. */
+void gpu_generate_free(GpuModel *m);
+
 /* Device memory in use by this process's allocations for m, bytes. */
 size_t gpu_model_bytes(const GpuModel *m);
 

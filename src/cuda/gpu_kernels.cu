@@ -646,3 +646,140 @@ void k_from_float(int bf, void *dst, const float *src, size_t n, cudaStream_t s)
     if (n == 0) return;
     DISPATCH(bf, from_float_kernel, blocks_for(n, 256), 256, s, dst, src, n);
 }
+
+/* ---- greedy decoding with a KV cache ------------------------------------------------ */
+
+// one thread per rotation pair (token i, head h, j < hd/2), in place
+template <typename T>
+__global__ void rope_rows_kernel(void *xv, const float *cs, const float *sn, const int32_t *pos, int n, int nheads,
+                                 int hd) {
+    int half = hd / 2;
+    size_t total = (size_t)n * nheads * half;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int j = (int)(i % half);
+        size_t tok_head = i / half;  // = token * nheads + head
+        T *x = (T *)xv + tok_head * hd;
+        size_t p = (size_t)pos[tok_head / nheads];
+        float a = ld(x, j), c = ld(x, j + half), co = cs[p * half + j], si = sn[p * half + j];
+        st(x, j, a * co - c * si);
+        st(x, j + half, c * co + a * si);
+    }
+}
+
+void k_rope_rows(int bf, void *x, const float *cos, const float *sin, const int32_t *pos, int n, int nheads,
+                 int hd, cudaStream_t s) {
+    if (n == 0) return;
+    DISPATCH(bf, rope_rows_kernel, blocks_for((size_t)n * nheads * (hd / 2), 256), 256, s, x, cos, sin, pos, n,
+             nheads, hd);
+}
+
+template <typename T>
+__global__ void kv_store_kernel(void *kcv, void *vcv, const void *kv, const void *vv, const int32_t *row,
+                                const int32_t *slot, int n, int S, int kd) {
+    size_t total = (size_t)n * kd;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        size_t i = e / kd, c = e % kd, dst = ((size_t)row[i] * S + slot[i]) * kd + c;
+        ((T *)kcv)[dst] = ((const T *)kv)[e];
+        ((T *)vcv)[dst] = ((const T *)vv)[e];
+    }
+}
+
+void k_kv_store(int bf, void *kc, void *vc, const void *k, const void *v, const int32_t *row,
+                const int32_t *slot, int n, int S, int kd, cudaStream_t s) {
+    if (n == 0) return;
+    DISPATCH(bf, kv_store_kernel, blocks_for((size_t)n * kd, 256), 256, s, kc, vc, k, v, row, slot, n, S, kd);
+}
+
+/* One block per (token i, head h), blockIdx.x = i * nh + h. Shared memory: the query
+ * (hd floats), then the scores / probabilities of slots 0..t. Scores: one warp per
+ * key (lanes split hd: coalesced reads of the cached key); max and sum over the
+ * block; output: one thread per column c, summing over the keys (coalesced reads of
+ * the cached values). Keys a query may not see get probability 0 and are skipped
+ * (their slots may hold anything). */
+template <typename T>
+__global__ void decode_attn_kernel(void *yv, const void *qv, const void *kcv, const void *vcv, const int8_t *valid,
+                                   const int32_t *row, const int32_t *slot, int S, int nh, int nkv, int hd,
+                                   float scale) {
+    extern __shared__ float smem[];
+    float *qs = smem, *p = smem + hd;
+    int i = blockIdx.x / nh, h = blockIdx.x % nh, b = row[i], t = slot[i], kd = nkv * hd;
+    const T *q = (const T *)qv + ((size_t)i * nh + h) * hd;
+    size_t base = (size_t)b * S * kd + (size_t)(h / (nh / nkv)) * hd;  // kv head of query head h
+    const T *K = (const T *)kcv + base, *V = (const T *)vcv + base;
+    const int8_t *ok = valid + (size_t)b * S;
+    int self_only = !ok[t];  // a padding query
+    for (int c = threadIdx.x; c < hd; c += blockDim.x) qs[c] = ld(q, c);
+    __syncthreads();
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int j = w; j <= t; j += nw) {
+        int seen = self_only ? j == t : ok[j] != 0;
+        float d = 0.f;
+        if (seen)
+            for (int c = lane; c < hd; c += 32) d += qs[c] * ld(K + (size_t)j * kd, c);
+        for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        if (lane == 0) p[j] = seen ? d * scale : -INFINITY;
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) mx = fmaxf(mx, p[j]);
+    mx = block_max(mx);  // finite: slot t itself is always seen
+    float sum = 0.f;
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) {
+        float e = p[j] == -INFINITY ? 0.f : expf(p[j] - mx);
+        p[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum);  // its barriers also publish p
+    float inv = 1.0f / sum;
+    T *y = (T *)yv + ((size_t)i * nh + h) * hd;
+    for (int c = threadIdx.x; c < hd; c += blockDim.x) {
+        float acc = 0.f;
+        for (int j = 0; j <= t; j++)
+            if (p[j] != 0.f) acc += p[j] * ld(V + (size_t)j * kd, c);
+        st(y, c, acc * inv);
+    }
+}
+
+void k_decode_attn(int bf, void *y, const void *q, const void *kc, const void *vc, const int8_t *valid,
+                   const int32_t *row, const int32_t *slot, int n, int S, int nh, int nkv, int hd, float scale,
+                   cudaStream_t s) {
+    if (n == 0) return;
+    size_t smem = sizeof(float) * ((size_t)hd + S);
+    if (smem > 48 * 1024) {  // beyond the default: opt in (up to the device's limit, 227 KiB on sm_90)
+        if (bf) cudaFuncSetAttribute(decode_attn_kernel<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        else cudaFuncSetAttribute(decode_attn_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    }
+    unsigned grid = (unsigned)((size_t)n * nh);
+    if (bf) decode_attn_kernel<bf16><<<grid, 128, smem, s>>>(y, q, kc, vc, valid, row, slot, S, nh, nkv, hd, scale);
+    else decode_attn_kernel<float><<<grid, 128, smem, s>>>(y, q, kc, vc, valid, row, slot, S, nh, nkv, hd, scale);
+}
+
+// (value, index) pairs: the larger value wins, the smaller index on ties
+__device__ __forceinline__ void arg_better(float &v, int &k, float v2, int k2) {
+    if (v2 > v || (v2 == v && k2 < k)) v = v2, k = k2;
+}
+
+// one block per row
+__global__ void argmax_kernel(int32_t *out, const float *logits, int V) {
+    __shared__ float sv[32];
+    __shared__ int sk[32];
+    const float *row = logits + (size_t)blockIdx.x * V;
+    float v = -INFINITY;
+    int k = V;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) arg_better(v, k, row[j], j);
+    for (int o = 16; o > 0; o >>= 1) arg_better(v, k, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, k, o));
+    int w = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    if (lane == 0) sv[w] = v, sk[w] = k;
+    __syncthreads();
+    if (w == 0) {
+        v = lane < nw ? sv[lane] : -INFINITY, k = lane < nw ? sk[lane] : V;
+        for (int o = 16; o > 0; o >>= 1)
+            arg_better(v, k, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, k, o));
+        if (lane == 0) out[blockIdx.x] = k < V ? k : 0;  // 0 when every logit is NaN or -inf
+    }
+}
+
+void k_argmax(int32_t *out, const float *logits, int n, int V, cudaStream_t s) {
+    if (n == 0) return;
+    argmax_kernel<<<n, 256, 0, s>>>(out, logits, V);
+}

@@ -79,4 +79,28 @@ void k_to_bf16(void *copy, const float *p, size_t n, cudaStream_t s);
 /* dst (activation type) = src (float), n elements */
 void k_from_float(int bf, void *dst, const float *src, size_t n, cudaStream_t s);
 
+/* ---- greedy decoding with a KV cache (gpu_generate_greedy) ------------------------
+ * A pass runs n tokens; token i belongs to cache row row[i], sits in slot slot[i]
+ * (prefill: the prompt slots, step: the same new slot for every live row) at RoPE
+ * position pos[i]. The cache of one layer is kc, vc (B, S, kd), kd = nkv * hd,
+ * keys after RoPE; valid (B, S) int8 marks the slots holding real tokens. */
+/* x (n, nheads * hd) token-major, rotated in place by RoPE at pos[i] (HF rotate-half:
+ * pairs (j, j + hd/2)), as k_tok_to_heads does */
+void k_rope_rows(int bf, void *x, const float *cos, const float *sin, const int32_t *pos, int n, int nheads,
+                 int hd, cudaStream_t s);
+/* kc[row[i], slot[i], :] = k[i, :], vc[row[i], slot[i], :] = v[i, :]; k, v (n, kd) */
+void k_kv_store(int bf, void *kc, void *vc, const void *k, const void *v, const int32_t *row,
+                const int32_t *slot, int n, int S, int kd, cudaStream_t s);
+/* y (n, nh * hd) = softmax(scale q k^T) v per (token i, head h), over the keys of
+ * kv head h / (nh / nkv) of row b = row[i] at slots j <= t = slot[i] with
+ * valid[b, j] (a padding query, valid[b, t] = 0, attends only to itself). Scores,
+ * softmax and the weighted sum in float32; y rounded once. Needs (hd + S) floats
+ * of shared memory per block (opted in beyond 48 KiB; the caller keeps it within
+ * the device's limit: gpu_generate_greedy allows 160 KiB). */
+void k_decode_attn(int bf, void *y, const void *q, const void *kc, const void *vc, const int8_t *valid,
+                   const int32_t *row, const int32_t *slot, int n, int S, int nh, int nkv, int hd, float scale,
+                   cudaStream_t s);
+/* out[i] = argmax_v logits[i, v] over logits (n, V) float32, the first maximum on ties */
+void k_argmax(int32_t *out, const float *logits, int n, int V, cudaStream_t s);
+
 #endif

@@ -116,6 +116,22 @@ struct GpuModel {
     void *P_all;             /* (L, att) attention probabilities of every layer, when kept */
     size_t att;              /* elements of one layer's score matrix: N * nh * T */
     float *stage;            /* upload staging (bf16 mode), only during gpu_model_create */
+    /* greedy decoding (gpu_generate_greedy): KV cache and work space, allocated on
+     * first use and grown on demand (their own allocations, not in allocs) */
+    struct {
+        int ready;               /* every buffer below allocated */
+        int B, S, N;             /* cache rows, slots per row (the cache's row stride); tokens per pass */
+        void *kc, *vc;           /* (L, B, S, kd) keys after RoPE, values */
+        int8_t *valid, *h_valid; /* (B, S) real-token slots: device, host */
+        int32_t *in, *h_in;      /* (4, N) tokens, rows, slots, positions of a pass: device, pinned host */
+        int32_t *next, *h_next;  /* (B) the argmax tokens: device, pinned host */
+        void *x, *h, *q, *k, *v, *y, *g, *u, *t, *tmp;  /* (N, H|qd|kd|I|rmax) activations */
+        float *rstd, *logits;    /* (N), (B, V) */
+        void *mem[24];
+        int nmem;
+        size_t bytes;
+    } gen;
+    int max_pos;             /* rows of the RoPE tables on the device */
     /* every device allocation, for gpu_model_free */
     void **allocs;
     int nallocs, cap;
@@ -459,8 +475,10 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
         AIL_CHECK(upload_act(m, m->lm_head, sp->lm_head, (size_t)V * H, stage));
     }
     AIL_CHECK(upload_f32(m, &m->final_norm, sp->final_norm, H));
-    AIL_CHECK(upload_f32(m, &m->rope_cos, sp->rope_cos, (size_t)T * (hd / 2)));  // positions < T only
-    AIL_CHECK(upload_f32(m, &m->rope_sin, sp->rope_sin, (size_t)T * (hd / 2)));
+    // every position (generation goes beyond T: prompt + new tokens)
+    m->max_pos = sp->max_pos;
+    AIL_CHECK(upload_f32(m, &m->rope_cos, sp->rope_cos, (size_t)sp->max_pos * (hd / 2)));
+    AIL_CHECK(upload_f32(m, &m->rope_sin, sp->rope_sin, (size_t)sp->max_pos * (hd / 2)));
     for (int l = 0; l < L; l++) {
         const GpuLayerSpec *ls = &sp->layers[l];
         Layer *ly = &m->layers[l];
@@ -539,6 +557,8 @@ static int create(GpuModel *m, const GpuModelSpec *sp, GpuPrecision prec, int B,
     return AIL_OK;
 }
 
+static void gen_release(GpuModel *m);
+
 int gpu_model_create(const GpuModelSpec *spec, GpuPrecision prec, int B, int T, GpuComm *tp, GpuModel **out) {
     *out = NULL;
     GpuModel *m = (GpuModel *)calloc(1, sizeof *m);
@@ -564,6 +584,7 @@ void gpu_model_free(GpuModel *m) {
     prof_report(m);
     for (int i = 0; m->prof && i < PROF_EVENTS; i++)
         if (m->prof_ev[i]) cudaEventDestroy(m->prof_ev[i]);
+    gen_release(m);
     for (int i = 0; i < m->nallocs; i++) cudaFree(m->allocs[i]);
     if (m->stage) cudaFree(m->stage);
     free(m->allocs);
@@ -1039,4 +1060,264 @@ int gpu_adapter_grads(GpuModel *m, int layer, int lin, float *dA, float *dB) {
     AIL_CHECK(down(m, dB, m->g + a->offB, (size_t)a->m * a->r));
     CU(cudaStreamSynchronize(m->st));
     return AIL_OK;
+}
+
+/* ---- greedy decoding with a KV cache ---------------------------------------------------- */
+
+/* Shared memory of k_decode_attn, (hd + S) floats: within the opt-in limit of
+ * sm_80 (163 KiB) and sm_90 (227 KiB), so S up to ~40k slots. */
+#define GEN_SMEM_MAX ((size_t)160 * 1024)
+
+static void gen_release(GpuModel *m) {
+    for (int i = 0; i < m->gen.nmem; i++) cudaFree(m->gen.mem[i]);
+    if (m->gen.h_valid) cudaFreeHost(m->gen.h_valid);
+    if (m->gen.h_in) cudaFreeHost(m->gen.h_in);
+    if (m->gen.h_next) cudaFreeHost(m->gen.h_next);
+    m->bytes -= m->gen.bytes;
+    memset(&m->gen, 0, sizeof m->gen);
+}
+
+static int gen_alloc(GpuModel *m, void **p, size_t bytes) {
+    cudaError_t e = cudaMalloc(p, bytes ? bytes : 16);
+    if (e != cudaSuccess)
+        return AIL_ERROR(AIL_ERR_MEM, "cudaMalloc of %zu bytes for decoding: %s", bytes, cudaGetErrorString(e));
+    m->gen.mem[m->gen.nmem++] = *p;
+    m->gen.bytes += bytes, m->bytes += bytes;
+    return AIL_OK;
+}
+
+#define GALLOC(ptr, bytes) AIL_CHECK(gen_alloc(m, (void **)&(ptr), (bytes)))
+
+/* A cache of at least B rows x S slots and work space for N tokens per pass; a
+ * smaller one is freed and replaced (its contents are not kept: every call
+ * starts with a prefill). */
+static int gen_alloc_all(GpuModel *m, int B, int S, int N) {
+    m->gen.B = B, m->gen.S = S, m->gen.N = N;
+    size_t es = m->es, n = (size_t)N, kd = (size_t)m->nkv * m->hd, qd = (size_t)m->nh * m->hd;
+    size_t cache = (size_t)m->L * B * S * kd, r = (size_t)(m->rmax ? m->rmax : 1);
+    GALLOC(m->gen.kc, es * cache);
+    GALLOC(m->gen.vc, es * cache);
+    // never-written slots are only ever skipped (probability 0), but keep them finite anyway
+    CU(cudaMemsetAsync(m->gen.kc, 0, es * cache, m->st));
+    CU(cudaMemsetAsync(m->gen.vc, 0, es * cache, m->st));
+    GALLOC(m->gen.valid, (size_t)B * S);
+    GALLOC(m->gen.in, sizeof(int32_t) * 4 * n);
+    GALLOC(m->gen.next, sizeof(int32_t) * B);
+    GALLOC(m->gen.x, es * n * m->H);
+    GALLOC(m->gen.h, es * n * m->H);
+    GALLOC(m->gen.q, es * n * qd);
+    GALLOC(m->gen.k, es * n * kd);
+    GALLOC(m->gen.v, es * n * kd);
+    GALLOC(m->gen.y, es * n * qd);
+    GALLOC(m->gen.g, es * n * m->I);
+    GALLOC(m->gen.u, es * n * m->I);
+    GALLOC(m->gen.t, es * n * r);
+    if (m->tp_size > 1) GALLOC(m->gen.tmp, es * n * m->H);
+    GALLOC(m->gen.rstd, sizeof(float) * n);
+    GALLOC(m->gen.logits, sizeof(float) * B * m->V);
+    CU(cudaMallocHost((void **)&m->gen.h_valid, (size_t)B * S));
+    CU(cudaMallocHost((void **)&m->gen.h_in, sizeof(int32_t) * 4 * n));
+    CU(cudaMallocHost((void **)&m->gen.h_next, sizeof(int32_t) * B));
+    m->gen.ready = 1;
+    return AIL_OK;
+}
+
+static int gen_reserve(GpuModel *m, int B, int S, int N) {
+    if (m->gen.ready && B <= m->gen.B && S <= m->gen.S && N <= m->gen.N) return AIL_OK;
+    B = B > m->gen.B ? B : m->gen.B, S = S > m->gen.S ? S : m->gen.S, N = N > m->gen.N ? N : m->gen.N;
+    if (m->st) CU(cudaStreamSynchronize(m->st));
+    gen_release(m);
+    int rc = gen_alloc_all(m, B, S, N);
+    if (rc != AIL_OK) gen_release(m);  // all or nothing: the next call starts afresh
+    return rc;
+}
+
+/* out (n, mo) = in (n, ni) W^T (+ bias) (+ s (in A^T) B^T): column_fwd for n tokens */
+static int gen_column(GpuModel *M, int l, int lin, const void *in, void *out, int n, int mo, int ni) {
+    const Layer *ly = &M->layers[l];
+    AIL_CHECK(gemm(M, 0, 1, n, mo, ni, 1.f, in, M->dt, ni, ly->w[lin], M->dt, ni, 0.f, out, M->dt, mo));
+    if (ly->bias[lin]) {
+        k_add_bias(M->bf, out, ly->bias[lin], n, mo, M->st);
+        KCHECK();
+    }
+    const Adapter *a = &ly->ad[lin];
+    if (!a->r) return AIL_OK;
+    AIL_CHECK(gemm(M, 0, 1, n, a->r, a->n, 1.f, in, M->dt, a->n, copyA(M, a), M->dt, a->n, 0.f, M->gen.t, M->dt,
+                   a->r));  // t (n, r)
+    return gemm(M, 0, 1, n, a->m, a->r, a->scale, M->gen.t, M->dt, a->r, copyB(M, a), M->dt, a->r, 1.f, out, M->dt,
+                a->m);
+}
+
+/* x (n, H) += in (n, ni) W^T (+ s t B^T, t = in A^T summed over tp) (+ bias): row_fwd
+ * for n tokens, in place on the residual */
+static int gen_row(GpuModel *M, int l, int lin, const void *in, int ni, void *x, int n) {
+    const Layer *ly = &M->layers[l];
+    const Adapter *a = &ly->ad[lin];
+    int H = M->H;
+    void *t = M->gen.t, *acc = M->tp_size == 1 ? x : M->gen.tmp;
+    AIL_CHECK(gemm(M, 0, 1, n, H, ni, 1.f, in, M->dt, ni, ly->w[lin], M->dt, ni, M->tp_size == 1 ? 1.f : 0.f, acc,
+                   M->dt, H));
+    if (a->r) {
+        AIL_CHECK(gemm(M, 0, 1, n, a->r, a->n, 1.f, in, M->dt, a->n, copyA(M, a), M->dt, a->n, 0.f, t, M->dt, a->r));
+        AIL_CHECK(allreduce(M, M->tp, t, (size_t)n * a->r, 0));  // t of the whole input
+        if (M->tp_rank == 0)  // counted once in the sum
+            AIL_CHECK(gemm(M, 0, 1, n, a->m, a->r, a->scale, t, M->dt, a->r, copyB(M, a), M->dt, a->r, 1.f, acc, M->dt,
+                           a->m));
+    }
+    if (M->tp_size > 1) AIL_CHECK(allreduce(M, M->tp, acc, (size_t)n * H, 0));
+    if (ly->bias[lin]) {
+        k_add_bias(M->bf, acc, ly->bias[lin], n, H, M->st);
+        KCHECK();
+    }
+    if (M->tp_size > 1) {
+        k_add(M->bf, x, x, acc, (size_t)n * H, M->st);
+        KCHECK();
+    }
+    return AIL_OK;
+}
+
+/* One pass of the n tokens staged in gen.in (ids, rows, slots, positions; uploaded)
+ * through every layer, storing their keys and values in the cache; then the final
+ * norm and the logits (nl, V) float32 of token rows first, first + stride, ...,
+ * and their argmax into gen.next (nl), the same on every tp rank. */
+static int gen_pass(GpuModel *M, int n, int first, int stride, int nl) {
+    int H = M->H, I = M->I, V = M->V, nh = M->nh, nkv = M->nkv, hd = M->hd, qd = nh * hd, kd = nkv * hd, bf = M->bf;
+    int N = M->gen.N, S = M->gen.S;
+    const int32_t *tok = M->gen.in, *row = M->gen.in + N, *slot = M->gen.in + 2 * N, *pos = M->gen.in + 3 * N;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    k_embed(bf, M->gen.x, M->embed, tok, n, H, M->st);  // x (n, H)
+    KCHECK();
+    for (int l = 0; l < M->L; l++) {
+        const Layer *ly = &M->layers[l];
+        size_t lo = (size_t)l * M->gen.B * S * kd;  // this layer's cache (B, S, kd)
+        void *kc = at(M->gen.kc, lo, M->es), *vc = at(M->gen.vc, lo, M->es);
+        k_rmsnorm_fwd(bf, M->gen.h, M->gen.rstd, M->gen.x, ly->ln1, n, H, M->eps, M->st);
+        KCHECK();
+        AIL_CHECK(gen_column(M, l, GPU_LIN_Q, M->gen.h, M->gen.q, n, qd, H));  // (n, nh*hd)
+        AIL_CHECK(gen_column(M, l, GPU_LIN_K, M->gen.h, M->gen.k, n, kd, H));  // (n, nkv*hd)
+        AIL_CHECK(gen_column(M, l, GPU_LIN_V, M->gen.h, M->gen.v, n, kd, H));
+        k_rope_rows(bf, M->gen.q, M->rope_cos, M->rope_sin, pos, n, nh, hd, M->st);
+        k_rope_rows(bf, M->gen.k, M->rope_cos, M->rope_sin, pos, n, nkv, hd, M->st);
+        k_kv_store(bf, kc, vc, M->gen.k, M->gen.v, row, slot, n, S, kd, M->st);
+        k_decode_attn(bf, M->gen.y, M->gen.q, kc, vc, M->gen.valid, row, slot, n, S, nh, nkv, hd, scale, M->st);
+        KCHECK();  // y (n, nh*hd)
+        AIL_CHECK(gen_row(M, l, GPU_LIN_O, M->gen.y, qd, M->gen.x, n));  // x += o(y)
+        k_rmsnorm_fwd(bf, M->gen.h, M->gen.rstd, M->gen.x, ly->ln2, n, H, M->eps, M->st);
+        KCHECK();
+        AIL_CHECK(gen_column(M, l, GPU_LIN_GATE, M->gen.h, M->gen.g, n, I, H));  // (n, I)
+        AIL_CHECK(gen_column(M, l, GPU_LIN_UP, M->gen.h, M->gen.u, n, I, H));
+        k_swiglu_fwd(bf, M->gen.g, M->gen.g, M->gen.u, (size_t)n * I, M->st);  // in place: element-wise
+        KCHECK();
+        AIL_CHECK(gen_row(M, l, GPU_LIN_DOWN, M->gen.g, I, M->gen.x, n));  // x += down(act)
+    }
+    k_rmsnorm_fwd(bf, M->gen.h, M->gen.rstd, M->gen.x, M->final_norm, n, H, M->eps, M->st);
+    KCHECK();
+    // logits (nl, V) float32 of the wanted rows: a strided read of the normed rows
+    AIL_CHECK(gemm(M, 0, 1, nl, V, H, 1.f, at(M->gen.h, (size_t)first * H, M->es), M->dt, stride * H, M->lm_head,
+                   M->dt, H, 0.f, M->gen.logits, CUDA_R_32F, V));
+    k_argmax(M->gen.next, M->gen.logits, nl, V, M->st);
+    KCHECK();
+    if (M->tp_size > 1) {  // the same tokens on every rank (their logits agree up to the all-reduces' rounding)
+#ifdef AILORA_HAVE_NCCL
+        NC(ncclBroadcast(M->gen.next, M->gen.next, nl, ncclInt32, 0, M->tp->nccl, M->st));
+#else
+        return AIL_ERROR(AIL_ERR_ARG, "collective over %d ranks without NCCL", M->tp_size);
+#endif
+    }
+    CU(cudaMemcpyAsync(M->gen.h_next, M->gen.next, sizeof(int32_t) * nl, cudaMemcpyDeviceToHost, M->st));
+    CU(cudaStreamSynchronize(M->st));  // the one host sync of a pass: nl token ids
+    return AIL_OK;
+}
+
+void gpu_generate_free(GpuModel *m) {
+    if (!m) return;
+    if (m->st) cudaStreamSynchronize(m->st);
+    gen_release(m);
+}
+
+/* Uploads the staged pass (n tokens) and the valid slots of rows 0..B-1. */
+static int gen_upload(GpuModel *M, int n, int B) {
+    size_t N = (size_t)M->gen.N;
+    for (int k = 0; k < 4; k++)  // ids, rows, slots, positions at offsets 0, N, 2N, 3N
+        CU(cudaMemcpyAsync(M->gen.in + k * N, M->gen.h_in + k * N, sizeof(int32_t) * n, cudaMemcpyHostToDevice,
+                           M->st));
+    CU(cudaMemcpyAsync(M->gen.valid, M->gen.h_valid, (size_t)B * M->gen.S, cudaMemcpyHostToDevice, M->st));
+    return AIL_OK;
+}
+
+int gpu_generate_greedy(GpuModel *M, int B, int S, const int32_t *prompts, const int8_t *mask, int P, int max_new,
+                        const int32_t *eos, int neos, int32_t *out, int *out_len) {
+    for (int b = 0; b < B; b++) out_len[b] = 0;
+    if (B < 1 || P < 1 || max_new < 1)
+        return AIL_ERROR(AIL_ERR_ARG, "generation of %d rows x %d prompt slots x %d new tokens (each at least 1)", B,
+                         P, max_new);
+    if ((long long)P + max_new - 1 > S)
+        return AIL_ERROR(AIL_ERR_ARG, "%d prompt slots + %d new tokens need %d cache slots, the cache has %d", P,
+                         max_new, P + max_new - 1, S);
+    if (sizeof(float) * ((size_t)S + M->hd) > GEN_SMEM_MAX)  // the attention kernel's shared memory
+        return AIL_ERROR(AIL_ERR_ARG, "a KV cache of %d slots per row is beyond the GPU decoder's %d", S,
+                         (int)(GEN_SMEM_MAX / sizeof(float)) - M->hd);
+    for (size_t i = 0; i < (size_t)B * P; i++) {
+        if (prompts[i] < 0 || prompts[i] >= M->V)
+            return AIL_ERROR(AIL_ERR_ARG, "token id %d outside the vocabulary (%d)", prompts[i], M->V);
+        if (mask && mask[i] != 0 && mask[i] != 1)
+            return AIL_ERROR(AIL_ERR_ARG, "attention mask value %d at row %zu, slot %zu (0 or 1 expected)", mask[i],
+                             i / P, i % P);
+    }
+    for (int b = 0; b < B; b++)
+        if (mask && !mask[(size_t)b * P + P - 1])
+            return AIL_ERROR(AIL_ERR_ARG, "prompt %d of the batch is not left-padded (its last slot is padding)", b);
+    AIL_CHECK(gen_reserve(M, B, S, B * P));
+    int N = M->gen.N, GS = M->gen.S;  // GS: the cache's slots per row (>= S)
+    int32_t *tok = M->gen.h_in, *row = tok + N, *slot = tok + 2 * N, *pos = tok + 3 * N;
+    int *next_pos = (int *)malloc(sizeof(int) * B), *rows = (int *)malloc(sizeof(int) * B);
+    if (!next_pos || !rows) {
+        free(next_pos), free(rows);
+        return AIL_ERROR(AIL_ERR_MEM, "out of memory for decoding");
+    }
+    int rc = AIL_OK;
+    // prefill: the B x P prompt tokens, logits of each row's last slot
+    memset(M->gen.h_valid, 0, (size_t)B * GS);
+    for (int b = 0; b < B && rc == AIL_OK; b++) {
+        int c = 0;
+        for (int s = 0; s < P; s++) {
+            size_t i = (size_t)b * P + s;
+            int real_tok = mask ? mask[i] : 1;
+            M->gen.h_valid[(size_t)b * GS + s] = (int8_t)real_tok;
+            c += real_tok;
+            tok[i] = prompts[i], row[i] = b, slot[i] = s, pos[i] = c > 0 ? c - 1 : 0;  // HF: max(cumsum(mask) - 1, 0)
+        }
+        if (c > M->max_pos)
+            rc = AIL_ERROR(AIL_ERR_ARG, "prompt %d has %d tokens, beyond max_position_embeddings %d", b, c, M->max_pos);
+        next_pos[b] = c;
+    }
+    if (rc == AIL_OK) rc = gen_upload(M, B * P, B);
+    if (rc == AIL_OK) rc = gen_pass(M, B * P, P - 1, P, B);
+    int n = B, len = P;  // live rows, slots filled
+    for (int b = 0; b < B; b++) rows[b] = b;
+    for (int i = 0; i < max_new && rc == AIL_OK && n > 0; i++) {
+        int m = 0;
+        for (int j = 0; j < n; j++) {  // gen.h_next[j]: row rows[j]'s token
+            int b = rows[j], t = M->gen.h_next[j], stop = 0;
+            out[(size_t)b * max_new + out_len[b]++] = t;
+            for (int e = 0; e < neos; e++) stop |= t == eos[e];
+            if (!stop) rows[m] = b, tok[m] = t, m++;
+        }
+        n = m;
+        if (n == 0 || i + 1 == max_new) break;
+        // step: one token per live row into slot len
+        for (int b = 0; b < B; b++) M->gen.h_valid[(size_t)b * GS + len] = 0;
+        for (int j = 0; j < n && rc == AIL_OK; j++) {
+            int b = rows[j];
+            if (next_pos[b] >= M->max_pos)
+                rc = AIL_ERROR(AIL_ERR_ARG, "row %d reached max_position_embeddings %d", b, M->max_pos);
+            M->gen.h_valid[(size_t)b * GS + len] = 1;
+            row[j] = b, slot[j] = len, pos[j] = next_pos[b]++;
+        }
+        if (rc == AIL_OK) rc = gen_upload(M, n, B);
+        if (rc == AIL_OK) rc = gen_pass(M, n, 0, 1, n);
+        len++;
+    }
+    free(next_pos), free(rows);
+    return rc;
 }

@@ -47,4 +47,11 @@ int gpu_adapter_grads(GpuModel *m, int layer, int lin, float *dA, float *dB) {
     (void)m, (void)layer, (void)lin, (void)dA, (void)dB;
     return NO_CUDA;
 }
+int gpu_generate_greedy(GpuModel *m, int B, int S, const int32_t *prompts, const int8_t *mask, int P, int max_new,
+                        const int32_t *eos, int neos, int32_t *out, int *out_len) {
+    (void)m, (void)B, (void)S, (void)prompts, (void)mask, (void)P, (void)max_new, (void)eos, (void)neos, (void)out;
+    (void)out_len;
+    return NO_CUDA;
+}
+void gpu_generate_free(GpuModel *m) { (void)m; }
 size_t gpu_model_bytes(const GpuModel *m) { return (void)m, 0; }

@@ -106,14 +106,44 @@ static int cpu_adamw_step(Engine *e, double norm) {
 
 static int cpu_sync(Engine *e, int download) { return AIL_OK; }  // the host copies are the model
 
+/* The host decoder: a cache of at least B rows x S slots and B * P prefill tokens
+ * (grown on demand); a smaller batch uses the first B rows (the cache's layout is
+ * per call: every call starts with a prefill). */
+static int cpu_generate(Engine *e, int B, int S, const int32_t *prompts, const int8_t *mask, int P, int max_new,
+                        const int32_t *eos, int neos, int32_t *out, int *out_len) {
+    LlamaKV *kv = &e->kv;
+    int rc = AIL_OK;
+    if (!kv->k || B > e->kv_rows || S > kv->S || (long long)B * P > kv->max_tokens) {
+        int rows = B > e->kv_rows ? B : e->kv_rows, slots = S > kv->S ? S : kv->S;
+        int tokens = B * P > kv->max_tokens ? B * P : kv->max_tokens;
+        llama_kv_free(kv);
+        e->kv_rows = 0;
+        rc = llama_kv_alloc(e->llm, rows, slots, tokens, kv);
+        if (rc == AIL_OK) e->kv_rows = rows;
+    }
+    if (e->tp > 1) rc = ail_error_agree(e->tp_comm, rc);  // llama_generate_greedy is collective over tp
+    if (rc != AIL_OK) return rc;
+    kv->B = B;  // the first B rows
+    rc = llama_generate_greedy(e->llm, kv, prompts, mask, P, max_new, eos, neos, out, out_len);
+    kv->B = e->kv_rows;
+    return rc;
+}
+
+static void cpu_generate_end(Engine *e) {
+    llama_kv_free(&e->kv);
+    e->kv_rows = 0;
+}
+
 static void cpu_free(Engine *e) {
+    cpu_generate_end(e);
     llama_acts_free(&e->acts);
     free(e->flat);
     free(e->param_tp);
 }
 
 static const EngineOps cpu_ops = {"cpu", cpu_zero_grads, cpu_forward, cpu_backward, cpu_allreduce_grads,
-                                  cpu_grad_norm, cpu_adamw_step, cpu_sync, cpu_free};
+                                  cpu_grad_norm, cpu_adamw_step, cpu_sync, cpu_generate, cpu_generate_end,
+                                  cpu_free};
 
 static int cpu_create(Engine *e) {
     AIL_CHECK(llama_acts_alloc(e->llm, e->B, e->T, &e->acts));
@@ -174,6 +204,15 @@ static int gpu_sync_op(Engine *e, int download) {
     return AIL_OK;
 }
 
+/* On the GPU in the model's precision; the tokens of every step come from tp rank 0. */
+static int gpu_generate_op(Engine *e, int B, int S, const int32_t *prompts, const int8_t *mask, int P, int max_new,
+                           const int32_t *eos, int neos, int32_t *out, int *out_len) {
+    return nccl_fatal(e, e->tp > 1, gpu_generate_greedy(e->gpu, B, S, prompts, mask, P, max_new, eos, neos, out,
+                                                        out_len));
+}
+
+static void gpu_generate_end_op(Engine *e) { gpu_generate_free(e->gpu); }
+
 static void gpu_free_op(Engine *e) {
     gpu_model_free(e->gpu);
     gpu_comm_free(e->gpu_tp);
@@ -181,7 +220,8 @@ static void gpu_free_op(Engine *e) {
 }
 
 static const EngineOps gpu_ops = {"cuda", gpu_zero_grads_op, gpu_forward_op, gpu_backward_op, gpu_allreduce_op,
-                                  gpu_grad_norm_op, gpu_adamw_step_op, gpu_sync_op, gpu_free_op};
+                                  gpu_grad_norm_op, gpu_adamw_step_op, gpu_sync_op, gpu_generate_op,
+                                  gpu_generate_end_op, gpu_free_op};
 
 /* An NCCL communicator over comm (NULL when comm has one rank): rank 0's id is
  * broadcast over MPI. */

@@ -613,8 +613,7 @@ static char *gen_text(const EvalData *x, const int32_t *tok, int n) {
 static int score_generate(Trainer *tr, const Dataset *d, const EvalData *x, int mode, int ncomp, int lo, int hi,
                           EvalRec *recs) {
     int T = d->T, budget = gen_budget(tr, x), maxpos = tr->llm.cfg.max_position_embeddings;
-    LlamaKV kv;
-    int rc = llama_kv_alloc(&tr->llm, GEN_ROWS, T + budget, GEN_ROWS * T, &kv);
+    int rc = AIL_OK;
     int32_t *ids = ail_malloc(sizeof(int32_t) * T), *lab = ail_malloc(sizeof(int32_t) * T);
     int32_t *pr = ail_malloc(sizeof(int32_t) * T), *prompts = ail_malloc(sizeof(int32_t) * GEN_ROWS * T);
     int32_t *ans = ail_malloc(sizeof(int32_t) * GEN_ROWS * (budget + 1)), *out = ail_malloc(sizeof(int32_t) * GEN_ROWS * budget);
@@ -661,11 +660,11 @@ static int score_generate(Trainer *tr, const Dataset *d, const EvalData *x, int 
                 batch[(size_t)b * P + s] = k >= 0 ? prompts[(size_t)b * T + k] : 0;
                 bm[(size_t)b * P + s] = (int8_t)(k >= 0);
             }
-        kv.B = nb;  // the first nb rows of the cache (same layout, smaller batch)
+        // on the engine's device (a GPU run decodes on the GPU); T + budget slots in every call
         if (rc == AIL_OK)
-            rc = llama_generate_greedy(&tr->llm, &kv, batch, bm, P, nnew, mode == SCORE_TEXT ? x->eos : NULL,
-                                       mode == SCORE_TEXT ? x->neos : 0, out, out_len);
-        kv.B = GEN_ROWS;
+            rc = engine_generate_greedy(&tr->eng, nb, T + budget, batch, bm, P, nnew,
+                                        mode == SCORE_TEXT ? x->eos : NULL, mode == SCORE_TEXT ? x->neos : 0, out,
+                                        out_len);
         free(batch), free(bm);
         for (int b = 0; b < nb && rc == AIL_OK; b++) {
             EvalRec *rec = &recs[rowof[b] - lo];
@@ -689,7 +688,7 @@ static int score_generate(Trainer *tr, const Dataset *d, const EvalData *x, int 
         }
         rc = tp_agree(tr, rc);
     }
-    llama_kv_free(&kv);
+    engine_generate_end(&tr->eng);  // the cache's memory goes back to training
     free(ids), free(lab), free(pr), free(prompts), free(ans), free(out), free(mask);
     return rc;
 }
@@ -787,7 +786,8 @@ static int gather_examples(Trainer *tr, EvalRec *recs, int nrec, int ncomp, Eval
 }
 
 /* Loss, and the dataset's metric (evaldata.h, metrics.h) over rows [0, limit).
- * Decoding and mc scoring run on the host model (a GPU engine syncs it first);
+ * Decoding runs on the engine's device (engine_generate_greedy); mc scoring on the
+ * host model (a GPU engine syncs it first);
  * each replica takes a contiguous share of the rows. */
 static int evaluate_set(Trainer *tr, const Dataset *d, const EvalData *x, int examples, EvalResult *res) {
     memset(res, 0, sizeof *res);
@@ -798,7 +798,7 @@ static int evaluate_set(Trainer *tr, const Dataset *d, const EvalData *x, int ex
     res->measured = 1;
     res->ncomp = mode == SCORE_TOKEN_EM ? 1 : metric_components(x->metric, res->names);
     if (mode == SCORE_TOKEN_EM) res->names[0] = "exact_match";
-    AIL_CHECK(ail_error_agree(tr->comm, engine_sync(&tr->eng, 1)));  // decoding reads the host copies
+    AIL_CHECK(ail_error_agree(tr->comm, engine_sync(&tr->eng, 1)));  // mc scoring reads the host copies
     if (mode == SCORE_MC) {
         while (limit < d->n && limit > 0 && x->mc_example[limit] == x->mc_example[limit - 1]) limit++;  // whole examples
         double *ll = ail_calloc((size_t)limit + 1, sizeof(double));

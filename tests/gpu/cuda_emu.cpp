@@ -373,6 +373,71 @@ void k_from_float(int bf, void *dst, const float *src, size_t n, cudaStream_t) {
     for (size_t i = 0; i < n; i++) stv(bf, dst, i, src[i]);
 }
 
+/* ---- greedy decoding (gpu_generate_greedy) ---------------------------------------- */
+
+void k_rope_rows(int bf, void *x, const float *cs, const float *sn, const int32_t *pos, int n, int nheads, int hd,
+                 cudaStream_t) {
+    int half = hd / 2;
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < nheads; h++) {
+            size_t o = ((size_t)i * nheads + h) * hd, p = (size_t)pos[i] * half;
+            for (int j = 0; j < half; j++) {
+                float a = ldv(bf, x, o + j), c = ldv(bf, x, o + j + half);
+                stv(bf, x, o + j, a * cs[p + j] - c * sn[p + j]);
+                stv(bf, x, o + j + half, c * cs[p + j] + a * sn[p + j]);
+            }
+        }
+}
+
+void k_kv_store(int bf, void *kc, void *vc, const void *k, const void *v, const int32_t *row, const int32_t *slot,
+                int n, int S, int kd, cudaStream_t) {
+    size_t es = bf ? 2 : 4;
+    for (int i = 0; i < n; i++) {
+        size_t dst = ((size_t)row[i] * S + slot[i]) * kd * es;
+        memcpy((char *)kc + dst, (const char *)k + (size_t)i * kd * es, kd * es);
+        memcpy((char *)vc + dst, (const char *)v + (size_t)i * kd * es, kd * es);
+    }
+}
+
+/* per (token, head): scores of the visible slots, max, exp, sum, weighted values / sum */
+void k_decode_attn(int bf, void *y, const void *q, const void *kc, const void *vc, const int8_t *valid,
+                   const int32_t *row, const int32_t *slot, int n, int S, int nh, int nkv, int hd, float scale,
+                   cudaStream_t) {
+    int kd = nkv * hd, group = nh / nkv;
+    float *sc = (float *)malloc(sizeof(float) * (size_t)S);
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < nh; h++) {
+            int b = row[i], t = slot[i];
+            const int8_t *ok = valid + (size_t)b * S;
+            size_t qo = ((size_t)i * nh + h) * hd, ko = (size_t)b * S * kd + (size_t)(h / group) * hd;
+            float mx = -INFINITY, sum = 0.f;
+            for (int j = 0; j <= t; j++) {
+                int seen = ok[t] ? ok[j] != 0 : j == t;  // a padding query sees only itself
+                float d = 0.f;
+                for (int c = 0; seen && c < hd; c++) d += ldv(bf, q, qo + c) * ldv(bf, kc, ko + (size_t)j * kd + c);
+                sc[j] = seen ? d * scale : -INFINITY;
+                mx = fmaxf(mx, sc[j]);
+            }
+            for (int j = 0; j <= t; j++) sum += (sc[j] = sc[j] == -INFINITY ? 0.f : expf(sc[j] - mx));
+            for (int c = 0; c < hd; c++) {
+                float acc = 0.f;
+                for (int j = 0; j <= t; j++)
+                    if (sc[j] != 0.f) acc += sc[j] * ldv(bf, vc, ko + (size_t)j * kd + c);
+                stv(bf, y, qo + c, acc * (1.0f / sum));
+            }
+        }
+    free(sc);
+}
+
+void k_argmax(int32_t *out, const float *logits, int n, int V, cudaStream_t) {
+    for (int i = 0; i < n; i++) {
+        const float *r = logits + (size_t)i * V;
+        int best = 0;
+        for (int v = 1; v < V; v++) best = r[v] > r[best] ? v : best;
+        out[i] = best;
+    }
+}
+
 /* ---- NCCL (with -DAILORA_HAVE_NCCL): ranks are threads of this process ---------------- */
 #ifdef AILORA_HAVE_NCCL
 #include <nccl.h>
@@ -424,6 +489,19 @@ ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int
     *comm = (ncclComm_t)calloc(1, sizeof(struct ncclComm));
     (*comm)->g = g, (*comm)->rank = rank;
     pthread_barrier_wait(&g->bar);  // collective, as the real one
+    return ncclSuccess;
+}
+
+/* root's buffer to every rank (int32, float) */
+ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type, int root, ncclComm_t comm,
+                           cudaStream_t) {
+    if (type != ncclInt32 && type != ncclFloat) return ncclInvalidArgument;
+    Group *g = comm->g;
+    if (comm->rank == root) g->slot[root] = send;
+    pthread_barrier_wait(&g->bar);
+    if (comm->rank != root) memcpy(recv, g->slot[root], count * 4);
+    pthread_barrier_wait(&g->bar);  // the root's buffer is read
+    if (comm->rank == root && recv != send) memmove(recv, send, count * 4);
     return ncclSuccess;
 }
 

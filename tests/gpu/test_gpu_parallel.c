@@ -14,6 +14,8 @@
  * 2 x 2 = one device. Then padded rows (gpu_set_mask: every row left- or right-
  * padded, the fixture's tokens shifted): tp = 2, dp = 2 and 2 x 2 = one device
  * within 1e-4 (test_gpu_train checks one padded device against unpadded tokens).
+ * Then greedy generation (gpu_generate_greedy, check_decode): tp = 2 gives one
+ * device's tokens and lengths on both ranks, with and without an EOS.
  *
  * Needs NCCL and tp * dp devices (exit 77 otherwise). Without GPUs it runs on the
  * CPU through tests/gpu/cuda_emu.cpp (threads as ranks; tests/gpu/emu_check.sh).
@@ -36,6 +38,8 @@ typedef struct {
     unsigned char *tp_id, *dp_id;        /* ids of this rank's tp and dp groups */
     double *loss_sum;                    /* [dp][steps] */
     double *norms;                       /* [world][steps] */
+    int32_t *gen;                        /* check_decode: this rank's tokens (GEN_B, GEN_NEW) */
+    int gen_len[8];
     float **gA, **gB;                    /* [L * 7] full-size step-1 gradients (assembled) */
     int rc;
     char err[300];
@@ -45,6 +49,11 @@ static long global_count[MAXS];
 static float *obias[8][7];       /* whole biases of check_obias (o, gate, up, down), NULL otherwise */
 static double last_curve[MAXS];  /* the loss curve of the last run */
 static int8_t *gmask;            /* check_padded: (steps, B, T) attention mask, NULL otherwise */
+/* check_decode: greedy generation instead of training, on these left-padded prompts */
+enum { GEN_B = 4, GEN_P = 8, GEN_NEW = 10 };
+static int32_t gen_prompt[GEN_B * GEN_P], gen_eos = -1;
+static int8_t gen_mask[GEN_B * GEN_P];
+static int gen_mode;
 
 static float *cols(const float *W, int m, int n, int c0, int nc) {  // columns [c0, c0 + nc) of W (m, n)
     float *o = malloc(sizeof(float) * (size_t)m * nc);
@@ -90,6 +99,12 @@ static void *rank_main(void *arg) {
     if (rc == AIL_OK) rc = gpu_comm_create(R->dp_id, R->dp, d, &dpc);
     if (rc == AIL_OK) rc = gpu_model_create(&sp, GPU_FP32, Bl, T, tp > 1 ? tpc : NULL, &m);
     GpuAdamW opt = {hyp[GF_LR], hyp[GF_B1], hyp[GF_B2], hyp[GF_EPS], hyp[GF_WD], hyp[GF_CLIP]};
+    if (gen_mode) {  // check_decode: every tp rank decodes the same prompts on its shard
+        if (rc == AIL_OK)
+            rc = gpu_generate_greedy(m, GEN_B, GEN_P + GEN_NEW - 1, gen_prompt, gen_mask, GEN_P, GEN_NEW,
+                                     gen_eos >= 0 ? &gen_eos : NULL, gen_eos >= 0, R->gen, R->gen_len);
+        S = 0;  // no training
+    }
     for (int s = 0; s < S && rc == AIL_OK; s++) {
         size_t off = ((size_t)s * hdr[GF_B] + (size_t)d * Bl) * T;  // this dp rank's rows
         double sum = 0, norm = 0;
@@ -306,6 +321,80 @@ static void check_padded(int devices) {
     count_scored();
 }
 
+/* Greedy generation (gpu_generate_greedy) under tensor parallelism: tp = 2 ranks,
+ * each with its shard and its kv heads' cache, all-reducing after o and down and
+ * following tp rank 0's tokens (NCCL broadcast), must produce the tokens and lengths
+ * of one device, on every rank: left-padded prompts of 8, 5, 2 and 7 fixture
+ * tokens, 10 new tokens, without EOS and with the token row 0 generates third (rows
+ * stop at different steps). fp32, the AILoRA init (nonzero B on all 7 modules). */
+static int decode_world(int tp, int32_t out[][GEN_B * GEN_NEW], int lens[][GEN_B]) {
+    unsigned char tp_id[128], dp_id[128];
+    gpu_nccl_unique_id(tp_id);
+    gpu_nccl_unique_id(dp_id);
+    Rank ranks[MAXW];
+    pthread_t th[MAXW];
+    double *loss_sum = calloc(hdr[GF_STEPS], sizeof(double)), *norms = calloc((size_t)tp * hdr[GF_STEPS], sizeof(double));
+    for (int t = 0; t < tp; t++) {
+        Rank *R = &ranks[t];
+        memset(R, 0, sizeof *R);
+        R->tp = tp, R->dp = 1, R->t = t, R->d = 0, R->k = 1, R->tp_id = tp_id, R->dp_id = dp_id;
+        R->loss_sum = loss_sum, R->norms = norms, R->gen = out[t];
+        pthread_create(&th[t], NULL, rank_main, R);
+    }
+    int bad = 0;
+    for (int t = 0; t < tp; t++) {
+        pthread_join(th[t], NULL);
+        memcpy(lens[t], ranks[t].gen_len, sizeof(int) * GEN_B);
+        if (ranks[t].rc != AIL_OK) printf("FAIL decode tp %d: rank %d: %s\n", tp, t, ranks[t].err), bad = 1;
+    }
+    free(loss_sum), free(norms);
+    return bad;
+}
+
+static void check_decode(int devices) {
+    if (devices < 2) return;
+    const int lens[GEN_B] = {8, 5, 2, 7};
+    for (int b = 0; b < GEN_B; b++)
+        for (int s = 0; s < GEN_P; s++) {
+            int real_tok = s >= GEN_P - lens[b];
+            gen_prompt[b * GEN_P + s] = real_tok ? tokens[b * hdr[GF_T] + s] : 0;
+            gen_mask[b * GEN_P + s] = (int8_t)real_tok;
+        }
+    gen_mode = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        int32_t one[1][GEN_B * GEN_NEW], two[2][GEN_B * GEN_NEW];
+        int one_len[1][GEN_B], two_len[2][GEN_B];
+        gen_eos = -1;
+        if (decode_world(1, one, one_len)) {
+            failures++;
+            break;
+        }
+        if (pass == 1) {  // with an EOS: the token row 0 generates third
+            gen_eos = one[0][2];
+            if (decode_world(1, one, one_len)) {
+                failures++;
+                break;
+            }
+        }
+        if (decode_world(2, two, two_len)) {
+            failures++;
+            break;
+        }
+        int same = 1, stopped = 0, total = 0;
+        for (int t = 0; t < 2; t++)
+            for (int b = 0; b < GEN_B; b++) {
+                same &= two_len[t][b] == one_len[0][b];
+                for (int k = 0; k < one_len[0][b] && same; k++) same &= two[t][b * GEN_NEW + k] == one[0][b * GEN_NEW + k];
+            }
+        for (int b = 0; b < GEN_B; b++) stopped += one_len[0][b] < GEN_NEW, total += one_len[0][b];
+        printf("%s greedy generation, tp 2 = one device on both ranks (%s: %d tokens, %d of %d rows stopped early)\n",
+               same && (pass == 0 || (stopped > 0 && stopped < GEN_B)) ? "PASS" : "FAIL",
+               pass ? "with EOS" : "no EOS", total, stopped, GEN_B);
+        failures += !(same && (pass == 0 || (stopped > 0 && stopped < GEN_B)));
+    }
+    gen_mode = 0, gen_eos = -1;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // a timeout must not eat the log
     const char *path = argc > 1 ? argv[1] : "tests/reference/gpu_tiny.bin";
@@ -323,6 +412,7 @@ int main(int argc, char **argv) {
             if (grid[g][0] * grid[g][1] <= devices) run(k, grid[g][0], grid[g][1]);
     check_obias(devices);
     check_padded(devices);
+    check_decode(devices);
     printf("%s test_gpu_parallel (%d failure%s)\n", failures ? "FAIL" : "PASS", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }
