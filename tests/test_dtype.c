@@ -61,6 +61,16 @@ static void test_bf16_values(void) {
     uint16_t nan = f64_to_bf16(NAN);
     TU_CHECK((nan & 0x7fff) > 0x7f80, "NaN stays NaN: 0x%04x", nan);
     TU_CHECK(isnan(bf16_to_f64(0x7fc0)) && isnan(bf16_to_f64(0xffc1)), "NaN decode");
+    // one rounding from float64, not two through float32: 2^-40 off a tie is below half
+    // a float32 ulp, so (float)x lands on the tie and ties-to-even picks the wrong side
+    CHECK_BITS(f64_to_bf16(1.00390625 + 0x1p-40), 0x3f81, "just above the tie 1 + 2^-8 rounds up");
+    CHECK_BITS(f64_to_bf16(1.01171875 - 0x1p-40), 0x3f81, "just below the tie 1 + 3 x 2^-8 rounds down");
+    CHECK_BITS(f64_to_bf16(-(1.00390625 + 0x1p-40)), 0xbf81, "negative, just above the tie");
+    CHECK_BITS(f64_to_bf16(1.00390625), 0x3f80, "an exact tie goes to even");
+    CHECK_BITS(f64_to_bf16(1e-45 + 0x1p-160), 0x0000, "below half the smallest subnormal");
+    CHECK_BITS(f64_to_f16(1.0 + 0x1p-11 + 0x1p-40), 0x3c01, "f16: just above the tie 1 + 2^-11 rounds up");
+    CHECK_BITS(f64_to_f16(1.0 + 3 * 0x1p-11 - 0x1p-40), 0x3c01, "f16: just below the tie 1 + 3 x 2^-11 rounds down");
+    TU_CHECK(dtype_round(DTYPE_BF16, 1.00390625 + 0x1p-40) == 1.0078125, "dtype_round BF16 rounds once");
     TU_CHECK(bf16_to_f64(0x7f80) == INFINITY && bf16_to_f64(0xff80) == -INFINITY, "inf decode");
 
     // ties to even: 1 + 2^-8 lies halfway between 1 (even) and 1 + 2^-7 (odd)

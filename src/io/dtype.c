@@ -137,9 +137,21 @@ static float f16_bits_to_f32(uint16_t h) {
     return sign ? -mag : mag;
 }
 
-uint16_t f64_to_bf16(double x) { return f32_to_bf16_bits((float)x); }
+/* float64 -> float32 rounded to odd: truncated toward zero, the last bit set when
+ * anything was dropped. Rounding that to a format at least 2 bits narrower (bf16,
+ * f16) gives x rounded once to nearest even; through a plain (float)x a value just
+ * off a bf16 tie could round twice, to the wrong side (half an ulp + a hair). */
+static float f64_to_f32_odd(double x) {
+    float f = (float)x;
+    if (isnan(x) || isinf(x) || (double)f == x) return f;
+    if (fabs((double)f) > fabs(x)) f = nextafterf(f, 0.0f);  // truncate (an Inf becomes FLT_MAX)
+    if ((double)f != x) f = f32_from_bits(f32_bits(f) | 1u);
+    return f;
+}
+
+uint16_t f64_to_bf16(double x) { return f32_to_bf16_bits(f64_to_f32_odd(x)); }
 double bf16_to_f64(uint16_t h) { return (double)f32_from_bits((uint32_t)h << 16); }
-uint16_t f64_to_f16(double x) { return f32_to_f16_bits((float)x); }
+uint16_t f64_to_f16(double x) { return f32_to_f16_bits(f64_to_f32_odd(x)); }
 double f16_to_f64(uint16_t h) { return (double)f16_bits_to_f32(h); }
 
 double dtype_round(DType dt, double x) {

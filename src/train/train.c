@@ -634,8 +634,9 @@ static int score_generate(Trainer *tr, const Dataset *d, const EvalData *x, int 
             rec->row = r;
             rec->unfit = !(pl >= 1 && w >= 1 && w <= budget && pl + w - 1 <= maxpos);
             for (int c = 0; c < ncomp; c++) rec->score[c] = mode == SCORE_TOKEN_EM ? 0.0 : NAN;  // token EM: a miss
-            if (rec->unfit) {
-                if (!(rec->pred = str_dup(""))) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
+            if (rec->unfit) {  // every tp rank reads the same rows: all agree here, or one would hang
+                rec->pred = str_dup("");
+                rc = tp_agree(tr, rec->pred ? AIL_OK : AIL_ERROR(AIL_ERR_MEM, "out of memory"));
                 r++;
                 continue;
             }
