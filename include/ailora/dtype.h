@@ -2,7 +2,11 @@
  *
  * All numerics in ailora's SVD and init path run in float64; tensors are stored
  * as F32, F16, BF16 or F64 (safetensors names). Rounding float64 -> storage dtype
- * is round-to-nearest-even, as torch's .to(dtype) does.
+ * is round-to-nearest-even, ONCE: the value is rounded as if directly (float64 ->
+ * bf16/f16 goes through float32 rounded to odd). torch's float64 .to(bfloat16)
+ * rounds twice (through float32) and differs from this only for values within 2^-24
+ * (relative) of a tie; what ailora documents as "rounded once" (residuals, exported
+ * and merged weights) is this single rounding.
  */
 #ifndef AILORA_DTYPE_H
 #define AILORA_DTYPE_H
