@@ -105,8 +105,14 @@ for name in found:
 print("auto selections within the kept sets:", len(found))
 PYEOF
 
-# the fallback: dbdsvdx made to fail on rank 0: dgesdd computes the matrix, the cache says why
-AILORA_FAULT=dbdsvdx:0 check run_np 2 "$AILORA" svd --model "$M" --backend select --keep 8 --out "$WORK/fb.h5"
+# the second tier: inverse iteration at the dqds values made to fail on rank 0:
+# dbdsvdx (bisection first) computes that range, the same cache within the contract
+AILORA_FAULT=dstein:0 check run_np 2 "$AILORA" svd --model "$M" --backend select --keep 8 --out "$WORK/tier2.h5"
+CHECKS=$((CHECKS + 1))
+grep -q "dbdsvdx computed them" "$WORK/last.out" || fail "no dbdsvdx tier reported"
+check "$H5COMPARE" "$WORK/k8.h5" "$WORK/tier2.h5" --svd --tol 1e-12
+# the fallback: B's vectors made to fail on rank 0: dgesdd computes the matrix, the cache says why
+AILORA_FAULT=bidiag:0 check run_np 2 "$AILORA" svd --model "$M" --backend select --keep 8 --out "$WORK/fb.h5"
 CHECKS=$((CHECKS + 1))
 grep -q "dgesdd computed it" "$WORK/last.out" || fail "no fallback reported"
 check "$H5COMPARE" "$WORK/k8.h5" "$WORK/fb.h5" --svd --tol 1e-12
@@ -114,7 +120,7 @@ check $PY -c "
 import sys, h5py
 f = h5py.File('$WORK/fb.h5', 'r')
 why = [g.attrs['fallback'] for g in f['modules'].values() if 'fallback' in g.attrs]
-assert len(why) == 1 and 'dbdsvdx failed' in str(why[0]), why
+assert len(why) == 1 and 'injected fault' in str(why[0]), why
 print('fallback recorded:', why[0])"
 sed 's/^/    /' "$WORK/last.out"
 ls "$WORK"/*.partial > /dev/null 2>&1 && fail "partial files left behind"

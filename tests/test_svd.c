@@ -228,9 +228,9 @@ static void check_selected(const Case *c, const double *W, int nsel, const int *
     TU_CHECK(rc == AIL_OK, "%s %s: %s", c->name, tag, ail_error_message());
     if (rc != AIL_OK) goto out;
     if (g_rank == 0)
-        printf("%-28s %-18s fallback %d%s%s  bidiagonal check: orthonormality %.1e residual %.1e smax\n",
-               c->name, tag, info.fallback, info.fallback ? ": " : "", info.reason, info.orth_err,
-               info.resid_err);
+        printf("%-28s %-18s fallback %d%s%s  dbdsvdx redid %d range(s)  bidiagonal check: orthonormality "
+               "%.1e residual %.1e smax\n", c->name, tag, info.fallback, info.fallback ? ": " : "", info.reason,
+               info.redone, info.orth_err, info.resid_err);
     double serr = 0.0, sgesdd = 0.0;
     for (int i = 0; i < k; i++) serr = fmax(serr, fabs(Ss[i] - St[i])), sgesdd = fmax(sgesdd, fabs(Ss[i] - S[i]));
     snprintf(what, sizeof what, "%s %s: max |S - S_true| / smax", c->name, tag);

@@ -57,23 +57,26 @@ void dist_svd_free(DistSvd *svd);
  * W [m, n] row-major (not modified), k = min(m, n), sel [nsel] ascending indices
  * into S (descending). Out: S [k] all singular values, U [m, nsel] and Vt [nsel, n]
  * the selected singular vectors, canonical signs. One bidiagonal reduction
- * (dgebrd), values by dqds (dbdsqr), B's selected vectors by dbdsvdx (bisection and
- * inverse iteration on the Golub-Kahan tridiagonal, one call per contiguous index
- * range), and only those vectors back-transformed (dormbr Q, P): ~ 4 m n k - 4/3 k^3
+ * (dgebrd), values by dqds (dbdsqr), B's selected vectors by inverse iteration at
+ * those values on the Golub-Kahan tridiagonal (dstein, one call per contiguous
+ * index range; dbdsvdx, which bisects for the values again, where they fail the
+ * check), and only those vectors back-transformed (dormbr Q, P): ~ 4 m n k - 4/3 k^3
  * + 2 (m + n) k nsel flops against dgesdd's ~ 4 m n k + 8/3 k^3 + 4 (m + n) k^2.
  *
  * Accuracy: the same contract as svd_lapack (S within ~1e-15 smax of dgesdd's: the
  * same bidiagonal, both high relative accuracy; vectors within 1e-12 smax / gap).
- * dbdsvdx's vectors of B are checked (each side orthonormal, residuals
- * ||B v - s u||, ||B^T u - s v|| and the values against dqds's, all within
- * SVD_SELECT_CHECK_TOL (x smax)); orthonormal vectors with residual r are within
- * r / gap of the exact subspaces (Wedin), so passing keeps the contract with a
- * factor 10 of margin. Where dbdsvdx reports failure or fails the check, the matrix
- * falls back to dgesdd and info says why. */
+ * B's vectors are checked (each side orthonormal, residuals ||B v - s u||,
+ * ||B^T u - s v|| and the values against dqds's, all within SVD_SELECT_CHECK_TOL
+ * (x smax)); orthonormal vectors with residual r are within r / gap of the exact
+ * subspaces (Wedin), so passing keeps the contract with a factor 10 of margin.
+ * Where dstein's vectors fail the check, dbdsvdx redoes the range (info->redone);
+ * where dbdsvdx reports failure or fails it too, the matrix falls back to dgesdd
+ * and info says why. */
 #define SVD_SELECT_CHECK_TOL 1e-13
 
 typedef struct {
     int fallback;       /* 1: dgesdd computed this matrix */
+    int redone;         /* index ranges whose inverse iteration at dqds's values failed the check (dbdsvdx redid them) */
     char reason[200];   /* why, when fallback */
     double orth_err;    /* worst departure of B's selected vectors from orthonormality */
     double resid_err;   /* worst residual of B's selected triplets / smax */

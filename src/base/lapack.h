@@ -33,6 +33,13 @@ void dormbr_(const char *vect, const char *side, const char *trans, const int *m
              const int *k, const double *a, const int *lda, const double *tau, double *c,
              const int *ldc, double *work, const int *lwork, int *info, size_t vect_len,
              size_t side_len, size_t trans_len);
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+/* Inverse iteration on a symmetric tridiagonal (diagonal d [n], off-diagonal e [n-1])
+ * at given eigenvalues w [m], ascending within each block (iblock, isplit as dstebz
+ * returns them); z [ldz, m]; work [5n], iwork [n], ifail [m]. */
+void dstein_(const int *n, const double *d, const double *e, const int *m, const double *w,
+             const int *iblock, const int *isplit, double *z, const int *ldz, double *work,
+             int *iwork, int *ifail, int *info);
 
 /* BLACS (C interface, part of libscalapack) */
 void Cblacs_pinfo(int *mypnum, int *nprocs);

@@ -135,7 +135,9 @@ static int run_single(hid_t file, const TargetModule *t, SvdBackend backend, Mod
         if (rc == AIL_OK && info.fallback) {
             snprintf(sets->fallback, sizeof sets->fallback, "%s", info.reason);
             fprintf(stderr, "ailora svd: %s: %s; dgesdd computed it\n", t->name, info.reason);
-        }
+        } else if (rc == AIL_OK && info.redone)
+            fprintf(stderr, "ailora svd: %s: inverse iteration at the dqds values failed its check on %d "
+                    "index range(s); dbdsvdx computed them\n", t->name, info.redone);
     } else if (rc == AIL_OK) {
         rc = backend == SVD_BACKEND_CUSOLVER ? gpu_svd_f64(m, n, w, S, U, Vt)
                                              : svd_lapack(m, n, w, S, U, Vt);
