@@ -100,32 +100,33 @@ const char *svd_keep_print(const void *keep);
  * (`make bench-keep`; committed below, compiled in). Work units, k = min(m, n):
  *   gesdd        dgesdd of the whole matrix             per m n k
  *   select_brd   dgebrd + dqds (values)                 per m n k
- *   select_vec   dbdsvdx + dormbr for nsel vectors      per (m + n) k nsel
+ *   select_vec   dstein + dormbr for nsel vectors       per (m + n) k nsel
  *   pdgesvd      ScaLAPACK pdgesvd on g ranks           per m n k / g
  *   dist_select  distributed selected route on g ranks  per m n k / g (svd_dist_select)
  * Planning compares predicted seconds; only ratios between entries matter. */
-/* The committed table: bench_select_rates 1024 (1024^2, 256 x 1024, 1024 x 256) on the
- * 2-core development machine, 2026-12-02, heavily shared (only ratios matter). */
-#define SVD_RATE_GESDD 5.22e-9
-#define SVD_RATE_SELECT_BRD 2.22e-9
-#define SVD_RATE_SELECT_VEC 4.34e-9
-#define SVD_RATE_PDGESVD (16.0 * SVD_RATE_GESDD)
-#define SVD_RATE_DIST_SELECT 7.84e-10
-/* The distributed selected route: experiments/bench/svd_rates_dist.sh on the
- * development machine, 2026-12-02 (AMD EPYC, 2 cores shared with ~15 other
- * processes: phase times scaled by the rank's measured share of its core; BLIS 0.9
- * zen3 kernels, reference LAPACK 3.11, ScaLAPACK 2.2.1), 2048 x 2048, keep 64; see
- * experiments/bench/README.md. SVD_RATE_DIST_SELECT above is its pdgebrd entry
- * (measured: 7.84e-10). net_step is assumed (one node here): 20 us per column and
- * log2(g), a few small collectives at InfiniBand latency. */
-#define SVD_RATE_DIST_STEP 5e-6
+/* The committed table: measured on the 2-core development machine (AMD EPYC, BLIS 0.9
+ * skx kernels, reference LAPACK 3.11, ScaLAPACK 2.2.1) on 2026-12-03 10:28-10:40 UTC,
+ * quiet (load average < 1.3): the one-rank routes by bench_select_rates 1024 (1024^2,
+ * 256 x 1024, 1024 x 256; experiments/bench/logs/svd_keep_20261203.txt), the rest by
+ * experiments/bench/svd_rates_dist.sh (2048 x 2048, keep 64, 1 and 2 ranks;
+ * logs/rates_20261203.txt). pdgesvd is 32x dgesdd per core; dist_select (pdgebrd on
+ * one rank) 0.46x. dist_step is pdgebrd's synchronization on 2 ranks of this machine
+ * (131 us per column and log2(g)); net_step (across nodes) is assumed: 20 us per
+ * column and log2(g), a few small collectives at InfiniBand latency. See
+ * experiments/bench/README.md. */
+#define SVD_RATE_GESDD 3.35e-10
+#define SVD_RATE_SELECT_BRD 1.66e-10
+#define SVD_RATE_SELECT_VEC 1.95e-10
+#define SVD_RATE_PDGESVD 1.10e-8
+#define SVD_RATE_DIST_SELECT 1.58e-10
+#define SVD_RATE_DIST_STEP 1.31e-4
 #define SVD_RATE_NET_STEP 20e-6
-#define SVD_RATE_DIST_BACK 3.43e-10
-#define SVD_RATE_BD_VALUES 1.57e-8
-#define SVD_RATE_BD_VECTORS 2.34e-6
-#define SVD_RATE_BD_ALL 2.03e-10
-#define SVD_RATE_READ 1.24e-8
-#define SVD_RATE_WRITE 1e-7
+#define SVD_RATE_DIST_BACK 4.68e-11
+#define SVD_RATE_BD_VALUES 1.13e-8
+#define SVD_RATE_BD_VECTORS 8.65e-7
+#define SVD_RATE_BD_ALL 6.89e-11
+#define SVD_RATE_READ 5.23e-9
+#define SVD_RATE_WRITE 1.98e-8
 
 /* The distributed selected route in detail (svd_cost.h: --plan, and auto's choice
  * of sub-grids), also seconds per unit on one core; g ranks of a grid:

@@ -459,9 +459,12 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     AIL_CHECK(ail_error_agree(comm, init_spec_validate(&opt.spec)));
     AIL_CHECK(ail_error_agree(comm, validate(targets, ntargets, &opt)));
 
-    // No cache given: compute one next to the output and delete it afterwards.
+    // No cache given: compute one next to the output and delete it afterwards. Every
+    // method reads at most the r largest and r smallest triplets, so only those are
+    // computed (keep r: the selected-vector route where `auto` finds it faster)
     char tmp_cache[4096] = "";
     if (!opt.svd_path) {
+        if (opt.svd.keep == 0) opt.svd.keep = opt.spec.rank;
         snprintf(tmp_cache, sizeof tmp_cache, "%s.svd-tmp.h5", out_path);
         AIL_CHECK(svdcache_write(comm, model, targets, ntargets, &opt.svd, tmp_cache));
         opt.svd_path = tmp_cache;
