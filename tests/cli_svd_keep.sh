@@ -105,6 +105,39 @@ for name in found:
 print("auto selections within the kept sets:", len(found))
 PYEOF
 
+# --vectors float32: U and Vt the float64 results rounded once (bit for bit against
+# the same route's float64 cache), S float64 and equal; the cache ~half; init from it
+# still reconstructs W exactly in float64 (W_res comes from the same rounded vectors)
+# and its adapters are those of the float64 cache within float32 rounding (1e-6 max|x|)
+for backend in select pdgebrd; do
+    check run_np 2 "$AILORA" svd --model "$M" --backend "$backend" --keep 8 --block 16 --out "$WORK/k8_${backend}_f64.h5" --quiet
+    check run_np 2 "$AILORA" svd --model "$M" --backend "$backend" --keep 8 --block 16 --vectors float32 \
+        --out "$WORK/k8_${backend}_f32.h5" --quiet
+    check $PY - "$WORK/k8_${backend}_f64.h5" "$WORK/k8_${backend}_f32.h5" <<'PYEOF'
+import sys, os, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+text = lambda x: x.decode() if isinstance(x, bytes) else str(x)
+assert text(a.attrs["vectors_dtype"]) == "float64" and text(b.attrs["vectors_dtype"]) == "float32"
+for name, g in a["modules"].items():
+    h = b["modules"][name]
+    assert h["U"].dtype == np.float32 and h["Vt"].dtype == np.float32 and h["S"].dtype == np.float64
+    assert np.array_equal(g["S"][()], h["S"][()]) and np.array_equal(g["kept"][()], h["kept"][()])
+    for v in ("U", "Vt"):
+        assert np.array_equal(g[v][()].astype(np.float32), h[v][()]), (name, v)
+ratio = os.path.getsize(sys.argv[2]) / os.path.getsize(sys.argv[1])
+assert ratio < 0.75, ratio
+print("float32 vectors: rounded float64 ones bit for bit; cache %.3f of float64" % ratio)
+PYEOF
+    sed 's/^/    /' "$WORK/last.out"
+done
+check "$AILORA" init --model "$M" --method ailora --rank 8 --svd "$WORK/k8_select_f64.h5" --out "$WORK/init_f64.h5" --quiet
+check "$AILORA" init --model "$M" --method ailora --rank 8 --svd "$WORK/k8_select_f32.h5" --out "$WORK/init_f32.h5" --quiet
+check "$H5COMPARE" "$WORK/init_f64.h5" "$WORK/init_f32.h5" --tol 1e-6 --only adapters
+for mod in q_proj v_proj; do
+    e64=$("$H5COMPARE" --attr "$WORK/init_f32.h5" "/adapters/model.layers.1.self_attn.$mod" recon_err_f64)
+    CHECKS=$((CHECKS + 1))
+    awk -v e="$e64" 'BEGIN { exit !(e < 1e-14) }' || fail "float32-vector init: $mod reconstruction error $e64 >= 1e-14"
+done
 # the second tier: inverse iteration at the dqds values made to fail on rank 0:
 # dbdsvdx (bisection first) computes that range, the same cache within the contract
 AILORA_FAULT=dstein:0 check run_np 2 "$AILORA" svd --model "$M" --backend select --keep 8 --out "$WORK/tier2.h5"

@@ -44,8 +44,9 @@ void svd_cost_matrix(const SvdRates *r, SvdBackend route, int m, int n, int keep
                      int node_cores, SvdCost *cost);
 
 /* The plan of svd_plan_make, priced: per phase the slowest group; writes a table to
- * out (rank 0 prints it). Returns the predicted seconds of the whole run. */
+ * out (rank 0 prints it). vector_bytes: 8 (float64) or 4 (`--vectors float32`) per
+ * cached singular-vector entry. Returns the predicted seconds of the whole run. */
 double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule *targets,
-                     int ntargets, int keep, int node_cores, FILE *out);
+                     int ntargets, int keep, int vector_bytes, int node_cores, FILE *out);
 
 #endif

@@ -36,6 +36,7 @@ typedef struct {
     int group_ranks;        /* auto: force pdgesvd sub-grids of this many ranks (0: plan) */
     int verbose;            /* rank 0 prints the plan and per-matrix timings */
     int keep;               /* vectors [0, keep) and [k-keep, k) only; 0: all */
+    int vectors_f32;        /* U, Vt stored as float32 (computed in float64, rounded once) */
 } SvdOptions;
 
 /* Collective over comm. Computes the SVD of every target and writes out_path

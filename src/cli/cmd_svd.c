@@ -27,6 +27,9 @@ static const char *const svd_usage =
     "pdgebrd: the selected-vector route on a grid of ranks (pdgebrd, the bidiagonal solved\n"
     "on every rank, pdormbr of the kept vectors only); auto uses it for matrices too\n"
     "large for one rank and, on sub-grids, when ranks outnumber matrices.\n"
+    "--vectors float32 stores U and Vt rounded once to float32 (S stays float64): half\n"
+    "the cache; init's W = W_res + s B A stays exact in float64 (W_res is formed from the\n"
+    "same rounded vectors), the adapters are principal / minor to ~1e-7 instead of 1e-12.\n"
     "--plan prints, computing nothing, the plan and each phase's predicted time, memory\n"
     "per rank and output size for --ranks ranks (a model directory may then hold only\n"
     "config.json), from per-core rates (built in, or --rates FILE as\n"
@@ -38,7 +41,7 @@ typedef struct {
     SvdBackend backend;
     int block, grid_ranks, quiet, keep, plan, ranks, node_cores;
     double max_rank_mem;
-    char rates[1024];
+    char rates[1024], vectors[16];
 } SvdArgs;
 
 static int backend_parse(const char *text, void *field) { return svd_backend_parse(text, field); }
@@ -52,6 +55,7 @@ static const Option svd_opts[] = {
     OPT_ENUM("backend", backend, "auto", backend_parse, backend_print, "auto | lapack | pdgesvd | cusolver | select | pdgebrd (see above)"),
     OPT_ENUM("keep", keep, "all", svd_keep_parse, svd_keep_print,
              "K | all: singular vectors [0, K) and [k-K, k) only (S always whole)"),
+    OPT_CHOICE("vectors", vectors, "float64", "float64|float32", "storage type of the cached U and Vt (S is float64)"),
     OPT_INT("block", block, "64", "[1, 4096]", "ScaLAPACK block size"),
     OPT_INT("grid_ranks", grid_ranks, "0", "[0, 1048576]",
             "auto: pdgebrd on sub-grids of G ranks (0: where ranks outnumber matrices and the cost model says faster)"),
@@ -146,7 +150,8 @@ static int svd_print_plan(const SvdArgs *a) {
         if (a->node_cores > 0) printf(", %d per node", a->node_cores);
         printf(", backend %s, keep %s, block %d\nrates: %s\n", svd_backend_name(a->backend),
                svd_keep_print(&a->keep), a->block, rates.source);
-        svd_cost_plan(&rates, &plan, targets, ntargets, a->keep, a->node_cores, stdout);
+        svd_cost_plan(&rates, &plan, targets, ntargets, a->keep, strcmp(a->vectors, "float32") == 0 ? 4 : 8,
+                      a->node_cores, stdout);
     }
     svd_plan_free(&plan);
     free(targets);
@@ -159,7 +164,7 @@ int cmd_svd(int argc, char **argv) {
     int status;
     if (!cli_options(&svd_table, svd_usage, &a, argc, argv, &status)) return status;
     SvdOptions opt = {.backend = a.backend, .block_size = a.block, .group_ranks = a.grid_ranks,
-                      .verbose = !a.quiet, .keep = a.keep};
+                      .verbose = !a.quiet, .keep = a.keep, .vectors_f32 = strcmp(a.vectors, "float32") == 0};
     const char *model_dir = a.model, *out = a.out;
     int rc;
     if (a.rates[0]) setenv("AILORA_SVD_RATES", a.rates, 1);  // svd_rates_get reads it

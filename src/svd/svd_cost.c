@@ -17,7 +17,7 @@ int svd_rates_save(const char *path, const SvdRates *r, const char *comment) {
              {"pdgesvd", r->pdgesvd},     {"dist_select", r->dist_select}, {"dist_step", r->dist_step},
              {"net_step", r->net_step},   {"dist_back", r->dist_back},   {"bd_values", r->bd_values},
              {"bd_vectors", r->bd_vectors}, {"bd_all", r->bd_all},       {"read", r->read},
-             {"write", r->write}};
+             {"write", r->write},         {"startup", r->startup}};
     char text[2048];
     int len = snprintf(text, sizeof text, "# ailora SVD rates, seconds per unit on one core (svd.h)%s%s\n",
                        comment ? ": " : "", comment ? comment : "");
@@ -70,7 +70,7 @@ static void human_bytes(double b, char *buf, size_t len) {
 }
 
 double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule *targets,
-                     int ntargets, int keep, int node_cores, FILE *out) {
+                     int ntargets, int keep, int vector_bytes, int node_cores, FILE *out) {
     double total = 0.0, out_total = 0.0;
     for (int ph = 0; ph < plan->nphases; ph++) {
         const SvdPhase *phase = &plan->phases[ph];
@@ -88,7 +88,9 @@ double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule 
             sum.read_s += c.read_s, sum.compute_s += c.compute_s, sum.values_s += c.values_s;
             sum.vectors_s += c.vectors_s, sum.back_s += c.back_s, sum.write_s += c.write_s;
             peak = fmax(peak, c.rank_bytes);
-            outb += c.out_bytes;
+            // the cache holds S (float64) and the kept vectors, whatever the route computed
+            int k = targets[i].m < targets[i].n ? targets[i].m : targets[i].n;
+            outb += 8.0 * k + (double)vector_bytes * ((double)targets[i].m + targets[i].n) * svd_kept_count(k, keep);
             if ((int)t->backend >= 0 && (int)t->backend < 8) by_route[t->backend]++;
             count++;
         }
@@ -112,9 +114,11 @@ double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule 
                 "back-transform %.3g s, write %.3g s\n",
                 sum.read_s, sum.compute_s, sum.values_s, sum.vectors_s, sum.back_s, sum.write_s);
     }
+    total += r->startup;  // once per run
     if (out) {
         char ob[32];
         human_bytes(out_total, ob, sizeof ob);
+        fprintf(out, "start-up (mpirun, MPI): %.3g s\n", r->startup);
         fprintf(out, "total: predicted %.3g s, cache %s\n", total, ob);
     }
     return total;

@@ -33,6 +33,7 @@ static const SvdRates default_rates = {
     .bd_all = SVD_RATE_BD_ALL,
     .read = SVD_RATE_READ,
     .write = SVD_RATE_WRITE,
+    .startup = SVD_RATE_STARTUP,
     .source = "built-in table (experiments/bench/svd_rates.sh)",
 };
 
@@ -65,11 +66,15 @@ int svd_rates_get(SvdRates *rates) {
                         : !strcmp(name, "bd_all")      ? &rates->bd_all
                         : !strcmp(name, "read")        ? &rates->read
                         : !strcmp(name, "write")       ? &rates->write
+                        : !strcmp(name, "startup")     ? &rates->startup
                                                        : NULL;
-        if (got != 2 || !field || !(v > 0 && v < 1.0))
+        // per-unit rates are below a second; start-up is seconds per run (0 allowed)
+        int is_startup = field == &rates->startup;
+        if (got != 2 || !field || !(is_startup ? v >= 0 && v < 3600.0 : v > 0 && v < 1.0))
             rc = AIL_ERROR(AIL_ERR_FORMAT, "%s:%d: expected \"gesdd|select_brd|select_vec|pdgesvd|"
                            "dist_select|dist_step|net_step|dist_back|bd_values|bd_vectors|bd_all|read|write "
-                           "SECONDS\" with 0 < SECONDS < 1", path, lineno);
+                           "SECONDS\" with 0 < SECONDS < 1, or \"startup SECONDS\" with 0 <= SECONDS < 3600",
+                           path, lineno);
         else
             *field = v;
     }

@@ -41,7 +41,7 @@ static int module_kept(const TargetModule *t, int keep, ModuleSets *sets) {
 }
 
 /* Collective (parallel HDF5): every rank creates the same datasets. */
-static int create_module_sets(hid_t file, const TargetModule *t, ModuleSets *sets) {
+static int create_module_sets(hid_t file, const TargetModule *t, int vectors_f32, ModuleSets *sets) {
     char path[256];
     int kk = t->m < t->n ? t->m : t->n;
     hsize_t k = (hsize_t)kk, nk = (hsize_t)sets->nkept;
@@ -56,9 +56,12 @@ static int create_module_sets(hid_t file, const TargetModule *t, ModuleSets *set
     snprintf(path, sizeof path, "/modules/%s/S", t->name);
     AIL_CHECK(h5io_dataset_create(file, path, H5T_IEEE_F64LE, 1, dS, &sets->S));
     snprintf(path, sizeof path, "/modules/%s/U", t->name);
-    AIL_CHECK(h5io_dataset_create(file, path, H5T_IEEE_F64LE, 2, dU, &sets->U));
+    // float32 vectors: HDF5 rounds the float64 results once on writing (and widens
+    // them again on reading, exactly)
+    hid_t vtype = vectors_f32 ? H5T_IEEE_F32LE : H5T_IEEE_F64LE;
+    AIL_CHECK(h5io_dataset_create(file, path, vtype, 2, dU, &sets->U));
     snprintf(path, sizeof path, "/modules/%s/Vt", t->name);
-    AIL_CHECK(h5io_dataset_create(file, path, H5T_IEEE_F64LE, 2, dVt, &sets->Vt));
+    AIL_CHECK(h5io_dataset_create(file, path, vtype, 2, dVt, &sets->Vt));
     snprintf(path, sizeof path, "/modules/%s", t->name);
     sets->group = H5Gopen2(file, path, H5P_DEFAULT);
     return sets->group < 0 ? AIL_ERROR(AIL_ERR_IO, "cannot open group %s", path) : AIL_OK;
@@ -263,6 +266,7 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
     AIL_CHECK(h5io_attr_int(file, "nranks", nranks));
     AIL_CHECK(h5io_attr_int(file, "block_size", opt->block_size));
     AIL_CHECK(h5io_attr_int(file, "keep", opt->keep));  // 0: all vectors
+    AIL_CHECK(h5io_attr_str(file, "vectors_dtype", opt->vectors_f32 ? "float32" : "float64"));
     AIL_CHECK(h5io_attr_double(file, "wall_time_s", total));
     AIL_CHECK(h5io_attr_str(file, "model_fingerprint", model_fp));
     AIL_CHECK(h5io_attr_str(file, "fingerprint_algorithm", FINGERPRINT_ALGORITHM));
@@ -322,7 +326,7 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     if (rc == AIL_OK) rc = ail_error_agree(comm, h5io_create_parallel(partial, comm, &file));
     for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = module_kept(&targets[i], opt->keep, &sets[i]);
     rc = ail_error_agree(comm, rc);
-    for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = create_module_sets(file, &targets[i], &sets[i]);
+    for (int i = 0; i < ntargets && rc == AIL_OK; i++) rc = create_module_sets(file, &targets[i], opt->vectors_f32, &sets[i]);
     rc = ail_error_agree(comm, rc);
     for (int p = 0; p < plan.nphases && rc == AIL_OK; p++)
         rc = ail_error_agree(comm, run_phase(comm, file, &plan, p, targets, opt, sets, seconds));
