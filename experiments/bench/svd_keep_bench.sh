@@ -39,21 +39,36 @@ run full_np2 2 --backend lapack                   # today's cache (dgesdd, all v
 run ref_k64_np2 2 --backend lapack --keep 64      # dgesdd, kept vectors: the accuracy reference
 run auto_k64_np2 2 --keep 64                      # auto: the route per matrix from the rates
 run select_k64_np1 1 --backend select --keep 64   # the selected-vector route on one rank
+run auto_k64_f32_np2 2 --keep 64 --vectors float32  # the same, U and Vt stored as float32
 check() {
     if "$H5COMPARE" "$WORK/ref_k64_np2.h5" "$WORK/$1.h5" --svd --tol 1e-12 > "$WORK/cmp.txt"; then echo "ok vs dgesdd"
     else echo "MISMATCH: $(tail -1 "$WORK/cmp.txt")"; fi
 }
+check_f32() {  # float32 vectors: S equal, U and Vt the float64 route's rounded once (auto_k64_np2)
+    if /usr/bin/python3 - "$WORK/auto_k64_np2.h5" "$WORK/$1.h5" > "$WORK/cmp.txt" 2>&1 <<'PYEOF'
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+for name, g in a["modules"].items():
+    h = b["modules"][name]
+    assert np.array_equal(g["S"][()], h["S"][()])
+    for v in ("U", "Vt"):
+        assert h[v].dtype == np.float32 and np.array_equal(g[v][()].astype(np.float32), h[v][()])
+PYEOF
+    then echo "= auto's float64 rounded"; else echo "MISMATCH: $(tail -1 "$WORK/cmp.txt")"; fi
+}
 echo
-printf "%-28s %4s %9s %9s %12s %9s  %s\n" run np seconds ratio "cache bytes" "size" accuracy
-printf "%-28s %4s %9.2f %9.3f %12s %9s  %s\n" "dgesdd (baseline)" 1 "$base" 1.000 - - "sequential, single core, no I/O"
+printf "%-34s %4s %9s %9s %12s %9s  %s\n" run np seconds ratio "cache bytes" "size" accuracy
+printf "%-34s %4s %9.2f %9.3f %12s %9s  %s\n" "dgesdd (baseline)" 1 "$base" 1.000 - - "sequential, single core, no I/O"
 full=$(size "$WORK/full_np2.h5")
 for r in full_np2:2:"lapack (today, all vectors)" ref_k64_np2:2:"lapack --keep 64" \
-         auto_k64_np2:2:"auto --keep 64" select_k64_np1:1:"select --keep 64"; do
+         auto_k64_np2:2:"auto --keep 64" select_k64_np1:1:"select --keep 64" \
+         auto_k64_f32_np2:2:"auto --keep 64 --vectors float32"; do
     IFS=: read -r name np label <<< "$r"
     t=$(attr "$WORK/$name.h5")
     acc=$([ "$name" = full_np2 ] && echo "-" || check "$name")
+    [ "$name" = auto_k64_f32_np2 ] && acc=$(check_f32 "$name")
     [ "$name" = ref_k64_np2 ] && acc="(reference)"
-    printf "%-28s %4s %9.2f %9.3f %12s %9.4f  %s\n" "$label" "$np" "$t" \
+    printf "%-34s %4s %9.2f %9.3f %12s %9.4f  %s\n" "$label" "$np" "$t" \
         "$(awk -v t="$t" -v b="$base" 'BEGIN{print t/b}')" "$(size "$WORK/$name.h5")" \
         "$(awk -v s="$(size "$WORK/$name.h5")" -v f="$full" 'BEGIN{print s/f}')" "$acc"
 done
