@@ -120,8 +120,8 @@ static int check_bidiag(int q, const double *d, const double *e, const double *Z
  * values to high relative accuracy, so dstein starts from them; dbdsvdx would find
  * them again by bisection, which was the largest part of its time (1024^2, 128
  * vectors: ~20% of the whole route). Z [2q, cnt] (ldz): u in rows [0, q), v in
- * rows [q, 2q), as dbdsvdx lays them out. Returns 0 where dstein reports failure;
- * the caller checks the result either way (check_bidiag). */
+ * rows [q, 2q), as dbdsvdx lays them out. Returns 1, 0 where dstein reports failure
+ * (the caller checks the result either way: check_bidiag), or -1 out of memory. */
 static int tgk_inverse_iteration(int q, const double *d, const double *e, int cnt, const double *s,
                                  double *Z, int ldz) {
     int n2 = 2 * q, info = 0, one_block = 1;
@@ -130,8 +130,8 @@ static int tgk_inverse_iteration(int q, const double *d, const double *e, int cn
     double *work = ail_malloc(sizeof(double) * 5 * (size_t)n2);
     int *iblock = ail_malloc(sizeof(int) * (size_t)cnt), *iwork = ail_malloc(sizeof(int) * (size_t)n2);
     int *ifail = ail_malloc(sizeof(int) * (size_t)cnt);
-    int ok = diag && off && w && z && work && iblock && iwork && ifail;
-    if (ok) {
+    int ok = diag && off && w && z && work && iblock && iwork && ifail ? 1 : -1;
+    if (ok == 1) {
         for (int i = 0; i < q; i++) {
             off[2 * i] = d[i];
             if (i + 1 < q) off[2 * i + 1] = e[i];
@@ -141,7 +141,7 @@ static int tgk_inverse_iteration(int q, const double *d, const double *e, int cn
         ok = info == 0;
     }
     const double sqrt2 = 1.4142135623730951;
-    for (int j = 0; j < cnt && ok; j++) {
+    for (int j = 0; j < cnt && ok == 1; j++) {
         const double *zj = z + (size_t)(cnt - 1 - j) * n2;  // value s[j]
         double *u = Z + (size_t)j * ldz, *v = u + q;
         for (int i = 0; i < q; i++) v[i] = sqrt2 * zj[2 * i], u[i] = sqrt2 * zj[2 * i + 1];
@@ -262,7 +262,12 @@ int svd_lapack_select(int m, int n, const double *w, int nsel, const int *sel, d
             ok = 0;
             break;
         }
-        if (!AIL_FAULT("dstein") && tgk_inverse_iteration(q, d, e, j1 - j0, S + sel[j0], Zr, ldz)) {
+        int tgk = AIL_FAULT("dstein") ? 0 : tgk_inverse_iteration(q, d, e, j1 - j0, S + sel[j0], Zr, ldz);
+        if (tgk < 0) {
+            rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for inverse iteration on a %d bidiagonal", q);
+            goto done;
+        }
+        if (tgk) {
             SvdSelectInfo trial = *info;
             reorthonormalize(Zr, ldz, 0, q, j1 - j0, G);
             reorthonormalize(Zr, ldz, q, q, j1 - j0, G);
