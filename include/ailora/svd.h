@@ -127,7 +127,8 @@ const char *svd_keep_print(const void *keep);
 #define SVD_RATE_BD_ALL 6.89e-11
 #define SVD_RATE_READ 5.23e-9
 #define SVD_RATE_WRITE 1.98e-8
-/* mpirun -np 1 or 2 of `ailora svd` on a 64 x 64 model, whole process: 0.50-0.54 s */
+/* the launch of `mpirun -np 2 ailora init` on a 64 x 64 model, whole process: 0.52 s
+ * (experiments/bench/logs/init_vs_peft_20261203.txt) */
 #define SVD_RATE_STARTUP 0.5
 
 /* The distributed selected route in detail (svd_cost.h: --plan, and auto's choice

@@ -106,12 +106,20 @@ static int check_bidiag(int q, const double *d, const double *e, const double *Z
     if (!(orth <= SVD_SELECT_CHECK_TOL && res <= SVD_SELECT_CHECK_TOL * scale &&
           sdiff <= SVD_SELECT_CHECK_TOL * scale)) {
         snprintf(info->reason, sizeof info->reason,
-                 "dbdsvdx vectors failed the check (orthonormality %.2e, residual %.2e smax, "
+                 "B's vectors failed the check (orthonormality %.2e, residual %.2e smax, "
                  "values %.2e smax; limit %.0e)",
                  orth, res / scale, sdiff / scale, SVD_SELECT_CHECK_TOL);
         return 0;
     }
     return 1;
+}
+
+/* Both halves of the cnt vectors Zr re-orthonormalized, then checked (check_bidiag). */
+static int settle_vectors(int q, const double *d, const double *e, double *Zr, int ldz, int cnt,
+                          const double *s, const double *S_ref, double smax, double *G, SvdSelectInfo *info) {
+    reorthonormalize(Zr, ldz, 0, q, cnt, G);
+    reorthonormalize(Zr, ldz, q, q, cnt, G);
+    return check_bidiag(q, d, e, Zr, ldz, cnt, s, S_ref, smax, G, info);
 }
 
 /* B's vectors for the values s [cnt] (descending, from dqds) by inverse iteration on
@@ -268,12 +276,9 @@ int svd_lapack_select(int m, int n, const double *w, int nsel, const int *sel, d
             goto done;
         }
         if (tgk) {
-            SvdSelectInfo trial = *info;
-            reorthonormalize(Zr, ldz, 0, q, j1 - j0, G);
-            reorthonormalize(Zr, ldz, q, q, j1 - j0, G);
-            if (check_bidiag(q, d, e, Zr, ldz, j1 - j0, S + sel[j0], S + sel[j0], smax, G, &trial)) {
-                memcpy(sx + j0, S + sel[j0], sizeof(double) * (size_t)(j1 - j0));
-                info->orth_err = trial.orth_err, info->resid_err = trial.resid_err;
+            SvdSelectInfo trial = *info;  // a failed check here is not the matrix's fallback reason
+            if (settle_vectors(q, d, e, Zr, ldz, j1 - j0, S + sel[j0], S + sel[j0], smax, G, &trial)) {
+                *info = trial;
                 continue;
             }
         }
@@ -290,9 +295,7 @@ int svd_lapack_select(int m, int n, const double *w, int nsel, const int *sel, d
                      info_l, ns, j1 - j0);
             ok = 0;
         } else {
-            reorthonormalize(Zr, ldz, 0, q, j1 - j0, G);
-            reorthonormalize(Zr, ldz, q, q, j1 - j0, G);
-            ok = check_bidiag(q, d, e, Zr, ldz, j1 - j0, sx + j0, S + sel[j0], smax, G, info);
+            ok = settle_vectors(q, d, e, Zr, ldz, j1 - j0, sx + j0, S + sel[j0], smax, G, info);
         }
     }
     if (!ok) {
