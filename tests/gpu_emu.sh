@@ -7,7 +7,9 @@
 #  - tests/gpu/test_gpu_decode.c: greedy generation with the KV cache on the "GPU"
 #    (gpu_generate_greedy) against the CPU decoder, fp32 token for token, bf16 up
 #    to near ties, bad input
-#  - an ailora linked with the emulation: `ailora train device=cuda` end to end
+#  - the real ailora loading an emulated CUDA plugin (gpu_plugin.h; AILORA_CUDA_PLUGIN),
+#    and the loader's errors for a missing or foreign plugin
+#  - `ailora train device=cuda` end to end with that plugin
 #    (experiments/bench/gpu_train_e2e.sh: fp32 = CPU run within 1e-4, bf16 within
 #    5e-2, CPU checkpoint resumed on the "GPU", preempt + resume)
 # Skipped in builds without CUDA (the headers are needed) or without g++.
@@ -20,31 +22,46 @@ export CUDA_INC
 check env AILORA_GPU_STORE_P=1 sh "$top_srcdir/tests/gpu/emu_check.sh" "$WORK/emu"
 sed 's/^/    /' "$WORK/last.out" | tail -6
 
-# ailora with emulated CUDA: the library's C objects, the emulated GPU model, no cuSOLVER
-E="$WORK/ailora_emu"
-LIB="$(cd "$top_builddir" && pwd)/libailora.a"
-mkdir -p "$E" && (cd "$E" && ar x "$LIB" && rm -f gpu_kernels.o gpu_model.o gpu_svd.o)
+# ailora with emulated CUDA: the real ailora, loading an emulated CUDA plugin (the
+# GPU model compiled against cuda_emu.cpp, no cuSOLVER) through gpu_loader.c
+E="$WORK/emu_plugin"
+mkdir -p "$E"
 MPI_INC=$(mpicc --showme:compile)
 # the library's own CFLAGS too: in a sanitizer build (scripts/sanitize-check.sh) its
-# objects need the sanitizer runtimes at link time, and the emulation is checked with them
+# objects need the sanitizer runtimes, and the emulation is checked with them
 EMU_CFLAGS=${EMU_CFLAGS:-}
 # shellcheck disable=SC2086
-check g++ -O2 $EMU_CFLAGS -x c++ -I"$top_srcdir/include" -I"$top_builddir" -I"$CUDA_INC" $MPI_INC -DOMPI_SKIP_MPICXX=1 \
+check g++ -O2 -fPIC $EMU_CFLAGS -x c++ -I"$top_srcdir/include" -I"$top_builddir" -I"$CUDA_INC" $MPI_INC -DOMPI_SKIP_MPICXX=1 \
     -c "$top_srcdir/src/cuda/gpu_model.cu" -o "$E/gpu_model.o"
 # shellcheck disable=SC2086
-check g++ -O2 $EMU_CFLAGS -DAILORA_NO_MPI -I"$top_srcdir/include" -I"$CUDA_INC" -c "$top_srcdir/tests/gpu/cuda_emu.cpp" -o "$E/cuda_emu.o"
+check g++ -O2 -fPIC $EMU_CFLAGS -DAILORA_NO_MPI -I"$top_srcdir/include" -I"$CUDA_INC" -c "$top_srcdir/tests/gpu/cuda_emu.cpp" -o "$E/cuda_emu.o"
+for c in src/cuda/gpu_plugin.c src/cuda/gpu_svd_none.c src/svd/svd_signs.c; do
+    # shellcheck disable=SC2086
+    check mpicc -O2 -fPIC -std=c11 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/$c" \
+        -o "$E/$(basename "$c" .c).o"
+done
 # shellcheck disable=SC2086
-check mpicc -O2 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/src/cuda/gpu_svd_none.c" -o "$E/gpu_svd_none.o"
+check g++ -shared $EMU_CFLAGS -Wl,--version-script="$top_srcdir/src/cuda/gpu_plugin.map" -o "$E/libailora-cuda-emu.so" \
+    "$E/gpu_model.o" "$E/cuda_emu.o" "$E/gpu_plugin.o" "$E/gpu_svd_none.o" "$E/svd_signs.o" -lm
+AILORA_CUDA_PLUGIN="$E/libailora-cuda-emu.so"
+export AILORA_CUDA_PLUGIN
+# the loader's own errors: a missing and a foreign plugin give one line each, no signal
+"$top_builddir/ailora" synth --out "$WORK/lm" --hidden 32 --heads 2 --kv-heads 2 --layers 1 --intermediate 32 \
+    --vocab 64 > /dev/null 2>&1 || fail "synth"
+expect_error "cannot load the CUDA backend" "$WORK/lm.h5" env AILORA_CUDA_PLUGIN="$WORK/none.so" \
+    "$AILORA" svd --model "$WORK/lm" --backend cusolver --out "$WORK/lm.h5" --quiet
 # shellcheck disable=SC2086
-check mpicc $EMU_CFLAGS -o "$E/ailora" "$top_builddir"/src/cli/*.o "$E"/*.o $EMU_LIBS
+check g++ -shared $EMU_CFLAGS -o "$E/foreign.so" "$E/svd_signs.o"
+expect_error "is not a CUDA backend of this ailora" "$WORK/lm.h5" env AILORA_CUDA_PLUGIN="$E/foreign.so" \
+    "$AILORA" svd --model "$WORK/lm" --backend cusolver --out "$WORK/lm.h5" --quiet
 # greedy generation on the "GPU" (gpu_generate_greedy) against the CPU decoder
 # llama_generate_greedy on the same models (tests/gpu/test_gpu_decode.c)
 # shellcheck disable=SC2086
 check mpicc -O2 -std=c11 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" "$top_srcdir/tests/gpu/test_gpu_decode.c" \
-    "$E"/*.o $EMU_LIBS -o "$E/test_gpu_decode"
+    "$top_builddir/libailora.a" $EMU_LIBS -o "$E/test_gpu_decode"
 check "$E/test_gpu_decode" "$top_srcdir"
 grep -E "^(PASS|FAIL)" "$WORK/last.out" | sed 's/^/    /'
 mkdir -p "$WORK/e2e"
-check env AILORA="$E/ailora" H5COMPARE="$H5COMPARE" bash "$top_srcdir/experiments/bench/gpu_train_e2e.sh" "$WORK/e2e"
+check env AILORA="$AILORA" H5COMPARE="$H5COMPARE" bash "$top_srcdir/experiments/bench/gpu_train_e2e.sh" "$WORK/e2e"
 sed 's/^/    /' "$WORK/e2e/e2e.log" | grep -E "PASS|FAIL|e2e:"
 finish

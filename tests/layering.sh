@@ -7,11 +7,11 @@ stages="base io svd init model eval train cli"
 # header -> stage (cuda headers sit with the stage that calls them)
 header_stage() {
     case "$1" in
-        error|cpu|rng|fileio|options) echo base ;;
+        error|cpu|rng|fileio|options|gpu_backend) echo base ;;
         dtype|safetensors|hfmodel|h5io|fingerprint|gguf) echo io ;;
         distmat|svd|svd_signs|svdcache|gpu_svd|svd_cost) echo svd ;;
         adapter|initfile|synth) echo init ;;
-        llama|gpu|llama_decode) echo model ;;
+        llama|gpu|gpu_plugin|llama_decode) echo model ;;
         eval|updatediag|metrics|evaldata) echo eval ;;
         optim|trainconfig|dataset|runfile|train|engine|diaglog|export) echo train ;;
         *) echo unknown ;;

@@ -3,6 +3,9 @@
 
 #include <blis.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 const char *cpu_tune_blis(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -14,4 +17,13 @@ const char *cpu_tune_blis(void) {
 #endif
     bli_init();  // querying the architecture needs the kernel structure set up
     return bli_arch_string(bli_arch_query_id());
+}
+
+void cpu_tune_malloc(void) {
+#ifdef __GLIBC__
+    if (getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_") || getenv("GLIBC_TUNABLES"))
+        return;  // the user's allocator settings win
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }

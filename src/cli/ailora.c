@@ -35,7 +35,8 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
-    cpu_tune_blis();  // before any BLIS call
+    cpu_tune_malloc();  // before the first large allocation
+    cpu_tune_blis();    // before any BLIS call
     // BLIS / OpenMP threads compute; only the main thread calls MPI
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);

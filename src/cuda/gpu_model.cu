@@ -19,6 +19,9 @@
  * cuBLAS is column-major: a row-major C (M, N) = op(A) op(B) is computed as the
  * column-major C^T = op(B)^T op(A)^T (gemm() below).
  */
+#ifdef HAVE_CONFIG_H
+#include "config.h"  // AILORA_HAVE_NCCL (the standalone builds pass -D flags instead)
+#endif
 extern "C" {
 #include "ailora/error.h"
 }

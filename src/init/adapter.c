@@ -128,24 +128,61 @@ void adapter_residual(int m, int n, int r, double scale, const double *W, const 
     if (r > 0) gemm_add_ba(m, n, r, -scale, B, A, W_res);
 }
 
-static double frobenius(const double *x, size_t count) {
-    double sum = 0.0;
-    for (size_t i = 0; i < count; i++) sum += x[i] * x[i];
-    return sqrt(sum);
+/* Sums over rows [i0, i0 + rows) of ||W||^2 and ||W - W_held - s B A||^2, with
+ * W_held = W_res, and (round) W_res rounded to dtype. e is scratch [rows, n].
+ * The gemm per block computes the same sums, in the same order, as one gemm over
+ * the whole matrix would: r is a single inner block. */
+typedef struct {
+    double w2, err2, err2_rounded;
+} ReconSums;
+
+static void recon_block(int i0, int rows, int n, int r, double scale, const double *W, const double *W_res,
+                        const double *A, const double *B, int round, DType dtype, double *e, ReconSums *sum) {
+    size_t off = (size_t)i0 * n, count = (size_t)rows * n;
+    for (size_t i = 0; i < count; i++) {
+        double held = round ? dtype_round(dtype, W_res[off + i]) : W_res[off + i];
+        e[i] = W[off + i] - held;
+    }
+    if (r > 0) gemm_add_ba(rows, n, r, -scale, B + (size_t)i0 * r, A, e);
+    double acc = 0.0;
+    for (size_t i = 0; i < count; i++) acc += e[i] * e[i];
+    if (round) sum->err2_rounded += acc;
+    else {
+        sum->err2 += acc;
+        for (size_t i = 0; i < count; i++) sum->w2 += W[off + i] * W[off + i];
+    }
+}
+
+/* Rows per block: the scratch (and W's rows) stay in cache across both passes. */
+enum { RECON_ROWS = 16 };
+
+/* Both errors in one sweep over row blocks (round < 0: only the float64 one). */
+static void recon_errors(int m, int n, int r, double scale, const double *W, const double *W_res,
+                         const double *A, const double *B, int round, DType dtype, double *err,
+                         double *err_rounded) {
+    double *e = malloc(sizeof(double) * (size_t)RECON_ROWS * n);  // not a fault point: diagnostics only
+    if (!e) {  // report NaN rather than fail the init
+        *err = NAN;
+        if (err_rounded) *err_rounded = NAN;
+        return;
+    }
+    ReconSums sum = {0};
+    for (int i0 = 0; i0 < m; i0 += RECON_ROWS) {
+        int rows = m - i0 < RECON_ROWS ? m - i0 : RECON_ROWS;
+        recon_block(i0, rows, n, r, scale, W, W_res, A, B, 0, dtype, e, &sum);
+        if (round) recon_block(i0, rows, n, r, scale, W, W_res, A, B, 1, dtype, e, &sum);
+    }
+    free(e);
+    double wnorm = sqrt(sum.w2);
+    *err = wnorm > 0 ? sqrt(sum.err2) / wnorm : 0.0;
+    if (err_rounded) *err_rounded = wnorm > 0 ? sqrt(sum.err2_rounded) / wnorm : 0.0;
 }
 
 double adapter_recon_error(int m, int n, int r, double scale, const double *W, const double *W_held,
                            const double *A, const double *B) {
-    size_t count = (size_t)m * n;
-    double wnorm = frobenius(W, count);
-    double *err = malloc(sizeof(double) * count);  // not a fault point: it cannot fail the run
-    if (!err) return NAN;  // diagnostics only: report NaN rather than fail the init
-    // err = W - W_held - s B A
-    for (size_t i = 0; i < count; i++) err[i] = W[i] - W_held[i];
-    if (r > 0) gemm_add_ba(m, n, r, -scale, B, A, err);
-    double rel = wnorm > 0 ? frobenius(err, count) / wnorm : 0.0;
-    free(err);
-    return rel;
+    double err;
+    recon_errors(m, n, r, scale, W, W_held, A, B, 0, DTYPE_F64, &err, NULL);
+    return err;
 }
 
 void adapter_diagnostics(int m, int n, int r, double scale, const double *W, const double *W_res,
@@ -155,15 +192,5 @@ void adapter_diagnostics(int m, int n, int r, double scale, const double *W, con
     for (int i = 0; i < k; i++) total += S[i] * S[i];
     for (int i = 0; i < r && selected; i++) captured += S[selected[i]] * S[selected[i]];
     diag->energy = total > 0 ? captured / total : 0.0;
-
-    size_t count = (size_t)m * n;
-    diag->recon_err_f64 = adapter_recon_error(m, n, r, scale, W, W_res, A, B);
-    double *held = malloc(sizeof(double) * count);  // not a fault point: it cannot fail the run
-    if (!held) {  // diagnostics only: report NaN rather than fail the init
-        diag->recon_err_rounded = NAN;
-        return;
-    }
-    for (size_t i = 0; i < count; i++) held[i] = dtype_round(dtype, W_res[i]);
-    diag->recon_err_rounded = adapter_recon_error(m, n, r, scale, W, held, A, B);
-    free(held);
+    recon_errors(m, n, r, scale, W, W_res, A, B, 1, dtype, &diag->recon_err_f64, &diag->recon_err_rounded);
 }

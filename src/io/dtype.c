@@ -144,7 +144,8 @@ static float f16_bits_to_f32(uint16_t h) {
 static float f64_to_f32_odd(double x) {
     float f = (float)x;
     if (isnan(x) || isinf(x) || (double)f == x) return f;
-    if (fabs((double)f) > fabs(x)) f = nextafterf(f, 0.0f);  // truncate (an Inf becomes FLT_MAX)
+    // truncate: one step toward zero is the magnitude's bits less one (Inf -> FLT_MAX)
+    if (fabs((double)f) > fabs(x)) f = f32_from_bits(f32_bits(f) - 1u);
     if ((double)f != x) f = f32_from_bits(f32_bits(f) | 1u);
     return f;
 }

@@ -9,6 +9,7 @@
 
 #include "ailora/error.h"
 #include "ailora/fileio.h"
+#include "ailora/gpu_backend.h"
 #include "ailora/gpu_svd.h"
 #include "ailora/h5io.h"
 #include "config.h"
@@ -102,13 +103,11 @@ static int cusolver_setup(MPI_Comm comm) {
     MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     MPI_Comm_rank(node, &local);
     MPI_Comm_free(&node);
-#ifdef AILORA_HAVE_CUDA
-    int count = gpu_svd_available();
-    if (count <= 0) rc = AIL_ERROR(AIL_ERR_ARG, "--backend cusolver: no CUDA device visible");
+    const char *why = gpu_unavailable_reason();  // loads the CUDA plugin
+    int count = why ? 0 : gpu_svd_available();
+    if (why) rc = AIL_ERROR(AIL_ERR_ARG, "--backend cusolver: %s", why);
+    else if (count <= 0) rc = AIL_ERROR(AIL_ERR_ARG, "--backend cusolver: no CUDA device visible");
     else rc = gpu_svd_set_device(local % count);
-#else
-    rc = AIL_ERROR(AIL_ERR_ARG, "--backend cusolver: built without CUDA (configure --with-cuda)");
-#endif
     return ail_error_agree(comm, rc);
 }
 

@@ -22,6 +22,7 @@
 #include "ailora/svdcache.h"
 #include "ailora/engine.h"
 #include "ailora/gpu.h"
+#include "ailora/gpu_backend.h"
 #include "ailora/safetensors.h"
 #include "ailora/adapter.h"
 #include "ailora/fileio.h"
@@ -1310,12 +1311,12 @@ int train_run(MPI_Comm comm, const TrainConfig *cfg) {
     MPI_Comm_size(comm, &world);
     int status = TRAIN_ERROR;
     int rc = ail_error_agree(comm, config_validate(cfg, world));
-    if (rc == AIL_OK && strcmp(cfg->device, "cuda") == 0 && gpu_device_count() == 0)  // before any file is written
-#ifdef AILORA_HAVE_CUDA
-        rc = ail_error_agree(comm, AIL_ERROR(AIL_ERR_ARG, "device = cuda: no CUDA device visible"));
-#else
-        rc = ail_error_agree(comm, AIL_ERROR(AIL_ERR_ARG, "device = cuda: ailora was built without CUDA (configure --with-cuda)"));
-#endif
+    if (rc == AIL_OK && strcmp(cfg->device, "cuda") == 0) {  // before any file is written
+        const char *why = gpu_unavailable_reason();  // loads the CUDA plugin
+        if (why) rc = AIL_ERROR(AIL_ERR_ARG, "device = cuda: %s", why);
+        else if (gpu_device_count() == 0) rc = AIL_ERROR(AIL_ERR_ARG, "device = cuda: no CUDA device visible");
+        rc = ail_error_agree(comm, rc);
+    }
     if (rc == AIL_OK && cfg->tp > 1 && cfg->train_base)
         rc = AIL_ERROR(AIL_ERR_ARG, "train_base = true supports tp = 1 only (tp = %d given)", cfg->tp);
     if (rc == AIL_OK) {

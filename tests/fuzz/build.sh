@@ -27,7 +27,7 @@ if ! "$CLANG" -fsanitize=fuzzer,address,undefined "$out/probe.c" -o "$out/probe"
 fi
 rm -f "$out/probe" "$out/probe.c" "$out/probe.err"
 
-# config.h without the CUDA backend: the fuzz library links the CPU stubs
+# config.h without the CUDA backend: the fuzz library's GPU loader never loads a plugin
 grep -v -e AILORA_HAVE_CUDA -e AILORA_HAVE_NCCL "$builddir/config.h" > "$out/config.h.new"
 if cmp -s "$out/config.h.new" "$out/config.h"; then rm "$out/config.h.new"; else mv "$out/config.h.new" "$out/config.h"; fi
 
@@ -40,7 +40,7 @@ CFLAGS="-std=c11 -O1 -g -D_GNU_SOURCE -Wno-unknown-pragmas $SAN"
 INCS="-I$out -I$srcdir/include -I$srcdir/src $MPI_CFLAGS $PKG_CFLAGS"
 
 sources=$(cd "$srcdir" && ls src/base/*.c src/io/*.c src/svd/*.c src/init/*.c src/model/*.c \
-    src/eval/*.c src/train/*.c src/cuda/gpu_stub.c src/cuda/gpu_svd_none.c)
+    src/eval/*.c src/train/*.c src/cuda/gpu_loader.c)
 # compile JOBS files at a time; objects are rebuilt only when older than their source
 # or any header
 newest_header=$(ls -t "$srcdir"/include/ailora/*.h "$srcdir"/src/base/lapack.h "$out/config.h" | head -1)
