@@ -1,4 +1,5 @@
 /* test_dtype.c - closed-form checks of the float64 <-> F32/F16/BF16 conversions. */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -194,6 +195,47 @@ static void test_arrays(void) {
     TU_CHECK(dtype_round(DTYPE_F16, 1e5) == INFINITY, "F16 overflow");
 }
 
+/* dtype_round_array's branch-free BF16 loop against dtype_round, value by value:
+ * random magnitudes over the whole float range, exact bf16 ties and the doubles
+ * either side of them, float32 subnormals, FLT_MAX's neighbourhood, signed zeros;
+ * then an Inf / NaN in the array (the scalar path). */
+static void test_round_array(void) {
+    enum { N = 200000 };
+    double *x = malloc(sizeof(double) * N), *got = malloc(sizeof(double) * N);
+    uint64_t state = 12345;
+    for (int i = 0; i < N; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        double mant = 1.0 + (double)(state >> 11) * 0x1p-53;
+        int e = (int)((state >> 3) % 280) - 150;  // 2^-150 .. 2^129: subnormal to overflow
+        double v = ldexp(mant, e) * ((state & 1) ? -1.0 : 1.0);
+        double tie = bf16_to_f64(f64_to_bf16(v)) + copysign(ldexp(1.0, (int)floor(log2(fabs(v) + 1e-300)) - 8), v);
+        switch (i % 6) {
+        case 1: v = tie; break;                              // exactly half a bf16 ulp
+        case 2: v = nextafter(tie, 0.0); break;              // a hair below: rounds in
+        case 4: v = nextafter(tie, copysign(INFINITY, v)); break;  // a hair above: out (the sticky bit)
+        case 3: v = (double)FLT_MAX * (1.0 - (double)(state >> 40) * 0x1p-40); break;
+        default: break;
+        }
+        x[i] = v;
+    }
+    x[0] = 0.0, x[1] = -0.0, x[2] = FLT_MAX, x[3] = -(double)FLT_MAX, x[4] = 0x1p-149, x[5] = 0x1p-150;
+    for (int i = 0; i < N; i++) x[i] = fabs(x[i]) > FLT_MAX ? FLT_MAX : x[i];
+    dtype_round_array(DTYPE_BF16, x, N, got);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        double want = dtype_round(DTYPE_BF16, x[i]);
+        if (memcmp(&want, &got[i], sizeof want) != 0 && bad++ < 5)
+            printf("  x = %.17g: array %.17g, scalar %.17g\n", x[i], got[i], want);
+    }
+    TU_CHECK(bad == 0, "dtype_round_array BF16 = dtype_round bit for bit (%d of %d differ)", bad, N);
+    x[7] = INFINITY, x[8] = NAN, x[9] = 1e300;
+    dtype_round_array(DTYPE_BF16, x, 16, got);
+    TU_CHECK(got[7] == INFINITY && isnan(got[8]) && got[9] == INFINITY && got[0] == 0.0, "Inf, NaN, overflow");
+    dtype_round_array(DTYPE_F16, x, 16, got);
+    TU_CHECK(got[9] == INFINITY && got[2] == INFINITY, "F16 through dtype_round");
+    free(x), free(got);
+}
+
 int main(void) {
     test_names();
     test_bf16_values();
@@ -201,5 +243,6 @@ int main(void) {
     test_exhaustive("bf16", bf16_to_f64, f64_to_bf16, 0x7f80);
     test_exhaustive("f16", f16_to_f64, f64_to_f16, 0x7c00);
     test_arrays();
+    test_round_array();
     return tu_finish("test_dtype");
 }

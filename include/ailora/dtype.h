@@ -38,6 +38,10 @@ int dtype_is_float(DType dt);
 void dtype_from_f64(DType dt, const double *src, size_t count, void *dst);
 /* The float64 value of x after one rounding to dt (identity for F64). */
 double dtype_round(DType dt, double x);
+/* out[i] = dtype_round(dt, x[i]) for count values (out may be x). BF16, the
+ * dtype of most checkpoints, takes a branch-free loop the compiler vectorizes
+ * (finite inputs; any Inf or NaN goes through dtype_round). */
+void dtype_round_array(DType dt, const double *x, size_t count, double *out);
 
 uint16_t f64_to_bf16(double x);
 double bf16_to_f64(uint16_t h);

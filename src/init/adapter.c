@@ -139,10 +139,11 @@ typedef struct {
 static void recon_block(int i0, int rows, int n, int r, double scale, const double *W, const double *W_res,
                         const double *A, const double *B, int round, DType dtype, double *e, ReconSums *sum) {
     size_t off = (size_t)i0 * n, count = (size_t)rows * n;
-    for (size_t i = 0; i < count; i++) {
-        double held = round ? dtype_round(dtype, W_res[off + i]) : W_res[off + i];
-        e[i] = W[off + i] - held;
-    }
+    if (round) {
+        dtype_round_array(dtype, W_res + off, count, e);
+        for (size_t i = 0; i < count; i++) e[i] = W[off + i] - e[i];
+    } else
+        for (size_t i = 0; i < count; i++) e[i] = W[off + i] - W_res[off + i];
     if (r > 0) gemm_add_ba(rows, n, r, -scale, B + (size_t)i0 * r, A, e);
     double acc = 0.0;
     for (size_t i = 0; i < count; i++) acc += e[i] * e[i];

@@ -11,6 +11,7 @@
  */
 #include "ailora/dtype.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -168,6 +169,31 @@ double dtype_round(DType dt, double x) {
         return x;
     }
     }
+}
+
+/* f64_to_f32_odd then f32_to_bf16_bits, for finite x, without branches: the
+ * truncation step and the sticky bit as 0/1 arithmetic on the float's bits. */
+static double bf16_round_finite(double x) {
+    float f = (float)x;
+    uint32_t u = f32_bits(f);
+    u -= (uint32_t)(fabs((double)f) > fabs(x));  // one step toward zero: truncated
+    u |= (uint32_t)((double)f != x);             // round to odd: something was dropped
+    u += 0x7fffu + ((u >> 16) & 1u);             // to nearest even at bf16
+    return (double)f32_from_bits(u & 0xffff0000u);
+}
+
+void dtype_round_array(DType dt, const double *x, size_t count, double *out) {
+    if (dt != DTYPE_BF16) {
+        for (size_t i = 0; i < count; i++) out[i] = dtype_round(dt, x[i]);
+        return;
+    }
+    int finite = 1;
+    for (size_t i = 0; i < count; i++) finite &= isfinite(x[i]) && fabs(x[i]) <= FLT_MAX;
+    if (!finite) {
+        for (size_t i = 0; i < count; i++) out[i] = dtype_round(dt, x[i]);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) out[i] = bf16_round_finite(x[i]);
 }
 
 // ----------------------------------------------------------------------------
