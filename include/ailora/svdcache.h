@@ -75,6 +75,13 @@ int svdcache_read_vectors(hid_t cache, const TargetModule *t, const char *what, 
 int svdcache_verify(MPI_Comm comm, const char *path, hid_t cache, const TargetModule *targets,
                     int ntargets, char (*fps)[FINGERPRINT_HEX]);
 
+/* The fingerprints a cache records: fps[i] of module i, and the model's
+ * (model_fp, may be NULL), without hashing anything. Only for a cache this process
+ * has just written from the same mapped weights (init without --svd): any other
+ * cache goes through svdcache_verify. */
+int svdcache_fingerprints(hid_t cache, const TargetModule *targets, int ntargets,
+                          char (*fps)[FINGERPRINT_HEX], char *model_fp);
+
 /* Default for SvdOptions.max_rank_bytes: half of this node's memory divided by the
  * ranks on the node (collective over comm). */
 double svd_default_rank_bytes(MPI_Comm comm);

@@ -479,9 +479,14 @@ int initfile_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     char model_fp[FINGERPRINT_HEX] = "";
     if (rc == AIL_OK && (!mods || !sets || !diag || !fps)) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     rc = ail_error_agree(comm, rc);
-    // the cache must come from these very weights (before anything is built or written)
-    if (rc == AIL_OK) rc = svdcache_verify(comm, opt.svd_path, cache, targets, ntargets, fps);
-    if (rc == AIL_OK) rc = fingerprint_model(comm, model, model_fp);
+    // the cache must come from these very weights (before anything is built or written);
+    // one written just now from the same mapping records their fingerprints already
+    if (rc == AIL_OK && tmp_cache[0])
+        rc = ail_error_agree(comm, svdcache_fingerprints(cache, targets, ntargets, fps, model_fp));
+    else if (rc == AIL_OK) {
+        rc = svdcache_verify(comm, opt.svd_path, cache, targets, ntargets, fps);
+        if (rc == AIL_OK) rc = fingerprint_model(comm, model, model_fp);
+    }
     // modules dealt round-robin: adapters are cheap next to the SVDs
     for (int i = 0; i < ntargets && rc == AIL_OK; i++) {
         if (i % nranks != rank) continue;

@@ -571,3 +571,17 @@ int svdcache_verify(MPI_Comm comm, const char *path, hid_t cache, const TargetMo
     free(weights);
     return rc;
 }
+
+int svdcache_fingerprints(hid_t cache, const TargetModule *targets, int ntargets,
+                          char (*fps)[FINGERPRINT_HEX], char *model_fp) {
+    char group[300];
+    for (int i = 0; i < ntargets; i++) {
+        snprintf(group, sizeof group, "/modules/%s", targets[i].name);
+        hid_t g = H5Gopen2(cache, group, H5P_DEFAULT);
+        if (g < 0) return AIL_ERROR(AIL_ERR_FORMAT, "SVD cache: no group %s", group);
+        int rc = h5io_attr_read_str(g, "fingerprint", fps[i], FINGERPRINT_HEX);
+        H5Gclose(g);
+        AIL_CHECK(rc);
+    }
+    return model_fp ? h5io_attr_read_str(cache, "model_fingerprint", model_fp, FINGERPRINT_HEX) : AIL_OK;
+}
