@@ -8,7 +8,7 @@
  *   lapack   one rank, LAPACK dgesdd (divide and conquer)
  *   select   one rank, all of S but only the kept singular vectors (svd_lapack_select)
  *   pdgesvd  ScaLAPACK on a BLACS grid of ranks (W^T distributed block-cyclically)
- *   pdgebrd  selected vectors (--keep) on a grid: pdgebrd, dbdsvdx, pdormbr (below)
+ *   pdgebrd  selected vectors (--keep) on a grid: pdgebrd, B's vectors, pdormbr (below)
  *   auto     a schedule over all ranks (svd_plan_make); CPU only
  *   cusolver one rank per matrix on that rank's GPU, cuSOLVER gesvd (gpu_svd.h)
  */
@@ -27,7 +27,7 @@ typedef enum {
     SVD_BACKEND_PDGESVD,
     SVD_BACKEND_CUSOLVER,
     SVD_BACKEND_SELECT,
-    SVD_BACKEND_PDGEBRD   /* selected vectors on a grid: pdgebrd + dbdsvdx + pdormbr */
+    SVD_BACKEND_PDGEBRD   /* selected vectors on a grid: pdgebrd + B's vectors + pdormbr */
 } SvdBackend;
 
 int svd_backend_parse(const char *name, SvdBackend *backend);
@@ -162,15 +162,17 @@ double svd_cost_select(const SvdRates *r, int m, int n, int nsel);
  *   pdgebrd      a = Q B P^T, B bidiagonal (upper if n >= m, lower otherwise)
  *   gather       d, e of B (k + k-1 numbers) on every rank of the grid
  *   redundant    every rank: all values of B (dqds, dbdsdc 'N'); the selected
- *                vectors of B with dbdsvdx (RANGE 'I'), or all with dbdsdc when
- *                2K >= k
+ *                vectors of B as the one-rank route finds them (inverse iteration
+ *                at the dqds values, dbdsvdx where they fail the check:
+ *                src/svd/svd_bdvectors.h), or all with dbdsdc when 2K >= k
  *   pdormbr      Q and P applied to the p selected vectors of B, distributed
  *                block-cyclically: a's left vectors (V of W) and right ones (U of W)
- * The kept vectors of B are re-orthonormalized (Gram-Schmidt, twice): inverse
- * iteration leaves tiny and tied values' vectors orthogonal only to eps smax / gap.
- * Signs are canonical (svd_signs.h) over the kept vectors. Memory per rank, P ranks:
+ * The kept vectors of B are re-orthonormalized and checked as in the one-rank
+ * route (a run failing both tiers is an error here: there is no dgesdd to fall
+ * back to). Signs are canonical (svd_signs.h) over the kept vectors. Memory per rank, P ranks:
  * a's blocks (m n / P), the vectors (2 (m + n) p / P), and the redundant bidiagonal
- * solve (dbdsvdx: 2k (k + 1) + 2 k p doubles; dbdsdc, all vectors: 7 k^2). */
+ * solve (inverse iteration: ~ 2k p doubles; dbdsvdx, where needed: 2k (k + 1);
+ * dbdsdc, all vectors: 7 k^2). */
 typedef struct {
     int m, n, k, p;
     int *idx;       /* [p] kept indices into S, increasing */

@@ -14,6 +14,7 @@
 #include "ailora/error.h"
 #include "ailora/svd.h"
 #include "base/lapack.h"
+#include "svd/svd_bdvectors.h"
 
 /* The workspace size a LAPACK query returned, rounded up (a double just below an
  * integer must not under-allocate), agreed as the largest over the grid (ScaLAPACK
@@ -45,32 +46,6 @@ static void gather_bidiagonal(const DistMatrix *a, int k, int upper, double *d, 
     }
     MPI_Allreduce(MPI_IN_PLACE, d, k, MPI_DOUBLE, MPI_SUM, a->grid->comm);
     if (k > 1) MPI_Allreduce(MPI_IN_PLACE, e, k - 1, MPI_DOUBLE, MPI_SUM, a->grid->comm);
-}
-
-/* Inverse iteration leaves the u and v halves of TGK eigenvectors whose values
- * are tiny or tied (the +s and -s pairs mix) orthogonal only to ~eps smax / gap,
- * inside a cluster of zeros only to ~1e-2: modified Gram-Schmidt, twice, over the
- * kept columns of x [k, p] (column-major, decreasing values). Within the accuracy
- * of well-separated vectors it moves them by their own orthogonality error; a
- * cluster becomes an orthonormal basis of the span inverse iteration found.
- * Refuses (AIL_ERR_LIB) a column that was nearly dependent on the previous ones. */
-static int orthonormalize(int k, int p, double *x) {
-    for (int j = 0; j < p; j++) {
-        double *xj = x + (size_t)j * k, before = 0.0, after = 0.0;
-        for (int i = 0; i < k; i++) before += xj[i] * xj[i];
-        for (int pass = 0; pass < 2; pass++)
-            for (int q = 0; q < j; q++) {
-                const double *xq = x + (size_t)q * k;
-                double dot = 0.0;
-                for (int i = 0; i < k; i++) dot += xq[i] * xj[i];
-                for (int i = 0; i < k; i++) xj[i] -= dot * xq[i];
-            }
-        for (int i = 0; i < k; i++) after += xj[i] * xj[i];
-        if (!(after > 0.25 * before)) return AIL_ERR_LIB;
-        double scale = 1.0 / sqrt(after);
-        for (int i = 0; i < k; i++) xj[i] *= scale;
-    }
-    return AIL_OK;
 }
 
 /* Redundant on every rank: S [k] all values (descending); ub, vb [k, p] column-major
@@ -120,48 +95,23 @@ static int solve_bidiagonal(int k, int upper, double *d, double *e, int p,
         free(work), free(iwork);
     }
     *t_values = MPI_Wtime() - t0;
-    // the kept vectors in runs of consecutive indices: dbdsvdx, RANGE 'I' (IL = 1 is
-    // the largest value), bisection and inverse iteration on the 2k TGK matrix.
-    // dbdsvdx writes up to k + 1 columns of z whatever the range (a split of B parks
-    // a vector in column k + 1), so z is 2k x (k + 1).
-    double *z = NULL, *work = NULL;
-    int *iwork = NULL;
-    if (rc == AIL_OK) {
-        z = ail_malloc(sizeof(double) * 2 * (size_t)k * (size_t)(k + 1));
-        work = ail_malloc(sizeof(double) * 14 * (size_t)k);
-        iwork = ail_malloc(sizeof(int) * 12 * (size_t)k);
-        if (!z || !work || !iwork) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for dbdsvdx (%d x %d)", 2 * k, k + 1);
+    // the kept vectors (svd_bdvectors.h): inverse iteration at the dqds values, dbdsvdx
+    // where that fails the check. A lower B is the transpose of the upper one with the
+    // same d, e: its left vectors are that one's right ones.
+    double *z = rc == AIL_OK ? ail_malloc(sizeof(double) * 2 * (size_t)k * (size_t)(p ? p : 1)) : NULL;
+    if (rc == AIL_OK && !z) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory for %d vectors of a %d bidiagonal", p, k);
+    SvdSelectInfo check;
+    memset(&check, 0, sizeof check);
+    if (rc == AIL_OK) rc = svd_bidiag_select(k, d, e, S, p, idx, z, &check);
+    if (rc == AIL_OK && check.fallback)  // no dgesdd to fall back to on a grid
+        rc = AIL_ERROR(AIL_ERR_LIB, "the %d x %d bidiagonal's kept vectors: %s", k, k, check.reason);
+    for (int j = 0; j < p && rc == AIL_OK; j++) {
+        const double *zu = z + (size_t)j * 2 * k, *zv = zu + k;
+        memcpy(ub + (size_t)j * k, upper ? zu : zv, sizeof(double) * (size_t)k);
+        memcpy(vb + (size_t)j * k, upper ? zv : zu, sizeof(double) * (size_t)k);
     }
-    // dbdsvdx maps IL..IU to a window of values widened by 2 smax ulp k and, when
-    // the window holds more than IU - IL + 1 values (ties at its edge), keeps the
-    // LARGEST ones. A run that ends at the smallest value therefore starts where no
-    // tie can cut it (16 smax eps k above it, from the dqds values), and keeps the
-    // last of what comes back.
-    double tol = 16.0 * S[0] * 2.220446049250313e-16 * k;
-    for (int c = 0; c < p && rc == AIL_OK;) {
-        int c1 = c;
-        while (c1 + 1 < p && idx[c1 + 1] == idx[c1] + 1) c1++;
-        int il = idx[c] + 1, iu = idx[c1] + 1, want = iu - il + 1, ns = 0, ldz = 2 * k;
-        if (iu == k)
-            while (il > 1 && S[il - 2] <= S[idx[c]] + tol) il--;
-        // ee is free now: the run's values. d and e: dbdsvdx zeroes their negligible
-        // entries in place, the same ones every time
-        double vl = 0, vu = 0, *s = ee;
-        dbdsvdx_(uplo, "V", "I", &k, d, e, &vl, &vu, &il, &iu, &ns, s, z, &ldz, work, iwork, &info, 1, 1, 1);
-        if (info != 0 || ns != iu - il + 1)
-            rc = AIL_ERROR(AIL_ERR_LIB, "dbdsvdx failed on a %d bidiagonal, values %d..%d (info %d, %d found)",
-                           k, il, iu, info, ns);
-        for (int j = 0; j < want && rc == AIL_OK; j++) {
-            int col = ns - want + j;  // the last `want` (== j when il was not moved)
-            memcpy(ub + (size_t)(c + j) * k, z + (size_t)col * ldz, sizeof(double) * (size_t)k);
-            memcpy(vb + (size_t)(c + j) * k, z + (size_t)col * ldz + k, sizeof(double) * (size_t)k);
-        }
-        c = c1 + 1;
-    }
-    free(z), free(work), free(iwork);
+    free(z);
     free(dd), free(ee);
-    if (rc == AIL_OK && (orthonormalize(k, p, ub) != AIL_OK || orthonormalize(k, p, vb) != AIL_OK))
-        rc = AIL_ERROR(AIL_ERR_LIB, "dbdsvdx returned dependent singular vectors of a %d bidiagonal", k);
     return rc;
 }
 
