@@ -184,13 +184,24 @@ static void print_task(const TargetModule *t, const SvdTask *task, double second
  * while the GPU decomposes matrix j the host converts matrix j + 1 into the other
  * slot; while it decomposes j + 1 the host writes j's results. So at most two
  * matrices are staged (host memory: two slots' pinned buffers, grown to the largest
- * matrix) and neither side waits for the other except on gpu_svd_wait. seconds[i]:
+ * matrix; the largest go first) and neither side waits for the other except on gpu_svd_wait. seconds[i]:
  * from matrix i's conversion to its last write (the pipeline overlaps them). On an
  * error the pipe is freed (every stream waited for), nothing else is left. */
 #define GPU_SLOTS 2
 static int run_cusolver(hid_t file, const SvdPlan *plan, const TargetModule *targets, ModuleSets *sets,
                         const int *todo, int count, int verbose, double *seconds) {
     if (count == 0) return AIL_OK;
+    // largest first (insertion sort, count is small): a slot's buffers then grow
+    // only for its first matrix, and growing (cudaFree) stalls the whole device
+    int *order = ail_malloc(sizeof(int) * (size_t)count);
+    if (!order) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int j = 0; j < count; j++) {
+        int i = todo[j], p = j;
+        double size = (double)targets[i].m * targets[i].n;
+        for (; p > 0 && (double)targets[order[p - 1]].m * targets[order[p - 1]].n < size; p--) order[p] = order[p - 1];
+        order[p] = i;
+    }
+    todo = order;
     GpuSvdPipe *pipe = NULL;
     double *t0 = ail_calloc((size_t)count, sizeof *t0);
     int rc = t0 ? gpu_svd_pipe_create(GPU_SLOTS, &pipe) : AIL_ERROR(AIL_ERR_MEM, "out of memory");
@@ -215,6 +226,7 @@ static int run_cusolver(hid_t file, const SvdPlan *plan, const TargetModule *tar
     }
     gpu_svd_pipe_free(pipe);
     free(t0);
+    free(order);
     return rc;
 }
 
