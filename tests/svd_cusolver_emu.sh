@@ -1,0 +1,112 @@
+# `ailora svd --backend cusolver` without a GPU: src/cuda/gpu_svd.cu compiled as C++
+# against tests/gpu/cuda_emu.cpp with -DAILORA_EMU_CUSOLVER (the CUDA runtime,
+# cuBLAS geam and cuSOLVER gesvd on the CPU, gesvd by LAPACK dgesvd), linked into an
+# ailora with the library's C objects. Checks the host side of the cuSOLVER route:
+# the streamed pipe (two slots, each its own stream and handles), the on-device
+# gather of the kept vectors (copies / transposes per contiguous index range), the
+# leading dimensions and transposes of square, wide and tall matrices, canonical
+# signs, and the error paths:
+#  - against --backend lapack (dgesdd) with h5compare --svd --tol 1e-12 (the bound
+#    of tests/svd_cusolver.sh) at 1 and 2 ranks, --keep all and several K (K >= k/2
+#    included, where [0, K) and [k-K, k) merge into one range), on an F32 model
+#    (every module type: square q/o, GQA-wide k/v, wide gate/up, tall down) and a
+#    BF16 one; 8 to 14 matrices per rank, so the pipe has two streams busy at once
+#  - the device-to-host traffic is exactly the kept vectors: sum over matrices of
+#    k + nk (m + n) doubles and the info int (the emulation counts the bytes)
+#  - an emulated allocation failure and a non-convergence (devInfo > 0) mid-pipe:
+#    one error line naming the call and the shape, non-zero exit, no output or
+#    partial file; the emulation aborts on any misuse (double destroy, dead pointer)
+# Skipped in builds without CUDA (the headers are needed) or without g++.
+. "${top_srcdir:-.}/tests/lib.sh"
+grep -q "define AILORA_HAVE_CUDA 1" "$top_builddir/config.h" 2>/dev/null || skip "built without CUDA"
+command -v g++ > /dev/null || skip "no g++"
+CUDA_INC=${CUDA_CFLAGS#-I}
+
+# ailora with emulated CUDA: the library's C objects, the emulated gpu_svd, the
+# no-CUDA stub of the GPU model (the training path is tests/gpu_emu.sh's)
+E="$WORK/ailora_emu"
+LIB="$(cd "$top_builddir" && pwd)/libailora.a"
+mkdir -p "$E" && (cd "$E" && ar x "$LIB" && rm -f gpu_kernels.o gpu_model.o gpu_svd.o gpu_svd_none.o gpu_stub.o)
+EMU_CFLAGS=${EMU_CFLAGS:-}
+# shellcheck disable=SC2086
+check g++ -O2 $EMU_CFLAGS -Wall -Wextra -x c++ -I"$top_srcdir/include" -I"$top_builddir" -I"$CUDA_INC" \
+    -c "$top_srcdir/src/cuda/gpu_svd.cu" -o "$E/gpu_svd.o"
+# shellcheck disable=SC2086
+check g++ -O2 $EMU_CFLAGS -DAILORA_NO_MPI -DAILORA_EMU_CUSOLVER -I"$top_srcdir/include" -I"$CUDA_INC" \
+    -c "$top_srcdir/tests/gpu/cuda_emu.cpp" -o "$E/cuda_emu.o"
+# shellcheck disable=SC2086
+check mpicc -O2 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/src/cuda/gpu_stub.c" -o "$E/gpu_stub.o"
+# shellcheck disable=SC2086
+check mpicc $EMU_CFLAGS -o "$E/ailora" "$top_builddir"/src/cli/*.o "$E"/*.o $EMU_LIBS
+[ -x "$E/ailora" ] || { finish; exit 1; }
+EMU="$E/ailora"
+
+# expected_d2h FILE: bytes a one-rank run copies back for FILE's modules: per module
+# 8 (k + m nk + nk n) + 4 (gesvd's info), read off the datasets' shapes
+expected_d2h() {
+    h5ls -r "$1" | awk '
+        /\/S +Dataset/  { gsub(/[{}]/, "", $3); s += $3; mods++ }
+        /\/(U|Vt) +Dataset/ { d = $3 $4; gsub(/[{} ]/, "", d); split(d, a, ","); s += a[1] * a[2] }
+        END { printf "%.0f\n", 8 * s + 4 * mods }'
+}
+
+# run_case MODEL TARGETS NAME KEEP...: per K, the lapack reference, then cusolver at
+# 1 and 2 ranks against it; at 1 rank the D2H bytes and the two busy streams too
+run_case() {
+    local model=$1 targets=$2 name=$3
+    shift 3
+    for keep in "$@"; do
+        local ref="$WORK/${name}_ref_$keep.h5"
+        check "$AILORA" svd --model "$model" --targets "$targets" --backend lapack --keep "$keep" --out "$ref" --quiet
+        for np in 1 2; do
+            local out="$WORK/${name}_cu_${keep}_np$np.h5" log="$WORK/${name}_${keep}_np$np.log"
+            rm -f "$log"
+            check run_np "$np" env AILORA_EMU_LOG="$log" "$EMU" svd --model "$model" --targets "$targets" \
+                --backend cusolver --keep "$keep" --out "$out" --quiet
+            check "$H5COMPARE" "$ref" "$out" --svd --tol 1e-12
+            CHECKS=$((CHECKS + 1))
+            h5dump -a /backend "$out" 2> /dev/null | grep -q '"cusolver"' || fail "$out: backend attribute is not cusolver"
+            CHECKS=$((CHECKS + 1))
+            local busy
+            busy=$(sed -n 's/.*max_busy_streams=\([0-9]*\).*/\1/p' "$log" 2> /dev/null | sort -n | head -1)
+            [ "${busy:-0}" -ge 2 ] || fail "$name keep $keep np $np: at most ${busy:-?} stream(s) busy at once, want 2"
+            if [ "$np" -eq 1 ]; then
+                CHECKS=$((CHECKS + 1))
+                local got want
+                got=$(sed -n 's/^d2h_bytes=\([0-9]*\).*/\1/p' "$log")
+                want=$(expected_d2h "$out")
+                [ "$got" = "$want" ] || fail "$name keep $keep: $got bytes copied to the host, want $want (the kept vectors only)"
+                echo "    $name keep $keep: d2h $got bytes, streams busy at once: $busy"
+            fi
+        done
+    done
+}
+
+ALL=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+# F32, 4 layers x 7 modules: q/o 96x96, k/v 48x96 (GQA), gate/up 160x96 (tall),
+# down 96x160 (wide); a spectrum over 6 decades
+M="$WORK/model"
+check "$AILORA" synth --out "$M" --hidden 96 --heads 4 --kv-heads 2 --layers 4 --intermediate 160 \
+    --shards 2 --structured "$ALL" --decades 6 --seed 1
+run_case "$M" "$ALL" f32 all 1 7 30
+# BF16, 2 layers x 7: q/o 64x64, k/v 16x64, gate/up 96x64, down 64x96
+B="$WORK/bf16"
+check "$AILORA" synth --out "$B" --dtype BF16 --hidden 64 --heads 8 --kv-heads 2 --layers 2 \
+    --intermediate 96 --structured "$ALL" --decades 3
+run_case "$B" "$ALL" bf16 all 5 20
+
+# errors mid-pipe: one line naming the call and the shape, nothing left behind.
+# cudaMalloc calls: each slot's setup allocates 1, each new largest matrix up to 7
+expect_error "cudaMalloc of" "$WORK/oom.h5" \
+    env AILORA_EMU_MALLOC_FAIL=12 "$EMU" svd --model "$M" --targets "$ALL" --backend cusolver --out "$WORK/oom.h5"
+expect_error "matrix)" "$WORK/oom.h5" \
+    env AILORA_EMU_MALLOC_FAIL=12 "$EMU" svd --model "$M" --targets "$ALL" --backend cusolver --out "$WORK/oom.h5"
+# the third gesvd of each rank does not converge (two more matrices queued or done)
+expect_error "cusolverDnDgesvd did not converge on a" "$WORK/noconv.h5" \
+    run_np 2 env AILORA_EMU_GESVD_NOCONV=3 "$EMU" svd --model "$M" --targets "$ALL" --backend cusolver \
+    --keep 7 --out "$WORK/noconv.h5"
+expect_error "did not converge" "$WORK/noconv1.h5" \
+    env AILORA_EMU_GESVD_NOCONV=1 "$EMU" svd --model "$B" --targets "$ALL" --backend cusolver --out "$WORK/noconv1.h5"
+CHECKS=$((CHECKS + 1))
+ls "$WORK"/*.partial > /dev/null 2>&1 && fail "partial files left behind"
+finish
