@@ -108,7 +108,7 @@ struct GpuSvdPipe {
 static int buf_grow(Buf *b, size_t bytes, int dev, const char *what, int m, int n) {
     if (bytes == 0) bytes = 8;
     if (b->bytes >= bytes) return AIL_OK;
-    cudaError_t e = dev ? cudaFree(b->p) : cudaFreeHost(b->p);
+    cudaError_t e = !b->p ? cudaSuccess : dev ? cudaFree(b->p) : cudaFreeHost(b->p);
     b->p = NULL, b->bytes = 0;
     if (e == cudaSuccess) e = dev ? cudaMalloc(&b->p, bytes) : cudaMallocHost(&b->p, bytes);
     if (e != cudaSuccess) {
