@@ -15,7 +15,8 @@
 #    k + nk (m + n) doubles and the info int (the emulation counts the bytes)
 #  - an emulated allocation failure and a non-convergence (devInfo > 0) mid-pipe:
 #    one error line naming the call and the shape, non-zero exit, no output or
-#    partial file; the emulation aborts on any misuse (double destroy, dead pointer)
+#    partial file; the emulation aborts on any misuse (double destroy, dead pointer),
+#    which a small program checks first
 # Skipped in builds without CUDA (the headers are needed) or without g++.
 . "${top_srcdir:-.}/tests/lib.sh"
 grep -q "define AILORA_HAVE_CUDA 1" "$top_builddir/config.h" 2>/dev/null || skip "built without CUDA"
@@ -40,6 +41,41 @@ check mpicc -O2 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" -c "$top_s
 check mpicc $EMU_CFLAGS -o "$E/ailora" "$top_builddir"/src/cli/*.o "$E"/*.o $EMU_LIBS
 [ -x "$E/ailora" ] || { finish; exit 1; }
 EMU="$E/ailora"
+
+# the emulation's own misuse checks: each case must abort with "cuda_emu: misuse"
+cat > "$E/misuse.cpp" << 'EOF'
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    int c = argc > 1 ? atoi(argv[1]) : 0;
+    cudaStream_t s;
+    cublasHandle_t h;
+    double *d, one = 1, zero = 0;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    cublasCreate(&h);
+    cublasSetStream(h, s);
+    cudaMalloc((void **)&d, 4 * sizeof(double));
+    if (c == 1) cudaStreamDestroy(s), cudaStreamDestroy(s);  // destroyed twice
+    if (c == 2) cudaFree(d), cudaFree(d);                    // freed twice
+    if (c == 3) cudaFree(d), cublasDgeam(h, CUBLAS_OP_T, CUBLAS_OP_N, 2, 2, &one, d, 2, &zero, d, 2, d, 2);
+    if (c == 4) cublasDgeam(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 4, &one, d, 2, &zero, d, 2, d, 2);  // overruns d
+    if (c == 5) cublasDestroy(h), cublasDestroy(h);
+    return 0;
+}
+EOF
+# shellcheck disable=SC2086
+check g++ -O2 -I"$CUDA_INC" "$E/misuse.cpp" "$E/cuda_emu.o" -o "$E/misuse" $EMU_LIBS
+for c in 1 2 3 4 5; do
+    CHECKS=$((CHECKS + 1))
+    rc=0
+    "$E/misuse" "$c" > "$WORK/misuse.txt" 2>&1 || rc=$?
+    if [ "$rc" -eq 0 ] || ! grep -q "cuda_emu: misuse" "$WORK/misuse.txt"; then
+        fail "emulation misuse case $c not caught"
+    fi
+done
+CHECKS=$((CHECKS + 1))
+"$E/misuse" 0 || fail "emulation: correct use reported as misuse"
 
 # expected_d2h FILE: bytes a one-rank run copies back for FILE's modules: per module
 # 8 (k + m nk + nk n) + 4 (gesvd's info), read off the datasets' shapes
