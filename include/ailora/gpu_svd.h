@@ -1,4 +1,5 @@
-/* gpu_svd.h - full-spectrum float64 SVD of one matrix on the GPU (cuSOLVER).
+/* gpu_svd.h - float64 SVDs on the GPU (cuSOLVER): one matrix (gpu_svd_f64), or a
+ * stream of them with only the kept singular vectors copied back (GpuSvdPipe).
  *
  * Plain C without MPI, so the standalone GPU check (tests/gpu/svd_check.c) builds
  * where there is no MPI. Same contract as svd_lapack (svd.h): for W [m, n]

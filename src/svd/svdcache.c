@@ -183,10 +183,10 @@ static void print_task(const TargetModule *t, const SvdTask *task, double second
 /* This rank's cuSOLVER tasks todo[0..count) of a phase, pipelined on two GPU slots:
  * while the GPU decomposes matrix j the host converts matrix j + 1 into the other
  * slot; while it decomposes j + 1 the host writes j's results. So at most two
- * matrices are staged (host memory: two slots' pinned buffers, grown to the largest
- * matrix; the largest go first) and neither side waits for the other except on gpu_svd_wait. seconds[i]:
- * from matrix i's conversion to its last write (the pipeline overlaps them). On an
- * error the pipe is freed (every stream waited for), nothing else is left. */
+ * matrices are staged (host memory: two slots' pinned buffers, grown to the
+ * largest matrix; the largest go first) and the host waits only in gpu_svd_wait.
+ * seconds[i]: from matrix i's conversion to its last write (the pipeline overlaps
+ * them). On an error the pipe is freed (every stream waited for), nothing is left. */
 #define GPU_SLOTS 2
 static int run_cusolver(hid_t file, const SvdPlan *plan, const TargetModule *targets, ModuleSets *sets,
                         const int *todo, int count, int verbose, double *seconds) {
@@ -198,7 +198,8 @@ static int run_cusolver(hid_t file, const SvdPlan *plan, const TargetModule *tar
     for (int j = 0; j < count; j++) {
         int i = todo[j], p = j;
         double size = (double)targets[i].m * targets[i].n;
-        for (; p > 0 && (double)targets[order[p - 1]].m * targets[order[p - 1]].n < size; p--) order[p] = order[p - 1];
+        for (; p > 0 && (double)targets[order[p - 1]].m * targets[order[p - 1]].n < size; p--)
+            order[p] = order[p - 1];
         order[p] = i;
     }
     todo = order;
