@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
 }
 EOF
 # shellcheck disable=SC2086
-check g++ -O2 -I"$CUDA_INC" "$E/misuse.cpp" "$E/cuda_emu.o" -o "$E/misuse" $EMU_LIBS
+check g++ -O2 $EMU_CFLAGS -I"$CUDA_INC" "$E/misuse.cpp" "$E/cuda_emu.o" -o "$E/misuse" $EMU_LIBS
 for c in 1 2 3 4 5; do
     CHECKS=$((CHECKS + 1))
     rc=0
