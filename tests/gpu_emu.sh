@@ -23,26 +23,10 @@ check env AILORA_GPU_STORE_P=1 sh "$top_srcdir/tests/gpu/emu_check.sh" "$WORK/em
 sed 's/^/    /' "$WORK/last.out" | tail -6
 
 # ailora with emulated CUDA: the real ailora, loading an emulated CUDA plugin (the
-# GPU model compiled against cuda_emu.cpp, no cuSOLVER) through gpu_loader.c
+# GPU model and cuSOLVER compiled against cuda_emu.cpp) through gpu_loader.c
 E="$WORK/emu_plugin"
-mkdir -p "$E"
-MPI_INC=$(mpicc --showme:compile)
-# the library's own CFLAGS too: in a sanitizer build (scripts/sanitize-check.sh) its
-# objects need the sanitizer runtimes, and the emulation is checked with them
 EMU_CFLAGS=${EMU_CFLAGS:-}
-# shellcheck disable=SC2086
-check g++ -O2 -fPIC $EMU_CFLAGS -x c++ -I"$top_srcdir/include" -I"$top_builddir" -I"$CUDA_INC" $MPI_INC -DOMPI_SKIP_MPICXX=1 \
-    -c "$top_srcdir/src/cuda/gpu_model.cu" -o "$E/gpu_model.o"
-# shellcheck disable=SC2086
-check g++ -O2 -fPIC $EMU_CFLAGS -DAILORA_NO_MPI -I"$top_srcdir/include" -I"$CUDA_INC" -c "$top_srcdir/tests/gpu/cuda_emu.cpp" -o "$E/cuda_emu.o"
-for c in src/cuda/gpu_plugin.c src/cuda/gpu_svd_none.c src/svd/svd_signs.c; do
-    # shellcheck disable=SC2086
-    check mpicc -O2 -fPIC -std=c11 $EMU_CFLAGS -I"$top_srcdir/include" -I"$top_builddir" -c "$top_srcdir/$c" \
-        -o "$E/$(basename "$c" .c).o"
-done
-# shellcheck disable=SC2086
-check g++ -shared $EMU_CFLAGS -Wl,--version-script="$top_srcdir/src/cuda/gpu_plugin.map" -o "$E/libailora-cuda-emu.so" \
-    "$E/gpu_model.o" "$E/cuda_emu.o" "$E/gpu_plugin.o" "$E/gpu_svd_none.o" "$E/svd_signs.o" -lm
+check sh "$top_srcdir/tests/gpu/emu_plugin.sh" "$E"
 AILORA_CUDA_PLUGIN="$E/libailora-cuda-emu.so"
 export AILORA_CUDA_PLUGIN
 # the loader's own errors: a missing and a foreign plugin give one line each, no signal

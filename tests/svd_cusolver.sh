@@ -29,6 +29,14 @@ check "$AILORA" synth --out "$B" --dtype BF16 --hidden 64 --heads 8 --kv-heads 2
 check "$AILORA" svd --model "$B" --targets "$ALL" --backend lapack --out "$WORK/bref.h5" --quiet
 check run_np 2 "$AILORA" svd --model "$B" --targets "$ALL" --backend cusolver --out "$WORK/bcu.h5" --quiet
 check "$H5COMPARE" "$WORK/bref.h5" "$WORK/bcu.h5" --svd --tol 1e-12
+# --keep: only the kept vectors are gathered on the GPU and copied back (K = 5 two
+# ranges; K = 20 >= k/2 of the GQA k/v, merged into one)
+for keep in 5 20; do
+    check "$AILORA" svd --model "$B" --targets "$ALL" --backend lapack --keep "$keep" --out "$WORK/bref$keep.h5" --quiet
+    check run_np 2 "$AILORA" svd --model "$B" --targets "$ALL" --backend cusolver --keep "$keep" \
+        --out "$WORK/bcu$keep.h5" --quiet
+    check "$H5COMPARE" "$WORK/bref$keep.h5" "$WORK/bcu$keep.h5" --svd --tol 1e-12
+done
 CHECKS=$((CHECKS + 1))
 h5dump -a /backend "$WORK/bcu.h5" 2> /dev/null | grep -q '"cusolver"' || fail "backend attribute is not cusolver"
 ls "$WORK"/*.partial > /dev/null 2>&1 && fail "partial files left behind"

@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 /* Bump when a signature below or GpuPluginOps changes: a stale plugin is refused. */
-#define GPU_PLUGIN_ABI 1
+#define GPU_PLUGIN_ABI 2
 #define GPU_PLUGIN_ENTRY "ailora_gpu_plugin"
 #define GPU_PLUGIN_FILE "libailora-cuda.so"
 
@@ -71,11 +71,16 @@ extern "C" {
       (m, B, S, prompts, mask, P, max_new, eos, neos, out, out_len))                             \
     X(int, gpu_svd_set_device, (int device), (device))                                           \
     X(int, gpu_svd_f64, (int m, int n, const double *w, double *S, double *U, double *Vt),       \
-      (m, n, w, S, U, Vt))
+      (m, n, w, S, U, Vt))                                                                       \
+    X(int, gpu_svd_pipe_create, (int nslots, GpuSvdPipe **pipe), (nslots, pipe))                \
+    X(int, gpu_svd_submit, (GpuSvdPipe *pipe, int slot, int m, int n, int nkept, const int *kept), \
+      (pipe, slot, m, n, nkept, kept))                                                           \
+    X(int, gpu_svd_wait, (GpuSvdPipe *pipe, int slot, GpuSvdResult *res), (pipe, slot, res))
 
-/* QUERIES answer 0 without the plugin. */
+/* QUERIES answer 0 (NULL) without the plugin. */
 #define GPU_PLUGIN_QUERIES(X)                                          \
     X(int, gpu_device_count, (void), ())                               \
+    X(double *, gpu_svd_input, (GpuSvdPipe *pipe, int slot, int m, int n), (pipe, slot, m, n)) \
     X(int, gpu_have_nccl, (void), ())                                  \
     X(int, gpu_comm_size, (const GpuComm *comm), (comm))               \
     X(size_t, gpu_model_bytes, (const GpuModel *m), (m))               \
@@ -85,7 +90,8 @@ extern "C" {
 #define GPU_PLUGIN_RELEASES(X)                                         \
     X(void, gpu_comm_free, (GpuComm *comm), (comm))                    \
     X(void, gpu_model_free, (GpuModel *m), (m))                        \
-    X(void, gpu_generate_free, (GpuModel *m), (m))
+    X(void, gpu_generate_free, (GpuModel *m), (m))                 \
+    X(void, gpu_svd_pipe_free, (GpuSvdPipe *pipe), (pipe))
 
 #define GPU_PLUGIN_FIELD(ret, name, params, args) ret(*name) params;
 typedef struct {
@@ -96,9 +102,15 @@ typedef struct {
     GPU_PLUGIN_RELEASES(GPU_PLUGIN_FIELD)
 } GpuPluginOps;
 
-/* What the host lends the plugin: its error record (ail_error_set of error.h). */
+/* What the host lends the plugin (error.h): its error record, and its allocation
+ * and fault points, so AILORA_FAULT reaches inside the plugin too. */
 typedef struct {
     int (*error_set)(int code, const char *file, int line, const char *func, const char *fmt, ...);
+    int (*error_code)(void);
+    int (*fault_at)(const char *kind, const char *file, int line);
+    void *(*malloc_at)(size_t bytes, const char *file, int line);
+    void *(*calloc_at)(size_t count, size_t size, const char *file, int line);
+    void *(*realloc_at)(void *p, size_t bytes, const char *file, int line);
 } GpuPluginHost;
 
 typedef const GpuPluginOps *(*GpuPluginEntry)(const GpuPluginHost *host);

@@ -25,7 +25,9 @@ static int try_load(const char *path) {
     }
     GpuPluginEntry entry;
     *(void **)&entry = dlsym(lib, GPU_PLUGIN_ENTRY);  // POSIX's way to a function pointer
-    static const GpuPluginHost host = {.error_set = ail_error_set};
+    static const GpuPluginHost host = {.error_set = ail_error_set, .error_code = ail_error_code,
+                                       .fault_at = ail_fault_at, .malloc_at = ail_malloc_at,
+                                       .calloc_at = ail_calloc_at, .realloc_at = ail_realloc_at};
     const GpuPluginOps *ops = entry ? entry(&host) : NULL;
     if (!ops || ops->abi != GPU_PLUGIN_ABI || ops->size != sizeof(GpuPluginOps)) {
         snprintf(g_reason, sizeof g_reason,

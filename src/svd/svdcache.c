@@ -119,8 +119,8 @@ static void compact_kept(int m, int n, int k, int nk, const int *kept, double *U
         memmove(Vt + (size_t)j * n, Vt + (size_t)kept[j] * n, sizeof(double) * (size_t)n);
 }
 
-/* One matrix on one rank with dgesdd, cuSOLVER or the selected-vector route: read
- * it whole from the mapping, decompose, write S and the kept vectors. */
+/* One matrix on one rank with dgesdd or the selected-vector route: read it whole
+ * from the mapping, decompose, write S and the kept vectors. (cuSOLVER: run_cusolver.) */
 static int run_single(hid_t file, const TargetModule *t, SvdBackend backend, ModuleSets *sets) {
     int m = t->m, n = t->n, k = m < n ? m : n, nk = sets->nkept;
     int whole = backend != SVD_BACKEND_SELECT;
@@ -141,8 +141,7 @@ static int run_single(hid_t file, const TargetModule *t, SvdBackend backend, Mod
             fprintf(stderr, "ailora svd: %s: inverse iteration at the dqds values failed its check on %d "
                     "index range(s); dbdsvdx computed them\n", t->name, info.redone);
     } else if (rc == AIL_OK) {
-        rc = backend == SVD_BACKEND_CUSOLVER ? gpu_svd_f64(m, n, w, S, U, Vt)
-                                             : svd_lapack(m, n, w, S, U, Vt);
+        rc = svd_lapack(m, n, w, S, U, Vt);
         if (rc == AIL_OK && nk < k) compact_kept(m, n, k, nk, sets->kept, U, Vt);
     }
     if (rc == AIL_OK) rc = write_kept(file, t, sets);
@@ -153,6 +152,81 @@ static int run_single(hid_t file, const TargetModule *t, SvdBackend backend, Mod
     free(S);
     free(U);
     free(Vt);
+    return rc;
+}
+
+/* Writes one matrix's cuSOLVER results (pinned host memory of the pipe). */
+static int write_gpu_result(hid_t file, const TargetModule *t, const ModuleSets *sets, const GpuSvdResult *r) {
+    if (r->nkept != sets->nkept)  // the pipe gathered what it was given: a mismatch is a bug
+        return AIL_ERROR(AIL_ERR_LIB, "%s: %d kept vectors computed, %d expected", t->name, r->nkept, sets->nkept);
+    AIL_CHECK(write_kept(file, t, sets));
+    AIL_CHECK(h5io_write_all(sets->S, H5T_NATIVE_DOUBLE, r->S));
+    AIL_CHECK(h5io_write_all(sets->U, H5T_NATIVE_DOUBLE, r->U));
+    return h5io_write_all(sets->Vt, H5T_NATIVE_DOUBLE, r->Vt);
+}
+
+/* Converts matrix todo[j] to float64 straight into the slot's pinned input and
+ * queues its SVD (only the kept vectors come back). */
+static int stage_gpu(GpuSvdPipe *pipe, int slot, const TargetModule *t, const ModuleSets *sets) {
+    double *w = gpu_svd_input(pipe, slot, t->m, t->n);
+    if (!w) return ail_error_code();
+    dtype_to_f64(t->dtype, t->weight->data, (size_t)t->m * t->n, w);
+    return gpu_svd_submit(pipe, slot, t->m, t->n, sets->nkept, sets->kept);
+}
+
+static void print_task(const TargetModule *t, const SvdTask *task, double seconds) {
+    printf("  svd %-40s %5dx%-5d %-7s grid %dx%d  %8.3f s\n", t->name, t->m, t->n, svd_backend_name(task->backend),
+           task->nprow, task->npcol, seconds);
+}
+
+/* This rank's cuSOLVER tasks todo[0..count) of a phase, pipelined on two GPU slots:
+ * while the GPU decomposes matrix j the host converts matrix j + 1 into the other
+ * slot; while it decomposes j + 1 the host writes j's results. So at most two
+ * matrices are staged (host memory: two slots' pinned buffers, grown to the
+ * largest matrix; the largest go first) and the host waits only in gpu_svd_wait.
+ * seconds[i]: from matrix i's conversion to its last write (the pipeline overlaps
+ * them). On an error the pipe is freed (every stream waited for), nothing is left. */
+#define GPU_SLOTS 2
+static int run_cusolver(hid_t file, const SvdPlan *plan, const TargetModule *targets, ModuleSets *sets,
+                        const int *todo, int count, int verbose, double *seconds) {
+    if (count == 0) return AIL_OK;
+    // largest first (insertion sort, count is small): a slot's buffers then grow
+    // only for its first matrix, and growing (cudaFree) stalls the whole device
+    int *order = ail_malloc(sizeof(int) * (size_t)count);
+    if (!order) return AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    for (int j = 0; j < count; j++) {
+        int i = todo[j], p = j;
+        double size = (double)targets[i].m * targets[i].n;
+        for (; p > 0 && (double)targets[order[p - 1]].m * targets[order[p - 1]].n < size; p--)
+            order[p] = order[p - 1];
+        order[p] = i;
+    }
+    todo = order;
+    GpuSvdPipe *pipe = NULL;
+    double *t0 = ail_calloc((size_t)count, sizeof *t0);
+    int rc = t0 ? gpu_svd_pipe_create(GPU_SLOTS, &pipe) : AIL_ERROR(AIL_ERR_MEM, "out of memory");
+    if (rc == AIL_OK) {
+        t0[0] = MPI_Wtime();
+        rc = stage_gpu(pipe, 0, &targets[todo[0]], &sets[todo[0]]);
+    }
+    for (int j = 0; j < count && rc == AIL_OK; j++) {
+        // matrix j is on the GPU; slot (j + 1) % 2 held j - 1, whose results are written
+        if (j + 1 < count) {
+            t0[j + 1] = MPI_Wtime();
+            rc = stage_gpu(pipe, (j + 1) % GPU_SLOTS, &targets[todo[j + 1]], &sets[todo[j + 1]]);
+        }
+        GpuSvdResult res;
+        int i = todo[j];
+        if (rc == AIL_OK) rc = gpu_svd_wait(pipe, j % GPU_SLOTS, &res);
+        if (rc == AIL_OK) rc = write_gpu_result(file, &targets[i], &sets[i], &res);
+        if (rc == AIL_OK) {
+            seconds[i] = MPI_Wtime() - t0[j];
+            if (verbose) print_task(&targets[i], &plan->tasks[i], seconds[i]);
+        }
+    }
+    gpu_svd_pipe_free(pipe);
+    free(t0);
+    free(order);
     return rc;
 }
 
@@ -229,9 +303,15 @@ static int run_phase(MPI_Comm comm, hid_t file, const SvdPlan *plan, int phase, 
             if (plan->tasks[i].phase == phase) any = &plan->tasks[i];
         rc = ail_error_agree(gcomm, blacs_grid_create(gcomm, any->nprow, any->npcol, &grid));
     }
+    int *gpu = ail_malloc(sizeof(int) * (size_t)(plan->ntasks + 1)), ngpu = 0;  // cuSOLVER: after the loop
+    if (!gpu) rc = AIL_ERROR(AIL_ERR_MEM, "out of memory");
     for (int i = 0; i < plan->ntasks && rc == AIL_OK; i++) {
         const SvdTask *task = &plan->tasks[i];
         if (task->phase != phase || task->group != group) continue;
+        if (task->backend == SVD_BACKEND_CUSOLVER) {
+            gpu[ngpu++] = i;
+            continue;
+        }
         double t0 = MPI_Wtime();
         rc = task->backend == SVD_BACKEND_PDGESVD
                  ? run_pdgesvd(file, &grid, &targets[i], opt->block_size, &sets[i])
@@ -240,12 +320,11 @@ static int run_phase(MPI_Comm comm, hid_t file, const SvdPlan *plan, int phase, 
                  : run_single(file, &targets[i], task->backend, &sets[i]);
         if (grank == 0) {
             seconds[i] = MPI_Wtime() - t0;
-            if (opt->verbose)
-                printf("  svd %-40s %5dx%-5d %-7s grid %dx%d  %8.3f s\n", targets[i].name,
-                       targets[i].m, targets[i].n, svd_backend_name(task->backend), task->nprow,
-                       task->npcol, seconds[i]);
+            if (opt->verbose) print_task(&targets[i], task, seconds[i]);
         }
     }
+    if (rc == AIL_OK) rc = run_cusolver(file, plan, targets, sets, gpu, ngpu, opt->verbose && grank == 0, seconds);
+    free(gpu);
     if (use_grid) blacs_grid_free(&grid);
     MPI_Comm_free(&gcomm);
     return rc;

@@ -13,6 +13,19 @@
  * bit-exactly (round to nearest even). cudaMalloc fills memory with 0xFF bytes
  * (NaN for float and bf16) so reading anything not written first shows up.
  * Single stream, synchronous: every call completes before it returns.
+ *
+ * Misuse is caught where it is cheap, with a message and abort(): cudaFree /
+ * cudaFreeHost of anything not live (freed twice, never allocated), streams and
+ * handles destroyed twice or used after destruction, and device pointers of
+ * the cuSOLVER route's calls (copies, geam, gesvd) outside any live allocation
+ * (a freed or overrun buffer). With -DAILORA_EMU_CUSOLVER (links LAPACK) it also
+ * stands in for the cuSOLVER calls of src/cuda/gpu_svd.cu (gesvd on the host by
+ * LAPACK dgesvd). Knobs, counted per process, to test the error paths:
+ *     AILORA_EMU_MALLOC_FAIL=N   the N-th cudaMalloc fails (cudaErrorMemoryAllocation)
+ *     AILORA_EMU_GESVD_NOCONV=N  the N-th cusolverDnDgesvd reports devInfo = 2
+ *     AILORA_EMU_LOG=FILE        at exit, appends "d2h_bytes=B max_busy_streams=S":
+ *                                device-to-host bytes copied, and the most streams
+ *                                that had work queued (not yet synchronized) at once
  */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -21,6 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <map>
+#include <mutex>
+#include <set>
 
 #include "../../src/cuda/gpu_kernels.cuh"
 
@@ -47,7 +64,77 @@ static void stv(int bf, void *p, size_t i, float v) {
     else ((float *)p)[i] = v;
 }
 
+/* ---- bookkeeping: live allocations, streams and handles -------------------------- */
+
+static std::mutex book_lock;             // NCCL emulation: ranks are threads
+static std::map<uintptr_t, size_t> dev_live, host_live;  // base -> bytes
+static std::set<const void *> objs_live; // streams and handles
+
+[[noreturn]] static void misuse(const char *what, const void *p) {
+    fprintf(stderr, "cuda_emu: misuse: %s (%p)\n", what, p);
+    abort();
+}
+
+static long knob(const char *name) {
+    const char *v = getenv(name);
+    return v ? atol(v) : 0;
+}
+
+/* traffic and overlap, for AILORA_EMU_LOG */
+static unsigned long long d2h_bytes;
+static std::set<const void *> busy_streams;  // work queued since the last synchronize
+static size_t max_busy;
+
+static void queued(const void *stream) {
+    if (!stream) return;
+    std::lock_guard<std::mutex> g(book_lock);
+    busy_streams.insert(stream);
+    if (busy_streams.size() > max_busy) max_busy = busy_streams.size();
+}
+static void count_d2h(size_t bytes) {
+    std::lock_guard<std::mutex> g(book_lock);
+    d2h_bytes += bytes;
+}
+
+static struct Reporter {
+    ~Reporter() {
+        const char *path = getenv("AILORA_EMU_LOG");
+        FILE *f = path ? fopen(path, "a") : NULL;
+        if (!f) return;
+        fprintf(f, "d2h_bytes=%llu max_busy_streams=%zu\n", d2h_bytes, max_busy);
+        fclose(f);
+    }
+} reporter;
+
+/* p [0, bytes) must lie inside one live device allocation. */
+static void dev_check(const void *p, size_t bytes, const char *what) {
+    std::lock_guard<std::mutex> g(book_lock);
+    uintptr_t a = (uintptr_t)p;
+    auto it = dev_live.upper_bound(a);
+    if (it == dev_live.begin()) misuse(what, p);
+    --it;
+    if (a + bytes > it->first + (it->second ? it->second : 1)) misuse(what, p);
+}
+
+static void obj_add(const void *o) {
+    std::lock_guard<std::mutex> g(book_lock);
+    objs_live.insert(o);
+}
+static void obj_check(const void *o, const char *what) {  // NULL: the default stream
+    std::lock_guard<std::mutex> g(book_lock);
+    if (o && !objs_live.count(o)) misuse(what, o);
+}
+static void obj_remove(const void *o, const char *what) {
+    std::lock_guard<std::mutex> g(book_lock);
+    if (!objs_live.erase(o)) misuse(what, o);
+    // the object's memory is never reused: a later use of it is caught too
+}
+
 /* ---- runtime ------------------------------------------------------------------------ */
+
+struct CUstream_st {
+    int id;
+};
 
 extern "C" {
 cudaError_t cudaGetDeviceCount(int *n) {
@@ -58,29 +145,81 @@ cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 cudaError_t cudaMalloc(void **p, size_t n) {
-    *p = malloc(n);
+    static long calls;
+    long fail_at = knob("AILORA_EMU_MALLOC_FAIL");
+    {
+        std::lock_guard<std::mutex> g(book_lock);
+        if (++calls == fail_at) {
+            *p = NULL;
+            return cudaErrorMemoryAllocation;
+        }
+    }
+    *p = malloc(n ? n : 1);
     if (!*p) return cudaErrorMemoryAllocation;
     memset(*p, 0xff, n);  // poison: NaN in float and bf16
+    std::lock_guard<std::mutex> g(book_lock);
+    dev_live[(uintptr_t)*p] = n;
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    {
+        std::lock_guard<std::mutex> g(book_lock);
+        if (!dev_live.erase((uintptr_t)p)) misuse("cudaFree of a pointer that is not live", p);
+    }
     free(p);
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t n) {
-    *p = malloc(n);
-    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+    *p = malloc(n ? n : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    memset(*p, 0xff, n);  // poison: a result read before it was copied back shows up
+    std::lock_guard<std::mutex> g(book_lock);
+    host_live[(uintptr_t)*p] = n;
+    return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void *p) {
+    if (!p) return cudaSuccess;
+    {
+        std::lock_guard<std::mutex> g(book_lock);
+        if (!host_live.erase((uintptr_t)p)) misuse("cudaFreeHost of a pointer that is not live", p);
+    }
     free(p);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind) {
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind kind) {
+    if (kind == cudaMemcpyDeviceToHost) count_d2h(n);
     memmove(d, s, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, enum cudaMemcpyKind, cudaStream_t) {
+/* the device side(s) of a copy must be live (the direction as the caller says) */
+static void copy_check(void *d, const void *s, size_t n, enum cudaMemcpyKind kind) {
+    if (n == 0) return;
+    if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice)
+        dev_check(d, n, "copy into a device pointer outside any live allocation");
+    if (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice)
+        dev_check(s, n, "copy from a device pointer outside any live allocation");
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, enum cudaMemcpyKind kind, cudaStream_t st) {
+    obj_check(st, "cudaMemcpyAsync on a stream that is not live");
+    copy_check(d, s, n, kind);
+    if (kind == cudaMemcpyDeviceToHost) count_d2h(n);
+    queued(st);
     memmove(d, s, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy2DAsync(void *d, size_t dpitch, const void *s, size_t spitch, size_t width, size_t height,
+                              enum cudaMemcpyKind kind, cudaStream_t st) {
+    obj_check(st, "cudaMemcpy2DAsync on a stream that is not live");
+    if (width > dpitch || width > spitch) return cudaErrorInvalidPitchValue;
+    if (height == 0 || width == 0) return cudaSuccess;
+    if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice)
+        dev_check(d, dpitch * (height - 1) + width, "cudaMemcpy2DAsync into a dead device pointer");
+    if (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice)
+        dev_check(s, spitch * (height - 1) + width, "cudaMemcpy2DAsync from a dead device pointer");
+    if (kind == cudaMemcpyDeviceToHost) count_d2h(width * height);
+    queued(st);
+    for (size_t r = 0; r < height; r++) memmove((char *)d + r * dpitch, (const char *)s + r * spitch, width);
     return cudaSuccess;
 }
 cudaError_t cudaMemset(void *d, int v, size_t n) {
@@ -91,13 +230,33 @@ cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) {
     memset(d, v, n);
     return cudaSuccess;
 }
-static int dummy_stream;
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
-    *s = (cudaStream_t)&dummy_stream;
+cudaError_t cudaMemset2DAsync(void *d, size_t pitch, int v, size_t width, size_t height, cudaStream_t st) {
+    obj_check(st, "cudaMemset2DAsync on a stream that is not live");
+    if (width > pitch) return cudaErrorInvalidPitchValue;
+    if (height == 0 || width == 0) return cudaSuccess;
+    dev_check(d, pitch * (height - 1) + width, "cudaMemset2DAsync of a dead device pointer");
+    queued(st);
+    for (size_t r = 0; r < height; r++) memset((char *)d + r * pitch, v, width);
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+static int dummy_stream;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
+    *s = new CUstream_st();
+    obj_add(*s);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    obj_check(s, "cudaStreamSynchronize of a stream that is not live");
+    std::lock_guard<std::mutex> g(book_lock);
+    busy_streams.erase(s);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    obj_remove(s, "cudaStreamDestroy of a stream that is not live (destroyed twice?)");
+    std::lock_guard<std::mutex> g(book_lock);
+    busy_streams.erase(s);
+    return cudaSuccess;
+}
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
     *e = (cudaEvent_t)&dummy_stream;
@@ -117,13 +276,56 @@ cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
 
 /* ---- cuBLAS ------------------------------------------------------------------------- */
 
-static int dummy_handle;
+struct cublasContext {
+    cudaStream_t stream;
+};
 cublasStatus_t cublasCreate_v2(cublasHandle_t *h) {
-    *h = (cublasHandle_t)&dummy_handle;
+    *h = new cublasContext();
+    obj_add(*h);
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasDestroy_v2(cublasHandle_t) { return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasSetStream_v2(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
+    obj_remove(h, "cublasDestroy of a handle that is not live (destroyed twice?)");
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) {
+    obj_check(h, "cublasSetStream on a handle that is not live");
+    obj_check(s, "cublasSetStream to a stream that is not live");
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* column-major C (m, n) = alpha op(A) + beta op(B); B is read even when beta = 0, so
+ * that 0 * NaN from an unwritten (poisoned) B shows up, as it may on a GPU. C may be
+ * B (ldb = ldc, no transpose) or A (lda = ldc, no transpose), as cuBLAS allows. */
+cublasStatus_t cublasDgeam(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                           const double *alpha, const double *A, int lda, const double *beta, const double *B,
+                           int ldb, double *C, int ldc) {
+    obj_check(h, "cublasDgeam on a handle that is not live");
+    obj_check(h->stream, "cublasDgeam on a stream that is not live");
+    if (m < 0 || n < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    queued(h->stream);
+    int ra = ta == CUBLAS_OP_N ? m : n, ca = ta == CUBLAS_OP_N ? n : m;  // A's stored shape
+    int rb = tb == CUBLAS_OP_N ? m : n, cb = tb == CUBLAS_OP_N ? n : m;
+    if (lda < ra || ldb < rb || ldc < m) return CUBLAS_STATUS_INVALID_VALUE;
+    dev_check(A, sizeof(double) * ((size_t)lda * (ca - 1) + ra), "cublasDgeam: A is not live");
+    dev_check(B, sizeof(double) * ((size_t)ldb * (cb - 1) + rb), "cublasDgeam: B is not live");
+    dev_check(C, sizeof(double) * ((size_t)ldc * (n - 1) + m), "cublasDgeam: C is not live");
+    // out of place unless C is exactly A or B untransposed: overlapping C is an error
+    uintptr_t c0 = (uintptr_t)C, c1 = c0 + sizeof(double) * ((size_t)ldc * (n - 1) + m);
+    uintptr_t a0 = (uintptr_t)A, a1 = a0 + sizeof(double) * ((size_t)lda * (ca - 1) + ra);
+    uintptr_t b0 = (uintptr_t)B, b1 = b0 + sizeof(double) * ((size_t)ldb * (cb - 1) + rb);
+    int a_in_place = C == A && ta == CUBLAS_OP_N && lda == ldc, b_in_place = C == B && tb == CUBLAS_OP_N && ldb == ldc;
+    if ((!a_in_place && c0 < a1 && a0 < c1) || (!b_in_place && c0 < b1 && b0 < c1)) return CUBLAS_STATUS_INVALID_VALUE;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            double a = ta == CUBLAS_OP_N ? A[i + (size_t)j * lda] : A[j + (size_t)i * lda];
+            double b = tb == CUBLAS_OP_N ? B[i + (size_t)j * ldb] : B[j + (size_t)i * ldb];
+            C[i + (size_t)j * ldc] = *alpha * a + *beta * b;
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
 const char *cublasGetStatusString(cublasStatus_t) { return "emulated cuBLAS error"; }
@@ -179,6 +381,98 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, 
     return CUBLAS_STATUS_SUCCESS;
 }
 }
+
+/* ---- cuSOLVER (with -DAILORA_EMU_CUSOLVER; needs LAPACK) ---------------------------- */
+#ifdef AILORA_EMU_CUSOLVER
+#include <cusolverDn.h>
+
+extern "C" void dgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, double *a, const int *lda,
+                        double *s, double *u, const int *ldu, double *vt, const int *ldvt, double *work,
+                        const int *lwork, int *info, size_t, size_t);
+
+struct cusolverDnContext {
+    cudaStream_t stream;
+};
+
+extern "C" {
+cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *h) {
+    *h = new cusolverDnContext();
+    obj_add(*h);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t h) {
+    obj_remove(h, "cusolverDnDestroy of a handle that is not live (destroyed twice?)");
+    return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t h, cudaStream_t s) {
+    obj_check(h, "cusolverDnSetStream on a handle that is not live");
+    obj_check(s, "cusolverDnSetStream to a stream that is not live");
+    h->stream = s;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+/* LAPACK's optimal workspace for jobu = jobvt = 'S' (at least what any job needs) */
+static int gesvd_lwork(int m, int n) {
+    double q = 0;
+    int info = 0, lw = -1, lda = m > 1 ? m : 1, ldvt = n > 1 ? n : 1;
+    dgesvd_("S", "S", &m, &n, NULL, &lda, NULL, NULL, &lda, NULL, &ldvt, &q, &lw, &info, 1, 1);
+    int need = (int)q;
+    int k = m < n ? m : n;
+    return need > 5 * k ? need : 5 * k;
+}
+
+cusolverStatus_t cusolverDnDgesvd_bufferSize(cusolverDnHandle_t h, int m, int n, int *lwork) {
+    obj_check(h, "cusolverDnDgesvd_bufferSize on a handle that is not live");
+    if (m < n || n < 0) return CUSOLVER_STATUS_INVALID_VALUE;  // cuSOLVER's gesvd: m >= n only
+    *lwork = gesvd_lwork(m, n);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+/* Column-major A [m, n] (m >= n, as cuSOLVER requires) by LAPACK dgesvd, devInfo as
+ * cuSOLVER writes it; rwork gets the unconverged superdiagonal (cuSOLVER's rwork). */
+cusolverStatus_t cusolverDnDgesvd(cusolverDnHandle_t h, signed char jobu, signed char jobvt, int m, int n,
+                                  double *A, int lda, double *S, double *U, int ldu, double *VT, int ldvt,
+                                  double *work, int lwork, double *rwork, int *devInfo) {
+    static long calls;
+    obj_check(h, "cusolverDnDgesvd on a handle that is not live");
+    obj_check(h->stream, "cusolverDnDgesvd on a stream that is not live");
+    if (m < n || n < 0 || lda < (m > 1 ? m : 1)) return CUSOLVER_STATUS_INVALID_VALUE;
+    if (!strchr("ASON", jobu) || !strchr("ASON", jobvt)) return CUSOLVER_STATUS_INVALID_VALUE;
+    int k = m < n ? m : n;
+    if ((jobu == 'A' || jobu == 'S') && ldu < (m > 1 ? m : 1)) return CUSOLVER_STATUS_INVALID_VALUE;
+    if ((jobvt == 'A' && ldvt < (n > 1 ? n : 1)) || (jobvt == 'S' && ldvt < (k > 1 ? k : 1)))
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    if (n == 0) return CUSOLVER_STATUS_SUCCESS;
+    queued(h->stream);
+    dev_check(A, sizeof(double) * ((size_t)lda * (n - 1) + m), "cusolverDnDgesvd: A is not live");
+    dev_check(S, sizeof(double) * k, "cusolverDnDgesvd: S is not live");
+    if (jobu == 'A' || jobu == 'S')
+        dev_check(U, sizeof(double) * ((size_t)ldu * ((jobu == 'A' ? m : k) - 1) + m), "cusolverDnDgesvd: U is not live");
+    if (jobvt == 'A' || jobvt == 'S')
+        dev_check(VT, sizeof(double) * ((size_t)ldvt * (n - 1) + (jobvt == 'A' ? n : k)), "cusolverDnDgesvd: VT is not live");
+    dev_check(work, sizeof(double) * (lwork > 0 ? lwork : 1), "cusolverDnDgesvd: work is not live");
+    dev_check(devInfo, sizeof(int), "cusolverDnDgesvd: devInfo is not live");
+    if (rwork) dev_check(rwork, sizeof(double) * (k > 1 ? k - 1 : 1), "cusolverDnDgesvd: rwork is not live");
+    {
+        std::lock_guard<std::mutex> g(book_lock);
+        if (++calls == knob("AILORA_EMU_GESVD_NOCONV")) {
+            *devInfo = 2;  // "2 superdiagonals did not converge"
+            return CUSOLVER_STATUS_SUCCESS;
+        }
+    }
+    if (lwork < gesvd_lwork(m, n)) {  // cuSOLVER reports a short workspace through devInfo
+        *devInfo = -13;
+        return CUSOLVER_STATUS_SUCCESS;
+    }
+    char ju = (char)jobu, jv = (char)jobvt;
+    int info = 0;
+    dgesvd_(&ju, &jv, &m, &n, A, &lda, S, U, &ldu, VT, &ldvt, work, &lwork, &info, 1, 1);
+    if (info > 0 && rwork) memcpy(rwork, work + 1, sizeof(double) * (k > 1 ? k - 1 : 0));
+    *devInfo = info;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+}
+#endif
 
 /* ---- kernels (gpu_kernels.cuh) ----------------------------------------------------- */
 
