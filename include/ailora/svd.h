@@ -190,6 +190,8 @@ double svd_thread_speedup(double eff2, int threads);
 #define SVD_THREADS_AUTO (-1)
 #define SVD_THREADS_MAX 1024
 int svd_threads_resolve(MPI_Comm comm, int requested, int *threads);
+/* BLIS_NUM_THREADS, else OMP_NUM_THREADS, as a count >= 1; 0 when neither is. */
+int svd_threads_env(void);
 /* The CPUs in this process's affinity mask (1 when unknown). */
 int svd_threads_affinity(void);
 /* BLIS's thread count for the calls that follow (LAPACK's BLAS calls included);

@@ -37,7 +37,8 @@ static const char *const svd_usage =
     "--threads N|auto: BLIS threads per rank for the one-rank routes (dgesdd, select);\n"
     "auto: BLIS_NUM_THREADS / OMP_NUM_THREADS if set, else the CPUs bound to the rank\n"
     "(`mpirun --map-by slot:PE=N`, Slurm --cpus-per-task); N overrides the environment.\n"
-    "Grid routes run one thread per rank. --plan also compares ranks x threads layouts.\n"
+    "Grid routes run one thread per rank. --plan also compares ranks x threads layouts\n"
+    "(with --ranks N, auto plans the environment's count, else one thread per rank).\n"
     "\n";
 
 typedef struct {
@@ -178,8 +179,11 @@ static int svd_print_plan(const SvdArgs *a) {
     double rank_bytes = a->max_rank_mem > 0
                             ? a->max_rank_mem * 1073741824.0
                             : 0.5 * (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / ranks_per_node;
-    int threads = 1;
-    if (rc == AIL_OK) rc = svd_threads_resolve(MPI_COMM_WORLD, a->threads, &threads);  // auto: this machine's
+    // auto: what this run would use; planning for other ranks (--ranks), this
+    // machine's CPUs say nothing: the environment's count, else one per rank
+    int threads = 1, requested = a->threads;
+    if (requested == SVD_THREADS_AUTO && a->ranks > 0) requested = svd_threads_env() ? svd_threads_env() : 1;
+    if (rc == AIL_OK) rc = svd_threads_resolve(MPI_COMM_WORLD, requested, &threads);
     if (rc == AIL_OK)
         rc = svd_plan_make_threads(a->backend, targets, ntargets, nranks, threads, rank_bytes, a->grid_ranks,
                                    a->keep, &plan);

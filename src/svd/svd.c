@@ -56,6 +56,11 @@ static int env_threads(const char *name) {
     return *end || v < 1 ? 0 : v > SVD_THREADS_MAX ? SVD_THREADS_MAX : (int)v;
 }
 
+int svd_threads_env(void) {
+    int n = env_threads("BLIS_NUM_THREADS");
+    return n ? n : env_threads("OMP_NUM_THREADS");
+}
+
 int svd_threads_set(int threads) {
     int before = (int)bli_thread_get_num_threads();
     bli_thread_set_num_threads(threads < 1 ? 1 : threads);  // unset: BLIS's default of one
@@ -67,8 +72,7 @@ int svd_threads_resolve(MPI_Comm comm, int requested, int *threads) {
         return AIL_ERROR(AIL_ERR_ARG, "threads %d per rank: expected auto or 1 to %d", requested, SVD_THREADS_MAX);
     int mine = requested;
     if (requested == SVD_THREADS_AUTO) {
-        mine = env_threads("BLIS_NUM_THREADS");
-        if (!mine) mine = env_threads("OMP_NUM_THREADS");
+        mine = svd_threads_env();
         if (!mine) {
             // ranks not bound to disjoint CPUs all see the whole node: share it
             MPI_Comm node;
