@@ -86,7 +86,7 @@ double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule 
         if (!load) return -1.0;
         SvdCost sum = {0};
         double peak = 0.0, outb = 0.0;
-        int count = 0, by_route[8] = {0};
+        int count = 0, by_route[8] = {0}, threaded = 0;
         for (int i = 0; i < ntargets; i++) {
             const SvdTask *t = &plan->tasks[i];
             if (t->phase != ph) continue;
@@ -101,6 +101,7 @@ double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule 
             int k = targets[i].m < targets[i].n ? targets[i].m : targets[i].n;
             outb += 8.0 * k + (double)vector_bytes * ((double)targets[i].m + targets[i].n) * svd_kept_count(k, keep);
             if ((int)t->backend >= 0 && (int)t->backend < 8) by_route[t->backend]++;
+            threaded |= t->backend != SVD_BACKEND_PDGEBRD && t->backend != SVD_BACKEND_PDGESVD;
             count++;
         }
         double slowest = 0.0;
@@ -116,9 +117,10 @@ double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule 
             if (by_route[b])
                 len += snprintf(routes + len, sizeof routes - (size_t)len, "%s%d %s", len ? ", " : "",
                                 by_route[b], svd_backend_name((SvdBackend)b));
-        int one_rank = phase->group_size == 1, th = plan->threads > 1 ? plan->threads : 1;
+        // one-rank routes run the plan's threads, grid routes one per rank (svd.h)
+        int th = threaded && plan->threads > 1 ? plan->threads : 1;
         fprintf(out, "phase %d: %d matrices (%s) on %d group(s) of %d rank(s), %d thread(s) per rank\n", ph,
-                count, routes, phase->ngroups, phase->group_size, one_rank ? th : 1);
+                count, routes, phase->ngroups, phase->group_size, th);
         fprintf(out, "  predicted %.3g s (the slowest group); memory per rank %s; output %s\n", slowest, mem, ob);
         fprintf(out, "  summed over its matrices: read %.3g s, factorize %.3g s, values %.3g s, vectors %.3g s, "
                 "back-transform %.3g s, write %.3g s\n",

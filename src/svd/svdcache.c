@@ -301,20 +301,21 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     AIL_CHECK(svd_threads_resolve(comm, opt->threads, &threads));
     AIL_CHECK(ail_error_agree(comm, svd_plan_make_threads(opt->backend, targets, ntargets, nranks, threads,
                                                           opt->max_rank_bytes, opt->group_ranks, opt->keep, &plan)));
-    int blis_before = svd_threads_set(threads);  // restored at the end
     if (opt->verbose && rank == 0)
         for (int p = 0; p < plan.nphases; p++)
-            printf("svd plan: phase %d: %d group(s) of %d rank(s), %d thread(s) per rank\n", p,
-                   plan.phases[p].ngroups, plan.phases[p].group_size, plan.phases[p].group_size == 1 ? threads : 1);
+            printf("svd plan: phase %d: %d group(s) of %d rank(s)\n", p, plan.phases[p].ngroups,
+                   plan.phases[p].group_size);
+    if (opt->verbose && rank == 0)
+        printf("svd threads: %d per rank for dgesdd / select (grid routes: 1)\n", threads);
 
     if (opt->backend == SVD_BACKEND_CUSOLVER) {
         int rc = cusolver_setup(comm);
         if (rc != AIL_OK) {
-            svd_threads_set(blis_before);
             svd_plan_free(&plan);
             return rc;
         }
     }
+    int blis_before = svd_threads_set(threads);  // restored at the end
     char partial[4096];
     file_partial_path(out_path, partial, sizeof partial);
     hid_t file = -1;
