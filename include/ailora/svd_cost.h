@@ -49,7 +49,8 @@ void svd_cost_matrix(const SvdRates *r, SvdBackend route, int m, int n, int keep
 void svd_cost_matrix_threads(const SvdRates *r, SvdBackend route, int m, int n, int keep, int P,
                              int threads, int node_cores, SvdCost *cost);
 
-/* The plan of svd_plan_make, priced: per phase the slowest group; writes a table to
+/* The plan of svd_plan_make, priced (one-rank routes at plan->threads threads, grid
+ * routes at one per rank): per phase the slowest group; writes a table to
  * out (rank 0 prints it). vector_bytes: 8 (float64) or 4 (`--vectors float32`) per
  * cached singular-vector entry. Returns the predicted seconds of the whole run. */
 double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule *targets,
