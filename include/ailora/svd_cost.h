@@ -15,9 +15,10 @@
  *
  * select (svdsel's one-rank selected route): read + select_brd m n k + select_vec
  * (m + n) k p + write. With T BLIS threads in the rank (--threads), the one-rank
- * routes' compute and vectors are divided by svd_thread_speedup(eff2, T). Memory per rank is the peak of the route (DistSelSvd in
- * svd.h; svd_lapack_bytes for dgesdd). A whole run: the plan of svd_plan_make,
- * each phase as long as its slowest group.
+ * routes' compute and vectors are divided by svd_thread_speedup(eff2, T). Memory
+ * per rank is the peak of the route (DistSelSvd in svd.h; svd_lapack_bytes for
+ * dgesdd). A whole run: the plan of svd_plan_make, each phase as long as its
+ * slowest group.
  */
 #ifndef AILORA_SVD_COST_H
 #define AILORA_SVD_COST_H

@@ -47,13 +47,13 @@ int svd_threads_affinity(void) {
 }
 
 /* A thread count from the environment, 0 when unset or not a count >= 1 (BLIS
- * ignores those too). */
+ * ignores those too); of an OpenMP list ("4,2": nested levels) the outer level. */
 static int env_threads(const char *name) {
     const char *text = getenv(name);
     if (!text || !*text) return 0;
     char *end;
     long v = strtol(text, &end, 10);
-    return *end || v < 1 ? 0 : v > SVD_THREADS_MAX ? SVD_THREADS_MAX : (int)v;
+    return (*end && *end != ',') || v < 1 ? 0 : v > SVD_THREADS_MAX ? SVD_THREADS_MAX : (int)v;
 }
 
 int svd_threads_env(void) {
