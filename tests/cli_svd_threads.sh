@@ -70,7 +70,7 @@ expect_error "threads \"0\": expected auto or a count" "$WORK/bad.h5" \
 
 # --plan: threads per rank and cores, per phase, and the layouts of the same cores
 check "$AILORA" svd --model "$M" --plan --keep 16 --threads 2
-grep -q "1 rank(s) x 2 thread(s) = 2 core(s)" "$WORK/last.out" || fail "--plan does not show 1 rank x 2 threads"
+grep -q "1 rank(s), 2 thread(s) per rank = 2 core(s)" "$WORK/last.out" || fail "--plan does not show 1 rank x 2 threads"
 grep -q "on 1 group(s) of 1 rank(s), 2 thread(s) per rank" "$WORK/last.out" || fail "--plan phase lacks its threads"
 grep -q "layouts of the same 2 core(s), ranks x threads: 2 x 1: .* 1 x 2: " "$WORK/last.out" ||
     fail "--plan does not compare layouts"

@@ -188,10 +188,10 @@ static int svd_print_plan(const SvdArgs *a) {
         rc = svd_plan_make_threads(a->backend, targets, ntargets, nranks, threads, rank_bytes, a->grid_ranks,
                                    a->keep, &plan);
     if (rc == AIL_OK && cli_rank() == 0) {
-        printf("ailora svd --plan: %d target matrices of %s (%s), %d rank(s) x %d thread(s) = %d core(s)",
-               ntargets, a->model, have_weights ? "weights" : "config.json only", nranks, threads,
-               nranks * threads);
+        printf("ailora svd --plan: %d target matrices of %s (%s), %d rank(s)", ntargets, a->model,
+               have_weights ? "weights" : "config.json only", nranks);
         if (a->node_cores > 0) printf(", %d per node", a->node_cores);
+        printf(", %d thread(s) per rank = %d core(s)", threads, nranks * threads);
         printf(", backend %s, keep %s, block %d\nrates: %s (threads: dgesdd %.2f, select %.2f efficiency at 2)\n",
                svd_backend_name(a->backend), svd_keep_print(&a->keep), a->block, rates.source,
                rates.gesdd_eff2, rates.select_eff2);
