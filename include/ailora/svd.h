@@ -125,6 +125,16 @@ const char *svd_keep_print(const void *keep);
 #define SVD_RATE_BD_VALUES 1.13e-8
 #define SVD_RATE_BD_VECTORS 8.65e-7
 #define SVD_RATE_BD_ALL 6.89e-11
+/* Parallel efficiency at 2 BLIS threads in one rank (speedup / 2, in [0.5, 1]):
+ * `ailora svd --threads 2` against `--threads 1` on one 2048^2 matrix
+ * (experiments/bench/svd_threads_bench.sh). PROVISIONAL: measured 2026-12-03 13:29-13:38
+ * UTC while two other engineers' test suites oversubscribed the 2 cores (load 1.7-3.4;
+ * logs/svd_threads_20261203*.txt); these are the least contended samples (dgesdd 0.57
+ * at load 2.9, select 0.62 at load 1.7; under more load 2 threads were slower than 1).
+ * BLIS 0.9 threads level 3 only (gemm 1.90x at 2 threads here, dgemv 1.0x), and dgemv
+ * is half of dgebrd's flops: Amdahl's bound for the reduction alone is ~0.67. */
+#define SVD_RATE_GESDD_EFF2 0.57
+#define SVD_RATE_SELECT_EFF2 0.62
 #define SVD_RATE_READ 5.23e-9
 #define SVD_RATE_WRITE 1.98e-8
 /* the launch of `mpirun -np 2 ailora init` on a 64 x 64 model, whole process: 0.52 s
@@ -142,8 +152,17 @@ const char *svd_keep_print(const void *keep);
  *   bd_all       dbdsdc, every vector of B (keep all)   per k^3
  *   read, write  weights to float64; HDF5 cache writes  per double
  *   startup      launching the job (mpirun, MPI_Init)   per run */
+/* Threads in a rank (`--threads T`, svd_threads_resolve): the one-rank routes run
+ * BLIS with T threads; their time is the one-core time / svd_thread_speedup(eff2,
+ * T), Amdahl's law with the serial fraction f = 1/eff2 - 1 that the measured
+ * efficiency at 2 threads implies (beyond 2 threads an extrapolation):
+ *   gesdd_eff2   dgesdd at 2 threads: t(1) / (2 t(2))
+ *   select_eff2  the selected-vector route at 2 threads
+ * The grid routes run one thread per rank (their rates are per core at one thread;
+ * a threaded grid rank is not measured). */
 typedef struct {
     double gesdd, select_brd, select_vec, pdgesvd, dist_select;
+    double gesdd_eff2, select_eff2;
     double dist_step, net_step, dist_back, bd_values, bd_vectors, bd_all, read, write;
     double startup;      /* seconds per run: mpirun, MPI and HDF5 start-up (not per core) */
     const char *source;  /* where the numbers came from */
@@ -151,9 +170,38 @@ typedef struct {
 
 /* The committed table (or AILORA_SVD_RATES=FILE: lines "name seconds_per_unit"). */
 int svd_rates_get(SvdRates *rates);
-/* Predicted seconds of one m x n matrix keeping nsel vectors on one rank. */
+/* Predicted seconds of one m x n matrix keeping nsel vectors on one rank (one core). */
 double svd_cost_gesdd(const SvdRates *r, int m, int n);
 double svd_cost_select(const SvdRates *r, int m, int n, int nsel);
+/* Speedup of T threads over one from the efficiency at 2 (Amdahl, above): 1 at
+ * T = 1, 2 eff2 at T = 2, below 1 / (1/eff2 - 1) for any T. */
+double svd_thread_speedup(double eff2, int threads);
+
+/* ---- BLIS threads per rank (svd.c) ---------------------------------------------
+ *
+ * `--threads N|auto`. requested: N >= 1 sets N, overriding BLIS_NUM_THREADS and
+ * OMP_NUM_THREADS (the command line is the more specific); SVD_THREADS_AUTO takes
+ * BLIS_NUM_THREADS, else OMP_NUM_THREADS, when set to a count >= 1 (what BLIS itself
+ * would use: the benchmarks' and tests' BLIS_NUM_THREADS=1 keeps meaning one thread),
+ * else the CPUs of this rank's affinity mask (sched_getaffinity: what `mpirun
+ * --map-by slot:PE=N` or Slurm's --cpus-per-task binds), at most the node's online
+ * CPUs / its ranks (unbound ranks share the node instead of oversubscribing it);
+ * 0 (SvdOptions zero-initialized) takes BLIS's current setting (1 when unset).
+ * Collective over comm: every rank gets the smallest count of all ranks, so that
+ * the plan (which prices it) is the same on every rank. */
+#define SVD_THREADS_AUTO (-1)
+#define SVD_THREADS_MAX 1024
+int svd_threads_resolve(MPI_Comm comm, int requested, int *threads);
+/* BLIS_NUM_THREADS, else OMP_NUM_THREADS, as a count >= 1; 0 when neither is. */
+int svd_threads_env(void);
+/* The CPUs in this process's affinity mask (1 when unknown). */
+int svd_threads_affinity(void);
+/* BLIS's thread count for the calls that follow (LAPACK's BLAS calls included);
+ * returns the previous setting (< 1: unset). */
+int svd_threads_set(int threads);
+/* `--threads` text: "auto" or a count in [1, SVD_THREADS_MAX]; and back. */
+int svd_threads_parse(const char *text, void *threads);
+const char *svd_threads_print(const void *threads);
 
 /* ---- selected singular vectors on a grid (svd_dist_select.c) -------------------- */
 
@@ -206,6 +254,7 @@ typedef struct {
 
 typedef struct {
     int nphases;
+    int threads;          /* BLIS threads of a one-rank task (grid tasks: one per rank) */
     SvdPhase phases[2];
     int ntasks;
     SvdTask *tasks;       /* one per target matrix, same order */
@@ -226,6 +275,17 @@ int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets,
  * and pdgebrd sub-grids are planned against the faster of them. */
 int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
                        double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan);
+/* The same with T BLIS threads per rank (cores = nranks T). Decision rule (auto):
+ * a matrix on one rank costs its one-core seconds (dgesdd or select, whichever is
+ * less) / svd_thread_speedup(that route's eff2, T); where ranks outnumber the
+ * one-rank matrices, sub-grids of g = nranks / nmatrices ranks run pdgebrd (one
+ * thread per rank, svd_cost_matrix at g ranks) when the matrices' summed predicted
+ * seconds there are below their summed seconds on one threaded rank each. So more
+ * threads per rank move big matrices from sub-grids to one rank only as far as the
+ * measured speedup pays; which launch layout (ranks x threads for the same cores)
+ * is fastest for the same cores, `ailora svd --plan` prints. */
+int svd_plan_make_threads(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                          int threads, double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan);
 void svd_plan_free(SvdPlan *plan);
 /* Bytes a dgesdd of an m x n matrix needs (inputs, outputs, workspace). */
 double svd_lapack_bytes(int m, int n);

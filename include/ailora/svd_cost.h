@@ -14,9 +14,11 @@
  *   write        write (k + (m + n) p)      (one file: shared bandwidth)
  *
  * select (svdsel's one-rank selected route): read + select_brd m n k + select_vec
- * (m + n) k p + write. Memory per rank is the peak of the route (DistSelSvd in
- * svd.h; svd_lapack_bytes for dgesdd). A whole run: the plan of svd_plan_make,
- * each phase as long as its slowest group.
+ * (m + n) k p + write. With T BLIS threads in the rank (--threads), the one-rank
+ * routes' compute and vectors are divided by svd_thread_speedup(eff2, T). Memory
+ * per rank is the peak of the route (DistSelSvd in svd.h; svd_lapack_bytes for
+ * dgesdd). A whole run: the plan of svd_plan_make, each phase as long as its
+ * slowest group.
  */
 #ifndef AILORA_SVD_COST_H
 #define AILORA_SVD_COST_H
@@ -42,8 +44,14 @@ typedef struct {
  * wider than node_cores (> 0) spans nodes: its synchronization costs net_step. */
 void svd_cost_matrix(const SvdRates *r, SvdBackend route, int m, int n, int keep, int P,
                      int node_cores, SvdCost *cost);
+/* The same with `threads` BLIS threads in the rank: the one-rank routes' compute
+ * and vectors divided by svd_thread_speedup (their eff2); grid routes as above
+ * (one thread per rank: threads is ignored). */
+void svd_cost_matrix_threads(const SvdRates *r, SvdBackend route, int m, int n, int keep, int P,
+                             int threads, int node_cores, SvdCost *cost);
 
-/* The plan of svd_plan_make, priced: per phase the slowest group; writes a table to
+/* The plan of svd_plan_make, priced (one-rank routes at plan->threads threads, grid
+ * routes at one per rank): per phase the slowest group; writes a table to
  * out (rank 0 prints it). vector_bytes: 8 (float64) or 4 (`--vectors float32`) per
  * cached singular-vector entry. Returns the predicted seconds of the whole run. */
 double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule *targets,

@@ -11,8 +11,9 @@
  *                    fingerprint (of the source tensor <module>.weight, fingerprint.h)
  *   attribute fallback (string), only where the selected-vector route handed the
  *                    matrix to dgesdd: why
- *   root attributes: format, version, model, targets, backend, nranks, block_size,
- *                    keep (0: all), wall_time_s, model_fingerprint, fingerprint_algorithm
+ *   root attributes: format, version, model, targets, backend, nranks, threads_per_rank
+ *                    (BLIS threads of each one-rank SVD), block_size, keep (0: all),
+ *                    wall_time_s, model_fingerprint, fingerprint_algorithm
  *
  * Every reader calls svdcache_verify: a cache is used only for the very tensors it
  * was computed from.
@@ -37,6 +38,8 @@ typedef struct {
     int verbose;            /* rank 0 prints the plan and per-matrix timings */
     int keep;               /* vectors [0, keep) and [k-keep, k) only; 0: all */
     int vectors_f32;        /* U, Vt stored as float32 (computed in float64, rounded once) */
+    int threads;            /* BLIS threads per rank for the one-rank routes: N, SVD_THREADS_AUTO,
+                               0: BLIS's setting (svd_threads_resolve); grid routes use one */
 } SvdOptions;
 
 /* Collective over comm. Computes the SVD of every target and writes out_path

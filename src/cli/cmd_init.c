@@ -23,7 +23,7 @@ typedef struct {
     char model[1024], out[1024], targets[256], svd[1024], residual_out[1024], lora_init[16];
     InitMethod method;
     SvdBackend backend;
-    int rank, quiet;
+    int rank, quiet, threads;
     double alpha, ratio_q, ratio_v, ratio_other;
     long long seed;
 } InitArgs;
@@ -47,6 +47,8 @@ static const Option init_opts[] = {
     OPT_STR("svd", svd, "", "SVD cache from `ailora svd` (empty: compute the SVDs now)"),
     OPT_ENUM("backend", backend, "auto", backend_parse, backend_print,
              "SVD backend when computing: auto | lapack | pdgesvd | cusolver"),
+    OPT_ENUM("threads", threads, "auto", svd_threads_parse, svd_threads_print,
+             "N | auto: BLIS threads per rank when computing SVDs (as `ailora svd --threads`)"),
     OPT_LLONG("seed", seed, "0", "[0, inf)", "seed of lora's random A"),
     OPT_CHOICE("lora_init", lora_init, "kaiming", "kaiming|gaussian", "lora: PEFT's kaiming-uniform A or normal, std 1/r"),
     OPT_STR("residual_out", residual_out, "", "also write the residual model + PEFT adapter here (HF directory)"),
@@ -64,7 +66,7 @@ int cmd_init(int argc, char **argv) {
     opt.spec = (InitSpec){.method = a.method, .rank = a.rank, .alpha = a.alpha, .ratio_q = a.ratio_q,
                           .ratio_v = a.ratio_v, .ratio_other = a.ratio_other, .seed = (uint64_t)a.seed,
                           .lora_gaussian = strcmp(a.lora_init, "gaussian") == 0};
-    opt.svd = (SvdOptions){.backend = a.backend, .block_size = 64};
+    opt.svd = (SvdOptions){.backend = a.backend, .block_size = 64, .threads = a.threads};
     const char *model_dir = a.model, *out = a.out, *targets_csv = a.targets;
     int rc = init_spec_validate(&opt.spec);  // alpha 0 becomes r
     if (rc != AIL_OK) return cli_fail("ailora init");

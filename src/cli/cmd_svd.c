@@ -34,12 +34,17 @@ static const char *const svd_usage =
     "per rank and output size for --ranks ranks (a model directory may then hold only\n"
     "config.json), from per-core rates (built in, or --rates FILE as\n"
     "experiments/bench/svd_rates_dist.sh writes it).\n"
+    "--threads N|auto: BLIS threads per rank for the one-rank routes (dgesdd, select);\n"
+    "auto: BLIS_NUM_THREADS / OMP_NUM_THREADS if set, else the CPUs bound to the rank\n"
+    "(`mpirun --map-by slot:PE=N`, Slurm --cpus-per-task); N overrides the environment.\n"
+    "Grid routes run one thread per rank. --plan also compares ranks x threads layouts\n"
+    "(with --ranks N, auto plans the environment's count, else one thread per rank).\n"
     "\n";
 
 typedef struct {
     char model[1024], out[1024], targets[256];
     SvdBackend backend;
-    int block, grid_ranks, quiet, keep, plan, ranks, node_cores;
+    int block, grid_ranks, quiet, keep, plan, ranks, node_cores, threads;
     double max_rank_mem;
     char rates[1024], vectors[16];
 } SvdArgs;
@@ -55,6 +60,8 @@ static const Option svd_opts[] = {
     OPT_ENUM("backend", backend, "auto", backend_parse, backend_print, "auto | lapack | pdgesvd | cusolver | select | pdgebrd (see above)"),
     OPT_ENUM("keep", keep, "all", svd_keep_parse, svd_keep_print,
              "K | all: singular vectors [0, K) and [k-K, k) only (S always whole)"),
+    OPT_ENUM("threads", threads, "auto", svd_threads_parse, svd_threads_print,
+             "N | auto: BLIS threads per rank for dgesdd / select (auto: BLIS_NUM_THREADS, OMP_NUM_THREADS, else the rank's bound CPUs)"),
     OPT_CHOICE("vectors", vectors, "float64", "float64|float32", "storage type of the cached U and Vt (S is float64)"),
     OPT_INT("block", block, "64", "[1, 4096]", "ScaLAPACK block size"),
     OPT_INT("grid_ranks", grid_ranks, "0", "[0, 1048576]",
@@ -117,6 +124,36 @@ static int config_targets(const char *dir, const char *csv, TargetModule **targe
     return AIL_OK;
 }
 
+/* --plan: the same cores as other ranks x threads layouts, priced by the same
+ * model (svd_plan_make_threads): what to launch. Memory per rank grows with its
+ * threads (fewer ranks share the node). */
+static void print_layouts(const SvdArgs *a, const TargetModule *targets, int ntargets, int nranks,
+                          int threads, double rank_bytes, const SvdRates *rates) {
+    int cores = nranks * threads, best_t = 0, shown = 0;
+    double best = 0.0;
+    printf("layouts of the same %d core(s), ranks x threads:", cores);
+    for (int t = 1; t <= cores && shown < 8; t++) {
+        if (cores % t || (a->grid_ranks > cores / t)) continue;
+        SvdPlan plan;
+        if (svd_plan_make_threads(a->backend, targets, ntargets, cores / t, t, rank_bytes / threads * t,
+                                  a->grid_ranks, a->keep, &plan) != AIL_OK) {
+            ail_error_clear();
+            continue;
+        }
+        double s = svd_cost_plan(rates, &plan, targets, ntargets, a->keep,
+                                 strcmp(a->vectors, "float32") == 0 ? 4 : 8, a->node_cores, NULL);
+        svd_plan_free(&plan);
+        printf("%s %d x %d: %.4g s", shown ? ";" : "", cores / t, t, s);
+        if (!best_t || s < best) best = s, best_t = t;
+        shown++;
+    }
+    if (best_t)
+        printf("\n  fastest: mpirun -np %d --map-by slot:PE=%d ailora svd --threads %d\n", cores / best_t, best_t,
+               best_t);
+    else
+        printf(" none\n");
+}
+
 /* --plan: the schedule and its predicted cost, printed by rank 0; nothing computed. */
 static int svd_print_plan(const SvdArgs *a) {
     int nranks, rc;
@@ -142,16 +179,25 @@ static int svd_print_plan(const SvdArgs *a) {
     double rank_bytes = a->max_rank_mem > 0
                             ? a->max_rank_mem * 1073741824.0
                             : 0.5 * (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / ranks_per_node;
+    // auto: what this run would use; planning for other ranks (--ranks), this
+    // machine's CPUs say nothing: the environment's count, else one per rank
+    int threads = 1, requested = a->threads;
+    if (requested == SVD_THREADS_AUTO && a->ranks > 0) requested = svd_threads_env() ? svd_threads_env() : 1;
+    if (rc == AIL_OK) rc = svd_threads_resolve(MPI_COMM_WORLD, requested, &threads);
     if (rc == AIL_OK)
-        rc = svd_plan_make_keep(a->backend, targets, ntargets, nranks, rank_bytes, a->grid_ranks, a->keep, &plan);
+        rc = svd_plan_make_threads(a->backend, targets, ntargets, nranks, threads, rank_bytes, a->grid_ranks,
+                                   a->keep, &plan);
     if (rc == AIL_OK && cli_rank() == 0) {
         printf("ailora svd --plan: %d target matrices of %s (%s), %d rank(s)", ntargets, a->model,
                have_weights ? "weights" : "config.json only", nranks);
         if (a->node_cores > 0) printf(", %d per node", a->node_cores);
-        printf(", backend %s, keep %s, block %d\nrates: %s\n", svd_backend_name(a->backend),
-               svd_keep_print(&a->keep), a->block, rates.source);
+        printf(", %d thread(s) per rank = %d core(s)", threads, nranks * threads);
+        printf(", backend %s, keep %s, block %d\nrates: %s (threads: dgesdd %.2f, select %.2f efficiency at 2)\n",
+               svd_backend_name(a->backend), svd_keep_print(&a->keep), a->block, rates.source,
+               rates.gesdd_eff2, rates.select_eff2);
         svd_cost_plan(&rates, &plan, targets, ntargets, a->keep, strcmp(a->vectors, "float32") == 0 ? 4 : 8,
                       a->node_cores, stdout);
+        print_layouts(a, targets, ntargets, nranks, threads, rank_bytes, &rates);
     }
     svd_plan_free(&plan);
     free(targets);
@@ -164,7 +210,8 @@ int cmd_svd(int argc, char **argv) {
     int status;
     if (!cli_options(&svd_table, svd_usage, &a, argc, argv, &status)) return status;
     SvdOptions opt = {.backend = a.backend, .block_size = a.block, .group_ranks = a.grid_ranks,
-                      .verbose = !a.quiet, .keep = a.keep, .vectors_f32 = strcmp(a.vectors, "float32") == 0};
+                      .verbose = !a.quiet, .keep = a.keep, .vectors_f32 = strcmp(a.vectors, "float32") == 0,
+                      .threads = a.threads};
     const char *model_dir = a.model, *out = a.out;
     int rc;
     if (a.rates[0]) setenv("AILORA_SVD_RATES", a.rates, 1);  // svd_rates_get reads it

@@ -1,13 +1,98 @@
 /* svd.c - dgesdd and pdgesvd backends with canonical signs (svd_signs.c). */
 #include "ailora/svd.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <blis.h>
 
 #include "ailora/error.h"
 #include "base/lapack.h"
+
+int svd_threads_parse(const char *text, void *threads) {
+    if (strcmp(text, "auto") == 0) {
+        *(int *)threads = SVD_THREADS_AUTO;
+        return AIL_OK;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || errno || v < 1 || v > SVD_THREADS_MAX)
+        return AIL_ERROR(AIL_ERR_ARG, "threads \"%s\": expected auto or a count of BLIS threads per rank "
+                         "in [1, %d]", text, SVD_THREADS_MAX);
+    *(int *)threads = (int)v;
+    return AIL_OK;
+}
+
+const char *svd_threads_print(const void *threads) {
+    static _Thread_local char buf[16];
+    int v = *(const int *)threads;
+    if (v == SVD_THREADS_AUTO) return "auto";
+    snprintf(buf, sizeof buf, "%d", v);
+    return buf;
+}
+
+int svd_threads_affinity(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    int n = CPU_COUNT(&set);
+    return n > 0 ? n : 1;
+}
+
+/* A thread count from the environment, 0 when unset or not a count >= 1 (BLIS
+ * ignores those too); of an OpenMP list ("4,2": nested levels) the outer level. */
+static int env_threads(const char *name) {
+    const char *text = getenv(name);
+    if (!text || !*text) return 0;
+    char *end;
+    long v = strtol(text, &end, 10);
+    return (*end && *end != ',') || v < 1 ? 0 : v > SVD_THREADS_MAX ? SVD_THREADS_MAX : (int)v;
+}
+
+int svd_threads_env(void) {
+    int n = env_threads("BLIS_NUM_THREADS");
+    return n ? n : env_threads("OMP_NUM_THREADS");
+}
+
+int svd_threads_set(int threads) {
+    int before = (int)bli_thread_get_num_threads();
+    bli_thread_set_num_threads(threads < 1 ? 1 : threads);  // unset: BLIS's default of one
+    return before;
+}
+
+int svd_threads_resolve(MPI_Comm comm, int requested, int *threads) {
+    if (requested < SVD_THREADS_AUTO || requested > SVD_THREADS_MAX)
+        return AIL_ERROR(AIL_ERR_ARG, "threads %d per rank: expected auto or 1 to %d", requested, SVD_THREADS_MAX);
+    int mine = requested;
+    if (requested == SVD_THREADS_AUTO) {
+        mine = svd_threads_env();
+        if (!mine) {
+            // ranks not bound to disjoint CPUs all see the whole node: share it
+            MPI_Comm node;
+            int per_node;
+            MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+            MPI_Comm_size(node, &per_node);
+            MPI_Comm_free(&node);
+            long online = sysconf(_SC_NPROCESSORS_ONLN), share = online > per_node ? online / per_node : 1;
+            mine = svd_threads_affinity();
+            if (mine > share) mine = (int)share;
+        }
+    } else if (requested == 0) {
+        mine = (int)bli_thread_get_num_threads();  // the environment's, as BLIS read it
+    }
+    if (mine < 1) mine = 1;
+    if (mine > SVD_THREADS_MAX) mine = SVD_THREADS_MAX;
+    // every rank plans with the same count (the plan prices it)
+    MPI_Allreduce(&mine, threads, 1, MPI_INT, MPI_MIN, comm);
+    return AIL_OK;
+}
 
 int svd_backend_parse(const char *name, SvdBackend *backend) {
     if (strcmp(name, "auto") == 0) *backend = SVD_BACKEND_AUTO;

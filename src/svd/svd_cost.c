@@ -17,7 +17,8 @@ int svd_rates_save(const char *path, const SvdRates *r, const char *comment) {
              {"pdgesvd", r->pdgesvd},     {"dist_select", r->dist_select}, {"dist_step", r->dist_step},
              {"net_step", r->net_step},   {"dist_back", r->dist_back},   {"bd_values", r->bd_values},
              {"bd_vectors", r->bd_vectors}, {"bd_all", r->bd_all},       {"read", r->read},
-             {"write", r->write},         {"startup", r->startup}};
+             {"write", r->write},         {"startup", r->startup},       {"gesdd_eff2", r->gesdd_eff2},
+             {"select_eff2", r->select_eff2}};
     char text[2048];
     int len = snprintf(text, sizeof text, "# ailora SVD rates, seconds per unit on one core (svd.h)%s%s\n",
                        comment ? ": " : "", comment ? comment : "");
@@ -30,6 +31,11 @@ int svd_kept_count(int k, int keep) { return keep <= 0 || 2L * keep >= k ? k : 2
 
 void svd_cost_matrix(const SvdRates *r, SvdBackend route, int m, int n, int keep, int P,
                      int node_cores, SvdCost *c) {
+    svd_cost_matrix_threads(r, route, m, n, keep, P, 1, node_cores, c);
+}
+
+void svd_cost_matrix_threads(const SvdRates *r, SvdBackend route, int m, int n, int keep, int P,
+                             int threads, int node_cores, SvdCost *c) {
     memset(c, 0, sizeof *c);
     double k = m < n ? m : n, mn = (double)m * n;
     if (P < 1 || (route != SVD_BACKEND_PDGEBRD && route != SVD_BACKEND_PDGESVD)) P = 1;
@@ -52,11 +58,13 @@ void svd_cost_matrix(const SvdRates *r, SvdBackend route, int m, int n, int keep
         c->compute_s = r->pdgesvd * mn * k / P;
         c->rank_bytes = 8.0 * (mn + ((double)m + n) * k) / P * 1.5;  // + pdgesvd's workspace
     } else if (route == SVD_BACKEND_SELECT) {
-        c->compute_s = r->select_brd * mn * k;
-        c->vectors_s = r->select_vec * ((double)m + n) * k * p;
+        double s = svd_thread_speedup(r->select_eff2, threads);
+        c->compute_s = r->select_brd * mn * k / s;
+        c->vectors_s = r->select_vec * ((double)m + n) * k * p / s;
         c->rank_bytes = 8.0 * (2.0 * mn + ((double)m + n) * p + 2.0 * k * (k + 1.0));
     } else {
-        c->compute_s = r->gesdd * mn * k;
+        // dgesdd (cuSOLVER is priced as dgesdd: no GPU rates here)
+        c->compute_s = r->gesdd * mn * k / svd_thread_speedup(r->gesdd_eff2, threads);
         c->rank_bytes = svd_lapack_bytes(m, n);
     }
     c->seconds = c->read_s + c->compute_s + c->values_s + c->vectors_s + c->back_s + c->write_s;
@@ -78,12 +86,13 @@ double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule 
         if (!load) return -1.0;
         SvdCost sum = {0};
         double peak = 0.0, outb = 0.0;
-        int count = 0, by_route[8] = {0};
+        int count = 0, by_route[8] = {0}, threaded = 0;
         for (int i = 0; i < ntargets; i++) {
             const SvdTask *t = &plan->tasks[i];
             if (t->phase != ph) continue;
             SvdCost c;
-            svd_cost_matrix(r, t->backend, targets[i].m, targets[i].n, keep, phase->group_size, node_cores, &c);
+            svd_cost_matrix_threads(r, t->backend, targets[i].m, targets[i].n, keep, phase->group_size,
+                                    plan->threads > 1 ? plan->threads : 1, node_cores, &c);
             load[t->group] += c.seconds;
             sum.read_s += c.read_s, sum.compute_s += c.compute_s, sum.values_s += c.values_s;
             sum.vectors_s += c.vectors_s, sum.back_s += c.back_s, sum.write_s += c.write_s;
@@ -92,6 +101,7 @@ double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule 
             int k = targets[i].m < targets[i].n ? targets[i].m : targets[i].n;
             outb += 8.0 * k + (double)vector_bytes * ((double)targets[i].m + targets[i].n) * svd_kept_count(k, keep);
             if ((int)t->backend >= 0 && (int)t->backend < 8) by_route[t->backend]++;
+            threaded |= t->backend != SVD_BACKEND_PDGEBRD && t->backend != SVD_BACKEND_PDGESVD;
             count++;
         }
         double slowest = 0.0;
@@ -107,8 +117,10 @@ double svd_cost_plan(const SvdRates *r, const SvdPlan *plan, const TargetModule 
             if (by_route[b])
                 len += snprintf(routes + len, sizeof routes - (size_t)len, "%s%d %s", len ? ", " : "",
                                 by_route[b], svd_backend_name((SvdBackend)b));
-        fprintf(out, "phase %d: %d matrices (%s) on %d group(s) of %d rank(s)\n", ph, count, routes,
-                phase->ngroups, phase->group_size);
+        // one-rank routes run the plan's threads, grid routes one per rank (svd.h)
+        int th = threaded && plan->threads > 1 ? plan->threads : 1;
+        fprintf(out, "phase %d: %d matrices (%s) on %d group(s) of %d rank(s), %d thread(s) per rank\n", ph,
+                count, routes, phase->ngroups, phase->group_size, th);
         fprintf(out, "  predicted %.3g s (the slowest group); memory per rank %s; output %s\n", slowest, mem, ob);
         fprintf(out, "  summed over its matrices: read %.3g s, factorize %.3g s, values %.3g s, vectors %.3g s, "
                 "back-transform %.3g s, write %.3g s\n",

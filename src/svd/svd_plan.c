@@ -72,12 +72,19 @@ int svd_plan_make(SvdBackend backend, const TargetModule *targets, int ntargets,
     return svd_plan_make_keep(backend, targets, ntargets, nranks, max_rank_bytes, group_ranks, 0, plan);
 }
 
+int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                       double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan) {
+    return svd_plan_make_threads(backend, targets, ntargets, nranks, 1, max_rank_bytes, group_ranks, keep, plan);
+}
+
 /* The one-rank route of a matrix: select when keep leaves vectors out and the rates
- * say it is faster (auto), or when asked for; dgesdd otherwise. */
+ * say it is faster (auto), or when asked for; dgesdd otherwise. Seconds at `threads`
+ * BLIS threads: the routes scale differently (dgebrd's dgemv half is not threaded). */
 static SvdBackend single_route(SvdBackend backend, const SvdRates *rates, const TargetModule *t, int keep,
-                               double *seconds) {
+                               int threads, double *seconds) {
     int k = t->m < t->n ? t->m : t->n, nsel = keep > 0 && 2 * (long)keep < k ? 2 * keep : k;
-    double gesdd = svd_cost_gesdd(rates, t->m, t->n), sel = svd_cost_select(rates, t->m, t->n, nsel);
+    double gesdd = svd_cost_gesdd(rates, t->m, t->n) / svd_thread_speedup(rates->gesdd_eff2, threads);
+    double sel = svd_cost_select(rates, t->m, t->n, nsel) / svd_thread_speedup(rates->select_eff2, threads);
     SvdBackend b = backend == SVD_BACKEND_SELECT || (backend == SVD_BACKEND_AUTO && sel < gesdd)
                        ? SVD_BACKEND_SELECT
                        : backend == SVD_BACKEND_CUSOLVER ? SVD_BACKEND_CUSOLVER : SVD_BACKEND_LAPACK;
@@ -85,11 +92,13 @@ static SvdBackend single_route(SvdBackend backend, const SvdRates *rates, const 
     return b;
 }
 
-int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
-                       double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan) {
+int svd_plan_make_threads(SvdBackend backend, const TargetModule *targets, int ntargets, int nranks,
+                          int threads, double max_rank_bytes, int group_ranks, int keep, SvdPlan *plan) {
     memset(plan, 0, sizeof *plan);
     SvdRates rates;
     AIL_CHECK(svd_rates_get(&rates));
+    if (threads < 1 || threads > SVD_THREADS_MAX)
+        return AIL_ERROR(AIL_ERR_ARG, "threads %d per rank: expected 1 to %d", threads, SVD_THREADS_MAX);
     if (group_ranks < 0 || group_ranks > nranks)
         return AIL_ERROR(AIL_ERR_ARG, "sub-grids of %d ranks impossible with %d ranks", group_ranks,
                          nranks);
@@ -117,7 +126,7 @@ int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntar
             big[nbig++] = ci;
         else {
             // LPT over predicted seconds of the route each matrix takes
-            plan->tasks[i].backend = single_route(backend, &rates, &targets[i], keep, &ci.cost);
+            plan->tasks[i].backend = single_route(backend, &rates, &targets[i], keep, threads, &ci.cost);
             single_s += ci.cost;
             fits[nfits++] = ci;
         }
@@ -128,7 +137,8 @@ int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntar
     if (rc == AIL_OK && nfits > 0) {
         int g = group_ranks > 0 ? group_ranks : nranks / nfits;
         // idle ranks (more ranks than matrices): the distributed selected route on
-        // sub-grids of g ranks where the cost model (svd_cost.h) says it is faster
+        // sub-grids of g ranks (one thread each) where the cost model (svd_cost.h)
+        // says it is faster than one rank at `threads` threads (single_s)
         for (int i = 0; i < nfits && g >= 2; i++) {
             SvdCost c;
             const TargetModule *t = &targets[fits[i].index];
@@ -168,6 +178,7 @@ int svd_plan_make_keep(SvdBackend backend, const TargetModule *targets, int ntar
     free(fits);
     free(big);
     if (rc != AIL_OK) svd_plan_free(plan);
+    else plan->threads = threads;
     return rc;
 }
 

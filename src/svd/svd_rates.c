@@ -23,6 +23,8 @@ static const SvdRates default_rates = {
     .select_vec = SVD_RATE_SELECT_VEC,
     .pdgesvd = SVD_RATE_PDGESVD,
     .dist_select = SVD_RATE_DIST_SELECT,
+    .gesdd_eff2 = SVD_RATE_GESDD_EFF2,
+    .select_eff2 = SVD_RATE_SELECT_EFF2,
     // the distributed selected route in detail: svd_cost.c, measured with
     // experiments/bench/svd_rates_dist.sh (date and machine there)
     .dist_step = SVD_RATE_DIST_STEP,
@@ -67,13 +69,19 @@ int svd_rates_get(SvdRates *rates) {
                         : !strcmp(name, "read")        ? &rates->read
                         : !strcmp(name, "write")       ? &rates->write
                         : !strcmp(name, "startup")     ? &rates->startup
+                        : !strcmp(name, "gesdd_eff2")  ? &rates->gesdd_eff2
+                        : !strcmp(name, "select_eff2") ? &rates->select_eff2
                                                        : NULL;
-        // per-unit rates are below a second; start-up is seconds per run (0 allowed)
+        // per-unit rates are below a second; start-up is seconds per run (0 allowed);
+        // an efficiency at 2 threads is a speedup in [1, 2], halved
         int is_startup = field == &rates->startup;
-        if (got != 2 || !field || !(is_startup ? v >= 0 && v < 3600.0 : v > 0 && v < 1.0))
+        int is_eff = field == &rates->gesdd_eff2 || field == &rates->select_eff2;
+        int ok = is_startup ? v >= 0 && v < 3600.0 : is_eff ? v >= 0.5 && v <= 1.0 : v > 0 && v < 1.0;
+        if (got != 2 || !field || !ok)
             rc = AIL_ERROR(AIL_ERR_FORMAT, "%s:%d: expected \"gesdd|select_brd|select_vec|pdgesvd|"
                            "dist_select|dist_step|net_step|dist_back|bd_values|bd_vectors|bd_all|read|write "
-                           "SECONDS\" with 0 < SECONDS < 1, or \"startup SECONDS\" with 0 <= SECONDS < 3600",
+                           "SECONDS\" with 0 < SECONDS < 1, \"startup SECONDS\" with 0 <= SECONDS < 3600, "
+                           "or \"gesdd_eff2|select_eff2 EFFICIENCY\" with 0.5 <= EFFICIENCY <= 1",
                            path, lineno);
         else
             *field = v;
@@ -91,6 +99,12 @@ double svd_cost_gesdd(const SvdRates *r, int m, int n) {
 double svd_cost_select(const SvdRates *r, int m, int n, int nsel) {
     double k = m < n ? m : n;
     return r->select_brd * (double)m * n * k + r->select_vec * ((double)m + n) * k * nsel;
+}
+
+double svd_thread_speedup(double eff2, int threads) {
+    if (threads <= 1) return 1.0;
+    double f = eff2 > 0.5 ? 1.0 / (eff2 > 1.0 ? 1.0 : eff2) - 1.0 : 1.0;  // serial fraction
+    return 1.0 / (f + (1.0 - f) / threads);
 }
 
 int svd_kept_indices(int k, int keep, int *kept) {

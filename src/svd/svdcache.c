@@ -313,6 +313,7 @@ static int run_phase(MPI_Comm comm, hid_t file, const SvdPlan *plan, int phase, 
             continue;
         }
         double t0 = MPI_Wtime();
+        svd_threads_set(use_grid ? 1 : plan->threads);  // what the plan priced (svd.h)
         rc = task->backend == SVD_BACKEND_PDGESVD
                  ? run_pdgesvd(file, &grid, &targets[i], opt->block_size, &sets[i])
              : task->backend == SVD_BACKEND_PDGEBRD
@@ -342,6 +343,7 @@ static int write_attributes(hid_t file, const HFModel *model, const TargetModule
     AIL_CHECK(h5io_attr_str(file, "targets", targets_csv));
     AIL_CHECK(h5io_attr_str(file, "backend", svd_backend_name(opt->backend)));
     AIL_CHECK(h5io_attr_int(file, "nranks", nranks));
+    AIL_CHECK(h5io_attr_int(file, "threads_per_rank", plan->threads));
     AIL_CHECK(h5io_attr_int(file, "block_size", opt->block_size));
     AIL_CHECK(h5io_attr_int(file, "keep", opt->keep));  // 0: all vectors
     AIL_CHECK(h5io_attr_str(file, "vectors_dtype", opt->vectors_f32 ? "float32" : "float64"));
@@ -372,13 +374,17 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     MPI_Comm_size(comm, &nranks);
     double t_start = MPI_Wtime();
     SvdPlan plan;
+    int threads;
     if (opt->keep < 0) return AIL_ERROR(AIL_ERR_ARG, "--keep %d: must be >= 1 (or all)", opt->keep);
-    AIL_CHECK(ail_error_agree(comm, svd_plan_make_keep(opt->backend, targets, ntargets, nranks, opt->max_rank_bytes,
-                                                       opt->group_ranks, opt->keep, &plan)));
+    AIL_CHECK(svd_threads_resolve(comm, opt->threads, &threads));
+    AIL_CHECK(ail_error_agree(comm, svd_plan_make_threads(opt->backend, targets, ntargets, nranks, threads,
+                                                          opt->max_rank_bytes, opt->group_ranks, opt->keep, &plan)));
     if (opt->verbose && rank == 0)
         for (int p = 0; p < plan.nphases; p++)
             printf("svd plan: phase %d: %d group(s) of %d rank(s)\n", p, plan.phases[p].ngroups,
                    plan.phases[p].group_size);
+    if (opt->verbose && rank == 0)
+        printf("svd threads: %d per rank for dgesdd / select (grid routes: 1)\n", threads);
 
     if (opt->backend == SVD_BACKEND_CUSOLVER) {
         int rc = cusolver_setup(comm);
@@ -387,6 +393,7 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
             return rc;
         }
     }
+    int blis_before = svd_threads_set(threads);  // restored at the end
     char partial[4096];
     file_partial_path(out_path, partial, sizeof partial);
     hid_t file = -1;
@@ -433,6 +440,7 @@ int svdcache_write(MPI_Comm comm, const HFModel *model, const TargetModule *targ
     free(fps);
     free(weights);
     svd_plan_free(&plan);
+    svd_threads_set(blis_before);
     return rc;
 }
 
