@@ -127,19 +127,19 @@ const char *svd_keep_print(const void *keep);
 #define SVD_RATE_BD_ALL 6.89e-11
 /* Parallel efficiency at 2 BLIS threads in one rank (speedup / 2, in [0.5, 1]):
  * `ailora svd --threads 2` against `--threads 1` on one 2048^2 matrix
- * (experiments/bench/svd_threads_bench.sh). PROVISIONAL: measured 2026-12-03 13:29-13:38
- * UTC while two other engineers' test suites oversubscribed the 2 cores (load 1.7-3.4;
- * logs/svd_threads_20261203*.txt); these are the least contended samples (dgesdd 0.57
- * at load 2.9, select 0.62 at load 1.7; under more load 2 threads were slower than 1).
- * BLIS 0.9 threads level 3 only (gemm 1.90x at 2 threads here, dgemv 1.0x), and dgemv
- * is half of dgebrd's flops: Amdahl's bound for the reduction alone is ~0.67. */
+ * (experiments/bench/svd_threads_bench.sh; logs/svd_threads_20261203_quiet.txt, load
+ * 1.3-1.4 with the benchmark's own processes: dgesdd 0.570, select 0.596; 4096^2
+ * select 0.547). BLIS 0.9 threads level 3 only (gemm 1.90x at 2 threads here, dgemv
+ * 1.0x), and dgemv is half of dgebrd's flops: Amdahl's bound for the reduction alone
+ * is ~0.67. Earlier samples under heavy load (logs/svd_threads_20261203*.txt) ran
+ * slower at 2 threads than at 1: threads need cores of their own. */
 #define SVD_RATE_GESDD_EFF2 0.57
-#define SVD_RATE_SELECT_EFF2 0.62
+#define SVD_RATE_SELECT_EFF2 0.60
 #define SVD_RATE_READ 5.23e-9
 #define SVD_RATE_WRITE 1.98e-8
-/* the launch of `mpirun -np 2 ailora init` on a 64 x 64 model, whole process: 0.52 s
- * (experiments/bench/logs/init_vs_peft_20261203.txt) */
-#define SVD_RATE_STARTUP 0.5
+/* the launch of `mpirun -np 2 ailora init` on a 64 x 64 model, whole process: 0.33 s
+ * since the CUDA backend is a plugin (0.52 s before; logs/init_vs_peft_20261203_plugin.txt) */
+#define SVD_RATE_STARTUP 0.33
 
 /* The distributed selected route in detail (svd_cost.h: --plan, and auto's choice
  * of sub-grids), also seconds per unit on one core; g ranks of a grid:
