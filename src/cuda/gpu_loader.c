@@ -65,8 +65,8 @@ static void load_once(void) {
     snprintf(candidates[2], sizeof candidates[2], "%s/" GPU_PLUGIN_FILE, AILORA_BUILDDIR);
     for (int i = 0; i < 3; i++)
         if (candidates[i][0] && exists(candidates[i])) {
-            if (try_load(candidates[i])) return;
-            return;  // found but broken: report that one, not a later candidate's absence
+            try_load(candidates[i]);  // if broken, report that one, not a later one's absence
+            return;
         }
     snprintf(g_reason, sizeof g_reason, "the CUDA backend %s is not installed (looked in %s, %s)",
              GPU_PLUGIN_FILE, AILORA_PKGLIBDIR, candidates[0][0] ? "the executable's directory" : "-");
