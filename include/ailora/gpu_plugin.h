@@ -1,8 +1,9 @@
 /* gpu_plugin.h - the CUDA backend (gpu.h, gpu_svd.h) as a plugin loaded at run time.
  *
  * Why: linking cudart, cuBLAS, cuSOLVER and NCCL into ailora costs every run about
- * 0.15 s of start-up (the libraries are ~1 GB; measured on `ailora --help` under
- * mpirun, experiments/bench/README.md), and a binary linked against them does not
+ * 0.1 s of start-up (the libraries are ~1 GB; an MPI hello on 2 ranks starts in
+ * 0.34 s without them and 0.44 s with them: experiments/bench/launch_bench.sh,
+ * logs/launch_20261203.txt), and a binary linked against them does not
  * start at all on CPU nodes where the CUDA libraries are not installed. So a CUDA
  * build puts the backend in libailora-cuda.so, and the first gpu_* call loads it:
  *
@@ -20,7 +21,8 @@
  * paths never notice. The plugin exports one symbol, GPU_PLUGIN_ENTRY; everything
  * else in it is local (src/cuda/gpu_plugin.map), so its own calls between gpu_*
  * functions never reach the loader's same-named wrappers. Errors raised inside the
- * plugin go to the host's error record through GpuPluginHost.
+ * plugin go to the host's error record, and its allocations through the host's
+ * fault points (AILORA_FAULT), via GpuPluginHost.
  */
 #ifndef AILORA_GPU_PLUGIN_H
 #define AILORA_GPU_PLUGIN_H
