@@ -123,7 +123,12 @@ const char *svd_keep_print(const void *keep);
 #define SVD_RATE_NET_STEP 20e-6
 #define SVD_RATE_DIST_BACK 4.68e-11
 #define SVD_RATE_BD_VALUES 1.13e-8
-#define SVD_RATE_BD_VECTORS 8.65e-7
+/* B's kept vectors by the shared solver (svd_bdvectors.c: dstein at the dqds values,
+ * Cholesky QR2, the check), re-measured 14:34 UTC after the pdgebrd route moved to it
+ * (logs/rates_20261203_bdvectors.txt: 0.063 s for 128 vectors at k = 2048, against
+ * 0.227 s with dbdsvdx + Gram-Schmidt, 8.65e-7); the rest of that run was left out
+ * of the table: its dgesdd was 25% slower than the morning's, the VM's drift */
+#define SVD_RATE_BD_VECTORS 2.40e-7
 #define SVD_RATE_BD_ALL 6.89e-11
 /* Parallel efficiency at 2 BLIS threads in one rank (speedup / 2, in [0.5, 1]):
  * `ailora svd --threads 2` against `--threads 1` on one 2048^2 matrix
@@ -148,7 +153,7 @@ const char *svd_keep_print(const void *keep);
  *   net_step     the same when the grid spans nodes     (assumed, not measured here)
  *   dist_back    pdormbr of the kept vectors            per (m + n) k nsel / g
  *   bd_values    dqds, all values of B (redundant)      per k^2
- *   bd_vectors   dbdsvdx + Gram-Schmidt, kept vectors   per k nsel
+ *   bd_vectors   B's kept vectors (svd_bdvectors.c)     per k nsel
  *   bd_all       dbdsdc, every vector of B (keep all)   per k^3
  *   read, write  weights to float64; HDF5 cache writes  per double
  *   startup      launching the job (mpirun, MPI_Init)   per run */
