@@ -181,8 +181,8 @@ static int svd_print_plan(const SvdArgs *a) {
                             : 0.5 * (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / ranks_per_node;
     // auto: what this run would use; planning for other ranks (--ranks), this
     // machine's CPUs say nothing: the environment's count, else one per rank
-    int threads = 1, requested = a->threads;
-    if (requested == SVD_THREADS_AUTO && a->ranks > 0) requested = svd_threads_env() ? svd_threads_env() : 1;
+    int threads = 1, requested = a->threads, env = svd_threads_env();
+    if (requested == SVD_THREADS_AUTO && a->ranks > 0) requested = env ? env : 1;
     if (rc == AIL_OK) rc = svd_threads_resolve(MPI_COMM_WORLD, requested, &threads);
     if (rc == AIL_OK)
         rc = svd_plan_make_threads(a->backend, targets, ntargets, nranks, threads, rank_bytes, a->grid_ranks,
