@@ -3,6 +3,7 @@
 # ranks, median of REPS (default 7) runs each, in one run:
 #   mpirun true            the launcher alone
 #   MPI hello              MPI_Init + MPI_Finalize (a 3-line C program)
+#   ... pml ob1 self,vader the same with Open MPI's shared-memory transports only
 #   MPI hello + CUDA libs  the same program linked against cudart, cuBLAS, cuSOLVER,
 #                          NCCL (what ailora linked before the CUDA plugin)
 #   ailora --help          this build (CUDA backend in libailora-cuda.so, not loaded)
@@ -41,6 +42,9 @@ run() {  # label command...
 }
 run "mpirun true" true
 run "MPI hello" "$WORK/hello"
+# Open MPI's own start-up: the same hello with the shared-memory transports only (no
+# UCX probing); a site setting, not used by the other rows
+run "MPI hello, pml ob1 self,vader" --mca pml ob1 --mca btl self,vader --mca osc ^ucx --mca mtl ^ofi "$WORK/hello"
 [ -n "$cuda" ] && run "MPI hello + CUDA libs" "$WORK/hello_cuda"
 run "ailora --help" "$B/ailora" --help
 ldd "$B/ailora" | grep -qE "libcudart|libcublas" && echo "# note: this ailora links CUDA libraries" || true
