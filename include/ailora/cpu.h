@@ -13,7 +13,8 @@ const char *cpu_tune_blis(void);
 /* glibc returns freed memory above 128 KiB to the kernel at once (munmap, or a
  * heap trim), so a loop that allocates and frees a matrix's workspace per matrix
  * (the SVD routes: 60 matrices for SmolLM2's q, v) takes page faults on every
- * page each time: 14% of `ailora init`'s time in a profile. Blocks up to 64 MiB
+ * page each time (the kernel's page-fault path was the largest single item of a
+ * `perf` profile of `ailora init`). Blocks up to 64 MiB
  * come from the heap instead, and up to 256 MiB of freed heap stays mapped for the
  * next matrix. Larger blocks still go back at once. No-op off glibc, and where
  * MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ / GLIBC_TUNABLES are set. */
